@@ -1,0 +1,606 @@
+"""The HDF5 feature cache: layout, crash-safe writes, locking and reading.
+
+Layout of one cache file (format version :data:`FORMAT_VERSION`)::
+
+    /paths            (N,)   UTF-8, relative to the data root, '/'-separated
+    /labels           (N,)   int64, -1 when the folder is unlabelled
+    /sha256           (N,)   ASCII hex digest of each image file
+    /size, /mtime_ns  (N,)   int64, to skip re-hashing files that did not change
+    /features/<name>  (N, D) float32 or float16, chunked; attrs layer, module_path,
+                             shape, spatial
+    /done/<name>      (N,)   uint8, 1 where the row of that layer is computed
+    /failed/paths, /failed/reasons, /failed/sha256   images that could not be decoded
+    root attrs        featx_format, featx_version, torch_version, torchvision_version,
+                      classes, weights_id, weights_sha256, weights_pretrained,
+                      transform, data_root, ...
+
+How writes stay safe under Ctrl-C or ``kill -9``: a change of structure (images
+added or removed, a new layer, failures to record) writes a complete new file
+beside the old one and renames it over the old one. Otherwise the file is only
+*filled*: every feature chunk was allocated when the file was made, so filling
+writes raw data and never HDF5 metadata, and a row's ``done`` flag is set only
+after its features were flushed. An interrupted fill leaves a valid file whose
+``done`` flags say exactly what is left to do.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from featx.errors import CacheBusyError, CacheError
+
+FORMAT_VERSION = 1
+COPY_BLOCK_BYTES = 64 << 20
+STR = h5py.string_dtype("utf-8")
+
+
+@dataclass(frozen=True)
+class LayerDef:
+    """One stored feature dataset: a layer with its spatial reduction and dtype."""
+
+    layer: str
+    module_path: str
+    shape: tuple[int, ...]
+    spatial: str
+    dtype: str
+
+    @property
+    def key(self) -> str:
+        """Dataset name: the layer, plus ``_avg``/``_max`` for pooled maps."""
+        return self.layer if self.spatial == "none" else f"{self.layer}_{self.spatial}"
+
+    @property
+    def dim(self) -> int:
+        if self.spatial != "none":
+            return self.shape[0]
+        return int(np.prod(self.shape))
+
+
+@dataclass
+class Failure:
+    path: str
+    reason: str
+    sha256: str = ""
+    size: int = -1
+    mtime_ns: int = -1
+
+
+@dataclass
+class Rows:
+    """The per-image columns of a cache."""
+
+    paths: list[str]
+    labels: np.ndarray
+    sha256: list[str]
+    size: np.ndarray
+    mtime_ns: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+
+@dataclass
+class CacheState:
+    """What an existing cache file holds, short of the features themselves."""
+
+    path: Path
+    attrs: dict
+    rows: Rows
+    layers: dict[str, LayerDef]
+    done: dict[str, np.ndarray]
+    failed: list[Failure] = field(default_factory=list)
+
+    @property
+    def classes(self) -> list[str]:
+        return json.loads(self.attrs.get("classes", "[]"))
+
+
+def _decode(values) -> list[str]:
+    return [v.decode() if isinstance(v, bytes) else str(v) for v in values]
+
+
+def _check_format(f: h5py.File, path: Path) -> None:
+    version = f.attrs.get("featx_format")
+    if version is None:
+        raise CacheError(f"{path} is not a featx cache (no featx_format attribute)")
+    if int(version) > FORMAT_VERSION:
+        raise CacheError(
+            f"{path} was written by a newer featx (cache format {int(version)}; this "
+            f"featx reads up to {FORMAT_VERSION}): upgrade featx"
+        )
+
+
+def _open(path: Path, mode: str = "r", **kwargs) -> h5py.File:
+    try:
+        return h5py.File(path, mode, **kwargs)
+    except FileNotFoundError as exc:
+        raise CacheError(f"cache {path} does not exist") from exc
+    except BlockingIOError as exc:
+        raise CacheBusyError(
+            f"cache {path} is being written by another featx process; wait for it"
+        ) from exc
+    except OSError as exc:
+        if "lock" in str(exc).lower():
+            raise CacheBusyError(
+                f"cache {path} is being written by another featx process; wait for it"
+            ) from exc
+        raise CacheError(f"cannot open {path} as HDF5: {exc}") from exc
+
+
+def _layer_from_attrs(ds: h5py.Dataset) -> LayerDef:
+    a = ds.attrs
+    return LayerDef(
+        layer=str(a["layer"]),
+        module_path=str(a["module_path"]),
+        shape=tuple(int(s) for s in a["shape"]),
+        spatial=str(a["spatial"]),
+        dtype=str(ds.dtype),
+    )
+
+
+def read_state(path: Path) -> CacheState:
+    """Read everything of a cache but its features (paths, flags, attrs)."""
+    with _open(path) as f:
+        _check_format(f, path)
+        rows = Rows(
+            paths=_decode(f["paths"][:]),
+            labels=f["labels"][:],
+            sha256=_decode(f["sha256"][:]),
+            size=f["size"][:],
+            mtime_ns=f["mtime_ns"][:],
+        )
+        layers = {k: _layer_from_attrs(ds) for k, ds in f["features"].items()}
+        done = {k: f["done"][k][:].astype(bool) for k in layers}
+        g = f["failed"]
+        failed = [
+            Failure(p, r, s, int(z), int(m))
+            for p, r, s, z, m in zip(
+                _decode(g["paths"][:]),
+                _decode(g["reasons"][:]),
+                _decode(g["sha256"][:]),
+                g["size"][:],
+                g["mtime_ns"][:],
+                strict=True,
+            )
+        ]
+        attrs = dict(f.attrs)
+        attrs["scanned_at_ns"] = int(f["scanned_at_ns"][0])
+        return CacheState(path, attrs, rows, layers, done, failed)
+
+
+def _create_features(group: h5py.Group, layer: LayerDef, n: int) -> h5py.Dataset:
+    dtype = np.dtype(layer.dtype)
+    if n == 0:
+        ds = group.create_dataset(layer.key, shape=(0, layer.dim), dtype=dtype)
+    else:
+        rows = int(np.clip((1 << 20) // (layer.dim * dtype.itemsize), 1, 256))
+        dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
+        dcpl.set_alloc_time(h5py.h5d.ALLOC_TIME_EARLY)
+        dcpl.set_fill_time(h5py.h5d.FILL_TIME_NEVER)
+        ds = group.create_dataset(
+            layer.key,
+            shape=(n, layer.dim),
+            dtype=dtype,
+            chunks=(min(rows, n), layer.dim),
+            dcpl=dcpl,
+        )
+    ds.attrs.update(
+        layer=layer.layer,
+        module_path=layer.module_path,
+        shape=np.array(layer.shape, np.int64),
+        spatial=layer.spatial,
+    )
+    return ds
+
+
+def _runs(src: np.ndarray) -> Iterator[tuple[int, int, int]]:
+    """Yield (dst_start, src_start, length) for runs where src rises by one."""
+    start = 0
+    for i in range(1, len(src) + 1):
+        if i == len(src) or src[i] != src[i - 1] + 1:
+            yield start, int(src[start]), i - start
+            start = i
+
+
+def write_cache(
+    path: Path,
+    *,
+    attrs: dict,
+    rows: Rows,
+    layers: list[LayerDef],
+    failed: list[Failure],
+    source: Path | None = None,
+    source_rows: np.ndarray | None = None,
+    on_rows=None,
+) -> None:
+    """Write a complete cache to ``path`` atomically (temporary file + rename).
+
+    ``source_rows[i]`` names the row of ``source`` whose computed features row
+    ``i`` takes over (-1: none); features of layers missing there start undone.
+    """
+    n = len(rows)
+    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+    try:
+        with h5py.File(tmp, "w") as f:
+            attrs = {k: v for k, v in attrs.items() if v is not None}
+            # Kept as a dataset so that an in-place run can update it without
+            # touching HDF5 metadata.
+            scanned = attrs.pop("scanned_at_ns", 0)
+            f.attrs.update(attrs)
+            f.attrs["featx_format"] = FORMAT_VERSION
+            f.create_dataset("scanned_at_ns", data=np.array([scanned], np.int64))
+            f.create_dataset(
+                "paths", data=np.array(rows.paths, dtype=object), dtype=STR
+            )
+            f.create_dataset("labels", data=np.asarray(rows.labels, np.int64))
+            f.create_dataset("sha256", data=np.array(rows.sha256, dtype="S64"))
+            f.create_dataset("size", data=np.asarray(rows.size, np.int64))
+            f.create_dataset("mtime_ns", data=np.asarray(rows.mtime_ns, np.int64))
+            g = f.create_group("failed")
+            g.create_dataset(
+                "paths",
+                data=np.array([x.path for x in failed], dtype=object),
+                dtype=STR,
+            )
+            g.create_dataset(
+                "reasons",
+                data=np.array([x.reason for x in failed], dtype=object),
+                dtype=STR,
+            )
+            g.create_dataset("sha256", data=np.array([x.sha256 for x in failed], "S64"))
+            g.create_dataset("size", data=np.array([x.size for x in failed], np.int64))
+            g.create_dataset(
+                "mtime_ns", data=np.array([x.mtime_ns for x in failed], np.int64)
+            )
+            feats, dones = f.create_group("features"), f.create_group("done")
+            src_file = h5py.File(source, "r") if source is not None else None
+            try:
+                for layer in layers:
+                    ds = _create_features(feats, layer, n)
+                    done = np.zeros(n, np.uint8)
+                    if src_file is not None and layer.key in src_file["features"]:
+                        _copy_rows(src_file, layer.key, ds, done, source_rows, on_rows)
+                    dones.create_dataset(layer.key, data=done)
+            finally:
+                if src_file is not None:
+                    src_file.close()
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _copy_rows(src_file, key, ds, done, source_rows, on_rows) -> None:
+    src = src_file["features"][key]
+    src_done = src_file["done"][key][:].astype(bool)
+    keep = np.flatnonzero(source_rows >= 0)
+    keep = keep[src_done[source_rows[keep]]]
+    block = max(1, COPY_BLOCK_BYTES // max(1, src.dtype.itemsize * src.shape[1]))
+    dst_idx, src_idx = keep, source_rows[keep]
+    for d0, s0, length in _runs_pairs(dst_idx, src_idx):
+        for off in range(0, length, block):
+            m = min(block, length - off)
+            ds[d0 + off : d0 + off + m] = src[s0 + off : s0 + off + m]
+            if on_rows:
+                on_rows(m)
+    done[keep] = 1
+
+
+def _runs_pairs(dst: np.ndarray, src: np.ndarray) -> Iterator[tuple[int, int, int]]:
+    """Runs where destination and source rows both rise by one."""
+    start = 0
+    for i in range(1, len(dst) + 1):
+        if i == len(dst) or dst[i] != dst[i - 1] + 1 or src[i] != src[i - 1] + 1:
+            yield int(dst[start]), int(src[start]), i - start
+            start = i
+
+
+class CacheFiller:
+    """Fills computed rows into a cache whose structure is final.
+
+    Use as a context manager; :meth:`write` stores features and marks the rows
+    done only after the features reached the file.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.f = _open(path, "r+", rdcc_nbytes=64 << 20, rdcc_w0=1.0)
+
+    def __enter__(self) -> CacheFiller:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.f.close()
+
+    def write(self, rows: np.ndarray, values: dict[str, np.ndarray]) -> None:
+        """Store ``values[key][i]`` as row ``rows[i]`` (rows sorted) and commit."""
+        for key, array in values.items():
+            ds = self.f["features"][key]
+            for dst, src, length in _runs(rows):
+                ds[src : src + length] = array[dst : dst + length]
+        self.f.flush()
+        for key in values:
+            flags = self.f["done"][key]
+            for _, src, length in _runs(rows):
+                flags[src : src + length] = 1
+        self.f.flush()
+
+    def reset(self, rows: np.ndarray, new: Rows) -> None:
+        """Mark ``rows`` undone in every layer, then record their new hashes."""
+        for flags in self.f["done"].values():
+            for row in rows:
+                flags[row] = 0
+        self.f.flush()
+        for row in rows:
+            self.f["sha256"][row] = new.sha256[row].encode()
+            self.f["size"][row] = new.size[row]
+            self.f["mtime_ns"][row] = new.mtime_ns[row]
+        self.f.flush()
+
+
+@contextlib.contextmanager
+def cache_lock(path: Path) -> Iterator[None]:
+    """Hold the cache's write lock, or raise :class:`CacheBusyError` at once."""
+    lock_path = path.with_name(f".{path.name}.lock")
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with lock_path.open("a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            raise CacheBusyError(
+                f"another featx process is writing {path}; wait for it to finish "
+                "(nothing was changed)"
+            ) from exc
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def remove_stale_temporaries(path: Path) -> None:
+    """Delete temporary files that an interrupted rewrite of ``path`` left."""
+    for tmp in path.parent.glob(f"{path.name}.tmp-*"):
+        tmp.unlink(missing_ok=True)
+
+
+# ----------------------------------------------------------------- reading
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("FEATX_CACHE_DIR") or "cache")
+
+
+def list_caches(cache_dir: Path) -> list[Path]:
+    cache_dir = Path(cache_dir)
+    if not cache_dir.is_dir():
+        return []
+    return sorted(p for p in cache_dir.glob("*.h5") if p.is_file())
+
+
+def resolve_cache(name: str | Path | None, cache_dir: Path | None = None) -> Path:
+    """Find a cache by path, file name, or unique prefix in the cache directory.
+
+    With no name, the cache directory must hold exactly one cache.
+    """
+    cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    caches = list_caches(cache_dir)
+    if name is None:
+        if len(caches) == 1:
+            return caches[0]
+        if not caches:
+            raise CacheError(
+                f"no cache in {cache_dir}; run `featx extract DATA_DIR --layer fc7` "
+                "first (or point --cache-dir / FEATX_CACHE_DIR at your caches)"
+            )
+        names = ", ".join(p.name for p in caches)
+        raise CacheError(
+            f"{len(caches)} caches in {cache_dir}; choose one with --cache: {names}"
+        )
+    candidate = Path(name)
+    if candidate.is_file():
+        return candidate
+    matches = [p for p in caches if p.name == str(name) or p.stem == str(name)]
+    matches = matches or [p for p in caches if p.name.startswith(str(name))]
+    if len(matches) == 1:
+        return matches[0]
+    names = ", ".join(p.name for p in caches) or "none"
+    what = "matches several caches" if matches else "is not a cache file or name"
+    raise CacheError(f"{name!r} {what} in {cache_dir}; caches there: {names}")
+
+
+@dataclass
+class LayerData:
+    """What :func:`read_layer` returns; unpacks as a 4-tuple."""
+
+    features: np.ndarray
+    labels: np.ndarray
+    paths: list[str]
+    classes: list[str]
+
+    def __iter__(self):
+        return iter((self.features, self.labels, self.paths, self.classes))
+
+
+class FeatureCache:
+    """Read-only access to a cache file, open for the life of the object.
+
+    Parameters
+    ----------
+    path
+        A cache file written by ``featx extract``.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.file = _open(self.path, "r")
+        try:
+            _check_format(self.file, self.path)
+        except CacheError:
+            self.file.close()
+            raise
+        self.attrs = dict(self.file.attrs)
+
+    def __enter__(self) -> FeatureCache:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.file.close()
+
+    @property
+    def n_rows(self) -> int:
+        return int(self.file["paths"].shape[0])
+
+    @property
+    def classes(self) -> list[str]:
+        return json.loads(self.attrs.get("classes", "[]"))
+
+    @property
+    def labels(self) -> np.ndarray:
+        return self.file["labels"][:]
+
+    @property
+    def paths(self) -> list[str]:
+        return _decode(self.file["paths"][:])
+
+    @property
+    def layers(self) -> dict[str, LayerDef]:
+        return {k: _layer_from_attrs(ds) for k, ds in self.file["features"].items()}
+
+    @property
+    def failed(self) -> list[Failure]:
+        g = self.file["failed"]
+        return [
+            Failure(p, r)
+            for p, r in zip(
+                _decode(g["paths"][:]), _decode(g["reasons"][:]), strict=True
+            )
+        ]
+
+    def dataset(self, layer: str) -> h5py.Dataset:
+        """The feature dataset of ``layer``, checked to be complete."""
+        if layer not in self.file["features"]:
+            have = ", ".join(self.file["features"]) or "none"
+            raise CacheError(
+                f"layer {layer!r} is not in {self.path.name} (it has: {have}); run "
+                f"`featx extract {self.attrs.get('data_root', 'DATA_DIR')} --layer "
+                f"{layer}`"
+            )
+        done = self.file["done"][layer][:]
+        if not done.all():
+            raise CacheError(
+                f"layer {layer!r} in {self.path.name} is incomplete "
+                f"({int(done.sum())}/{len(done)} rows); re-run `featx extract` to "
+                "finish it"
+            )
+        return self.file["features"][layer]
+
+    def iter_chunks(
+        self,
+        layer: str,
+        *,
+        rows: np.ndarray | None = None,
+        chunk_rows: int = 4096,
+        dtype=np.float32,
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Yield ``(row_indices, features)`` blocks, converted to ``dtype``.
+
+        Only one block of at most ``chunk_rows`` rows is in memory at a time.
+        """
+        ds = self.dataset(layer)
+        rows = np.arange(ds.shape[0]) if rows is None else np.asarray(rows)
+        for start in range(0, len(rows), chunk_rows):
+            idx = rows[start : start + chunk_rows]
+            block = _read_rows(ds, idx)
+            yield idx, block.astype(dtype, copy=False)
+
+    def read(self, layer: str, *, rows: np.ndarray | None = None, dtype=np.float32):
+        """All features of ``layer`` (or of ``rows``) as one ``dtype`` array.
+
+        Float16 data is converted chunk by chunk into the single output array.
+        """
+        ds = self.dataset(layer)
+        n = ds.shape[0] if rows is None else len(rows)
+        out = np.empty((n, ds.shape[1]), dtype=dtype)
+        pos = 0
+        for _, block in self.iter_chunks(layer, rows=rows, dtype=dtype):
+            out[pos : pos + len(block)] = block
+            pos += len(block)
+        return out
+
+
+def _read_rows(ds: h5py.Dataset, idx: np.ndarray) -> np.ndarray:
+    if len(idx) and np.all(np.diff(idx) == 1):
+        return ds[int(idx[0]) : int(idx[-1]) + 1]
+    order = np.argsort(idx)
+    block = ds[np.sort(idx)] if len(idx) else ds[0:0]
+    out = np.empty_like(block)
+    out[order] = block
+    return out
+
+
+def read_layer(path: Path, layer: str) -> LayerData:
+    """Read one layer of a cache: ``features, labels, paths, classes``.
+
+    Returns
+    -------
+    LayerData
+        ``features`` of shape (n_images, dim) as float32, ``labels`` of shape
+        (n_images,) (-1 where unlabelled), relative ``paths`` and class names.
+    """
+    with FeatureCache(path) as cache:
+        return LayerData(cache.read(layer), cache.labels, cache.paths, cache.classes)
+
+
+def cache_info(path: Path) -> dict:
+    """A JSON-able summary of a cache: images, layers, classes, failures, weights."""
+    with FeatureCache(path) as cache:
+        a = cache.attrs
+        labels = cache.labels
+        classes = cache.classes
+        counts = {name: int((labels == i).sum()) for i, name in enumerate(classes)}
+        layers = {}
+        for key, layer in cache.layers.items():
+            done = cache.file["done"][key][:]
+            layers[key] = {
+                "dim": layer.dim,
+                "dtype": layer.dtype,
+                "layer": layer.layer,
+                "module_path": layer.module_path,
+                "shape": list(layer.shape),
+                "spatial": layer.spatial,
+                "rows_done": int(done.sum()),
+                "complete": bool(done.all()),
+            }
+        failed = cache.failed
+        return {
+            "path": str(cache.path),
+            "format": int(a["featx_format"]),
+            "data_root": str(a.get("data_root", "")),
+            "n_images": cache.n_rows,
+            "layers": layers,
+            "classes": counts,
+            "n_failed": len(failed),
+            "failed": [{"path": f.path, "reason": f.reason} for f in failed],
+            "weights": {
+                "id": str(a.get("weights_id", "")),
+                "sha256": str(a.get("weights_sha256", "")),
+                "pretrained": bool(a.get("weights_pretrained", False)),
+                "source": str(a.get("weights_source", "")),
+            },
+            "transform": json.loads(a.get("transform", "{}")),
+            "versions": {
+                "featx": str(a.get("featx_version", "")),
+                "torch": str(a.get("torch_version", "")),
+                "torchvision": str(a.get("torchvision_version", "")),
+            },
+        }

@@ -1,0 +1,303 @@
+"""The ``featx`` command line: thin click wrappers over the library."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from featx.errors import FeatxError
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+class FeatxGroup(click.Group):
+    """Turns featx's own errors into one-line messages and a non-zero exit."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except FeatxError as exc:
+            raise click.ClickException(str(exc)) from exc
+        except KeyboardInterrupt:
+            click.echo(
+                "\nInterrupted. Every finished batch is kept in the cache; run the "
+                "same command again to resume.",
+                err=True,
+            )
+            sys.exit(130)
+
+
+@click.group(cls=FeatxGroup, context_settings=CONTEXT)
+@click.version_option(package_name="featx")
+def main() -> None:
+    """Pretrained AlexNet features from any layer, cached in HDF5, and classical
+    classifiers trained and compared on them.
+
+    \b
+    Typical session:
+      featx extract --layer conv5 --layer fc7 data/Train
+      featx fit --clf svm
+      featx report
+    """
+
+
+def cache_dir_option(func):
+    return click.option(
+        "--cache-dir",
+        type=click.Path(file_okay=False, path_type=Path),
+        envvar="FEATX_CACHE_DIR",
+        default="cache",
+        show_default=True,
+        help="Where caches live (env FEATX_CACHE_DIR).",
+    )(func)
+
+
+class TqdmProgress:
+    """Draws one tqdm bar per stage on stderr."""
+
+    UNITS = {"hashing": "file", "copying": "row", "extracting": "img"}
+
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
+        self.bar = None
+
+    def start(self, stage: str, total: int) -> None:
+        from tqdm import tqdm
+
+        self.bar = tqdm(
+            total=total,
+            desc=stage,
+            unit=self.UNITS.get(stage, "it"),
+            disable=self.quiet,
+            file=sys.stderr,
+            dynamic_ncols=True,
+        )
+
+    def advance(self, n: int) -> None:
+        if self.bar is not None:
+            self.bar.update(n)
+
+    def finish(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def random_weights_banner(pretrained: bool) -> None:
+    if not pretrained:
+        click.secho(
+            "WARNING: random weights, NOT pretrained: these features are for testing "
+            "only.",
+            fg="yellow",
+            bold=True,
+            err=True,
+        )
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def layers(as_json: bool) -> None:
+    """List every layer name with its activation shape and flattened size.
+
+    Friendly names come first (conv1..conv5 after ReLU, pool5, fc6 and fc7 after
+    ReLU, fc8 logits), then every torchvision module path.
+    """
+    from featx.model import layer_table
+
+    table = layer_table()
+    if as_json:
+        click.echo(
+            json.dumps(
+                [
+                    {
+                        "name": s.name,
+                        "module_path": s.module_path,
+                        "shape": list(s.shape),
+                        "dim": s.dim,
+                    }
+                    for s in table
+                ],
+                indent=2,
+            )
+        )
+        return
+    click.echo(f"{'name':<14}{'module':<15}{'shape':<16}{'dim':>8}")
+    for s in table:
+        shape = "x".join(map(str, s.shape))
+        click.echo(f"{s.name:<14}{s.module_path:<15}{shape:<16}{s.dim:>8}")
+
+
+def extraction_options(func):
+    """Options shared by every command that runs AlexNet."""
+    options = [
+        click.option(
+            "--weights",
+            default="imagenet",
+            show_default=True,
+            help="'imagenet' (torchvision IMAGENET1K_V1 via TORCH_HOME), "
+            "'random' (seeded, NOT pretrained) or a state-dict file.",
+        ),
+        click.option(
+            "--seed",
+            type=int,
+            default=0,
+            show_default=True,
+            help="Seed for --weights random.",
+        ),
+        click.option(
+            "--device",
+            default="auto",
+            show_default=True,
+            help="auto, cpu, cuda or cuda:N.",
+        ),
+        click.option(
+            "--batch-size",
+            type=click.IntRange(min=1),
+            default=64,
+            show_default=True,
+            help="Images per forward pass.",
+        ),
+        click.option(
+            "--workers",
+            type=click.IntRange(min=0),
+            default=None,
+            help="Decode worker processes [default: one per core].",
+        ),
+        cache_dir_option,
+        click.option("-q", "--quiet", is_flag=True, help="No progress bars."),
+    ]
+    return functools.reduce(lambda f, opt: opt(f), reversed(options), func)
+
+
+@main.command()
+@click.argument("data_dir", type=click.Path(path_type=Path))
+@click.option(
+    "-l",
+    "--layer",
+    "layer_names",
+    multiple=True,
+    required=True,
+    help="Layer to extract; repeat for several (conv1..conv5, pool5, fc6, "
+    "fc7, fc8, or a module path such as features.10).",
+)
+@click.option(
+    "--spatial",
+    type=click.Choice(["none", "avg", "max"]),
+    default="none",
+    show_default=True,
+    help="Conv maps: keep C*H*W (none) or pool globally to C (avg/max).",
+)
+@click.option(
+    "--dtype",
+    type=click.Choice(["float32", "float16"]),
+    default="float32",
+    show_default=True,
+    help="Storage type of the features.",
+)
+@extraction_options
+def extract(
+    data_dir,
+    layer_names,
+    spatial,
+    dtype,
+    weights,
+    seed,
+    device,
+    batch_size,
+    workers,
+    cache_dir,
+    quiet,
+) -> None:
+    """Extract AlexNet activations for every image under DATA_DIR into the cache.
+
+    DATA_DIR is an ImageFolder (one subfolder per class) or a flat folder of
+    unlabelled images. Re-running computes only what is missing: new images, changed
+    images and new layers. An interrupted run resumes where it stopped.
+    """
+    from featx.extract import extract as run_extract
+    from featx.model import resolve_layers
+
+    resolve_layers(list(layer_names))  # refuse a typo before any work
+    result = run_extract(
+        data_dir,
+        layers=layer_names,
+        spatial=spatial,
+        weights=weights,
+        seed=seed,
+        device=device,
+        batch_size=batch_size,
+        workers=workers,
+        dtype=dtype,
+        cache_dir=cache_dir,
+        progress=TqdmProgress(quiet),
+    )
+    random_weights_banner(result.pretrained)
+    click.echo(f"cache:   {result.cache_path}")
+    click.echo(f"layers:  {', '.join(result.layers)}")
+    click.echo(
+        f"images:  {result.n_images} ({result.n_new} new, {result.n_reused} reused, "
+        f"{result.n_failed} failed)"
+    )
+    if result.n_new:
+        click.echo(
+            f"speed:   {result.images_per_s:.1f} img/s on {result.device} "
+            f"({result.seconds:.1f} s)"
+        )
+    if result.ignored:
+        click.echo(
+            f"ignored: {len(result.ignored)} image(s) directly in DATA_DIR, outside "
+            "any class folder (e.g. " + result.ignored[0] + ")"
+        )
+    for failure in result.failures[:20]:
+        click.echo(f"failed:  {failure.path}: {failure.reason}")
+    if result.n_failed > 20:
+        click.echo(f"failed:  ... and {result.n_failed - 20} more (`featx info`)")
+    if result.n_images == 0:
+        raise click.ClickException("no image could be decoded; nothing to extract")
+
+
+@main.command()
+@click.argument("cache", required=False)
+@cache_dir_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def info(cache, cache_dir, as_json) -> None:
+    """Describe a cache: images, layers, classes, failures, weights, versions.
+
+    CACHE is a path or a name in the cache directory; it may be left out when
+    there is only one cache.
+    """
+    from featx.cache import cache_info, resolve_cache
+
+    data = cache_info(resolve_cache(cache, cache_dir))
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+        return
+    w = data["weights"]
+    random_weights_banner(w["pretrained"])
+    click.echo(f"cache:    {data['path']}  (format {data['format']})")
+    click.echo(f"data:     {data['data_root']}")
+    click.echo(f"images:   {data['n_images']}   failed: {data['n_failed']}")
+    click.echo(f"weights:  {w['id']}  sha256 {w['sha256'][:16]}…")
+    v = data["versions"]
+    click.echo(
+        f"versions: featx {v['featx']}, torch {v['torch']}, "
+        f"torchvision {v['torchvision']}"
+    )
+    click.echo("layers:")
+    for key, layer in data["layers"].items():
+        state = (
+            ""
+            if layer["complete"]
+            else f"  INCOMPLETE {layer['rows_done']}/{data['n_images']}"
+        )
+        click.echo(f"  {key:<14}{layer['dim']:>8}  {layer['dtype']}{state}")
+    if data["classes"]:
+        click.echo("classes:")
+        for name, count in data["classes"].items():
+            click.echo(f"  {name:<20}{count:>7}")
+    for f in data["failed"]:
+        click.echo(f"failed:   {f['path']}: {f['reason']}")

@@ -1,0 +1,247 @@
+"""Listing image folders, decoding images and the preprocessing of the weights.
+
+Decoding always goes through PIL: EXIF orientation is applied, every mode (palette,
+grayscale, 16-bit, CMYK, alpha) becomes 8-bit RGB, and images larger than PIL's
+decompression-bomb limit are refused. Preprocessing is split in two so that decode
+workers ship small uint8 tensors and the device does the float maths:
+
+- :meth:`Preprocess.to_uint8` — resize and centre crop exactly as
+  ``weights.transforms()`` does, on the PIL image, to a ``uint8`` tensor;
+- :meth:`Preprocess.normalize` — scale to [0, 1] and apply the weights' mean/std.
+
+Together they equal ``weights.transforms()(image)``; a test checks it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+from torchvision.transforms import functional as F
+
+from featx.errors import DataError, ImageDecodeError
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+
+
+@dataclass
+class ImageSet:
+    """The images of one folder, sorted by relative path.
+
+    ``labels`` is -1 for every image of a flat (unlabelled) folder.
+    """
+
+    root: Path
+    paths: list[str]
+    labels: np.ndarray
+    classes: list[str]
+    ignored: list[str] = field(default_factory=list)
+
+    @property
+    def labelled(self) -> bool:
+        return bool(self.classes)
+
+
+def is_image_name(name: str) -> bool:
+    return name.lower().endswith(IMAGE_EXTENSIONS) and not name.startswith(".")
+
+
+def _walk_images(folder: Path) -> list[Path]:
+    found = []
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        found.extend(Path(dirpath) / n for n in filenames if is_image_name(n))
+    return found
+
+
+def list_images(root: Path) -> ImageSet:
+    """List the images under ``root``.
+
+    A folder whose subfolders hold images is read as an ImageFolder: each
+    top-level subfolder is a class (searched recursively), and images lying
+    directly in ``root`` are ignored (listed in ``ignored``). A folder with images
+    only at its top level is read as unlabelled.
+
+    Raises
+    ------
+    DataError
+        If ``root`` does not exist, is not a folder, or holds no image.
+    """
+    root = Path(root)
+    if not root.exists():
+        raise DataError(f"data folder {root} does not exist")
+    if not root.is_dir():
+        raise DataError(f"{root} is not a folder: give a folder of images")
+    top_files = sorted(
+        p for p in root.iterdir() if p.is_file() and is_image_name(p.name)
+    )
+    class_dirs = sorted(
+        p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")
+    )
+    per_class = {d.name: _walk_images(d) for d in class_dirs}
+    per_class = {name: files for name, files in per_class.items() if files}
+    if per_class:
+        classes = sorted(per_class)
+        rows = sorted(
+            (p.relative_to(root).as_posix(), classes.index(name))
+            for name, files in per_class.items()
+            for p in files
+        )
+        ignored = [p.relative_to(root).as_posix() for p in top_files]
+        return ImageSet(
+            root=root,
+            paths=[r[0] for r in rows],
+            labels=np.array([r[1] for r in rows], dtype=np.int64),
+            classes=classes,
+            ignored=ignored,
+        )
+    if not top_files:
+        raise DataError(
+            f"no images in {root} (looked for {', '.join(IMAGE_EXTENSIONS)}, "
+            "in the folder or in one subfolder per class)"
+        )
+    paths = [p.name for p in top_files]
+    return ImageSet(
+        root=root, paths=paths, labels=np.full(len(paths), -1, np.int64), classes=[]
+    )
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        # PIL's own conversion clips 16-bit values at 255; scale them instead.
+        arr = np.asarray(img, dtype=np.uint32 if img.mode == "I" else np.uint16)
+        if img.mode == "I":
+            arr = np.clip(arr, 0, 65535)
+        img = Image.fromarray((arr >> 8).astype(np.uint8), mode="L")
+    elif img.mode == "F":
+        arr = np.clip(np.asarray(img, dtype=np.float32), 0, 255)
+        img = Image.fromarray(arr.astype(np.uint8), mode="L")
+    if img.mode == "P":
+        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+    if img.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = img.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(white, rgba)
+    return img.convert("RGB") if img.mode != "RGB" else img
+
+
+def decode_image(data: bytes | Path) -> Image.Image:
+    """Decode one image file (or its bytes) into an 8-bit RGB PIL image.
+
+    Raises
+    ------
+    ImageDecodeError
+        With a short reason: empty file, not an image, truncated, too large.
+    """
+    if isinstance(data, Path):
+        try:
+            data = data.read_bytes()
+        except OSError as exc:
+            raise ImageDecodeError(f"cannot read file: {exc.strerror or exc}") from exc
+    if not data:
+        raise ImageDecodeError("empty file (0 bytes)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data))
+            img.load()
+            img = ImageOps.exif_transpose(img)
+            return _to_rgb(img)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageDecodeError(
+            f"too large to decode safely (decompression bomb guard): {exc}"
+        ) from exc
+    except UnidentifiedImageError as exc:
+        raise ImageDecodeError("not an image PIL can identify") from exc
+    except (OSError, ValueError, SyntaxError, EOFError) as exc:
+        raise ImageDecodeError(f"cannot decode: {exc}") from exc
+
+
+class Preprocess:
+    """The preprocessing of a torchvision weights entry, split for batching.
+
+    Parameters
+    ----------
+    transforms
+        ``weights.transforms()``: a torchvision ``ImageClassification`` preset.
+    """
+
+    def __init__(self, transforms) -> None:
+        self.transforms = transforms
+        self.resize_size = list(transforms.resize_size)
+        self.crop_size = list(transforms.crop_size)
+        self.mean = tuple(float(m) for m in transforms.mean)
+        self.std = tuple(float(s) for s in transforms.std)
+        self.interpolation = transforms.interpolation
+        self.antialias = transforms.antialias
+
+    def to_uint8(self, img: Image.Image) -> torch.Tensor:
+        """Resize and centre crop a PIL image; return a (3, H, W) uint8 tensor."""
+        img = F.resize(
+            img,
+            self.resize_size,
+            interpolation=self.interpolation,
+            antialias=self.antialias,
+        )
+        img = F.center_crop(img, self.crop_size)
+        return F.pil_to_tensor(img)
+
+    def normalize(self, batch: torch.Tensor) -> torch.Tensor:
+        """Turn a (N, 3, H, W) uint8 batch into the normalised float input."""
+        x = batch.float().div_(255.0)
+        mean = torch.tensor(self.mean, device=x.device).view(1, -1, 1, 1)
+        std = torch.tensor(self.std, device=x.device).view(1, -1, 1, 1)
+        return x.sub_(mean).div_(std)
+
+    def describe(self) -> dict:
+        """A JSON-able description; part of a cache's identity."""
+        return {
+            "decoder": "PIL; EXIF orientation; RGB (alpha over white, 16-bit scaled)",
+            "resize": self.resize_size,
+            "interpolation": str(self.interpolation.value),
+            "antialias": bool(self.antialias),
+            "center_crop": self.crop_size,
+            "mean": list(self.mean),
+            "std": list(self.std),
+        }
+
+
+class ImageDataset(torch.utils.data.Dataset):
+    """Decodes and preprocesses images in DataLoader workers.
+
+    Each item is ``(row, image, error)``: ``image`` is a uint8 tensor, or zeros
+    with a non-empty ``error`` when the file could not be decoded.
+    """
+
+    def __init__(self, files: list[Path], rows: list[int], preprocess: Preprocess):
+        self.files = files
+        self.rows = rows
+        self.preprocess = preprocess
+        crop = preprocess.crop_size
+        height, width = (crop[0], crop[0]) if len(crop) == 1 else crop
+        self.blank = torch.zeros((3, height, width), dtype=torch.uint8)
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, i: int):
+        try:
+            img = decode_image(self.files[i])
+            return self.rows[i], self.preprocess.to_uint8(img), ""
+        except ImageDecodeError as exc:
+            return self.rows[i], self.blank, str(exc)
