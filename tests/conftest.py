@@ -1,0 +1,82 @@
+"""Shared fixtures: generated image folders and weights saved by the tests.
+
+Nothing is downloaded: weights are a seeded random AlexNet, saved as a state dict
+or planted in a temporary TORCH_HOME under the name torchvision expects.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torchvision.models import alexnet
+
+from featx.model import hub_weights_file
+
+
+def make_image(rng: np.random.Generator, size=(96, 80), label: int = 0) -> Image.Image:
+    """A smooth image whose colour and stripes depend on its class."""
+    w, h = size
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    freq = 0.08 + 0.1 * label
+    base = np.sin(xx * freq + rng.uniform(0, 6)) * 60 + np.cos(yy * freq * 0.7) * 40
+    colour = np.array(
+        [(label * 97) % 256, (label * 53 + 80) % 256, (label * 31 + 160) % 256]
+    )
+    img = base[..., None] + colour[None, None, :] + rng.normal(0, 12, (h, w, 3))
+    return Image.fromarray(np.clip(img, 0, 255).astype(np.uint8))
+
+
+def write_folder(
+    root: Path, classes: dict[str, int], *, seed: int = 0, ext=".png"
+) -> Path:
+    """An ImageFolder: ``classes`` maps class name to image count."""
+    rng = np.random.default_rng(seed)
+    for label, (name, count) in enumerate(classes.items()):
+        (root / name).mkdir(parents=True, exist_ok=True)
+        for i in range(count):
+            size = (int(rng.integers(60, 140)), int(rng.integers(60, 140)))
+            make_image(rng, size, label).save(root / name / f"img{i:03d}{ext}")
+    return root
+
+
+@pytest.fixture
+def image_folder(tmp_path: Path) -> Path:
+    """Two classes of six PNG images each."""
+    return write_folder(tmp_path / "data", {"cats": 6, "dogs": 6})
+
+
+@pytest.fixture
+def cache_dir(tmp_path: Path) -> Path:
+    return tmp_path / "cache"
+
+
+@pytest.fixture(scope="session")
+def state_dict_file(tmp_path_factory) -> Path:
+    """A seeded random AlexNet saved as a torchvision-format state dict."""
+    torch.manual_seed(1234)
+    path = tmp_path_factory.mktemp("weights") / "alexnet-seeded.pth"
+    torch.save(alexnet().state_dict(), path)
+    return path
+
+
+@pytest.fixture
+def planted_torch_home(tmp_path: Path, state_dict_file: Path, monkeypatch) -> Path:
+    """A TORCH_HOME whose hub cache already holds 'the ImageNet weights'."""
+    home = tmp_path / "torch_home"
+    monkeypatch.setenv("TORCH_HOME", str(home))
+    target = hub_weights_file()
+    target.parent.mkdir(parents=True)
+    target.symlink_to(state_dict_file)
+    return home
+
+
+@pytest.fixture(autouse=True)
+def _offline(monkeypatch, tmp_path):
+    """No test may download: an empty TORCH_HOME and FEATX_OFFLINE set."""
+    monkeypatch.setenv("FEATX_OFFLINE", "1")
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty_torch_home"))
+    monkeypatch.delenv("FEATX_CACHE_DIR", raising=False)
