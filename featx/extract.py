@@ -487,6 +487,60 @@ def extract(
     )
 
 
+def compute_batches(
+    *,
+    files: list[Path],
+    rows: list[int],
+    wanted: list[LayerDef],
+    loaded: LoadedWeights,
+    preprocess: Preprocess,
+    device: torch.device,
+    batch_size: int,
+    workers: int | None,
+    needed=None,
+):
+    """Start the decode workers now and return an iterator over batches.
+
+    Each item is ``(rows, values, failures)``: the rows that decoded, ``{layer key:
+    (n, dim) array}`` for them, and ``(row, reason)`` for the files that did not.
+    ``needed(rows)`` may narrow the layers computed for a batch.
+    """
+    workers = default_workers(device) if workers is None else workers
+    if device.type == "cpu":
+        torch.set_num_threads(max(1, len(os.sched_getaffinity(0))))
+    net = FeatureNet(loaded.model, [_spec(w) for w in wanted]).to(device).eval()
+    net = net.to(memory_format=torch.channels_last)
+    loader = torch.utils.data.DataLoader(
+        ImageDataset(files, rows, preprocess),
+        batch_size=batch_size,
+        num_workers=workers,
+        collate_fn=_collate,
+        pin_memory=device.type == "cuda",
+        prefetch_factor=4 if workers else None,
+    )
+    batches = iter(loader)  # forks the workers here, before any HDF5 file opens
+
+    def generate():
+        for batch_rows, batch_images, errors in batches:
+            failed = [
+                (r, e) for r, e in zip(batch_rows.tolist(), errors, strict=True) if e
+            ]
+            ok = np.array([not e for e in errors])
+            idx = batch_rows.numpy()[ok]
+            values = {}
+            if ok.any():
+                values = run_forward(
+                    net=net,
+                    preprocess=preprocess,
+                    images=batch_images[torch.from_numpy(ok)],
+                    layers=needed(idx) if needed else wanted,
+                    device=device,
+                )
+            yield idx, values, failed
+
+    return generate()
+
+
 def _run(
     *,
     path,
@@ -502,23 +556,17 @@ def _run(
     workers,
     progress,
 ) -> tuple[int, list[Failure]]:
-    workers = default_workers(device) if workers is None else workers
-    if device.type == "cpu":
-        torch.set_num_threads(max(1, len(os.sched_getaffinity(0))))
-    net = FeatureNet(loaded.model, [_spec(w) for w in wanted]).to(device).eval()
-    net = net.to(memory_format=torch.channels_last)
-    dataset = ImageDataset(
-        [images.root / rows.paths[r] for r in pending], pending.tolist(), preprocess
-    )
-    loader = torch.utils.data.DataLoader(
-        dataset,
+    batches = compute_batches(
+        files=[images.root / rows.paths[r] for r in pending],
+        rows=pending.tolist(),
+        wanted=wanted,
+        loaded=loaded,
+        preprocess=preprocess,
+        device=device,
         batch_size=batch_size,
-        num_workers=workers,
-        collate_fn=_collate,
-        pin_memory=device.type == "cuda",
-        prefetch_factor=4 if workers else None,
+        workers=workers,
+        needed=lambda idx: [w for w in wanted if not done[w.key][idx].all()],
     )
-    batches = iter(loader)  # start (fork) the workers before the HDF5 file opens
     failures: list[Failure] = []
     n_new = 0
     progress.start("extracting", len(pending))
@@ -527,32 +575,21 @@ def _run(
             writer = _Writer(filler)
             writer.start()
             try:
-                for batch_rows, batch_images, errors in batches:
-                    ok = np.array([not e for e in errors])
-                    for r, e in zip(batch_rows.tolist(), errors, strict=True):
-                        if e:
-                            failures.append(
-                                Failure(
-                                    rows.paths[r],
-                                    e,
-                                    rows.sha256[r],
-                                    int(rows.size[r]),
-                                    int(rows.mtime_ns[r]),
-                                )
+                for idx, values, failed in batches:
+                    for r, reason in failed:
+                        failures.append(
+                            Failure(
+                                rows.paths[r],
+                                reason,
+                                rows.sha256[r],
+                                int(rows.size[r]),
+                                int(rows.mtime_ns[r]),
                             )
-                    if ok.any():
-                        idx = batch_rows.numpy()[ok]
-                        need = [w for w in wanted if not done[w.key][idx].all()]
-                        values = run_forward(
-                            net=net,
-                            preprocess=preprocess,
-                            images=batch_images[torch.from_numpy(ok)],
-                            layers=need,
-                            device=device,
                         )
+                    if len(idx):
                         writer.put(idx, values)
                         n_new += len(idx)
-                    progress.advance(len(errors))
+                    progress.advance(len(idx) + len(failed))
             finally:
                 writer.close()
     finally:
