@@ -40,6 +40,7 @@ from featx.errors import CacheBusyError, CacheError
 
 FORMAT_VERSION = 1
 COPY_BLOCK_BYTES = 64 << 20
+READ_BLOCK_BYTES = 4 << 20
 STR = h5py.string_dtype("utf-8")
 
 
@@ -514,28 +515,42 @@ class FeatureCache:
     ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Yield ``(row_indices, features)`` blocks, converted to ``dtype``.
 
-        Only one block of at most ``chunk_rows`` rows is in memory at a time.
+        A block holds at most ``chunk_rows`` rows and about :data:`READ_BLOCK_BYTES`
+        of stored data; only one block is in memory at a time.
         """
         ds = self.dataset(layer)
         rows = np.arange(ds.shape[0]) if rows is None else np.asarray(rows)
-        for start in range(0, len(rows), chunk_rows):
-            idx = rows[start : start + chunk_rows]
+        step = _block_rows(ds, chunk_rows)
+        for start in range(0, len(rows), step):
+            idx = rows[start : start + step]
             block = _read_rows(ds, idx)
             yield idx, block.astype(dtype, copy=False)
 
     def read(self, layer: str, *, rows: np.ndarray | None = None, dtype=np.float32):
         """All features of ``layer`` (or of ``rows``) as one ``dtype`` array.
 
-        Float16 data is converted chunk by chunk into the single output array.
+        Stored data is converted block by block into the single output array,
+        so a float16 layer never exists twice in memory.
         """
         ds = self.dataset(layer)
         n = ds.shape[0] if rows is None else len(rows)
         out = np.empty((n, ds.shape[1]), dtype=dtype)
+        if rows is None:
+            step = _block_rows(ds, n)
+            for start in range(0, n, step):
+                sel = np.s_[start : min(n, start + step)]
+                ds.read_direct(out, sel, sel)  # HDF5 converts into ``out``
+            return out
         pos = 0
         for _, block in self.iter_chunks(layer, rows=rows, dtype=dtype):
             out[pos : pos + len(block)] = block
             pos += len(block)
         return out
+
+
+def _block_rows(ds: h5py.Dataset, most: int) -> int:
+    row_bytes = max(1, ds.shape[1] * ds.dtype.itemsize)
+    return max(1, min(most, READ_BLOCK_BYTES // row_bytes))
 
 
 def _read_rows(ds: h5py.Dataset, idx: np.ndarray) -> np.ndarray:

@@ -301,3 +301,219 @@ def info(cache, cache_dir, as_json) -> None:
             click.echo(f"  {name:<20}{count:>7}")
     for f in data["failed"]:
         click.echo(f"failed:   {f['path']}: {f['reason']}")
+
+
+def print_fit(result) -> None:
+    """The short table `featx fit` prints."""
+    random_weights_banner(result.pretrained)
+    click.echo(
+        f"cache: {Path(result.cache).name}   layer: {result.layer} "
+        f"({result.n_features})   clf: {result.clf}   rows: {result.n_rows}, "
+        f"{len(result.classes)} classes"
+    )
+    extra = f", grid {result.params}" if result.grid else ""
+    click.echo(
+        f"{result.cv}-fold stratified CV, shuffled, seed {result.seed}; "
+        f"scale {result.scale}" + (f", PCA {result.pca}" if result.pca else "") + extra
+    )
+    click.echo(f"  {'fold':<6}{'accuracy':>10}{'f1_macro':>10}{'fit s':>8}")
+    scores = result.cv_scores
+    for i, (acc, f1, t) in enumerate(
+        zip(scores["accuracy"], scores["f1_macro"], result.fit_times, strict=True), 1
+    ):
+        click.echo(f"  {i:<6}{acc:>10.4f}{f1:>10.4f}{t:>8.2f}")
+    click.echo(
+        f"  {'mean':<6}{result.mean('accuracy'):>10.4f}{result.mean('f1_macro'):>10.4f}"
+        f"{sum(result.fit_times) / len(result.fit_times):>8.2f}"
+    )
+    click.echo(
+        f"  {'± std':<6}{result.std('accuracy'):>10.4f}{result.std('f1_macro'):>10.4f}"
+    )
+    if result.test:
+        t = result.test
+        click.echo(
+            f"test: {Path(t['cache']).name}, {t['n_images']} images: accuracy "
+            f"{t['accuracy']:.4f}, f1_macro {t['f1_macro']:.4f}"
+        )
+        width = max(len(c) for c in result.classes) + 2
+        click.echo("confusion (rows: true, columns: predicted):")
+        click.echo(" " * width + "".join(f"{c[:8]:>9}" for c in result.classes))
+        for name, row in zip(result.classes, t["confusion"], strict=True):
+            click.echo(f"{name:<{width}}" + "".join(f"{v:>9}" for v in row))
+    if result.model_path:
+        click.echo(f"model: {result.model_path} (sha256 in {result.model_path}.sha256)")
+
+
+@main.command()
+@click.option(
+    "--clf",
+    default="svm",
+    show_default=True,
+    help="Classifier: svm, logreg, mlp or sgd (streams from disk).",
+)
+@click.option(
+    "--layer", default=None, help="Layer of the cache [default: its only layer]."
+)
+@click.option(
+    "--cache",
+    default=None,
+    help="Cache path or name [default: the only cache in --cache-dir].",
+)
+@cache_dir_option
+@click.option(
+    "--cv", type=int, default=5, show_default=True, help="Number of stratified folds."
+)
+@click.option(
+    "--test",
+    default=None,
+    help="A second cache (e.g. data/Test) scored by the model refit on all "
+    "training rows.",
+)
+@click.option(
+    "--grid", is_flag=True, help="Tune C / alpha with an inner 3-fold search."
+)
+@click.option(
+    "--jobs",
+    type=int,
+    default=1,
+    show_default=True,
+    help="Folds run in parallel through joblib (-1: every core).",
+)
+@click.option(
+    "--seed",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Seed for the folds and the classifier.",
+)
+@click.option(
+    "--scale",
+    type=click.Choice(["standard", "l2", "none"]),
+    default="standard",
+    show_default=True,
+    help="Preprocessing of features.",
+)
+@click.option(
+    "--pca",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Reduce to this many PCA components first.",
+)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Model file [default: models/<cache>-<layer>-<clf>.joblib].",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def fit(
+    clf, layer, cache, cache_dir, cv, test, grid, jobs, seed, scale, pca, out, as_json
+) -> None:
+    """Cross-validate a classifier on cached features, refit it on every row and
+    save it (with a sha256 sidecar) for `featx predict`.
+
+    With one cache in the cache directory holding one layer, `featx fit --clf svm`
+    needs nothing else.
+    """
+    from featx.fit import fit as run_fit
+
+    result = run_fit(
+        cache=cache,
+        cache_dir=cache_dir,
+        layer=layer,
+        clf=clf,
+        cv=cv,
+        test=test,
+        grid=grid,
+        jobs=jobs,
+        seed=seed,
+        scale=scale,
+        pca=pca,
+        out=out,
+    )
+    if as_json:
+        click.echo(json.dumps(result.to_json(), indent=2))
+    else:
+        print_fit(result)
+
+
+@main.command()
+@click.option(
+    "--model",
+    "model_path",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="A model file written by `featx fit`.",
+)
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
+@click.option("--csv", "as_csv", is_flag=True, help="Print CSV.")
+@click.option(
+    "--weights",
+    default=None,
+    help="Where the model's weights file is, if it moved (checked by sha256).",
+)
+@click.option(
+    "--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N."
+)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=64,
+    show_default=True,
+    help="Images per forward pass.",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Decode worker processes [default: one per core].",
+)
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+def predict(
+    model_path, paths, as_json, as_csv, weights, device, batch_size, workers, quiet
+) -> None:
+    """Predict the class of each image in PATHS (files or folders).
+
+    Extracts only the layer the model needs, with the weights and preprocessing
+    recorded in the model. Unreadable images are reported and skipped.
+    """
+    import csv
+
+    from featx.predict import predict as run_predict
+
+    if as_json and as_csv:
+        raise click.UsageError("choose one of --json and --csv")
+    results = run_predict(
+        model_path,
+        list(paths),
+        weights=weights,
+        device=device,
+        batch_size=batch_size,
+        workers=workers,
+        progress=TqdmProgress(quiet),
+    )
+    rows = [
+        {
+            "path": r.path,
+            "label": r.label,
+            "score": r.score,
+            "score_kind": r.score_kind,
+            "error": r.error,
+        }
+        for r in results
+    ]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+    elif as_csv:
+        writer = csv.DictWriter(sys.stdout, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    else:
+        for r in results:
+            if r.error:
+                click.echo(f"{r.path}\tERROR: {r.error}")
+            else:
+                click.echo(f"{r.path}\t{r.label}\t{r.score:.4f} ({r.score_kind})")
+    if all(r.error for r in results):
+        raise click.ClickException("no image could be read")

@@ -53,7 +53,7 @@ def is_image_name(name: str) -> bool:
     return name.lower().endswith(IMAGE_EXTENSIONS) and not name.startswith(".")
 
 
-def _walk_images(folder: Path) -> list[Path]:
+def walk_images(folder: Path) -> list[Path]:
     found = []
     for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
@@ -85,7 +85,7 @@ def list_images(root: Path) -> ImageSet:
     class_dirs = sorted(
         p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")
     )
-    per_class = {d.name: _walk_images(d) for d in class_dirs}
+    per_class = {d.name: walk_images(d) for d in class_dirs}
     per_class = {name: files for name, files in per_class.items() if files}
     if per_class:
         classes = sorted(per_class)

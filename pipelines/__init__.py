@@ -32,7 +32,10 @@ def _check(name: str, value, allowed) -> None:
 
 
 def preprocessing_steps(
-    *, scale: str = "standard", pca: int | None = None, seed: int = 0,
+    *,
+    scale: str = "standard",
+    pca: int | None = None,
+    seed: int = 0,
     incremental: bool = False,
 ) -> list[tuple[str, object]]:
     """The steps before the classifier: scaling, then PCA to ``pca`` components."""
@@ -44,9 +47,12 @@ def preprocessing_steps(
         steps.append(("scale", Normalizer(norm="l2")))
     if pca:
         if pca < 1:
-            raise ValueError(f"`pca` must be a positive number of components. Got {pca}.")
+            raise ValueError(
+                f"`pca` must be a positive number of components. Got {pca}."
+            )
         reducer = (
-            IncrementalPCA(n_components=pca) if incremental
+            IncrementalPCA(n_components=pca)
+            if incremental
             else PCA(n_components=pca, random_state=seed)
         )
         steps.append(("pca", reducer))
@@ -54,40 +60,70 @@ def preprocessing_steps(
 
 
 def svm(
-    *, n_samples: int, n_features: int, C: float = 1.0, scale: str = "standard",
-    pca: int | None = None, seed: int = 0,
+    *,
+    n_samples: int,
+    n_features: int,
+    C: float = 1.0,
+    scale: str = "standard",
+    pca: int | None = None,
+    seed: int = 0,
 ) -> Pipeline:
     """Linear SVM (LinearSVC); the dual problem when features outnumber samples."""
     dims = min(pca, n_features) if pca else n_features
     clf = LinearSVC(C=C, dual=dims > n_samples, max_iter=5000, random_state=seed)
-    return Pipeline([*preprocessing_steps(scale=scale, pca=pca, seed=seed), ("clf", clf)])
+    return Pipeline(
+        [*preprocessing_steps(scale=scale, pca=pca, seed=seed), ("clf", clf)]
+    )
 
 
 def logreg(
-    *, n_samples: int, n_features: int, C: float = 1.0, scale: str = "standard",
-    pca: int | None = None, seed: int = 0,
+    *,
+    n_samples: int,
+    n_features: int,
+    C: float = 1.0,
+    scale: str = "standard",
+    pca: int | None = None,
+    seed: int = 0,
 ) -> Pipeline:
     """Logistic regression: lbfgs, or saga above :data:`SAGA_ROWS` rows."""
     solver = "saga" if n_samples > SAGA_ROWS else "lbfgs"
     clf = LogisticRegression(C=C, solver=solver, max_iter=1000, random_state=seed)
-    return Pipeline([*preprocessing_steps(scale=scale, pca=pca, seed=seed), ("clf", clf)])
+    return Pipeline(
+        [*preprocessing_steps(scale=scale, pca=pca, seed=seed), ("clf", clf)]
+    )
 
 
 def mlp(
-    *, n_samples: int, n_features: int, alpha: float = 1e-4, hidden: int = 256,
-    scale: str = "standard", pca: int | None = None, seed: int = 0,
+    *,
+    n_samples: int,
+    n_features: int,
+    alpha: float = 1e-4,
+    hidden: int = 256,
+    scale: str = "standard",
+    pca: int | None = None,
+    seed: int = 0,
 ) -> Pipeline:
     """A small MLP: one hidden layer, early stopping when there are enough rows."""
     clf = MLPClassifier(
-        hidden_layer_sizes=(hidden,), alpha=alpha, max_iter=200,
-        early_stopping=n_samples >= MLP_EARLY_STOP_ROWS, random_state=seed,
+        hidden_layer_sizes=(hidden,),
+        alpha=alpha,
+        max_iter=200,
+        early_stopping=n_samples >= MLP_EARLY_STOP_ROWS,
+        random_state=seed,
     )
-    return Pipeline([*preprocessing_steps(scale=scale, pca=pca, seed=seed), ("clf", clf)])
+    return Pipeline(
+        [*preprocessing_steps(scale=scale, pca=pca, seed=seed), ("clf", clf)]
+    )
 
 
 def sgd(
-    *, n_samples: int, n_features: int, alpha: float = 1e-4, scale: str = "standard",
-    pca: int | None = None, seed: int = 0,
+    *,
+    n_samples: int,
+    n_features: int,
+    alpha: float = 1e-4,
+    scale: str = "standard",
+    pca: int | None = None,
+    seed: int = 0,
 ) -> Pipeline:
     """A linear SVM trained by SGD; every step supports ``partial_fit``, so the
     pipeline can be trained block by block from disk (see ``featx.fit``)."""
@@ -117,8 +153,13 @@ GRIDS: dict[str, dict[str, list[float]]] = {
 
 
 def make_pipeline(
-    clf: str, *, n_samples: int, n_features: int, scale: str = "standard",
-    pca: int | None = None, seed: int = 0,
+    clf: str,
+    *,
+    n_samples: int,
+    n_features: int,
+    scale: str = "standard",
+    pca: int | None = None,
+    seed: int = 0,
 ) -> Pipeline:
     """The pipeline for classifier ``clf`` (one of :data:`CLASSIFIERS`)."""
     _check("clf", clf, tuple(CLASSIFIERS))

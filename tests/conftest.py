@@ -80,3 +80,31 @@ def _offline(monkeypatch, tmp_path):
     monkeypatch.setenv("FEATX_OFFLINE", "1")
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty_torch_home"))
     monkeypatch.delenv("FEATX_CACHE_DIR", raising=False)
+
+
+@pytest.fixture(scope="session")
+def digits(tmp_path_factory):
+    """scikit-learn's digits as PNG folders (30 train / 10 test per digit), with
+    fc7 and pool5 of a seeded random AlexNet extracted into a cache directory."""
+    from featx import extract
+    from featx.demo import write_digits
+
+    root = tmp_path_factory.mktemp("digits")
+    train, test = write_digits(root / "images", per_class=40)
+    cache_dir = root / "cache"
+    caches = {}
+    for name, folder in (("train", train), ("test", test)):
+        result = extract(
+            folder,
+            layers=["fc7", "pool5"],
+            weights="random",
+            cache_dir=cache_dir,
+            workers=0,
+        )
+        caches[name] = result.cache_path
+    return {
+        "train": train,
+        "test": test,
+        "cache_dir": cache_dir,
+        **{f"{k}_cache": v for k, v in caches.items()},
+    }

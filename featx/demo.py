@@ -1,0 +1,56 @@
+"""Data that ships with scikit-learn, written as an image folder for the demo.
+
+scikit-learn's bundled digits (1,797 8×8 grey images, ten classes) are upscaled
+and saved as PNG files in ImageFolder layout, split into Train and Test.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from sklearn.datasets import load_digits
+from sklearn.model_selection import train_test_split
+
+
+def write_digits(
+    root: Path,
+    *,
+    size: int = 64,
+    per_class: int | None = None,
+    test_fraction: float = 0.25,
+    seed: int = 0,
+) -> tuple[Path, Path]:
+    """Write the digits as ``root/Train/<digit>/*.png`` and ``root/Test/...``.
+
+    ``per_class`` keeps at most that many images of each digit (before the
+    split). Returns the Train and Test folders. Existing files are kept, so a
+    second call writes nothing new.
+    """
+    digits = load_digits()
+    images, labels = digits.images, digits.target
+    index = np.arange(len(labels))
+    if per_class is not None:
+        rng = np.random.default_rng(seed)
+        index = np.concatenate(
+            [
+                rng.permutation(np.flatnonzero(labels == c))[:per_class]
+                for c in np.unique(labels)
+            ]
+        )
+    train, test = train_test_split(
+        index, test_size=test_fraction, stratify=labels[index], random_state=seed
+    )
+    root = Path(root)
+    for split, rows in (("Train", train), ("Test", test)):
+        for i in sorted(rows):
+            folder = root / split / str(labels[i])
+            folder.mkdir(parents=True, exist_ok=True)
+            target = folder / f"digit{i:04d}.png"
+            if not target.exists():
+                pixels = (images[i] * (255.0 / 16.0)).astype(np.uint8)
+                Image.fromarray(pixels, mode="L").resize(
+                    (size, size), Image.Resampling.BICUBIC
+                ).save(target)
+    return root / "Train", root / "Test"

@@ -1,0 +1,144 @@
+"""Predicting classes of new images with a saved model.
+
+Only the layer the model was trained on is extracted, in memory, with the
+weights and preprocessing the model records; a model whose weights or
+preprocessing cannot be had here is refused before any image is read.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from featx.errors import DataError, WeightsError
+from featx.extract import Progress, compute_batches, resolve_device
+from featx.images import Preprocess, walk_images
+from featx.model import WEIGHTS, LoadedWeights, load_weights, resolve_layers
+from featx.modelfile import ModelFileError, load_model
+
+
+@dataclass
+class Prediction:
+    """One image's prediction, or the reason it has none."""
+
+    path: str
+    label: str | None = None
+    score: float | None = None
+    score_kind: str = ""
+    error: str = ""
+
+
+def gather_images(inputs: list[Path]) -> list[Path]:
+    """Image files given directly, and every image under given folders."""
+    files: list[Path] = []
+    for item in inputs:
+        item = Path(item)
+        if item.is_dir():
+            found = sorted(walk_images(item))
+            if not found:
+                raise DataError(f"no images in {item}")
+            files.extend(found)
+        elif item.exists():
+            files.append(item)
+        else:
+            raise DataError(f"{item} does not exist")
+    return files
+
+
+def weights_for(meta: dict, weights: str | None) -> LoadedWeights:
+    """The weights a model's features came from, checked by sha256."""
+    wid = meta["weights_id"]
+    if weights is not None:
+        loaded = load_weights(weights)
+    elif wid.startswith("random(seed="):
+        loaded = load_weights("random", seed=int(wid[len("random(seed=") : -1]))
+    elif wid.startswith("torchvision:"):
+        loaded = load_weights("imagenet")
+    else:
+        source = Path(meta.get("weights_source", ""))
+        if not source.is_file():
+            raise WeightsError(
+                f"the model's features came from the weights file {wid[5:]} "
+                f"(sha256 {meta['weights_sha256'][:16]}…), which is not at {source}; "
+                "pass --weights PATH to that file"
+            )
+        loaded = load_weights(str(source))
+    if loaded.sha256 != meta["weights_sha256"]:
+        raise WeightsError(
+            f"these weights ({loaded.weights_id}, sha256 {loaded.sha256[:16]}…) are "
+            f"not the ones the model was trained on ({wid}, sha256 "
+            f"{meta['weights_sha256'][:16]}…)"
+        )
+    return loaded
+
+
+def predict(
+    model: Path,
+    inputs: list[Path],
+    *,
+    weights: str | None = None,
+    device: str = "auto",
+    batch_size: int = 64,
+    workers: int | None = None,
+    progress: Progress | None = None,
+) -> list[Prediction]:
+    """Predict the class of every image in ``inputs`` (files or folders)."""
+    from featx.cache import LayerDef
+
+    progress = progress or Progress()
+    pipeline, meta = load_model(Path(model))
+    preprocess = Preprocess(WEIGHTS.transforms())
+    if meta.get("transform") != preprocess.describe():
+        raise ModelFileError(
+            "the model was trained on features with other preprocessing than this "
+            f"featx uses ({meta.get('transform')}); re-extract and re-fit"
+        )
+    files = gather_images(inputs)
+    spec = resolve_layers([meta["layer_name"]])[0]
+    layer = LayerDef(
+        spec.name, spec.module_path, spec.shape, meta["spatial"], "float32"
+    )
+    loaded = weights_for(meta, weights)
+    dev = resolve_device(device)
+    results = [Prediction(path=str(f)) for f in files]
+    classes = meta["classes"]
+    clf = pipeline.steps[-1][1]
+    has_proba = hasattr(clf, "predict_proba")
+    batches = compute_batches(
+        files=files,
+        rows=list(range(len(files))),
+        wanted=[layer],
+        loaded=loaded,
+        preprocess=preprocess,
+        device=dev,
+        batch_size=batch_size,
+        workers=workers,
+    )
+    progress.start("predicting", len(files))
+    try:
+        for idx, values, failed in batches:
+            for row, reason in failed:
+                results[row].error = reason
+            if len(idx):
+                X = values[layer.key].astype(np.float32)
+                if meta["dtype"] == "float16":  # as the training features were stored
+                    X = X.astype(np.float16).astype(np.float32)
+                if has_proba:
+                    scores = pipeline.predict_proba(X)
+                    kind = "probability"
+                else:
+                    scores = pipeline.decision_function(X)
+                    if scores.ndim == 1:  # binary: score of the positive class
+                        scores = np.stack([-scores, scores], axis=1)
+                    kind = "decision"
+                best = scores.argmax(axis=1)
+                for row, b, s in zip(idx, best, scores, strict=True):
+                    results[row].label = classes[int(clf.classes_[b])]
+                    results[row].score = float(s[b])
+                    results[row].score_kind = kind
+            progress.advance(len(idx) + len(failed))
+    finally:
+        progress.finish()
+    return results

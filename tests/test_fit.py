@@ -1,0 +1,248 @@
+import json
+import tracemalloc
+
+import h5py
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from sklearn.model_selection import GridSearchCV, StratifiedKFold, cross_validate
+
+import featx.fit
+import pipelines
+from featx import FeatureCache, extract, read_layer
+from featx.cache import FeatureCache as _FC
+from featx.cli import main
+from featx.errors import CacheError, FeatxError
+from featx.fit import FitError, fit
+from tests.conftest import write_folder
+
+
+def fit_digits(digits, tmp_path, **kw):
+    kw.setdefault("layer", "fc7")
+    return fit(
+        cache=digits["train_cache"],
+        cache_dir=digits["cache_dir"],
+        out=tmp_path / "model.joblib",
+        **kw,
+    )
+
+
+@pytest.mark.parametrize("clf", ["svm", "logreg", "mlp", "sgd"])
+def test_each_classifier_beats_chance_by_far(digits, tmp_path, clf):
+    result = fit_digits(digits, tmp_path, clf=clf, test=digits["test_cache"])
+    assert result.mean("accuracy") > 0.6  # chance is 0.1
+    assert result.test["accuracy"] > 0.6 and result.test["n_images"] == 100
+    assert len(result.cv_scores["accuracy"]) == 5 and len(result.fit_times) == 5
+    confusion = np.array(result.test["confusion"])
+    assert confusion.shape == (10, 10) and confusion.sum() == 100
+
+
+@pytest.mark.parametrize("clf", ["svm", "logreg", "mlp"])
+def test_cv_equals_scikit_learn_cross_validate(digits, tmp_path, clf):
+    result = fit_digits(digits, tmp_path, clf=clf, cv=4, seed=3, save=False)
+    X, y, _, _ = read_layer(digits["train_cache"], "fc7")
+    pipe = pipelines.make_pipeline(clf, n_samples=len(y), n_features=X.shape[1], seed=3)
+    ref = cross_validate(
+        pipe,
+        X,
+        y,
+        cv=StratifiedKFold(4, shuffle=True, random_state=3),
+        scoring=("accuracy", "f1_macro"),
+    )
+    np.testing.assert_array_equal(result.cv_scores["accuracy"], ref["test_accuracy"])
+    np.testing.assert_array_equal(result.cv_scores["f1_macro"], ref["test_f1_macro"])
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_grid_and_parallel_folds_match_scikit_learn(digits, tmp_path, jobs):
+    # Parity holds for the same n_jobs: joblib's workers limit BLAS threads, which
+    # changes floating-point rounding, so jobs=2 is compared with n_jobs=2.
+    result = fit_digits(
+        digits, tmp_path, clf="svm", cv=3, grid=True, jobs=jobs, save=False
+    )
+    X, y, _, _ = read_layer(digits["train_cache"], "fc7")
+    pipe = pipelines.make_pipeline("svm", n_samples=len(y), n_features=X.shape[1])
+    search = GridSearchCV(
+        pipe,
+        pipelines.GRIDS["svm"],
+        cv=StratifiedKFold(3, shuffle=True, random_state=0),
+        scoring="accuracy",
+    )
+    ref = cross_validate(
+        search,
+        X,
+        y,
+        cv=StratifiedKFold(3, shuffle=True, random_state=0),
+        scoring=("accuracy", "f1_macro"),
+        n_jobs=jobs,
+    )
+    np.testing.assert_array_equal(result.cv_scores["accuracy"], ref["test_accuracy"])
+    assert set(result.params) == {"clf__C"}
+
+
+def test_sgd_streams_without_loading_the_matrix(digits, tmp_path, monkeypatch):
+    def forbidden(*a, **k):
+        raise AssertionError("the SGD path must not read the whole layer")
+
+    blocks = []
+    real_iter = _FC.iter_chunks
+
+    def counting(self, layer, **kw):
+        for rows, block in real_iter(self, layer, **kw):
+            blocks.append(len(rows))
+            yield rows, block
+
+    monkeypatch.setattr(_FC, "read", forbidden)
+    monkeypatch.setattr(_FC, "iter_chunks", counting)
+    monkeypatch.setattr(featx.fit, "SGD_BLOCK_ROWS", 16)
+    n_rows = 300
+    full_bytes = n_rows * 9216 * 4
+    tracemalloc.start()
+    try:
+        result = fit_digits(digits, tmp_path, clf="sgd", layer="pool5", cv=3)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert result.mean("accuracy") > 0.5
+    assert blocks and max(blocks) == 16
+    # a block is 16 x 9216 float32 (590 KB); the block, its masked copy and SGD's
+    # float64 copy stay far below the 300-row matrix (11 MB)
+    assert peak < full_bytes / 2, (peak, full_bytes)
+
+
+def test_float16_cache_is_converted_in_bounded_blocks(digits, tmp_path):
+    result = extract(
+        digits["train"],
+        layers=["pool5"],
+        dtype="float16",
+        weights="random",
+        cache_dir=tmp_path / "c16",
+        workers=0,
+    )
+    with FeatureCache(result.cache_path) as cache:
+        raw = cache.file["features/pool5"][:]
+        out_bytes = raw.size * 4
+        del raw
+        tracemalloc.start()
+        try:
+            X = cache.read("pool5")
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        assert X.dtype == np.float32
+        np.testing.assert_array_equal(
+            X, cache.file["features/pool5"][:].astype(np.float32)
+        )
+    # one float32 output plus one block: far less than float16 + float32 copies
+    assert peak < out_bytes * 1.3, (peak, out_bytes)
+    fitted = fit(
+        cache=result.cache_path,
+        layer="pool5",
+        clf="logreg",
+        cv=3,
+        out=tmp_path / "m.joblib",
+    )
+    assert fitted.mean("accuracy") > 0.6
+
+
+@pytest.fixture
+def labelled_cache(tmp_path):
+    folder = write_folder(tmp_path / "d", {"a": 6, "b": 3})
+    return extract(
+        folder,
+        layers=["fc7", "fc6"],
+        weights="random",
+        cache_dir=tmp_path / "c",
+        workers=0,
+    ).cache_path
+
+
+def test_bad_input_is_explained(tmp_path, labelled_cache):
+    with pytest.raises(FitError, match="choose one with --layer"):
+        fit(cache=labelled_cache, save=False)
+    with pytest.raises(CacheError, match="layer 'pool5' is not in"):
+        fit(cache=labelled_cache, layer="pool5", save=False)
+    with pytest.raises(
+        FitError,
+        match=r"--cv 5 needs at least 5 images in every "
+        r"class; 'b' has 3",
+    ):
+        fit(cache=labelled_cache, layer="fc7", save=False)
+    with pytest.raises(FitError, match=r"`clf` must be one of .* Got 'svn'"):
+        fit(cache=labelled_cache, layer="fc7", clf="svn", cv=3, save=False)
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    for p in (tmp_path / "d" / "a").iterdir():
+        p.rename(flat / p.name)
+    unlabelled = extract(
+        flat, layers=["fc7"], weights="random", cache_dir=tmp_path / "c2", workers=0
+    ).cache_path
+    with pytest.raises(FitError, match="has no labels"):
+        fit(cache=unlabelled, save=False)
+    one = write_folder(tmp_path / "one", {"only": 4})
+    single = extract(
+        one, layers=["fc7"], weights="random", cache_dir=tmp_path / "c3", workers=0
+    ).cache_path
+    with pytest.raises(FitError, match="one class only"):
+        fit(cache=single, save=False)
+    with h5py.File(labelled_cache, "r+") as f:
+        f.attrs["featx_format"] = 7
+    with pytest.raises(CacheError, match="newer featx"):
+        fit(cache=labelled_cache, layer="fc7", cv=3, save=False)
+
+
+def test_several_caches_are_listed(tmp_path, labelled_cache):
+    write_folder(tmp_path / "e", {"x": 3, "y": 3})
+    extract(
+        tmp_path / "e",
+        layers=["fc7"],
+        weights="random",
+        cache_dir=tmp_path / "c",
+        workers=0,
+    )
+    with pytest.raises(CacheError, match=r"2 caches in .*choose one with --cache: d-"):
+        fit(cache_dir=tmp_path / "c", save=False)
+
+
+def test_cli_fit_json_and_table(digits, tmp_path):
+    runner = CliRunner()
+    args = [
+        "fit",
+        "--clf",
+        "logreg",
+        "--cache",
+        str(digits["train_cache"]),
+        "--layer",
+        "fc7",
+        "--cv",
+        "3",
+        "--test",
+        str(digits["test_cache"]),
+        "--out",
+        str(tmp_path / "m.joblib"),
+    ]
+    result = runner.invoke(main, [*args, "--json"], catch_exceptions=False)
+    data = json.loads(result.output)
+    for key in (
+        "layer",
+        "clf",
+        "cv_accuracy_mean",
+        "cv_accuracy_std",
+        "cv_scores",
+        "test_accuracy",
+    ):
+        assert key in data
+    assert data["layer"] == "fc7" and len(data["cv_scores"]["accuracy"]) == 3
+    table = runner.invoke(main, args, catch_exceptions=False).output
+    assert "mean" in table and "confusion" in table and "m.joblib.sha256" in table
+    typo = runner.invoke(
+        main, ["fit", "--clf", "svn", "--cache", str(digits["train_cache"])]
+    )
+    assert typo.exit_code == 1
+    assert typo.output.strip() == (
+        "Error: `clf` must be one of 'svm', 'logreg', 'mlp', 'sgd'. Got 'svn'."
+    )
+
+
+def test_errors_are_featx_errors():
+    assert issubclass(FitError, FeatxError) and issubclass(FitError, ValueError)

@@ -1,0 +1,107 @@
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from torchvision.models import alexnet
+
+from featx import read_layer
+from featx.cli import main
+from featx.errors import WeightsError
+from featx.fit import fit
+from featx.modelfile import ModelFileError, load_model, sidecar_path
+from featx.predict import predict
+
+
+@pytest.fixture(scope="module")
+def models(digits, tmp_path_factory):
+    out = tmp_path_factory.mktemp("models")
+    return {
+        clf: fit(
+            cache=digits["train_cache"],
+            layer="fc7",
+            clf=clf,
+            cv=3,
+            out=out / f"{clf}.joblib",
+        ).model_path
+        for clf in ("logreg", "svm")
+    }
+
+
+@pytest.mark.parametrize("clf", ["logreg", "svm"])
+def test_save_load_predict_round_trip(digits, models, clf):
+    pipeline, meta = load_model(models[clf])
+    assert meta["layer"] == "fc7" and meta["classes"] == [str(i) for i in range(10)]
+    assert meta["weights_id"] == "random(seed=0)"
+    X, _, paths, classes = read_layer(digits["test_cache"], "fc7")
+    expected = {p: classes[k] for p, k in zip(paths, pipeline.predict(X), strict=True)}
+    results = predict(models[clf], [digits["test"]], workers=0)
+    assert len(results) == 100
+    got = {str(r.path).split("Test/")[1]: r.label for r in results}
+    assert got == expected
+    kind = "probability" if clf == "logreg" else "decision"
+    assert all(r.score_kind == kind for r in results)
+
+
+def test_unreadable_images_do_not_stop_the_others(digits, models, tmp_path):
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG broken")
+    one = next((digits["test"] / "3").iterdir())
+    results = predict(models["logreg"], [tmp_path / "broken.png", one], workers=0)
+    assert (
+        results[0].error.startswith("cannot decode")
+        or "not an image" in results[0].error
+    )
+    assert results[0].label is None and results[1].label is not None
+
+
+def test_tampered_or_unsigned_model_is_refused(models, tmp_path):
+    blob = Path(models["svm"]).read_bytes()
+    (tmp_path / "copy.joblib").write_bytes(blob)
+    with pytest.raises(ModelFileError, match=r"no copy.joblib.sha256 .*run code"):
+        load_model(tmp_path / "copy.joblib")
+    sidecar_path(tmp_path / "copy.joblib").write_text(
+        sidecar_path(models["svm"]).read_text()
+    )
+    load_model(tmp_path / "copy.joblib")  # an exact copy with its sidecar loads
+    (tmp_path / "copy.joblib").write_bytes(blob + b"\0")
+    with pytest.raises(ModelFileError, match="does not match"):
+        load_model(tmp_path / "copy.joblib")
+
+
+def test_other_weights_are_refused(digits, models, tmp_path):
+    torch.manual_seed(5)
+    torch.save(alexnet().state_dict(), tmp_path / "other.pth")
+    with pytest.raises(WeightsError, match="not the ones the model was trained on"):
+        predict(models["logreg"], [digits["test"]], weights=str(tmp_path / "other.pth"))
+
+
+def test_cli_predict_json_and_csv(digits, models):
+    runner = CliRunner()
+    image = str(next((digits["test"] / "7").iterdir()))
+    out = runner.invoke(
+        main,
+        [
+            "predict",
+            "--model",
+            models["logreg"],
+            image,
+            "--json",
+            "-q",
+            "--workers",
+            "0",
+        ],
+        catch_exceptions=False,
+    )
+    rows = json.loads(out.output)
+    assert rows[0]["path"] == image and rows[0]["label"] in [str(i) for i in range(10)]
+    assert 0.0 <= rows[0]["score"] <= 1.0
+    csv = runner.invoke(
+        main,
+        ["predict", "--model", models["svm"], image, "--csv", "-q", "--workers", "0"],
+        catch_exceptions=False,
+    )
+    header, row = csv.output.strip().splitlines()
+    assert header == "path,label,score,score_kind,error" and row.startswith(image)
+    assert np.isfinite(float(row.split(",")[2]))
