@@ -517,3 +517,151 @@ def predict(
                 click.echo(f"{r.path}\t{r.label}\t{r.score:.4f} ({r.score_kind})")
     if all(r.error for r in results):
         raise click.ClickException("no image could be read")
+
+
+def _split(value: str | None) -> list[str] | None:
+    return [v.strip() for v in value.split(",") if v.strip()] if value else None
+
+
+def print_report(report) -> None:
+    random_weights_banner(report.pretrained)
+    best = report.best
+    click.echo(
+        f"{len(report.rows)} results ({report.computed} computed, {report.reused} "
+        f"reused). Best: {best['layer']} + {best['clf']}, CV accuracy "
+        f"{best['cv_accuracy_mean']:.4f} ± {best['cv_accuracy_std']:.4f}"
+        + (
+            f", test accuracy {best['test_accuracy']:.4f}"
+            if best.get("test_accuracy") is not None
+            else ""
+        )
+    )
+    for r in report.rows:
+        test = r.get("test_accuracy")
+        click.echo(
+            f"  {r['layer']:<12}{r['clf']:<8}{r['cv_accuracy_mean']:.4f} ± "
+            f"{r['cv_accuracy_std']:.4f}"
+            + (f"   test {test:.4f}" if test is not None else "")
+        )
+    click.echo(f"report: {report.files['html']}")
+    click.echo(f"        {report.files['md']}, results.json, results.csv, figures")
+
+
+@main.command()
+@click.option("--cache", default=None, help="Training cache [default: the only one].")
+@click.option("--test", default=None, help="A held-out cache to score every model on.")
+@click.option(
+    "--layers",
+    default=None,
+    help="Comma-separated layers, e.g. conv5_avg,pool5,fc6,fc7 "
+    "[default: every layer in the cache].",
+)
+@click.option(
+    "--clfs",
+    default="svm,logreg,mlp",
+    show_default=True,
+    help="Comma-separated classifiers.",
+)
+@click.option("--cv", type=int, default=5, show_default=True, help="Stratified folds.")
+@click.option(
+    "--seed", type=int, default=0, show_default=True, help="Seed of the folds."
+)
+@click.option(
+    "--jobs",
+    type=int,
+    default=1,
+    show_default=True,
+    help="Folds run in parallel through joblib.",
+)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Output folder [default: reports/<cache name>].",
+)
+@click.option("--force", is_flag=True, help="Recompute results already stored.")
+@cache_dir_option
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+def report(
+    cache, test, layers, clfs, cv, seed, jobs, out, force, cache_dir, quiet
+) -> None:
+    """Compare layers × classifiers: cross-validate each (and score it on --test),
+    then write report.html, report.md, results.json, results.csv and figures.
+
+    Results already computed for the same data and settings are reused.
+    """
+    from featx.report import make_report
+
+    result = make_report(
+        cache=cache,
+        cache_dir=cache_dir,
+        test=test,
+        layers=_split(layers),
+        clfs=_split(clfs) or [],
+        cv=cv,
+        seed=seed,
+        jobs=jobs,
+        out=out,
+        force=force,
+        progress=TqdmProgress(quiet),
+    )
+    print_report(result)
+
+
+@main.command()
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default="featx-demo",
+    show_default=True,
+    help="Where everything goes.",
+)
+@click.option(
+    "--per-class",
+    type=click.IntRange(min=5),
+    default=None,
+    help="Use at most this many digits per class [default: all 1,797].",
+)
+@click.option(
+    "--cv",
+    type=click.IntRange(min=2),
+    default=5,
+    show_default=True,
+    help="Stratified folds.",
+)
+@click.option(
+    "--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N."
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Decode worker processes [default: one per core].",
+)
+@click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
+def demo(out, per_class, cv, device, workers, quiet) -> None:
+    """Run the whole pipeline on scikit-learn's bundled digits, offline.
+
+    Writes the digits as PNG files (Train / Test), extracts conv5 (pooled), fc6
+    and fc7, fits svm, logreg and mlp, and writes a report. Uses the pretrained
+    weights when they are cached or downloadable, random weights otherwise.
+    """
+    from featx.demo import run_demo
+
+    if not quiet:
+        click.echo(
+            f"featx demo: digits → AlexNet features → classifiers → {out}/report"
+        )
+    result = run_demo(
+        out,
+        per_class=per_class,
+        cv=cv,
+        device=device,
+        workers=workers,
+        progress=TqdmProgress(quiet),
+    )
+    if result.weights_note:
+        click.secho(result.weights_note, fg="yellow", err=True)
+    click.echo(f"data:   {result.train} and {result.test}")
+    print_report(result.report)
+    click.echo(f"Open {result.report.files['html']} in a browser.")

@@ -6,6 +6,7 @@ and saved as PNG files in ImageFolder layout, split into Train and Test.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -54,3 +55,71 @@ def write_digits(
                     (size, size), Image.Resampling.BICUBIC
                 ).save(target)
     return root / "Train", root / "Test"
+
+
+DEMO_LAYERS = ("conv5", "fc6", "fc7")
+
+
+@dataclass
+class DemoResult:
+    report: object
+    train: Path
+    test: Path
+    weights_note: str = ""
+
+
+def run_demo(
+    out: Path,
+    *,
+    per_class: int | None = None,
+    cv: int = 5,
+    device: str = "auto",
+    workers: int | None = None,
+    progress=None,
+    weights: str = "imagenet",
+) -> DemoResult:
+    """The whole pipeline on scikit-learn's digits: images → cache → report.
+
+    Uses the pretrained weights when they are cached or downloadable; otherwise
+    continues with random weights and says why in ``weights_note``.
+    """
+    from featx.errors import WeightsError
+    from featx.extract import extract
+    from featx.model import load_weights
+    from featx.report import make_report
+
+    out = Path(out)
+    train, test = write_digits(out / "data", per_class=per_class)
+    note = ""
+    try:
+        loaded = load_weights(weights)
+    except WeightsError as exc:
+        note = f"{exc} Continuing with random weights: the report carries a banner."
+        loaded = load_weights("random")
+    cache_dir = out / "cache"
+    caches = []
+    for folder in (train, test):
+        # conv5 is pooled to 256 values per image; fc6 and fc7 are 4096 wide.
+        for layers, spatial in ((["conv5"], "avg"), (["fc6", "fc7"], "none")):
+            result = extract(
+                folder,
+                layers=layers,
+                spatial=spatial,
+                device=device,
+                workers=workers,
+                cache_dir=cache_dir,
+                progress=progress,
+                loaded=loaded,
+            )
+        caches.append(result.cache_path)
+    report = make_report(
+        cache=caches[0],
+        test=caches[1],
+        cache_dir=cache_dir,
+        layers=["conv5_avg", "fc6", "fc7"],
+        clfs=["svm", "logreg", "mlp"],
+        cv=cv,
+        out=out / "report",
+        progress=progress,
+    )
+    return DemoResult(report=report, train=train, test=test, weights_note=note)

@@ -51,6 +51,7 @@ class FitResult:
     cv_scores: dict[str, list[float]]
     fit_times: list[float]
     params: dict = field(default_factory=dict)
+    cv_confusion: list[list[int]] = field(default_factory=list)
     weights_id: str = ""
     pretrained: bool = True
     test: dict | None = None
@@ -114,6 +115,10 @@ def labelled_rows(cache: FeatureCache, cv: int) -> tuple[np.ndarray, list[str]]:
             f"{classes[smallest]!r} has {counts[smallest]}"
         )
     return labels, classes
+
+
+def _confusion(y_true, y_pred, n_classes: int) -> np.ndarray:
+    return confusion_matrix(y_true, y_pred, labels=range(n_classes))
 
 
 def folds(labels: np.ndarray, cv: int, seed: int) -> StratifiedKFold:
@@ -214,6 +219,7 @@ def _predict_streaming(cache, layer, pipeline, mask):
 def _cv_streaming(cache, layer, labels, *, clf, cv, seed, scale, pca, n_classes):
     scores = {m: [] for m in SCORING}
     fit_times = []
+    confusion = np.zeros((n_classes, n_classes), np.int64)
     n_features = cache.dataset(layer).shape[1]
     for train, _ in folds(labels, cv, seed).split(np.zeros(len(labels)), labels):
         train_mask = np.zeros(len(labels), bool)
@@ -234,7 +240,8 @@ def _cv_streaming(cache, layer, labels, *, clf, cv, seed, scale, pca, n_classes)
         rows, pred = _predict_streaming(cache, layer, pipe, ~train_mask)
         scores["accuracy"].append(float(accuracy_score(labels[rows], pred)))
         scores["f1_macro"].append(float(f1_score(labels[rows], pred, average="macro")))
-    return scores, fit_times
+        confusion += _confusion(labels[rows], pred, n_classes)
+    return scores, fit_times, confusion
 
 
 # --------------------------------------------------------------- the command
@@ -349,7 +356,7 @@ def fit(
         )
         params: dict = {}
         if clf == "sgd":
-            scores, fit_times = _cv_streaming(
+            scores, fit_times, confusion = _cv_streaming(
                 fc,
                 layer,
                 labels,
@@ -387,9 +394,18 @@ def fit(
                 cv=folds(labels, cv, seed),
                 scoring=SCORING,
                 n_jobs=jobs,
+                return_estimator=True,
+                return_indices=True,
             )
             scores = {m: [float(s) for s in cv_out[f"test_{m}"]] for m in SCORING}
             fit_times = [float(t) for t in cv_out["fit_time"]]
+            confusion = np.zeros((len(classes), len(classes)), np.int64)
+            for est, test_idx in zip(
+                cv_out["estimator"], cv_out["indices"]["test"], strict=True
+            ):
+                confusion += _confusion(
+                    labels[test_idx], est.predict(X[test_idx]), len(classes)
+                )
             estimator.fit(X, labels)
             del X
             final = estimator.best_estimator_ if grid else estimator
@@ -408,6 +424,7 @@ def fit(
             grid=grid,
             cv_scores=scores,
             fit_times=fit_times,
+            cv_confusion=confusion.tolist(),
             params=params,
             weights_id=str(fc.attrs.get("weights_id", "")),
             pretrained=bool(fc.attrs.get("weights_pretrained", False)),

@@ -1,0 +1,42 @@
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from featx.cli import main
+
+
+@pytest.mark.slow
+def test_demo_offline_makes_a_complete_report(tmp_path):
+    out = tmp_path / "demo"
+    result = CliRunner().invoke(
+        main,
+        [
+            "demo",
+            "--out",
+            str(out),
+            "--per-class",
+            "12",
+            "--cv",
+            "3",
+            "-q",
+            "--workers",
+            "0",
+        ],
+        catch_exceptions=False,
+    )
+    assert result.exit_code == 0, result.output
+    assert "Continuing with random weights" in result.output
+    assert "alexnet-owt-7be5be79.pth" in result.output
+    rows = json.loads((out / "report" / "results.json").read_text())
+    assert {(r["layer"], r["clf"]) for r in rows} == {
+        (layer, clf)
+        for layer in ("conv5_avg", "fc6", "fc7")
+        for clf in ("svm", "logreg", "mlp")
+    }
+    assert all(r["test_accuracy"] is not None for r in rows)
+    assert max(r["cv_accuracy_mean"] for r in rows) > 0.5
+    html = (out / "report" / "report.html").read_text()
+    assert 'id="random-weights"' in html
+    assert (out / "data" / "Train" / "9").is_dir() and (out / "data" / "Test").is_dir()
+    assert f"Open {out / 'report' / 'report.html'}" in result.output

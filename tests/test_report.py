@@ -1,0 +1,234 @@
+import csv
+import json
+import os
+import re
+import shutil
+import subprocess
+
+import pytest
+from click.testing import CliRunner
+
+from featx import extract
+from featx.cli import main
+from featx.fit import fit
+from featx.render import md
+from featx.report import ReportError, make_report
+from tests.conftest import write_folder
+
+XSS = "<img src=x onerror=alert(1)>"
+
+
+def chromium_dom(html_path, tmp_path) -> str:
+    """The DOM of a page after it loaded, from headless Chromium."""
+    exe = shutil.which("chromium") or shutil.which("chromium-browser")
+    if exe is None:
+        if os.environ.get("FEATX_REQUIRE_CHROMIUM"):
+            pytest.fail("chromium is required here (FEATX_REQUIRE_CHROMIUM is set)")
+        pytest.skip("chromium is not installed")
+    cmd = [
+        exe,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp_path / 'chromium-profile'}",
+        "--virtual-time-budget=5000",
+        "--dump-dom",
+        html_path.resolve().as_uri(),
+    ]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=True)
+    return done.stdout
+
+
+@pytest.fixture(scope="module")
+def report(digits, tmp_path_factory):
+    out = tmp_path_factory.mktemp("report")
+    return make_report(
+        cache=digits["train_cache"],
+        test=digits["test_cache"],
+        cache_dir=digits["cache_dir"],
+        layers=["pool5", "fc7"],
+        clfs=["svm", "logreg"],
+        cv=3,
+        out=out,
+    )
+
+
+def test_report_files(report):
+    names = {p.name for p in report.out.iterdir()}
+    assert {
+        "report.md",
+        "report.html",
+        "results.json",
+        "results.csv",
+        "accuracy_by_layer.png",
+        "confusion_best.png",
+        "fit_time.png",
+        "pca_pool5.png",
+        "pca_fc7.png",
+    } <= names
+    rows = json.loads((report.out / "results.json").read_text())
+    assert [(r["layer"], r["clf"]) for r in rows] == [
+        ("pool5", "svm"),
+        ("pool5", "logreg"),
+        ("fc7", "svm"),
+        ("fc7", "logreg"),
+    ]
+    with (report.out / "results.csv").open() as f:
+        table = list(csv.DictReader(f))
+    assert len(table) == 4 and float(table[0]["test_accuracy"]) > 0.5
+    assert set(table[0]) >= {
+        "cv_accuracy_mean",
+        "cv_accuracy_std",
+        "cv_f1_macro_mean",
+        "fit_time_mean",
+        "test_accuracy",
+    }
+    text = (report.out / "report.md").read_text()
+    assert "RANDOM weights" in text and "featx report --cache" in text
+    assert "featx extract" in text and "--weights random --seed 0" in text
+    assert "3\\-fold stratified cross\\-validation" in text
+
+
+def test_results_match_featx_fit_json(report, digits, tmp_path):
+    runner = CliRunner()
+    out = runner.invoke(
+        main,
+        [
+            "fit",
+            "--cache",
+            str(digits["train_cache"]),
+            "--layer",
+            "fc7",
+            "--clf",
+            "logreg",
+            "--cv",
+            "3",
+            "--test",
+            str(digits["test_cache"]),
+            "--json",
+            "--out",
+            str(tmp_path / "m.joblib"),
+        ],
+        catch_exceptions=False,
+    )
+    from_fit = json.loads(out.output)
+    row = next(r for r in report.rows if (r["layer"], r["clf"]) == ("fc7", "logreg"))
+    for key in ("cv_scores", "cv_accuracy_mean", "cv_accuracy_std", "test_accuracy"):
+        assert row[key] == from_fit[key]
+
+
+def test_results_are_reused_unless_forced(report, digits, monkeypatch, tmp_path):
+    calls = []
+    real = fit
+
+    def counting(**kw):
+        calls.append(kw)
+        return real(**kw)
+
+    monkeypatch.setattr("featx.report.fit", counting)
+    again = make_report(
+        cache=digits["train_cache"],
+        test=digits["test_cache"],
+        cache_dir=digits["cache_dir"],
+        layers=["pool5", "fc7"],
+        clfs=["svm", "logreg"],
+        cv=3,
+        out=tmp_path / "again",
+    )
+    assert (again.reused, again.computed, len(calls)) == (4, 0, 0)
+    assert again.rows == report.rows
+    forced = make_report(
+        cache=digits["train_cache"],
+        cache_dir=digits["cache_dir"],
+        layers=["fc7"],
+        clfs=["svm"],
+        cv=3,
+        out=tmp_path / "f",
+        force=True,
+    )
+    assert forced.computed == 1 and len(calls) == 1
+
+
+def test_missing_layer_says_which_extract_to_run(digits, tmp_path):
+    with pytest.raises(
+        ReportError,
+        match=r"lacks conv5_avg; extract first: featx "
+        r"extract .*Train --layer conv5 --spatial avg "
+        r"--weights random --seed 0",
+    ):
+        make_report(
+            cache=digits["train_cache"],
+            cache_dir=digits["cache_dir"],
+            layers=["conv5_avg", "fc7"],
+            out=tmp_path / "r",
+        )
+
+
+def test_html_opens_in_chromium_with_every_figure(report, tmp_path):
+    dom = chromium_dom(report.files["html"], tmp_path)
+    total = re.search(r'data-images-total="(\d+)"', dom)
+    loaded = re.search(r'data-images-loaded="(\d+)"', dom)
+    assert total and loaded, dom[:500]
+    assert int(total.group(1)) == 5 == int(loaded.group(1))
+    assert '<table id="results">' in dom and dom.count("<tr") == 5
+    assert 'id="random-weights"' in dom
+    html = report.files["html"].read_text()
+    assert "http://" not in html and "https://" not in html  # opens offline
+
+
+def test_untrusted_names_are_text(tmp_path, state_dict_file):
+    folder = write_folder(tmp_path / "data", {XSS: 5, "b*_[x](y)": 5})
+    result = extract(
+        folder,
+        layers=["fc7"],
+        weights=str(state_dict_file),
+        cache_dir=tmp_path / "c",
+        workers=0,
+    )
+    rep = make_report(
+        cache=result.cache_path,
+        cache_dir=tmp_path / "c",
+        clfs=["svm"],
+        cv=2,
+        out=tmp_path / "r",
+    )
+    html = rep.files["html"].read_text()
+    assert XSS not in html and "&lt;img src=x onerror=alert(1)&gt;" in html
+    assert 'id="random-weights"' not in html  # a weights file counts as pretrained
+    dom = chromium_dom(rep.files["html"], tmp_path)
+    assert '<img src="x"' not in dom and "&lt;img src=x onerror=alert(1)&gt;" in dom
+    text = rep.files["md"].read_text()
+    assert XSS not in text and md(XSS) in text and "b\\*\\_\\[x\\]\\(y\\)" in text
+
+
+def test_report_cli(report, digits, tmp_path):
+    result = CliRunner().invoke(
+        main,
+        [
+            "report",
+            "--cache",
+            str(digits["train_cache"]),
+            "--test",
+            str(digits["test_cache"]),
+            "--cache-dir",
+            str(digits["cache_dir"]),
+            "--layers",
+            "pool5,fc7",
+            "--clfs",
+            "svm,logreg",
+            "--cv",
+            "3",
+            "--out",
+            str(tmp_path / "r"),
+            "-q",
+        ],
+        catch_exceptions=False,
+    )
+    assert result.exit_code == 0
+    assert "4 results (0 computed, 4 reused)" in result.output
+    assert "report.html" in result.output
