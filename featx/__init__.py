@@ -1,6 +1,11 @@
 """featx: pretrained AlexNet activations from any layer, cached in HDF5, and
-classical scikit-learn classifiers trained and compared on them."""
+classical scikit-learn classifiers trained and compared on them.
 
+The public names load their modules (and torch) on first use, so that the
+command line can set up the runtime before torch is imported.
+"""
+
+from importlib import import_module
 from importlib.metadata import PackageNotFoundError, version
 
 try:
@@ -8,14 +13,18 @@ try:
 except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0.0.0+unknown"
 
-from featx.cache import FeatureCache, LayerData, read_layer  # noqa: E402
-from featx.extract import ExtractResult, extract  # noqa: E402
+_LAZY = {
+    "ExtractResult": "featx.extraction",
+    "extract": "featx.extraction",
+    "FeatureCache": "featx.cache",
+    "LayerData": "featx.cache",
+    "read_layer": "featx.cache",
+}
 
-__all__ = [
-    "ExtractResult",
-    "FeatureCache",
-    "LayerData",
-    "__version__",
-    "extract",
-    "read_layer",
-]
+__all__ = ["__version__", *_LAZY]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'featx' has no attribute {name!r}")

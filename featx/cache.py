@@ -41,6 +41,9 @@ from featx.errors import CacheBusyError, CacheError
 FORMAT_VERSION = 1
 COPY_BLOCK_BYTES = 64 << 20
 READ_BLOCK_BYTES = 4 << 20
+#: Chunk cache of a dataset being filled: room for the partly written chunk at a
+#: batch boundary (chunks are at most 1 MiB), small enough to keep memory flat.
+FILL_CACHE_BYTES = 4 << 20
 STR = h5py.string_dtype("utf-8")
 
 
@@ -312,7 +315,7 @@ class CacheFiller:
     """
 
     def __init__(self, path: Path) -> None:
-        self.f = _open(path, "r+", rdcc_nbytes=64 << 20, rdcc_w0=1.0)
+        self.f = _open(path, "r+", rdcc_nbytes=FILL_CACHE_BYTES, rdcc_w0=1.0)
 
     def __enter__(self) -> CacheFiller:
         return self

@@ -9,6 +9,10 @@ from pathlib import Path
 
 import click
 
+from featx.runtime import configure_openmp
+
+configure_openmp()  # before anything imports torch
+
 from featx.errors import FeatxError
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -218,7 +222,7 @@ def extract(
     unlabelled images. Re-running computes only what is missing: new images, changed
     images and new layers. An interrupted run resumes where it stopped.
     """
-    from featx.extract import extract as run_extract
+    from featx.extraction import extract as run_extract
     from featx.model import resolve_layers
 
     resolve_layers(list(layer_names))  # refuse a typo before any work

@@ -84,7 +84,7 @@ def run_demo(
     continues with random weights and says why in ``weights_note``.
     """
     from featx.errors import WeightsError
-    from featx.extract import extract
+    from featx.extraction import extract
     from featx.model import load_weights
     from featx.report import make_report
 

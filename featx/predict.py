@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from featx.errors import DataError, WeightsError
-from featx.extract import Progress, compute_batches, resolve_device
+from featx.extraction import Progress, compute_batches, resolve_device
 from featx.images import Preprocess, walk_images
 from featx.model import WEIGHTS, LoadedWeights, load_weights, resolve_layers
 from featx.modelfile import ModelFileError, load_model

@@ -26,7 +26,7 @@ from sklearn.preprocessing import StandardScaler
 from featx import __version__, figures
 from featx.cache import FeatureCache, cache_info, default_cache_dir, resolve_cache
 from featx.errors import FeatxError
-from featx.extract import Progress
+from featx.extraction import Progress
 from featx.fit import fit
 from featx.model import resolve_layers
 from featx.render import render_html, render_markdown

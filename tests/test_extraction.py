@@ -1,5 +1,4 @@
 import hashlib
-import importlib
 import re
 import signal
 import subprocess
@@ -15,15 +14,13 @@ import torch
 from PIL import Image
 from torchvision.models import AlexNet_Weights
 
+import featx.extraction as extraction
 from featx import FeatureCache, extract, read_layer
 from featx.cache import cache_lock, read_state
 from featx.errors import CacheBusyError, CacheError
 from featx.model import FRIENDLY_LAYERS, load_weights
 from tests.conftest import make_image, write_folder
 from tests.test_model import reference
-
-# featx.extract is also the name of the public function; reach the module itself.
-extract_module = importlib.import_module("featx.extract")
 
 
 def run(folder, cache_dir, weights="random", **kw):
@@ -106,7 +103,7 @@ def test_rerun_recomputes_nothing(image_folder, cache_dir, monkeypatch):
     first = run(image_folder, cache_dir, layers=["fc7"])
     inode = first.cache_path.stat().st_ino
     features = read_layer(first.cache_path, "fc7").features
-    monkeypatch.setattr(extract_module, "run_forward", None)  # must not be called
+    monkeypatch.setattr(extraction, "run_forward", None)  # must not be called
     again = run(image_folder, cache_dir, layers=["fc7"])
     assert again.cache_path == first.cache_path
     assert (again.n_new, again.n_reused) == (0, 12)
@@ -120,13 +117,13 @@ def test_new_layer_computes_only_that_layer(image_folder, cache_dir, monkeypatch
     first = run(image_folder, cache_dir, layers=["fc7"])
     fc7 = read_layer(first.cache_path, "fc7").features
     seen = []
-    real = extract_module.run_forward
+    real = extraction.run_forward
 
     def spy(**kw):
         seen.append(sorted(layer.key for layer in kw["layers"]))
         return real(**kw)
 
-    monkeypatch.setattr(extract_module, "run_forward", spy)
+    monkeypatch.setattr(extraction, "run_forward", spy)
     second = run(image_folder, cache_dir, layers=["fc7", "pool5"])
     assert seen and all(keys == ["pool5"] for keys in seen)
     assert second.n_new == 12
@@ -256,8 +253,9 @@ def _interrupted_run(
             proc.send_signal(sig)
             break
         time.sleep(0.02)
-    out, _ = proc.communicate(timeout=120)
-    reader.join(timeout=5)
+    out = proc.stdout.read()  # stderr is read by the pump thread alone
+    proc.wait(timeout=120)
+    reader.join(timeout=30)
     return subprocess.CompletedProcess(cmd, proc.returncode, out, bytes(seen))
 
 
@@ -274,7 +272,10 @@ def test_interrupted_run_resumes_to_the_same_arrays(tmp_path, sig):
     (path,) = (tmp_path / "cache").glob("*.h5")
     state = read_state(path)  # the file is valid HDF5 with part of the rows done
     done = int(state.done["fc7"].sum())
-    assert 40 <= done < 180
+    # Ctrl-C drains the writer queue, so every batch shown as done is committed;
+    # kill -9 loses what was queued for the writer (4 batches of 4) or in flight.
+    least = 40 if sig == signal.SIGINT else 40 - (4 + 1) * 4
+    assert least <= done < 180
     resumed = run(folder, tmp_path / "cache", layers=["conv5", "fc7"])
     assert resumed.n_new == 180 - done and resumed.n_images == 180
     whole = run(folder, tmp_path / "whole", layers=["conv5", "fc7"], batch_size=4)

@@ -487,6 +487,42 @@ def extract(
     )
 
 
+def configure_threads(device: torch.device) -> None:
+    """On a CPU, torch uses every core: decoding and the forward pass take turns."""
+    if device.type == "cpu":
+        torch.set_num_threads(max(1, len(os.sched_getaffinity(0))))
+
+
+def build_net(
+    loaded: LoadedWeights, wanted: list[LayerDef], device: torch.device
+) -> FeatureNet:
+    """The truncated, channels-last network for ``wanted`` on ``device``."""
+    configure_threads(device)
+    net = FeatureNet(loaded.model, [_spec(w) for w in wanted]).to(device).eval()
+    return net.to(memory_format=torch.channels_last)
+
+
+def make_loader(
+    files: list[Path],
+    rows: list[int],
+    preprocess: Preprocess,
+    *,
+    device: torch.device,
+    batch_size: int,
+    workers: int | None,
+) -> torch.utils.data.DataLoader:
+    """The DataLoader that decodes and crops images into uint8 batches."""
+    workers = default_workers(device) if workers is None else workers
+    return torch.utils.data.DataLoader(
+        ImageDataset(files, rows, preprocess),
+        batch_size=batch_size,
+        num_workers=workers,
+        collate_fn=_collate,
+        pin_memory=device.type == "cuda",
+        prefetch_factor=4 if workers else None,
+    )
+
+
 def compute_batches(
     *,
     files: list[Path],
@@ -505,18 +541,9 @@ def compute_batches(
     (n, dim) array}`` for them, and ``(row, reason)`` for the files that did not.
     ``needed(rows)`` may narrow the layers computed for a batch.
     """
-    workers = default_workers(device) if workers is None else workers
-    if device.type == "cpu":
-        torch.set_num_threads(max(1, len(os.sched_getaffinity(0))))
-    net = FeatureNet(loaded.model, [_spec(w) for w in wanted]).to(device).eval()
-    net = net.to(memory_format=torch.channels_last)
-    loader = torch.utils.data.DataLoader(
-        ImageDataset(files, rows, preprocess),
-        batch_size=batch_size,
-        num_workers=workers,
-        collate_fn=_collate,
-        pin_memory=device.type == "cuda",
-        prefetch_factor=4 if workers else None,
+    net = build_net(loaded, wanted, device)
+    loader = make_loader(
+        files, rows, preprocess, device=device, batch_size=batch_size, workers=workers
     )
     batches = iter(loader)  # forks the workers here, before any HDF5 file opens
 

@@ -1,0 +1,318 @@
+"""Extraction throughput against the machine's limit, memory, and fit times.
+
+    python benchmarks/bench_extract.py [--images 800] [--repeats 3] [--device auto]
+
+Makes N realistic JPEG photos (~500x375, quality 90) from the photos scikit-learn
+ships (random crops, scales, flips, colour shifts: every file differs), then
+measures, with the same model, layers, batch size, dtype and loading code as
+`featx extract`:
+
+- F    forward-only images/s on pre-made uint8 batches;
+- D    decode + preprocess images/s, all workers, no model;
+- L    the limit: 1 / (1/F + 1/D) on a CPU (both share the cores), min(F, D) on a GPU;
+- E2E  `featx.extract` images/s writing a fresh cache (model load excluded), and
+       E2E / L (the figure that counts, measured within one repeat);
+- the same loop without writing the cache, to show the cost of writing;
+- peak resident memory of an extraction of N and of 10xN images (fresh processes);
+- fit time of each classifier on pool5 and fc7.
+
+Prints one table and writes the numbers as JSON (--out).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from featx.runtime import configure_openmp
+
+configure_openmp()  # as the featx command does, before torch is imported
+
+import numpy as np
+import torch
+from PIL import Image
+from sklearn.datasets import load_sample_images
+
+import pipelines
+from featx import FeatureCache, extract
+from featx.cache import LayerDef
+from featx.extraction import (
+    build_net,
+    compute_batches,
+    default_workers,
+    make_loader,
+    resolve_device,
+    run_forward,
+)
+from featx.images import Preprocess
+from featx.model import WEIGHTS, load_weights, resolve_layers
+
+
+def make_photos(root: Path, n: int, seed: int = 0) -> list[Path]:
+    """N different ~500x375 JPEGs (q90) from scikit-learn's sample photos."""
+    rng = np.random.default_rng(seed)
+    photos = [Image.fromarray(a) for a in load_sample_images().images]
+    files = []
+    for i in range(n):
+        src = photos[i % len(photos)]
+        w, h = src.size
+        scale = rng.uniform(0.45, 1.0)
+        cw, ch = int(w * scale), int(h * scale)
+        x, y = rng.integers(0, w - cw + 1), rng.integers(0, h - ch + 1)
+        img = src.crop((x, y, x + cw, y + ch))
+        size = (500, 375) if rng.random() < 0.75 else (375, 500)
+        img = img.resize(size, Image.Resampling.BILINEAR)
+        if rng.random() < 0.5:
+            img = img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+        arr = np.asarray(img).astype(np.float32) * rng.uniform(0.8, 1.2, 3)
+        arr += rng.uniform(-20, 20)
+        img = Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8))
+        folder = root / ("china" if i % len(photos) == 0 else "flower")
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"photo{i:05d}.jpg"
+        img.save(path, quality=90)
+        files.append(path)
+    return files
+
+
+def wanted_layers(names, dtype="float32") -> list[LayerDef]:
+    return [
+        LayerDef(s.name, s.module_path, s.shape, "none", dtype)
+        for s in resolve_layers(names)
+    ]
+
+
+def forward_rate(loaded, layers, device, batch_size, n, preprocess) -> float:
+    """Pre-made uint8 batches through the same network and output handling."""
+    net = build_net(loaded, layers, device)
+    gen = torch.Generator().manual_seed(0)
+    batch = torch.randint(
+        0, 256, (batch_size, 3, 224, 224), dtype=torch.uint8, generator=gen
+    )
+    if device.type == "cuda":
+        batch = batch.pin_memory()
+    run_forward(
+        net=net, preprocess=preprocess, images=batch, layers=layers, device=device
+    )  # warm-up
+    done = 0
+    start = time.perf_counter()
+    while done < n:
+        run_forward(
+            net=net, preprocess=preprocess, images=batch, layers=layers, device=device
+        )
+        done += batch_size
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return done / (time.perf_counter() - start)
+
+
+def decode_rate(files, device, batch_size, preprocess) -> float:
+    loader = make_loader(
+        files,
+        list(range(len(files))),
+        preprocess,
+        device=device,
+        batch_size=batch_size,
+        workers=None,
+    )
+    start = time.perf_counter()
+    count = sum(len(rows) for rows, _, _ in loader)
+    return count / (time.perf_counter() - start)
+
+
+def e2e_rate(root, loaded, names, device, batch_size, cache_dir) -> float:
+    start = time.perf_counter()
+    result = extract(
+        root,
+        layers=names,
+        device=str(device),
+        batch_size=batch_size,
+        cache_dir=cache_dir,
+        loaded=loaded,
+    )
+    elapsed = time.perf_counter() - start
+    assert result.n_new == result.n_images, result
+    return result.n_images / elapsed
+
+
+def no_write_rate(files, loaded, layers, device, batch_size, preprocess) -> float:
+    start = time.perf_counter()
+    batches = compute_batches(
+        files=files,
+        rows=list(range(len(files))),
+        wanted=layers,
+        loaded=loaded,
+        preprocess=preprocess,
+        device=device,
+        batch_size=batch_size,
+        workers=None,
+    )
+    count = sum(len(rows) for rows, _, _ in batches)
+    return count / (time.perf_counter() - start)
+
+
+def peak_rss(root: Path, names, device, batch_size, cache_dir: Path) -> dict:
+    """Run one extraction in a fresh process; its peak RSS (MiB)."""
+    code = (
+        "import json, resource, sys\n"
+        "from featx.runtime import configure_openmp\n"
+        "configure_openmp()\n"
+        "from featx import extract\n"
+        f"extract({str(root)!r}, layers={list(names)!r}, weights='random', "
+        f"device={str(device)!r}, batch_size={batch_size}, "
+        f"cache_dir={str(cache_dir)!r})\n"
+        "me = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024\n"
+        "kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024\n"
+        "print(json.dumps({'main_mib': me, 'worker_mib': kids}))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], check=True, capture_output=True, text=True
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def replicate(files: list[Path], root: Path, times: int) -> Path:
+    """times x the files as hard links (distinct paths, same bytes)."""
+    for k in range(times):
+        for f in files:
+            target = root / f"copy{k}" / f.parent.name / f.name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.link(f, target)
+    return root
+
+
+def fit_times(cache_path: Path, layers) -> dict:
+    out = {}
+    with FeatureCache(cache_path) as cache:
+        y = cache.labels
+        for layer in layers:
+            X = cache.read(layer)
+            for clf in ("svm", "logreg", "mlp"):
+                pipe = pipelines.make_pipeline(
+                    clf, n_samples=len(y), n_features=X.shape[1]
+                )
+                start = time.perf_counter()
+                pipe.fit(X, y)
+                out[f"{layer}/{clf}"] = time.perf_counter() - start
+    return out
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--images", type=int, default=800, help="N photos")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--layers", default="pool5,fc7")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument(
+        "--memory-factor",
+        type=int,
+        default=10,
+        help="the second memory run uses this many times N images",
+    )
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results.json"))
+    args = parser.parse_args(argv)
+
+    device = resolve_device(args.device)
+    names = args.layers.split(",")
+    layers = wanted_layers(names)
+    preprocess = Preprocess(WEIGHTS.transforms())
+    loaded = load_weights("random")
+    work = Path(tempfile.mkdtemp(prefix="featx-bench-"))
+    files = make_photos(work / "photos", args.images)
+    runs = []
+    for r in range(args.repeats):
+        F = forward_rate(
+            loaded, layers, device, args.batch_size, args.images, preprocess
+        )
+        D = decode_rate(files, device, args.batch_size, preprocess)
+        E = e2e_rate(
+            work / "photos", loaded, names, device, args.batch_size, work / f"cache{r}"
+        )
+        W = no_write_rate(files, loaded, layers, device, args.batch_size, preprocess)
+        L = min(F, D) if device.type == "cuda" else 1 / (1 / F + 1 / D)
+        runs.append({"F": F, "D": D, "L": L, "E2E": E, "ratio": E / L, "no_write": W})
+        print(
+            f"repeat {r + 1}: F {F:.1f}  D {D:.1f}  L {L:.1f}  E2E {E:.1f}  "
+            f"E2E/L {E / L:.3f}  no-write {W:.1f} img/s",
+            file=sys.stderr,
+        )
+    med = {k: statistics.median(run[k] for run in runs) for k in runs[0]}
+    big = replicate(files, work / "big", args.memory_factor)
+    mem_n = peak_rss(work / "photos", names, device, args.batch_size, work / "mem1")
+    mem_big = peak_rss(big, names, device, args.batch_size, work / "mem10")
+    fits = fit_times(next((work / "cache0").glob("*.h5")), names)
+    gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else None
+    result = {
+        "machine": {
+            "cpu_cores": len(os.sched_getaffinity(0)),
+            "processor": platform.processor() or platform.machine(),
+            "device": str(device),
+            "gpu": gpu,
+            "torch": str(torch.__version__),
+            "torch_threads": torch.get_num_threads(),
+            "decode_workers": default_workers(device),
+        },
+        "settings": {
+            "images": args.images,
+            "layers": names,
+            "batch_size": args.batch_size,
+            "repeats": args.repeats,
+            "dtype": "float32",
+        },
+        "runs": runs,
+        "median": med,
+        "memory_mib": {
+            f"N={args.images}": mem_n,
+            f"N={args.images * args.memory_factor}": mem_big,
+        },
+        "fit_seconds": fits,
+    }
+    print_table(result)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2))
+    return result
+
+
+def print_table(res: dict) -> None:
+    m, med = res["machine"], res["median"]
+    print(
+        f"featx extraction benchmark: {res['settings']['images']} JPEGs ~500x375, "
+        f"layers {','.join(res['settings']['layers'])}, batch "
+        f"{res['settings']['batch_size']}, device {m['device']}"
+        + (f" ({m['gpu']})" if m["gpu"] else f", {m['cpu_cores']} cores")
+    )
+    print(f"{'measure':<44}{'median':>10}")
+    rows = [
+        ("F  forward only (img/s)", med["F"]),
+        ("D  decode + preprocess (img/s)", med["D"]),
+        ("L  limit (img/s)", med["L"]),
+        ("E2E featx extract, writing the cache (img/s)", med["E2E"]),
+        ("E2E / L", med["ratio"]),
+        ("same loop without writing (img/s)", med["no_write"]),
+    ]
+    for name, value in rows:
+        print(
+            f"{name:<44}{value:>10.3f}"
+            if name == "E2E / L"
+            else f"{name:<44}{value:>10.1f}"
+        )
+    for label, mem in res["memory_mib"].items():
+        print(
+            f"{'peak RSS ' + label + ' main / workers (MiB)':<44}"
+            f"{mem['main_mib']:>10.0f} / {mem['worker_mib']:.0f}"
+        )
+    for key, secs in res["fit_seconds"].items():
+        print(f"{'fit ' + key + ' (s)':<44}{secs:>10.2f}")
+
+
+if __name__ == "__main__":
+    main()
