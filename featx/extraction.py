@@ -38,12 +38,15 @@ from featx.cache import (
 from featx.errors import CacheError, DataError
 from featx.images import ImageDataset, ImageSet, Preprocess, file_sha256, list_images
 from featx.model import WEIGHTS, FeatureNet, LoadedWeights, load_weights, resolve_layers
+from featx.runtime import release_free_memory
 
 SPATIAL_CHOICES = ("none", "avg", "max")
 DTYPE_CHOICES = ("float32", "float16")
 #: A file modified this close to the last scan is re-hashed even if its size and
 #: mtime look unchanged (the "racy" case of git's index).
 RACY_NS = 2_000_000_000
+#: Batches between two returns of freed heap memory to the OS (runtime.py).
+TRIM_EVERY = 4
 
 
 class Progress:
@@ -548,7 +551,9 @@ def compute_batches(
     batches = iter(loader)  # forks the workers here, before any HDF5 file opens
 
     def generate():
-        for batch_rows, batch_images, errors in batches:
+        for count, (batch_rows, batch_images, errors) in enumerate(batches, 1):
+            if count % TRIM_EVERY == 0:
+                release_free_memory()
             failed = [
                 (r, e) for r, e in zip(batch_rows.tolist(), errors, strict=True) if e
             ]
