@@ -35,8 +35,9 @@ from featx.cache import (
     remove_stale_temporaries,
     write_cache,
 )
+from featx.digest import file_sha256
 from featx.errors import CacheError, DataError
-from featx.images import ImageDataset, ImageSet, Preprocess, file_sha256, list_images
+from featx.images import ImageDataset, ImageSet, Preprocess, list_images
 from featx.model import WEIGHTS, FeatureNet, LoadedWeights, load_weights, resolve_layers
 from featx.runtime import release_free_memory
 

@@ -14,7 +14,6 @@ Together they equal ``weights.transforms()(image)``; a test checks it.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import os
 import warnings
@@ -111,14 +110,6 @@ def list_images(root: Path) -> ImageSet:
     return ImageSet(
         root=root, paths=paths, labels=np.full(len(paths), -1, np.int64), classes=[]
     )
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 from torchvision.models import AlexNet_Weights, alexnet
 
+from featx.digest import file_sha256
 from featx.errors import LayerError, WeightsError
 
 WEIGHTS = AlexNet_Weights.IMAGENET1K_V1
@@ -154,14 +155,6 @@ class LoadedWeights:
     source: str
 
 
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _sha256_state(model: nn.Module) -> str:
     digest = hashlib.sha256()
     for key, tensor in model.state_dict().items():
@@ -269,7 +262,7 @@ def load_weights(weights: str = "imagenet", *, seed: int = 0) -> LoadedWeights:
         return LoadedWeights(
             model=model.eval(),
             weights_id="torchvision:AlexNet_Weights.IMAGENET1K_V1",
-            sha256=_sha256_file(target),
+            sha256=file_sha256(target),
             pretrained=True,
             source=str(target),
         )
@@ -283,7 +276,7 @@ def load_weights(weights: str = "imagenet", *, seed: int = 0) -> LoadedWeights:
     return LoadedWeights(
         model=model.eval(),
         weights_id=f"file:{path.name}",
-        sha256=_sha256_file(path),
+        sha256=file_sha256(path),
         pretrained=True,
         source=str(path.resolve()),
     )

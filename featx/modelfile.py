@@ -6,12 +6,12 @@ sidecar ``<file>.sha256`` (``sha256sum`` format) exists and matches the file.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 
 import joblib
 
+from featx.digest import file_sha256
 from featx.errors import FeatxError
 
 MODEL_FORMAT = 1
@@ -26,14 +26,6 @@ def sidecar_path(path: Path | str) -> Path:
     return path.with_name(path.name + ".sha256")
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def save_model(path: Path, pipeline, meta: dict) -> Path:
     """Write ``pipeline`` and ``meta`` to ``path`` and its sha256 sidecar."""
     path = Path(path)
@@ -41,7 +33,7 @@ def save_model(path: Path, pipeline, meta: dict) -> Path:
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         joblib.dump({"format": MODEL_FORMAT, "meta": meta, "pipeline": pipeline}, tmp)
-        digest = _sha256(tmp)
+        digest = file_sha256(tmp)
         tmp.replace(path)
     finally:
         tmp.unlink(missing_ok=True)
@@ -70,7 +62,7 @@ def load_model(path: Path) -> tuple[object, dict]:
             f"refusing to load {path}: no {sidecar.name} beside it ({trust})"
         )
     expected = sidecar.read_text().split()[0] if sidecar.read_text().strip() else ""
-    if _sha256(path) != expected:
+    if file_sha256(path) != expected:
         raise ModelFileError(
             f"refusing to load {path}: its sha256 does not match {sidecar.name} "
             f"({trust})"
