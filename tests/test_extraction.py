@@ -283,3 +283,15 @@ def test_interrupted_run_resumes_to_the_same_arrays(tmp_path, sig):
         a, b = read_layer(path, key), read_layer(whole.cache_path, key)
         assert a.paths == b.paths
         np.testing.assert_allclose(a.features, b.features, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_matches_cpu_within_half_precision(image_folder, tmp_path):
+    cpu = run(image_folder, tmp_path / "cpu", layers=["pool5", "fc7"], device="cpu")
+    gpu = run(image_folder, tmp_path / "gpu", layers=["pool5", "fc7"], device="cuda")
+    for key in ("pool5", "fc7"):
+        a = read_layer(cpu.cache_path, key).features
+        b = read_layer(gpu.cache_path, key).features
+        scale = np.abs(a).max()
+        np.testing.assert_allclose(b, a, rtol=2e-2, atol=2e-2 * scale)
