@@ -135,6 +135,25 @@ def layers(as_json: bool) -> None:
         click.echo(f"{s.name:<14}{s.module_path:<15}{shape:<16}{s.dim:>8}")
 
 
+def backend_options(func):
+    """Where cross-validation folds run: here (joblib) or on a Ray cluster."""
+    options = [
+        click.option(
+            "--backend",
+            type=click.Choice(["local", "ray"]),
+            default="local",
+            show_default=True,
+            help="Run folds through joblib here, or on Ray (pip install -e '.[ray]').",
+        ),
+        click.option(
+            "--address",
+            default=None,
+            help="Ray cluster for --backend ray [default: start a local one].",
+        ),
+    ]
+    return functools.reduce(lambda f, opt: opt(f), reversed(options), func)
+
+
 def extraction_options(func):
     """Options shared by every command that runs AlexNet."""
     options = [
@@ -202,6 +221,24 @@ def extraction_options(func):
     show_default=True,
     help="Storage type of the features.",
 )
+@click.option(
+    "--engine",
+    type=click.Choice(["local", "ray"]),
+    default="local",
+    show_default=True,
+    help="Run here, or on a Ray cluster (pip install -e '.[ray]').",
+)
+@click.option(
+    "--address",
+    default=None,
+    help="Ray cluster: auto, ray://HOST:PORT [default: start a local one].",
+)
+@click.option(
+    "--num-workers",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Ray actors [default: one per GPU, or half the CPUs].",
+)
 @extraction_options
 def extract(
     data_dir,
@@ -215,6 +252,9 @@ def extract(
     workers,
     cache_dir,
     quiet,
+    engine,
+    address,
+    num_workers,
 ) -> None:
     """Extract AlexNet activations for every image under DATA_DIR into the cache.
 
@@ -238,6 +278,9 @@ def extract(
         dtype=dtype,
         cache_dir=cache_dir,
         progress=TqdmProgress(quiet),
+        engine=engine,
+        address=address,
+        num_workers=num_workers,
     )
     random_weights_banner(result.pretrained)
     click.echo(f"cache:   {result.cache_path}")
@@ -410,8 +453,23 @@ def print_fit(result) -> None:
     help="Model file [default: models/<cache>-<layer>-<clf>.joblib].",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@backend_options
 def fit(
-    clf, layer, cache, cache_dir, cv, test, grid, jobs, seed, scale, pca, out, as_json
+    clf,
+    layer,
+    cache,
+    cache_dir,
+    cv,
+    test,
+    grid,
+    jobs,
+    seed,
+    scale,
+    pca,
+    out,
+    as_json,
+    backend,
+    address,
 ) -> None:
     """Cross-validate a classifier on cached features, refit it on every row and
     save it (with a sha256 sidecar) for `featx predict`.
@@ -434,6 +492,8 @@ def fit(
         scale=scale,
         pca=pca,
         out=out,
+        backend=backend,
+        address=address,
     )
     if as_json:
         click.echo(json.dumps(result.to_json(), indent=2))
@@ -586,8 +646,21 @@ def print_report(report) -> None:
 @click.option("--force", is_flag=True, help="Recompute results already stored.")
 @cache_dir_option
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+@backend_options
 def report(
-    cache, test, layers, clfs, cv, seed, jobs, out, force, cache_dir, quiet
+    cache,
+    test,
+    layers,
+    clfs,
+    cv,
+    seed,
+    jobs,
+    out,
+    force,
+    cache_dir,
+    quiet,
+    backend,
+    address,
 ) -> None:
     """Compare layers × classifiers: cross-validate each (and score it on --test),
     then write report.html, report.md, results.json, results.csv and figures.
@@ -608,6 +681,8 @@ def report(
         out=out,
         force=force,
         progress=TqdmProgress(quiet),
+        backend=backend,
+        address=address,
     )
     print_report(result)
 

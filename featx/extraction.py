@@ -408,6 +408,9 @@ def extract(
     cache_dir: Path | None = None,
     progress: Progress | None = None,
     loaded: LoadedWeights | None = None,
+    engine: str = "local",
+    address: str | None = None,
+    num_workers: int | None = None,
 ) -> ExtractResult:
     """Extract ``layers`` for every image under ``data_dir`` into the cache.
 
@@ -415,6 +418,12 @@ def extract(
     :class:`~featx.errors.FeatxError` subclass when the run cannot go on.
     """
     progress = progress or Progress()
+    if engine not in ("local", "ray"):
+        raise DataError(f"engine must be 'local' or 'ray'; got {engine!r}")
+    if engine == "ray":
+        from featx.ray_engine import require_ray
+
+        require_ray()  # before any work: say how to install it
     if spatial not in SPATIAL_CHOICES:
         raise DataError(
             f"spatial must be one of {', '.join(SPATIAL_CHOICES)}; got {spatial!r}"
@@ -469,6 +478,9 @@ def extract(
                 batch_size=batch_size,
                 workers=workers,
                 progress=progress,
+                engine=engine,
+                address=address,
+                num_workers=num_workers,
             )
         seconds = time.perf_counter() - started
         if new_failures:
@@ -588,18 +600,35 @@ def _run(
     batch_size,
     workers,
     progress,
+    engine="local",
+    address=None,
+    num_workers=None,
 ) -> tuple[int, list[Failure]]:
-    batches = compute_batches(
-        files=[images.root / rows.paths[r] for r in pending],
-        rows=pending.tolist(),
-        wanted=wanted,
-        loaded=loaded,
-        preprocess=preprocess,
-        device=device,
-        batch_size=batch_size,
-        workers=workers,
-        needed=lambda idx: [w for w in wanted if not done[w.key][idx].all()],
-    )
+    files = [images.root / rows.paths[r] for r in pending]
+    if engine == "ray":
+        from featx.ray_engine import ray_batches
+
+        batches = ray_batches(
+            files=files,
+            rows=pending.tolist(),
+            wanted=wanted,
+            loaded=loaded,
+            batch_size=batch_size,
+            address=address,
+            num_workers=num_workers,
+        )
+    else:
+        batches = compute_batches(
+            files=files,
+            rows=pending.tolist(),
+            wanted=wanted,
+            loaded=loaded,
+            preprocess=preprocess,
+            device=device,
+            batch_size=batch_size,
+            workers=workers,
+            needed=lambda idx: [w for w in wanted if not done[w.key][idx].all()],
+        )
     failures: list[Failure] = []
     n_new = 0
     progress.start("extracting", len(pending))

@@ -8,6 +8,7 @@ streams blocks of rows from the HDF5 file into ``partial_fit``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from dataclasses import asdict, dataclass, field
@@ -329,6 +330,8 @@ def fit(
     pca: int | None = None,
     out: Path | None = None,
     save: bool = True,
+    backend: str = "local",
+    address: str | None = None,
 ) -> FitResult:
     """Cross-validate ``clf`` on one cached layer, refit on all rows, save it.
 
@@ -337,6 +340,8 @@ def fit(
     """
     if clf not in pipelines.CLASSIFIERS:
         build(clf, n_rows=0, n_features=0, scale=scale, pca=pca, seed=seed)
+    if backend not in ("local", "ray"):
+        raise FitError(f"backend must be 'local' or 'ray'; got {backend!r}")
     if grid and clf == "sgd":
         raise FitError(
             "--grid is not available with --clf sgd; pick alpha with svm/logreg"
@@ -387,16 +392,22 @@ def fit(
                     cv=folds(labels, 3, seed),
                     scoring="accuracy",
                 )
-            cv_out = cross_validate(
-                estimator,
-                X,
-                labels,
-                cv=folds(labels, cv, seed),
-                scoring=SCORING,
-                n_jobs=jobs,
-                return_estimator=True,
-                return_indices=True,
-            )
+            parallel = contextlib.nullcontext()
+            if backend == "ray":
+                from featx.ray_engine import joblib_backend
+
+                parallel = joblib_backend(address)
+            with parallel:
+                cv_out = cross_validate(
+                    estimator,
+                    X,
+                    labels,
+                    cv=folds(labels, cv, seed),
+                    scoring=SCORING,
+                    n_jobs=jobs,
+                    return_estimator=True,
+                    return_indices=True,
+                )
             scores = {m: [float(s) for s in cv_out[f"test_{m}"]] for m in SCORING}
             fit_times = [float(t) for t in cv_out["fit_time"]]
             confusion = np.zeros((len(classes), len(classes)), np.int64)

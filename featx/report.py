@@ -156,6 +156,8 @@ def make_report(
     out: Path | None = None,
     force: bool = False,
     progress: Progress | None = None,
+    backend: str = "local",
+    address: str | None = None,
 ) -> Report:
     """Cross-validate every layer × classifier and write the report files."""
     progress = progress or Progress()
@@ -204,6 +206,8 @@ def make_report(
                             cv=cv,
                             seed=seed,
                             jobs=jobs,
+                            backend=backend,
+                            address=address,
                             test=test_path,
                             save=False,
                             cache_dir=cache_dir,

@@ -215,9 +215,9 @@ def test_newer_format_is_refused(image_folder, cache_dir):
 
 
 def _interrupted_run(
-    folder: Path, cache_dir: Path, sig: int
+    folder: Path, cache_dir: Path, sig: int, *, extra=(), at: int = 40
 ) -> subprocess.CompletedProcess:
-    """Start `featx extract` and send ``sig`` once it has stored a few batches."""
+    """Start `featx extract` and send ``sig`` once ``at`` images are done."""
     cmd = [
         sys.executable,
         "-m",
@@ -236,6 +236,7 @@ def _interrupted_run(
         "4",
         "--cache-dir",
         str(cache_dir),
+        *extra,
     ]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     seen = bytearray()
@@ -246,10 +247,10 @@ def _interrupted_run(
 
     reader = threading.Thread(target=pump, daemon=True)
     reader.start()
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 240
     while time.monotonic() < deadline and proc.poll() is None:
         done = [int(n) for n in re.findall(rb"extracting:.*?(\d+)/\d+", bytes(seen))]
-        if done and max(done) >= 40:
+        if done and max(done) >= at:
             proc.send_signal(sig)
             break
         time.sleep(0.02)

@@ -1,0 +1,223 @@
+"""Extraction on a Ray cluster (``featx extract --engine ray``).
+
+Ray Data splits the pending rows into blocks and streams them through a pool of
+actors; each actor holds one model and runs the same decoding, preprocessing and
+layer capture as the local engine (:func:`featx.extraction.run_forward`). The
+driver receives the results and writes the standard cache, batch by batch, so a
+run stopped midway resumes from the rows already committed. Imported only when
+Ray is asked for.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from featx.errors import DataError, FeatxError
+from featx.images import ImageDataset, Preprocess
+from featx.model import WEIGHTS, LoadedWeights, load_weights
+
+INSTALL_HINT = "pip install -e '.[ray]' (or pip install 'ray[data]')"
+
+
+class EngineError(FeatxError, RuntimeError):
+    """The Ray engine cannot run (Ray missing, cluster unreachable, ...)."""
+
+
+def require_ray():
+    try:
+        import ray
+    except ImportError as exc:
+        raise EngineError(
+            f"--engine ray needs Ray, which is not installed: {INSTALL_HINT}"
+        ) from exc
+    return ray
+
+
+def connect(address: str | None):
+    """Join the cluster at ``address`` (``auto``, ``ray://host:port``) or start a
+    local one; an already initialised Ray is used as it is."""
+    ray = require_ray()
+    if not ray.is_initialized():
+        try:
+            ray.init(address=address, log_to_driver=False)
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            raise EngineError(
+                f"cannot reach a Ray cluster at {address}: {exc}"
+            ) from exc
+    return ray
+
+
+def quiet_ray_data(ray) -> None:
+    """featx draws its own progress bar; Ray Data's bars and logs would fight it."""
+    import logging
+
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = False
+    context.print_on_execution_start = False
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
+
+
+def weights_spec(loaded: LoadedWeights) -> tuple[str, int]:
+    """How a worker rebuilds the driver's weights: (spec, seed)."""
+    wid = loaded.weights_id
+    if wid.startswith("random(seed="):
+        return "random", int(wid[len("random(seed=") : -1])
+    if wid.startswith("torchvision:"):
+        return "imagenet", 0
+    return loaded.source, 0
+
+
+def _check_visible(root: str, sample: str) -> str:
+    """Run on a worker: can it read the image folder? Returns an error or ''."""
+    host = socket.gethostname()
+    if not Path(root).is_dir():
+        return f"worker on {host} cannot see {root}"
+    try:
+        with Path(sample).open("rb") as f:
+            f.read(1)
+    except OSError as exc:
+        return f"worker on {host} cannot read {sample}: {exc.strerror or exc}"
+    return ""
+
+
+def check_folder_visible(ray, root: Path, sample: Path) -> None:
+    """Fail early, with one line, when a node cannot read the image folder."""
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    check = ray.remote(num_cpus=0)(_check_visible)
+    nodes = [n["NodeID"] for n in ray.nodes() if n.get("Alive")]
+    refs = [
+        check.options(
+            scheduling_strategy=NodeAffinitySchedulingStrategy(n, soft=False)
+        ).remote(str(root), str(sample))
+        for n in nodes
+    ]
+    problems = [p for p in ray.get(refs, timeout=120) if p]
+    if problems:
+        raise DataError(
+            f"{problems[0]}: the image folder must be visible to every Ray worker at "
+            "the same path (a shared file system or the same files on each node)"
+        )
+
+
+class ExtractActor:
+    """One model per actor; called with blocks of ``{"row", "path"}`` rows."""
+
+    def __init__(self, spec, seed, expected_sha256, wanted, threads, use_gpu):
+        from featx.extraction import build_net
+
+        torch.set_num_threads(threads)
+        loaded = load_weights(spec, seed=seed)
+        if loaded.sha256 != expected_sha256:
+            raise DataError(
+                f"worker on {socket.gethostname()} loaded other weights than the "
+                f"driver ({loaded.sha256[:16]}… instead of {expected_sha256[:16]}…)"
+            )
+        self.device = torch.device("cuda" if use_gpu else "cpu")
+        self.wanted = wanted
+        self.preprocess = Preprocess(WEIGHTS.transforms())
+        self.net = build_net(loaded, wanted, self.device)
+        torch.set_num_threads(threads)  # build_net sets every core; keep our share
+
+    def __call__(self, batch: dict) -> dict:
+        from featx.extraction import run_forward
+
+        rows = np.asarray(batch["row"], np.int64)
+        # the local engine's per-image code: decode, crop, or the reason it failed
+        items = ImageDataset(
+            [Path(str(p)) for p in batch["path"]], rows.tolist(), self.preprocess
+        )
+        _, images, errors = zip(*(items[i] for i in range(len(items))), strict=True)
+        ok = np.array([not e for e in errors])
+        out = {"row": rows, "error": np.array(errors, dtype=object)}
+        values = {}
+        if ok.any():
+            values = run_forward(
+                net=self.net,
+                preprocess=self.preprocess,
+                images=torch.stack(images)[torch.from_numpy(ok)],
+                layers=self.wanted,
+                device=self.device,
+            )
+        for layer in self.wanted:
+            full = np.zeros((len(rows), layer.dim), dtype=np.dtype(layer.dtype))
+            if ok.any():
+                full[ok] = values[layer.key]
+            out[layer.key] = full
+        return out
+
+
+def joblib_backend(address: str | None):
+    """A context in which joblib (scikit-learn's n_jobs) runs on the cluster."""
+    import joblib
+
+    connect(address)
+    from ray.util.joblib import register_ray
+
+    register_ray()
+    return joblib.parallel_config(backend="ray")
+
+
+def ray_batches(
+    *, files, rows, wanted, loaded, batch_size, address=None, num_workers=None
+):
+    """The Ray engine's stream of ``(rows, values, failures)``, like
+    :func:`featx.extraction.compute_batches`."""
+    ray = connect(address)
+    quiet_ray_data(ray)
+    check_folder_visible(
+        ray, Path(os.path.commonpath([str(f) for f in files])), files[0]
+    )
+    resources = ray.cluster_resources()
+    gpus = int(resources.get("GPU", 0))
+    cpus = max(1, int(resources.get("CPU", 1)))
+    workers = num_workers or (gpus if gpus else max(1, cpus // 2))
+    spec, seed = weights_spec(loaded)
+    per_actor = {"num_gpus": 1} if gpus else {"num_cpus": 0.5}
+    threads = 1 if gpus else max(1, cpus // workers)
+    items = [{"row": int(r), "path": str(f)} for r, f in zip(rows, files, strict=True)]
+    ds = ray.data.from_items(
+        items, override_num_blocks=max(1, len(items) // batch_size)
+    )
+    ds = ds.map_batches(
+        ExtractActor,
+        fn_constructor_kwargs={
+            "spec": spec,
+            "seed": seed,
+            "expected_sha256": loaded.sha256,
+            "wanted": wanted,
+            "threads": threads,
+            "use_gpu": bool(gpus),
+        },
+        batch_size=batch_size,
+        compute=ray.data.ActorPoolStrategy(size=workers),
+        batch_format="numpy",
+        # Ray Data restarts failed actors and retries their blocks by itself; an
+        # image that cannot be decoded is a recorded row, never an exception.
+        **per_actor,
+    )
+
+    def generate():
+        try:
+            for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
+                errors = [str(e) for e in batch["error"]]
+                ok = np.array([not e for e in errors])
+                idx = np.asarray(batch["row"], np.int64)
+                failed = [(int(r), e) for r, e in zip(idx, errors, strict=True) if e]
+                order = np.argsort(idx[ok])
+                values = {w.key: np.asarray(batch[w.key])[ok][order] for w in wanted}
+                yield idx[ok][order], values, failed
+        except ray.exceptions.RayError as exc:
+            cause = getattr(exc, "cause", None)
+            if isinstance(cause, FeatxError):
+                raise cause from exc
+            raise EngineError(
+                f"Ray extraction failed: {str(exc).splitlines()[0]}"
+            ) from exc
+
+    return generate()

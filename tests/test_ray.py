@@ -1,0 +1,155 @@
+"""The Ray engine and backend, on a local cluster started by the tests."""
+
+import signal
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from featx import extract, read_layer
+from featx.cache import read_state
+from featx.cli import main
+from featx.fit import fit
+from tests.conftest import write_folder
+from tests.test_extraction import _interrupted_run
+
+ray = pytest.importorskip("ray")
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    # fractional CPUs per actor (featx asks 0.5): a pool of whole-CPU actors on a
+    # 2-CPU cluster starves the read tasks (shared/NOTES.md)
+    ray.init(num_cpus=2, log_to_driver=False, include_dashboard=False)
+    yield ray.get_runtime_context().gcs_address
+    ray.shutdown()
+
+
+@pytest.mark.slow
+def test_ray_rows_equal_the_local_engine(cluster, tmp_path):
+    folder = write_folder(tmp_path / "data", {"a": 10, "b": 9})
+    (folder / "b" / "broken.png").write_bytes(b"not a png")
+    local = extract(
+        folder,
+        layers=["conv5", "fc7"],
+        spatial="avg",
+        weights="random",
+        cache_dir=tmp_path / "local",
+        workers=0,
+        batch_size=4,
+    )
+    remote = extract(
+        folder,
+        layers=["conv5", "fc7"],
+        spatial="avg",
+        weights="random",
+        cache_dir=tmp_path / "ray",
+        engine="ray",
+        batch_size=4,
+    )
+    assert remote.cache_path.name == local.cache_path.name  # the same cache format
+    assert [f.path for f in remote.failures] == ["b/broken.png"]
+    for key in ("conv5_avg", "fc7"):
+        a, b = read_layer(local.cache_path, key), read_layer(remote.cache_path, key)
+        assert a.paths == b.paths and a.labels.tolist() == b.labels.tolist()
+        np.testing.assert_allclose(b.features, a.features, rtol=1e-5, atol=1e-6)
+    again = extract(
+        folder,
+        layers=["fc7"],
+        weights="random",
+        spatial="avg",
+        cache_dir=tmp_path / "ray",
+        engine="ray",
+    )
+    assert again.n_new == 0
+
+
+@pytest.mark.slow
+def test_killed_driver_resumes_without_duplicates(cluster, tmp_path):
+    folder = write_folder(tmp_path / "data", {"a": 60, "b": 60}, ext=".jpg")
+    run = _interrupted_run(
+        folder,
+        tmp_path / "cache",
+        signal.SIGKILL,
+        extra=["--engine", "ray", "--address", cluster],
+        at=24,
+    )
+    assert run.returncode == -9
+    (path,) = (tmp_path / "cache").glob("*.h5")
+    done = int(read_state(path).done["fc7"].sum())
+    assert 0 < done < 120
+    resumed = extract(
+        folder,
+        layers=["conv5", "fc7"],
+        weights="random",
+        cache_dir=tmp_path / "cache",
+        engine="ray",
+        batch_size=4,
+    )
+    assert resumed.n_new == 120 - done and resumed.n_images == 120
+    whole = extract(
+        folder,
+        layers=["conv5", "fc7"],
+        weights="random",
+        cache_dir=tmp_path / "whole",
+        workers=0,
+        batch_size=4,
+    )
+    for key in ("conv5", "fc7"):
+        a, b = read_layer(path, key), read_layer(whole.cache_path, key)
+        assert a.paths == b.paths and len(set(a.paths)) == 120
+        np.testing.assert_allclose(a.features, b.features, rtol=1e-5, atol=1e-6)
+
+
+def test_cv_on_ray_equals_local(cluster, digits, tmp_path):
+    kw = {
+        "cache": digits["train_cache"],
+        "layer": "fc7",
+        "clf": "svm",
+        "cv": 3,
+        "jobs": 2,
+        "save": False,
+    }
+    local = fit(**kw)
+    remote = fit(**kw, backend="ray")
+    assert remote.cv_scores == local.cv_scores
+    assert remote.cv_confusion == local.cv_confusion
+
+
+def test_default_install_does_not_import_ray():
+    code = (
+        "import sys, featx, featx.cli, featx.extraction, featx.fit, featx.report;"
+        "print('ray' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "False"
+
+
+def test_engine_ray_without_ray_says_how_to_install(
+    monkeypatch, image_folder, cache_dir
+):
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if it were not installed
+    result = CliRunner().invoke(
+        main,
+        [
+            "extract",
+            str(image_folder),
+            "-l",
+            "fc7",
+            "--weights",
+            "random",
+            "--engine",
+            "ray",
+            "--cache-dir",
+            str(cache_dir),
+        ],
+    )
+    assert result.exit_code == 1
+    assert result.output.strip() == (
+        "Error: --engine ray needs Ray, which is not installed: pip install -e "
+        "'.[ray]' (or pip install 'ray[data]')"
+    )
