@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from featx.cache import LayerDef
 from featx.errors import DataError, WeightsError
 from featx.extraction import Progress, compute_batches, resolve_device
 from featx.images import Preprocess, walk_images
@@ -85,8 +86,6 @@ def predict(
     progress: Progress | None = None,
 ) -> list[Prediction]:
     """Predict the class of every image in ``inputs`` (files or folders)."""
-    from featx.cache import LayerDef
-
     progress = progress or Progress()
     pipeline, meta = load_model(Path(model))
     preprocess = Preprocess(WEIGHTS.transforms())

@@ -59,6 +59,13 @@ def preprocessing_steps(
     return steps
 
 
+def _pipeline(clf, *, scale: str, pca: int | None, seed: int) -> Pipeline:
+    """Preprocessing steps followed by ``clf``."""
+    return Pipeline(
+        [*preprocessing_steps(scale=scale, pca=pca, seed=seed), ("clf", clf)]
+    )
+
+
 def svm(
     *,
     n_samples: int,
@@ -71,9 +78,7 @@ def svm(
     """Linear SVM (LinearSVC); the dual problem when features outnumber samples."""
     dims = min(pca, n_features) if pca else n_features
     clf = LinearSVC(C=C, dual=dims > n_samples, max_iter=5000, random_state=seed)
-    return Pipeline(
-        [*preprocessing_steps(scale=scale, pca=pca, seed=seed), ("clf", clf)]
-    )
+    return _pipeline(clf, scale=scale, pca=pca, seed=seed)
 
 
 def logreg(
@@ -88,9 +93,7 @@ def logreg(
     """Logistic regression: lbfgs, or saga above :data:`SAGA_ROWS` rows."""
     solver = "saga" if n_samples > SAGA_ROWS else "lbfgs"
     clf = LogisticRegression(C=C, solver=solver, max_iter=1000, random_state=seed)
-    return Pipeline(
-        [*preprocessing_steps(scale=scale, pca=pca, seed=seed), ("clf", clf)]
-    )
+    return _pipeline(clf, scale=scale, pca=pca, seed=seed)
 
 
 def mlp(
@@ -111,9 +114,7 @@ def mlp(
         early_stopping=n_samples >= MLP_EARLY_STOP_ROWS,
         random_state=seed,
     )
-    return Pipeline(
-        [*preprocessing_steps(scale=scale, pca=pca, seed=seed), ("clf", clf)]
-    )
+    return _pipeline(clf, scale=scale, pca=pca, seed=seed)
 
 
 def sgd(
