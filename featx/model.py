@@ -163,6 +163,16 @@ def _sha256_state(model: nn.Module) -> str:
     return digest.hexdigest()
 
 
+def weights_spec(weights_id: str, source: str = "") -> tuple[str, int]:
+    """The ``(weights, seed)`` for :func:`load_weights` that rebuilds the weights
+    recorded as ``weights_id`` (``source`` is the file of a ``file:`` id)."""
+    if weights_id.startswith("random(seed="):
+        return "random", int(weights_id[len("random(seed=") : -1])
+    if weights_id.startswith("torchvision:"):
+        return "imagenet", 0
+    return source, 0
+
+
 def hub_weights_file() -> Path:
     """Where torch's hub cache keeps the ImageNet AlexNet weights."""
     return Path(torch.hub.get_dir()) / "checkpoints" / Path(WEIGHTS.url).name

@@ -16,7 +16,13 @@ from featx.cache import LayerDef
 from featx.errors import DataError, WeightsError
 from featx.extraction import Progress, compute_batches, resolve_device
 from featx.images import Preprocess, walk_images
-from featx.model import WEIGHTS, LoadedWeights, load_weights, resolve_layers
+from featx.model import (
+    WEIGHTS,
+    LoadedWeights,
+    load_weights,
+    resolve_layers,
+    weights_spec,
+)
 from featx.modelfile import ModelFileError, load_model
 
 
@@ -51,14 +57,13 @@ def gather_images(inputs: list[Path]) -> list[Path]:
 def weights_for(meta: dict, weights: str | None) -> LoadedWeights:
     """The weights a model's features came from, checked by sha256."""
     wid = meta["weights_id"]
+    spec, seed = weights_spec(wid, meta.get("weights_source", ""))
     if weights is not None:
         loaded = load_weights(weights)
-    elif wid.startswith("random(seed="):
-        loaded = load_weights("random", seed=int(wid[len("random(seed=") : -1]))
-    elif wid.startswith("torchvision:"):
-        loaded = load_weights("imagenet")
+    elif spec in ("random", "imagenet"):
+        loaded = load_weights(spec, seed=seed)
     else:
-        source = Path(meta.get("weights_source", ""))
+        source = Path(spec)
         if not source.is_file():
             raise WeightsError(
                 f"the model's features came from the weights file {wid[5:]} "

@@ -19,7 +19,7 @@ import torch
 
 from featx.errors import DataError, FeatxError
 from featx.images import ImageDataset, Preprocess
-from featx.model import WEIGHTS, LoadedWeights, load_weights
+from featx.model import WEIGHTS, load_weights, weights_spec
 
 INSTALL_HINT = "pip install -e '.[ray]' (or pip install 'ray[data]')"
 
@@ -60,16 +60,6 @@ def quiet_ray_data(ray) -> None:
     context.enable_progress_bars = False
     context.print_on_execution_start = False
     logging.getLogger("ray.data").setLevel(logging.WARNING)
-
-
-def weights_spec(loaded: LoadedWeights) -> tuple[str, int]:
-    """How a worker rebuilds the driver's weights: (spec, seed)."""
-    wid = loaded.weights_id
-    if wid.startswith("random(seed="):
-        return "random", int(wid[len("random(seed=") : -1])
-    if wid.startswith("torchvision:"):
-        return "imagenet", 0
-    return loaded.source, 0
 
 
 def _check_visible(root: str, sample: str) -> str:
@@ -177,7 +167,7 @@ def ray_batches(
     gpus = int(resources.get("GPU", 0))
     cpus = max(1, int(resources.get("CPU", 1)))
     workers = num_workers or (gpus if gpus else max(1, cpus // 2))
-    spec, seed = weights_spec(loaded)
+    spec, seed = weights_spec(loaded.weights_id, loaded.source)
     per_actor = {"num_gpus": 1} if gpus else {"num_cpus": 0.5}
     threads = 1 if gpus else max(1, cpus // workers)
     items = [{"row": int(r), "path": str(f)} for r, f in zip(rows, files, strict=True)]

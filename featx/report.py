@@ -28,7 +28,7 @@ from featx.cache import FeatureCache, cache_info, default_cache_dir, resolve_cac
 from featx.errors import FeatxError
 from featx.extraction import Progress
 from featx.fit import fit
-from featx.model import resolve_layers
+from featx.model import resolve_layers, weights_spec
 from featx.render import render_html, render_markdown
 
 DEFAULT_CLFS = ("svm", "logreg", "mlp")
@@ -93,20 +93,14 @@ def choose_layers(cache: FeatureCache, wanted: list[str] | None) -> list[str]:
     if wanted:
         missing = [w for w in wanted if w not in have]
         if missing:
-            by_spatial: dict[str, list[str]] = {}
+            pairs = []
             for name in missing:
                 base, _, pooled = name.partition("_")
-                by_spatial.setdefault(
-                    pooled if pooled in ("avg", "max") else "none", []
-                ).append(base if pooled in ("avg", "max") else name)
-            root = shlex.quote(str(cache.attrs.get("data_root", "DATA_DIR")))
-            commands = "; ".join(
-                f"featx extract {root} "
-                + " ".join(f"--layer {n}" for n in names)
-                + ("" if spatial == "none" else f" --spatial {spatial}")
-                + weights_flags(cache.attrs)
-                for spatial, names in by_spatial.items()
-            )
+                pooled_ok = pooled in ("avg", "max")
+                pairs.append(
+                    (base if pooled_ok else name, pooled if pooled_ok else "none")
+                )
+            commands = "; ".join(extract_commands(cache.attrs, pairs))
             raise ReportError(
                 f"{cache.path.name} lacks {', '.join(missing)}; extract first: "
                 f"{commands}"
@@ -122,12 +116,28 @@ def choose_layers(cache: FeatureCache, wanted: list[str] | None) -> list[str]:
 
 
 def weights_flags(attrs: dict) -> str:
-    wid = str(attrs.get("weights_id", ""))
-    if wid.startswith("random(seed="):
-        return f" --weights random --seed {wid[len('random(seed=') : -1]}"
-    if wid.startswith("file:"):
-        return f" --weights {shlex.quote(str(attrs.get('weights_source', '')))}"
-    return " --weights imagenet"
+    spec, seed = weights_spec(
+        str(attrs.get("weights_id", "")), str(attrs.get("weights_source", ""))
+    )
+    if spec == "random":
+        return f" --weights random --seed {seed}"
+    return f" --weights {shlex.quote(spec)}"
+
+
+def extract_commands(attrs: dict, layers: list[tuple[str, str]]) -> list[str]:
+    """`featx extract` commands that make ``layers`` ((name, spatial) pairs) in the
+    cache whose root attributes are ``attrs``: one per spatial reduction."""
+    by_spatial: dict[str, list[str]] = {}
+    for name, spatial in layers:
+        by_spatial.setdefault(spatial, []).append(name)
+    root = shlex.quote(str(attrs.get("data_root", "DATA_DIR")))
+    return [
+        f"featx extract {root} "
+        + " ".join(f"--layer {n}" for n in names)
+        + ("" if spatial == "none" else f" --spatial {spatial}")
+        + weights_flags(attrs)
+        for spatial, names in by_spatial.items()
+    ]
 
 
 def _projection(cache: FeatureCache, layer: str, seed: int):
@@ -301,20 +311,13 @@ def _provenance(
     test_info = cache_info(test) if test else None
     extract_cmds = []
     for ci in filter(None, [info, test_info]):
-        by_spatial: dict[str, list[str]] = {}
-        for key in layers:
-            layer = ci["layers"].get(key)
-            if layer:
-                by_spatial.setdefault(layer["spatial"], []).append(layer["layer"])
+        pairs = [
+            (ci["layers"][key]["layer"], ci["layers"][key]["spatial"])
+            for key in layers
+            if key in ci["layers"]
+        ]
         with FeatureCache(Path(ci["path"])) as fc:
-            flags = weights_flags(fc.attrs)
-        for spatial, names in by_spatial.items():
-            extract_cmds.append(
-                f"featx extract {shlex.quote(ci['data_root'])} "
-                + " ".join(f"--layer {n}" for n in names)
-                + ("" if spatial == "none" else f" --spatial {spatial}")
-                + flags
-            )
+            extract_cmds += extract_commands(fc.attrs, pairs)
     report_cmd = (
         f"featx report --cache {shlex.quote(str(train))}"
         + (f" --test {shlex.quote(str(test))}" if test else "")
