@@ -47,6 +47,7 @@ from featx.cache import LayerDef
 from featx.extraction import (
     build_net,
     compute_batches,
+    configure_threads,
     default_workers,
     make_loader,
     resolve_device,
@@ -92,6 +93,7 @@ def wanted_layers(names, dtype="float32") -> list[LayerDef]:
 
 def forward_rate(loaded, layers, device, batch_size, n, preprocess) -> float:
     """Pre-made uint8 batches through the same network and output handling."""
+    configure_threads(device)  # as extraction does
     net = build_net(loaded, layers, device)
     gen = torch.Generator().manual_seed(0)
     batch = torch.randint(

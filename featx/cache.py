@@ -181,6 +181,13 @@ def read_state(path: Path) -> CacheState:
         return CacheState(path, attrs, rows, layers, done, failed)
 
 
+def read_done(path: Path, keys) -> dict[str, np.ndarray]:
+    """The ``done`` flags of the layers ``keys``, as booleans."""
+    with _open(path) as f:
+        _check_format(f, path)
+        return {k: f["done"][k][:].astype(bool) for k in keys}
+
+
 def _create_features(group: h5py.Group, layer: LayerDef, n: int) -> h5py.Dataset:
     dtype = np.dtype(layer.dtype)
     if n == 0:
@@ -336,16 +343,23 @@ class CacheFiller:
                 flags[src : src + length] = 1
         self.f.flush()
 
-    def reset(self, rows: np.ndarray, new: Rows) -> None:
-        """Mark ``rows`` undone in every layer, then record their new hashes."""
-        for flags in self.f["done"].values():
-            for row in rows:
-                flags[row] = 0
-        self.f.flush()
-        for row in rows:
-            self.f["sha256"][row] = new.sha256[row].encode()
-            self.f["size"][row] = new.size[row]
-            self.f["mtime_ns"][row] = new.mtime_ns[row]
+    def refresh(self, rows: Rows, *, changed: np.ndarray, scanned_at_ns: int) -> None:
+        """Record a new scan of the same images.
+
+        Rows whose content changed are marked undone in every layer first; only
+        then are their hashes, every row's size and mtime, and the scan time
+        written, so an interruption can never pair a new hash with old features.
+        """
+        if len(changed):
+            for flags in self.f["done"].values():
+                for row in changed:
+                    flags[row] = 0
+            self.f.flush()
+            for row in changed:
+                self.f["sha256"][row] = rows.sha256[row].encode()
+        self.f["size"][:] = np.asarray(rows.size, np.int64)
+        self.f["mtime_ns"][:] = np.asarray(rows.mtime_ns, np.int64)
+        self.f["scanned_at_ns"][0] = scanned_at_ns
         self.f.flush()
 
 

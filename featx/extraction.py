@@ -27,10 +27,12 @@ from featx.cache import (
     CacheFiller,
     CacheState,
     Failure,
+    FeatureCache,
     LayerDef,
     Rows,
     cache_lock,
     default_cache_dir,
+    read_done,
     read_state,
     remove_stale_temporaries,
     write_cache,
@@ -271,15 +273,12 @@ def _plan(
         and [f.path for f in old.failed] == [f.path for f in failed_known]
     )
     if same_structure:
-        changed = [i for i in range(len(rows)) if old.rows.sha256[i] != rows.sha256[i]]
-        touched = changed or np.any(old.rows.mtime_ns != rows.mtime_ns)
+        changed = np.array(
+            [i for i in range(len(rows)) if old.rows.sha256[i] != rows.sha256[i]],
+            np.int64,
+        )
         with CacheFiller(path) as filler:
-            if touched:
-                filler.reset(np.array(changed, np.int64), rows)
-                for i in np.flatnonzero(old.rows.mtime_ns != rows.mtime_ns):
-                    filler.f["size"][i] = rows.size[i]
-                    filler.f["mtime_ns"][i] = rows.mtime_ns[i]
-            filler.f["scanned_at_ns"][0] = attrs["scanned_at_ns"]
+            filler.refresh(rows, changed=changed, scanned_at_ns=attrs["scanned_at_ns"])
         return failed_known, rows
     source_rows = None
     if old is not None:
@@ -386,8 +385,7 @@ def run_forward(
 def _pending(
     path: Path, wanted: list[LayerDef]
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    state = read_state(path)
-    done = {layer.key: state.done[layer.key] for layer in wanted}
+    done = read_done(path, [layer.key for layer in wanted])
     if not done:
         return np.zeros(0, np.int64), done
     all_done = np.logical_and.reduce(list(done.values()))
@@ -513,7 +511,6 @@ def build_net(
     loaded: LoadedWeights, wanted: list[LayerDef], device: torch.device
 ) -> FeatureNet:
     """The truncated, channels-last network for ``wanted`` on ``device``."""
-    configure_threads(device)
     net = FeatureNet(loaded.model, [_spec(w) for w in wanted]).to(device).eval()
     return net.to(memory_format=torch.channels_last)
 
@@ -557,6 +554,7 @@ def compute_batches(
     (n, dim) array}`` for them, and ``(row, reason)`` for the files that did not.
     ``needed(rows)`` may narrow the layers computed for a batch.
     """
+    configure_threads(device)
     net = build_net(loaded, wanted, device)
     loader = make_loader(
         files, rows, preprocess, device=device, batch_size=batch_size, workers=workers
@@ -672,7 +670,8 @@ def _record_failures(
     attrs: dict,
 ) -> None:
     """Move images that failed to decode out of the rows and into /failed."""
-    state = read_state(path)
+    with FeatureCache(path) as cache:
+        layers = list(cache.layers.values())
     bad = {f.path for f in new_failures}
     keep = np.array([i for i, p in enumerate(rows.paths) if p not in bad], np.int64)
     kept = Rows(
@@ -687,7 +686,7 @@ def _record_failures(
         path,
         attrs=attrs,
         rows=kept,
-        layers=list(state.layers.values()),
+        layers=layers,
         failed=failed,
         source=path,
         source_rows=keep,

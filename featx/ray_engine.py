@@ -112,7 +112,6 @@ class ExtractActor:
         self.wanted = wanted
         self.preprocess = Preprocess(WEIGHTS.transforms())
         self.net = build_net(loaded, wanted, self.device)
-        torch.set_num_threads(threads)  # build_net sets every core; keep our share
 
     def __call__(self, batch: dict) -> dict:
         from featx.extraction import run_forward
