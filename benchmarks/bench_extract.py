@@ -44,7 +44,7 @@ from sklearn.datasets import load_sample_images
 import pipelines
 from featx import FeatureCache, extract
 from featx.cache import LayerDef
-from featx.extraction import (
+from featx.forward import (
     build_net,
     compute_batches,
     configure_threads,
@@ -123,7 +123,7 @@ def decode_rate(files, device, batch_size, preprocess) -> float:
         preprocess,
         device=device,
         batch_size=batch_size,
-        workers=None,
+        num_workers=None,
     )
     start = time.perf_counter()
     count = sum(len(rows) for rows, _, _ in loader)
@@ -138,7 +138,7 @@ def e2e_rate(root, loaded, names, device, batch_size, cache_dir) -> float:
         device=str(device),
         batch_size=batch_size,
         cache_dir=cache_dir,
-        loaded=loaded,
+        weights=loaded,
     )
     elapsed = time.perf_counter() - start
     assert result.n_new == result.n_images, result
@@ -155,7 +155,7 @@ def no_write_rate(files, loaded, layers, device, batch_size, preprocess) -> floa
         preprocess=preprocess,
         device=device,
         batch_size=batch_size,
-        workers=None,
+        num_workers=None,
     )
     count = sum(len(rows) for rows, _, _ in batches)
     return count / (time.perf_counter() - start)

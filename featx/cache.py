@@ -6,13 +6,14 @@ Layout of one cache file (format version :data:`FORMAT_VERSION`)::
     /labels           (N,)   int64, -1 when the folder is unlabelled
     /sha256           (N,)   ASCII hex digest of each image file
     /size, /mtime_ns  (N,)   int64, to skip re-hashing files that did not change
+    /scanned_at_ns    (1,)   int64, when the folder was last scanned (a dataset, so
+                             that an in-place run updates it without new metadata)
     /features/<name>  (N, D) float32 or float16, chunked; attrs layer, module_path,
                              shape, spatial
     /done/<name>      (N,)   uint8, 1 where the row of that layer is computed
-    /failed/paths, /failed/reasons, /failed/sha256   images that could not be decoded
-    root attrs        featx_format, featx_version, torch_version, torchvision_version,
-                      classes, weights_id, weights_sha256, weights_pretrained,
-                      transform, data_root, ...
+    /failed/paths, /failed/reasons, /failed/sha256, /failed/size, /failed/mtime_ns
+                      (M,)   images that could not be decoded, and why
+    root attrs        featx_format and the fields of :class:`CacheMeta`
 
 How writes stay safe under Ctrl-C or ``kill -9``: a change of structure (images
 added or removed, a new layer, failures to record) writes a complete new file
@@ -37,6 +38,12 @@ import h5py
 import numpy as np
 
 from featx.errors import CacheBusyError, CacheError
+
+#: What a process that finds a cache being written is told.
+BUSY_MESSAGE = (
+    "another featx process is writing {path}; wait for it to finish (nothing was "
+    "changed)"
+)
 
 FORMAT_VERSION = 1
 COPY_BLOCK_BYTES = 64 << 20
@@ -91,6 +98,113 @@ class Rows:
     def __len__(self) -> int:
         return len(self.paths)
 
+    def take(self, index) -> Rows:
+        """The rows at ``index`` (a sequence of row numbers), in that order."""
+        index = np.asarray(index, np.int64)
+        return Rows(
+            paths=[self.paths[i] for i in index],
+            labels=np.asarray(self.labels)[index],
+            sha256=[self.sha256[i] for i in index],
+            size=np.asarray(self.size)[index],
+            mtime_ns=np.asarray(self.mtime_ns)[index],
+        )
+
+    def failure(self, row: int, reason: str) -> Failure:
+        """Row ``row`` as a :class:`Failure` with ``reason``."""
+        return Failure(
+            self.paths[row],
+            reason,
+            self.sha256[row],
+            int(self.size[row]),
+            int(self.mtime_ns[row]),
+        )
+
+
+@dataclass(frozen=True)
+class WeightsInfo:
+    """Which weights computed a cache's features."""
+
+    id: str
+    sha256: str
+    pretrained: bool
+    source: str
+    url: str = ""
+
+    def to_dict(self) -> dict:
+        return {
+            "id": self.id,
+            "sha256": self.sha256,
+            "pretrained": self.pretrained,
+            "source": self.source,
+        }
+
+
+@dataclass(frozen=True)
+class CacheMeta:
+    """The root attributes of a cache, typed: what made its rows and how.
+
+    :meth:`to_attrs` and :meth:`from_attrs` are the only code that knows how
+    they are spelled in the file.
+    """
+
+    data_root: str
+    classes: list[str]
+    weights: WeightsInfo
+    transform: dict
+    transform_repr: str = ""
+    featx_version: str = ""
+    torch_version: str = ""
+    torchvision_version: str = ""
+    updated: str = ""
+
+    def to_attrs(self) -> dict:
+        return {
+            "featx_version": self.featx_version,
+            "torch_version": self.torch_version,
+            "torchvision_version": self.torchvision_version,
+            "classes": json.dumps(self.classes),
+            "weights_id": self.weights.id,
+            "weights_sha256": self.weights.sha256,
+            "weights_pretrained": self.weights.pretrained,
+            "weights_source": self.weights.source,
+            "weights_url": self.weights.url,
+            "transform": json.dumps(self.transform),
+            "transform_repr": self.transform_repr,
+            "data_root": self.data_root,
+            "updated": self.updated,
+        }
+
+    @classmethod
+    def from_attrs(cls, attrs) -> CacheMeta:
+        def text(key: str) -> str:
+            value = attrs.get(key, "")
+            return value.decode() if isinstance(value, bytes) else str(value)
+
+        return cls(
+            data_root=text("data_root"),
+            classes=json.loads(text("classes") or "[]"),
+            weights=WeightsInfo(
+                id=text("weights_id"),
+                sha256=text("weights_sha256"),
+                pretrained=bool(attrs.get("weights_pretrained", False)),
+                source=text("weights_source"),
+                url=text("weights_url"),
+            ),
+            transform=json.loads(text("transform") or "{}"),
+            transform_repr=text("transform_repr"),
+            featx_version=text("featx_version"),
+            torch_version=text("torch_version"),
+            torchvision_version=text("torchvision_version"),
+            updated=text("updated"),
+        )
+
+    def same_source(self, other: CacheMeta) -> bool:
+        """Whether rows of both caches come from the same weights and preprocessing."""
+        return (
+            self.weights.sha256 == other.weights.sha256
+            and self.transform == other.transform
+        )
+
 
 @dataclass
 class CacheState:
@@ -102,6 +216,7 @@ class CacheState:
     layers: dict[str, LayerDef]
     done: dict[str, np.ndarray]
     failed: list[Failure] = field(default_factory=list)
+    scanned_at_ns: int = 0
 
     @property
     def classes(self) -> list[str]:
@@ -129,14 +244,10 @@ def _open(path: Path, mode: str = "r", **kwargs) -> h5py.File:
     except FileNotFoundError as exc:
         raise CacheError(f"cache {path} does not exist") from exc
     except BlockingIOError as exc:
-        raise CacheBusyError(
-            f"cache {path} is being written by another featx process; wait for it"
-        ) from exc
+        raise CacheBusyError(BUSY_MESSAGE.format(path=path)) from exc
     except OSError as exc:
         if "lock" in str(exc).lower():
-            raise CacheBusyError(
-                f"cache {path} is being written by another featx process; wait for it"
-            ) from exc
+            raise CacheBusyError(BUSY_MESSAGE.format(path=path)) from exc
         raise CacheError(f"cannot open {path} as HDF5: {exc}") from exc
 
 
@@ -176,9 +287,15 @@ def read_state(path: Path) -> CacheState:
                 strict=True,
             )
         ]
-        attrs = dict(f.attrs)
-        attrs["scanned_at_ns"] = int(f["scanned_at_ns"][0])
-        return CacheState(path, attrs, rows, layers, done, failed)
+        return CacheState(
+            path,
+            dict(f.attrs),
+            rows,
+            layers,
+            done,
+            failed,
+            scanned_at_ns=int(f["scanned_at_ns"][0]),
+        )
 
 
 def read_done(path: Path, keys) -> dict[str, np.ndarray]:
@@ -213,19 +330,21 @@ def _create_features(group: h5py.Group, layer: LayerDef, n: int) -> h5py.Dataset
     return ds
 
 
-def _runs(src: np.ndarray) -> Iterator[tuple[int, int, int]]:
-    """Yield (dst_start, src_start, length) for runs where src rises by one."""
+def _runs(dst: np.ndarray, src: np.ndarray) -> Iterator[tuple[int, int, int]]:
+    """Yield ``(dst_start, src_start, length)`` for the runs where destination and
+    source rows both rise by one."""
     start = 0
-    for i in range(1, len(src) + 1):
-        if i == len(src) or src[i] != src[i - 1] + 1:
-            yield start, int(src[start]), i - start
+    for i in range(1, len(dst) + 1):
+        if i == len(dst) or dst[i] != dst[i - 1] + 1 or src[i] != src[i - 1] + 1:
+            yield int(dst[start]), int(src[start]), i - start
             start = i
 
 
 def write_cache(
     path: Path,
     *,
-    attrs: dict,
+    meta: CacheMeta,
+    scanned_at_ns: int,
     rows: Rows,
     layers: list[LayerDef],
     failed: list[Failure],
@@ -242,13 +361,10 @@ def write_cache(
     tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
     try:
         with h5py.File(tmp, "w") as f:
-            attrs = {k: v for k, v in attrs.items() if v is not None}
-            # Kept as a dataset so that an in-place run can update it without
-            # touching HDF5 metadata.
-            scanned = attrs.pop("scanned_at_ns", 0)
-            f.attrs.update(attrs)
+            f.attrs.update(meta.to_attrs())
             f.attrs["featx_format"] = FORMAT_VERSION
-            f.create_dataset("scanned_at_ns", data=np.array([scanned], np.int64))
+            # A dataset, so that an in-place run updates it without new metadata.
+            f.create_dataset("scanned_at_ns", data=np.array([scanned_at_ns], np.int64))
             f.create_dataset(
                 "paths", data=np.array(rows.paths, dtype=object), dtype=STR
             )
@@ -296,22 +412,13 @@ def _copy_rows(src_file, key, ds, done, source_rows, on_rows) -> None:
     keep = keep[src_done[source_rows[keep]]]
     block = max(1, COPY_BLOCK_BYTES // max(1, src.dtype.itemsize * src.shape[1]))
     dst_idx, src_idx = keep, source_rows[keep]
-    for d0, s0, length in _runs_pairs(dst_idx, src_idx):
+    for d0, s0, length in _runs(dst_idx, src_idx):
         for off in range(0, length, block):
             m = min(block, length - off)
             ds[d0 + off : d0 + off + m] = src[s0 + off : s0 + off + m]
             if on_rows:
                 on_rows(m)
     done[keep] = 1
-
-
-def _runs_pairs(dst: np.ndarray, src: np.ndarray) -> Iterator[tuple[int, int, int]]:
-    """Runs where destination and source rows both rise by one."""
-    start = 0
-    for i in range(1, len(dst) + 1):
-        if i == len(dst) or dst[i] != dst[i - 1] + 1 or src[i] != src[i - 1] + 1:
-            yield int(dst[start]), int(src[start]), i - start
-            start = i
 
 
 class CacheFiller:
@@ -332,14 +439,15 @@ class CacheFiller:
 
     def write(self, rows: np.ndarray, values: dict[str, np.ndarray]) -> None:
         """Store ``values[key][i]`` as row ``rows[i]`` (rows sorted) and commit."""
+        runs = list(_runs(np.arange(len(rows)), rows))
         for key, array in values.items():
             ds = self.f["features"][key]
-            for dst, src, length in _runs(rows):
+            for dst, src, length in runs:
                 ds[src : src + length] = array[dst : dst + length]
         self.f.flush()
         for key in values:
             flags = self.f["done"][key]
-            for _, src, length in _runs(rows):
+            for _, src, length in runs:
                 flags[src : src + length] = 1
         self.f.flush()
 
@@ -372,10 +480,7 @@ def cache_lock(path: Path) -> Iterator[None]:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError as exc:
-            raise CacheBusyError(
-                f"another featx process is writing {path}; wait for it to finish "
-                "(nothing was changed)"
-            ) from exc
+            raise CacheBusyError(BUSY_MESSAGE.format(path=path)) from exc
         try:
             yield
         finally:
@@ -464,6 +569,7 @@ class FeatureCache:
             self.file.close()
             raise
         self.attrs = dict(self.file.attrs)
+        self.meta = CacheMeta.from_attrs(self.attrs)
 
     def __enter__(self) -> FeatureCache:
         return self
@@ -480,11 +586,24 @@ class FeatureCache:
 
     @property
     def classes(self) -> list[str]:
-        return json.loads(self.attrs.get("classes", "[]"))
+        return self.meta.classes
 
     @property
     def labels(self) -> np.ndarray:
         return self.file["labels"][:]
+
+    @property
+    def sha256(self) -> np.ndarray:
+        """The content hash of every row, as stored (bytes)."""
+        return self.file["sha256"][:]
+
+    def done(self, layer: str) -> np.ndarray:
+        """Which rows of ``layer`` are computed (booleans)."""
+        return self.file["done"][layer][:].astype(bool)
+
+    def complete_layers(self) -> list[str]:
+        """The layers whose every row is computed, in storage order."""
+        return [key for key in self.file["features"] if self.done(key).all()]
 
     @property
     def paths(self) -> list[str]:
@@ -510,10 +629,9 @@ class FeatureCache:
             have = ", ".join(self.file["features"]) or "none"
             raise CacheError(
                 f"layer {layer!r} is not in {self.path.name} (it has: {have}); run "
-                f"`featx extract {self.attrs.get('data_root', 'DATA_DIR')} --layer "
-                f"{layer}`"
+                f"`featx extract {self.meta.data_root or 'DATA_DIR'} --layer {layer}`"
             )
-        done = self.file["done"][layer][:]
+        done = self.done(layer)
         if not done.all():
             raise CacheError(
                 f"layer {layer!r} in {self.path.name} is incomplete "
@@ -596,13 +714,12 @@ def read_layer(path: Path, layer: str) -> LayerData:
 def cache_info(path: Path) -> dict:
     """A JSON-able summary of a cache: images, layers, classes, failures, weights."""
     with FeatureCache(path) as cache:
-        a = cache.attrs
+        meta = cache.meta
         labels = cache.labels
-        classes = cache.classes
-        counts = {name: int((labels == i).sum()) for i, name in enumerate(classes)}
+        counts = {name: int((labels == i).sum()) for i, name in enumerate(meta.classes)}
         layers = {}
         for key, layer in cache.layers.items():
-            done = cache.file["done"][key][:]
+            done = cache.done(key)
             layers[key] = {
                 "dim": layer.dim,
                 "dtype": layer.dtype,
@@ -616,23 +733,18 @@ def cache_info(path: Path) -> dict:
         failed = cache.failed
         return {
             "path": str(cache.path),
-            "format": int(a["featx_format"]),
-            "data_root": str(a.get("data_root", "")),
+            "format": int(cache.attrs["featx_format"]),
+            "data_root": meta.data_root,
             "n_images": cache.n_rows,
             "layers": layers,
             "classes": counts,
             "n_failed": len(failed),
             "failed": [{"path": f.path, "reason": f.reason} for f in failed],
-            "weights": {
-                "id": str(a.get("weights_id", "")),
-                "sha256": str(a.get("weights_sha256", "")),
-                "pretrained": bool(a.get("weights_pretrained", False)),
-                "source": str(a.get("weights_source", "")),
-            },
-            "transform": json.loads(a.get("transform", "{}")),
+            "weights": meta.weights.to_dict(),
+            "transform": meta.transform,
             "versions": {
-                "featx": str(a.get("featx_version", "")),
-                "torch": str(a.get("torch_version", "")),
-                "torchvision": str(a.get("torchvision_version", "")),
+                "featx": meta.featx_version,
+                "torch": meta.torch_version,
+                "torchvision": meta.torchvision_version,
             },
         }

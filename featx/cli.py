@@ -21,18 +21,97 @@ CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 class FeatxGroup(click.Group):
     """Turns featx's own errors into one-line messages and a non-zero exit."""
 
+    #: Commands whose finished work survives an interruption and resumes.
+    RESUMABLE = ("extract",)
+
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
         except FeatxError as exc:
             raise click.ClickException(str(exc)) from exc
         except KeyboardInterrupt:
-            click.echo(
-                "\nInterrupted. Every finished batch is kept in the cache; run the "
-                "same command again to resume.",
-                err=True,
-            )
+            if ctx.invoked_subcommand in self.RESUMABLE:
+                message = (
+                    "Interrupted. Every finished batch is kept in the cache; run the "
+                    "same command again to resume."
+                )
+            else:
+                message = "Interrupted; nothing was written."
+            click.echo("\n" + message, err=True)
             sys.exit(130)
+
+
+class DeviceType(click.ParamType):
+    """``auto``, ``cpu``, ``cuda`` or ``cuda:N``."""
+
+    name = "auto|cpu|cuda|cuda:N"
+
+    def convert(self, value, param, ctx):
+        head, _, index = str(value).partition(":")
+        if value in ("auto", "cpu", "cuda") or (head == "cuda" and index.isdigit()):
+            return value
+        self.fail(f"{value!r} is not one of auto, cpu, cuda, cuda:N", param, ctx)
+
+
+class JobsType(click.ParamType):
+    """A number of parallel jobs: a positive integer, or -1 for every core."""
+
+    name = "N"
+
+    def convert(self, value, param, ctx):
+        try:
+            jobs = int(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not an integer", param, ctx)
+        if jobs == 0 or jobs < -1:
+            self.fail(f"{jobs} is not a positive number of jobs or -1", param, ctx)
+        return jobs
+
+
+def jobs_option(help_text: str):
+    return click.option(
+        "--jobs", type=JobsType(), default=1, show_default=True, help=help_text
+    )
+
+
+def cv_option(func):
+    return click.option(
+        "--cv",
+        type=click.IntRange(min=2),
+        default=5,
+        show_default=True,
+        help="Number of stratified folds.",
+    )(func)
+
+
+def device_options(func):
+    """Where the network runs and how images are decoded: the options of every
+    command that runs AlexNet."""
+    options = [
+        click.option(
+            "--device",
+            type=DeviceType(),
+            default="auto",
+            show_default=True,
+            help="Where the network runs.",
+        ),
+        click.option(
+            "--batch-size",
+            type=click.IntRange(min=1),
+            default=64,
+            show_default=True,
+            help="Images per forward pass.",
+        ),
+        click.option(
+            "--workers",
+            type=click.IntRange(min=0),
+            default=None,
+            help="Decode worker processes [default: one per core, at most 8 "
+            "without a GPU].",
+        ),
+        click.option("-q", "--quiet", is_flag=True, help="No progress bars."),
+    ]
+    return functools.reduce(lambda f, opt: opt(f), reversed(options), func)
 
 
 @click.group(cls=FeatxGroup, context_settings=CONTEXT)
@@ -63,7 +142,13 @@ def cache_dir_option(func):
 class TqdmProgress:
     """Draws one tqdm bar per stage on stderr."""
 
-    UNITS = {"hashing": "file", "copying": "row", "extracting": "img"}
+    UNITS = {
+        "hashing": "file",
+        "copying": "row",
+        "extracting": "img",
+        "predicting": "img",
+        "fitting": "fit",
+    }
 
     def __init__(self, quiet: bool) -> None:
         self.quiet = quiet
@@ -84,6 +169,10 @@ class TqdmProgress:
     def advance(self, n: int) -> None:
         if self.bar is not None:
             self.bar.update(n)
+
+    def describe(self, text: str) -> None:
+        if self.bar is not None:
+            self.bar.set_postfix_str(text, refresh=True)
 
     def finish(self) -> None:
         if self.bar is not None:
@@ -171,27 +260,8 @@ def extraction_options(func):
             show_default=True,
             help="Seed for --weights random.",
         ),
-        click.option(
-            "--device",
-            default="auto",
-            show_default=True,
-            help="auto, cpu, cuda or cuda:N.",
-        ),
-        click.option(
-            "--batch-size",
-            type=click.IntRange(min=1),
-            default=64,
-            show_default=True,
-            help="Images per forward pass.",
-        ),
-        click.option(
-            "--workers",
-            type=click.IntRange(min=0),
-            default=None,
-            help="Decode worker processes [default: one per core].",
-        ),
         cache_dir_option,
-        click.option("-q", "--quiet", is_flag=True, help="No progress bars."),
+        device_options,
     ]
     return functools.reduce(lambda f, opt: opt(f), reversed(options), func)
 
@@ -234,10 +304,13 @@ def extraction_options(func):
     help="Ray cluster: auto, ray://HOST:PORT [default: start a local one].",
 )
 @click.option(
+    "--ray-actors",
     "--num-workers",
+    "ray_actors",
     type=click.IntRange(min=1),
     default=None,
-    help="Ray actors [default: one per GPU, or half the CPUs].",
+    help="With --engine ray: model actors [default: one per GPU, or half the "
+    "CPUs]. (--num-workers is the old name.)",
 )
 @extraction_options
 def extract(
@@ -254,7 +327,7 @@ def extract(
     quiet,
     engine,
     address,
-    num_workers,
+    ray_actors,
 ) -> None:
     """Extract AlexNet activations for every image under DATA_DIR into the cache.
 
@@ -262,6 +335,7 @@ def extract(
     unlabelled images. Re-running computes only what is missing: new images, changed
     images and new layers. An interrupted run resumes where it stopped.
     """
+    from featx.extraction import RayEngine
     from featx.extraction import extract as run_extract
     from featx.model import resolve_layers
 
@@ -274,13 +348,11 @@ def extract(
         seed=seed,
         device=device,
         batch_size=batch_size,
-        workers=workers,
+        num_workers=workers,
         dtype=dtype,
         cache_dir=cache_dir,
         progress=TqdmProgress(quiet),
-        engine=engine,
-        address=address,
-        num_workers=num_workers,
+        engine=RayEngine(address, ray_actors) if engine == "ray" else "local",
     )
     random_weights_banner(result.pretrained)
     click.echo(f"cache:   {result.cache_path}")
@@ -394,9 +466,10 @@ def print_fit(result) -> None:
 @main.command()
 @click.option(
     "--clf",
+    type=click.Choice(["svm", "logreg", "mlp", "sgd"]),
     default="svm",
     show_default=True,
-    help="Classifier: svm, logreg, mlp or sgd (streams from disk).",
+    help="Classifier (sgd streams from disk).",
 )
 @click.option(
     "--layer", default=None, help="Layer of the cache [default: its only layer]."
@@ -407,9 +480,7 @@ def print_fit(result) -> None:
     help="Cache path or name [default: the only cache in --cache-dir].",
 )
 @cache_dir_option
-@click.option(
-    "--cv", type=int, default=5, show_default=True, help="Number of stratified folds."
-)
+@cv_option
 @click.option(
     "--test",
     default=None,
@@ -419,13 +490,7 @@ def print_fit(result) -> None:
 @click.option(
     "--grid", is_flag=True, help="Tune C / alpha with an inner 3-fold search."
 )
-@click.option(
-    "--jobs",
-    type=int,
-    default=1,
-    show_default=True,
-    help="Folds run in parallel through joblib (-1: every core).",
-)
+@jobs_option("Folds run in parallel through joblib (-1: every core).")
 @click.option(
     "--seed",
     type=int,
@@ -517,23 +582,7 @@ def fit(
     default=None,
     help="Where the model's weights file is, if it moved (checked by sha256).",
 )
-@click.option(
-    "--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N."
-)
-@click.option(
-    "--batch-size",
-    type=click.IntRange(min=1),
-    default=64,
-    show_default=True,
-    help="Images per forward pass.",
-)
-@click.option(
-    "--workers",
-    type=click.IntRange(min=0),
-    default=None,
-    help="Decode worker processes [default: one per core].",
-)
-@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+@device_options
 def predict(
     model_path, paths, as_json, as_csv, weights, device, batch_size, workers, quiet
 ) -> None:
@@ -554,7 +603,7 @@ def predict(
         weights=weights,
         device=device,
         batch_size=batch_size,
-        workers=workers,
+        num_workers=workers,
         progress=TqdmProgress(quiet),
     )
     rows = [
@@ -588,17 +637,12 @@ def _split(value: str | None) -> list[str] | None:
 
 
 def print_report(report) -> None:
+    from featx.render import describe_best
+
     random_weights_banner(report.pretrained)
-    best = report.best
     click.echo(
         f"{len(report.rows)} results ({report.computed} computed, {report.reused} "
-        f"reused). Best: {best['layer']} + {best['clf']}, CV accuracy "
-        f"{best['cv_accuracy_mean']:.4f} ± {best['cv_accuracy_std']:.4f}"
-        + (
-            f", test accuracy {best['test_accuracy']:.4f}"
-            if best.get("test_accuracy") is not None
-            else ""
-        )
+        f"reused). Best: {describe_best(report.best)}"
     )
     for r in report.rows:
         test = r.get("test_accuracy")
@@ -626,17 +670,11 @@ def print_report(report) -> None:
     show_default=True,
     help="Comma-separated classifiers.",
 )
-@click.option("--cv", type=int, default=5, show_default=True, help="Stratified folds.")
+@cv_option
 @click.option(
     "--seed", type=int, default=0, show_default=True, help="Seed of the folds."
 )
-@click.option(
-    "--jobs",
-    type=int,
-    default=1,
-    show_default=True,
-    help="Folds run in parallel through joblib.",
-)
+@jobs_option("Folds run in parallel through joblib (-1: every core).")
 @click.option(
     "--out",
     type=click.Path(file_okay=False, path_type=Path),
@@ -701,24 +739,9 @@ def report(
     default=None,
     help="Use at most this many digits per class [default: all 1,797].",
 )
-@click.option(
-    "--cv",
-    type=click.IntRange(min=2),
-    default=5,
-    show_default=True,
-    help="Stratified folds.",
-)
-@click.option(
-    "--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N."
-)
-@click.option(
-    "--workers",
-    type=click.IntRange(min=0),
-    default=None,
-    help="Decode worker processes [default: one per core].",
-)
-@click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
-def demo(out, per_class, cv, device, workers, quiet) -> None:
+@cv_option
+@device_options
+def demo(out, per_class, cv, device, batch_size, workers, quiet) -> None:
     """Run the whole pipeline on scikit-learn's bundled digits, offline.
 
     Writes the digits as PNG files (Train / Test), extracts conv5 (pooled), fc6
@@ -736,7 +759,8 @@ def demo(out, per_class, cv, device, workers, quiet) -> None:
         per_class=per_class,
         cv=cv,
         device=device,
-        workers=workers,
+        batch_size=batch_size,
+        num_workers=workers,
         progress=TqdmProgress(quiet),
     )
     if result.weights_note:

@@ -57,9 +57,6 @@ def write_digits(
     return root / "Train", root / "Test"
 
 
-DEMO_LAYERS = ("conv5", "fc6", "fc7")
-
-
 @dataclass
 class DemoResult:
     report: object
@@ -74,7 +71,8 @@ def run_demo(
     per_class: int | None = None,
     cv: int = 5,
     device: str = "auto",
-    workers: int | None = None,
+    batch_size: int = 64,
+    num_workers: int | None = None,
     progress=None,
     weights: str = "imagenet",
 ) -> DemoResult:
@@ -106,10 +104,11 @@ def run_demo(
                 layers=layers,
                 spatial=spatial,
                 device=device,
-                workers=workers,
+                batch_size=batch_size,
+                num_workers=num_workers,
                 cache_dir=cache_dir,
                 progress=progress,
-                loaded=loaded,
+                weights=loaded,
             )
         caches.append(result.cache_path)
     report = make_report(

@@ -5,6 +5,10 @@ class FeatxError(Exception):
     """Base class for every error featx raises on purpose."""
 
 
+class ParameterError(FeatxError, ValueError):
+    """An argument outside its allowed values; the message names the parameter."""
+
+
 class DataError(FeatxError, ValueError):
     """The image folder cannot be used (missing, empty, no readable image)."""
 
@@ -27,3 +31,21 @@ class CacheBusyError(CacheError):
 
 class ImageDecodeError(FeatxError, ValueError):
     """One image that cannot be decoded; recorded, never fatal on its own."""
+
+
+def check_choice(name: str, value, allowed) -> None:
+    """Refuse ``value`` unless it is one of ``allowed``, in scikit-learn's words."""
+    if value not in allowed:
+        options = ", ".join(repr(a) for a in allowed)
+        raise ParameterError(f"`{name}` must be one of {options}. Got {value!r}.")
+
+
+def check_int(name: str, value, *, low: int, allow=()) -> None:
+    """Refuse an integer ``value`` below ``low`` (``allow`` lists exceptions)."""
+    if value in allow:
+        return
+    if not isinstance(value, int) or isinstance(value, bool) or value < low:
+        extra = "".join(f" or {a}" for a in allow)
+        raise ParameterError(
+            f"`{name}` must be an integer >= {low}{extra}. Got {value!r}."
+        )

@@ -9,7 +9,6 @@ streams blocks of rows from the HDF5 file into ``partial_fit``.
 from __future__ import annotations
 
 import contextlib
-import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -22,8 +21,9 @@ from sklearn.model_selection import GridSearchCV, StratifiedKFold, cross_validat
 import pipelines
 from featx import __version__
 from featx.cache import FORMAT_VERSION, FeatureCache, resolve_cache
-from featx.errors import FeatxError
+from featx.errors import FeatxError, check_choice, check_int
 from featx.modelfile import save_model
+from featx.progress import Progress
 
 SCORING = ("accuracy", "f1_macro")
 SGD_EPOCHS = 10
@@ -81,14 +81,13 @@ class FitResult:
 
 def choose_layer(cache: FeatureCache, layer: str | None) -> str:
     """``layer``, or the cache's only complete layer; else list the choices."""
-    layers = cache.layers
     if layer is not None:
         cache.dataset(layer)  # explains a missing or incomplete layer
         return layer
-    complete = [k for k in layers if cache.file["done"][k][:].all()]
+    complete = cache.complete_layers()
     if len(complete) == 1:
         return complete[0]
-    have = ", ".join(layers) or "none"
+    have = ", ".join(cache.layers) or "none"
     raise FitError(f"{cache.path.name} has layers {have}; choose one with --layer")
 
 
@@ -107,8 +106,6 @@ def labelled_rows(cache: FeatureCache, cv: int) -> tuple[np.ndarray, list[str]]:
             f"{cache.path.name} has one class only "
             f"({present[0] if present else 'none'}); a classifier needs at least two"
         )
-    if cv < 2:
-        raise FitError(f"--cv must be at least 2; got {cv}")
     smallest = int(np.argmin(np.where(counts > 0, counts, np.iinfo(np.int64).max)))
     if counts[smallest] < cv:
         raise FitError(
@@ -122,16 +119,15 @@ def _confusion(y_true, y_pred, n_classes: int) -> np.ndarray:
     return confusion_matrix(y_true, y_pred, labels=range(n_classes))
 
 
-def folds(labels: np.ndarray, cv: int, seed: int) -> StratifiedKFold:
+def folds(cv: int, seed: int) -> StratifiedKFold:
+    """The shuffled, seeded stratified folds every featx CV uses."""
     return StratifiedKFold(n_splits=cv, shuffle=True, random_state=seed)
 
 
 def build(
     clf: str, *, n_rows: int, n_features: int, scale: str, pca: int | None, seed: int
 ):
-    if clf not in pipelines.CLASSIFIERS:
-        options = ", ".join(repr(c) for c in pipelines.CLASSIFIERS)
-        raise FitError(f"`clf` must be one of {options}. Got {clf!r}.")
+    """The pipeline of ``clf`` for data of this shape (``clf`` already checked)."""
     try:
         return pipelines.make_pipeline(
             clf,
@@ -143,6 +139,17 @@ def build(
         )
     except ValueError as exc:
         raise FitError(str(exc)) from exc
+
+
+@dataclass
+class CVOutcome:
+    """What one cross-validation gives, in memory or streamed."""
+
+    scores: dict[str, list[float]]
+    fit_times: list[float]
+    confusion: np.ndarray
+    final: object
+    params: dict = field(default_factory=dict)
 
 
 # ----------------------------------------------------------- streaming SGD
@@ -173,38 +180,33 @@ def fit_sgd_streaming(
     At most ``block_rows`` rows (default :data:`SGD_BLOCK_ROWS`) are in memory.
     """
     block_rows = block_rows or SGD_BLOCK_ROWS
-    steps = [step for _, step in pipeline.steps[:-1]]
-    clf = pipeline.steps[-1][1]
-
-    def through(block, upto):
-        for step in steps[:upto]:
-            block = step.transform(block)
-        return block
-
-    for i, step in enumerate(steps):
+    n_steps = len(pipeline.steps) - 1
+    for i in range(n_steps):
+        step = pipeline[i]
         if not hasattr(step, "partial_fit"):  # stateless (Normalizer)
             step.fit(next(_blocks(cache, layer, mask, block_rows))[1])
             continue
         pending = None
         need = getattr(step, "n_components", None) or 1
         for _, block in _blocks(cache, layer, mask, block_rows):
-            block = through(block, i)
+            block = pipeline[:i].transform(block) if i else block
             pending = block if pending is None else np.vstack([pending, block])
             if len(pending) >= need:
                 step.partial_fit(pending)
                 pending = None
         # a tail shorter than PCA's components is left out, unless it is all
-        if pending is not None and (
-            not hasattr(step, "n_samples_seen_") or len(pending) >= need
-        ):
+        if pending is not None and not hasattr(step, "n_samples_seen_"):
             step.partial_fit(pending)
     rng = np.random.default_rng(seed)
     classes = np.arange(n_classes)
+    head = pipeline[:n_steps]
     for _ in range(epochs):
         for rows, block in _blocks(cache, layer, mask, block_rows):
             order = rng.permutation(len(rows))
-            clf.partial_fit(
-                through(block, len(steps))[order], labels[rows][order], classes=classes
+            pipeline[-1].partial_fit(
+                head.transform(block)[order] if n_steps else block[order],
+                labels[rows][order],
+                classes=classes,
             )
     return pipeline
 
@@ -217,32 +219,82 @@ def _predict_streaming(cache, layer, pipeline, mask):
     return np.concatenate(rows_out), np.concatenate(preds)
 
 
-def _cv_streaming(cache, layer, labels, *, clf, cv, seed, scale, pca, n_classes):
-    scores = {m: [] for m in SCORING}
+def cv_streaming(
+    cache: FeatureCache, layer: str, labels: np.ndarray, spec: FitSpec
+) -> CVOutcome:
+    """Cross-validate and refit ``spec`` block by block from the cache (sgd)."""
+    n_classes = int(labels.max()) + 1
+    scores: dict[str, list[float]] = {m: [] for m in SCORING}
     fit_times = []
     confusion = np.zeros((n_classes, n_classes), np.int64)
     n_features = cache.dataset(layer).shape[1]
-    for train, _ in folds(labels, cv, seed).split(np.zeros(len(labels)), labels):
+    splits = list(folds(spec.cv, spec.seed).split(np.zeros(len(labels)), labels))
+    for k, (train, _) in enumerate(splits, 1):
+        spec.progress.describe(f"{layer} {spec.clf} fold {k}/{spec.cv}")
         train_mask = np.zeros(len(labels), bool)
         train_mask[train] = True
-        pipe = build(
-            clf,
-            n_rows=len(train),
-            n_features=n_features,
-            scale=scale,
-            pca=pca,
-            seed=seed,
-        )
+        pipe = spec.pipeline(len(train), n_features)
         started = time.perf_counter()
         fit_sgd_streaming(
-            cache, layer, pipe, labels, train_mask, n_classes=n_classes, seed=seed
+            cache, layer, pipe, labels, train_mask, n_classes=n_classes, seed=spec.seed
         )
         fit_times.append(time.perf_counter() - started)
         rows, pred = _predict_streaming(cache, layer, pipe, ~train_mask)
         scores["accuracy"].append(float(accuracy_score(labels[rows], pred)))
         scores["f1_macro"].append(float(f1_score(labels[rows], pred, average="macro")))
         confusion += _confusion(labels[rows], pred, n_classes)
-    return scores, fit_times, confusion
+        spec.progress.advance(1)
+    final = spec.pipeline(len(labels), n_features)
+    everything = np.ones(len(labels), bool)
+    fit_sgd_streaming(
+        cache, layer, final, labels, everything, n_classes=n_classes, seed=spec.seed
+    )
+    return CVOutcome(scores, fit_times, confusion, final)
+
+
+def cv_in_memory(X: np.ndarray, labels: np.ndarray, spec: FitSpec) -> CVOutcome:
+    """Cross-validate ``spec`` with scikit-learn's ``cross_validate`` on ``X``,
+    then refit it on every row."""
+    n_classes = int(labels.max()) + 1
+    estimator = spec.pipeline(len(labels), X.shape[1])
+    if spec.grid:
+        estimator = GridSearchCV(
+            estimator,
+            pipelines.GRIDS[spec.clf],
+            cv=folds(3, spec.seed),
+            scoring="accuracy",
+        )
+    parallel = contextlib.nullcontext()
+    if spec.backend == "ray":
+        from featx.ray_engine import joblib_backend
+
+        parallel = joblib_backend(spec.address)
+    spec.progress.describe(f"{spec.clf}: {spec.cv} folds")
+    with parallel:
+        cv_out = cross_validate(
+            estimator,
+            X,
+            labels,
+            cv=folds(spec.cv, spec.seed),
+            scoring=SCORING,
+            n_jobs=spec.jobs,
+            return_estimator=True,
+            return_indices=True,
+        )
+    spec.progress.advance(spec.cv)
+    confusion = np.zeros((n_classes, n_classes), np.int64)
+    for est, test_idx in zip(
+        cv_out["estimator"], cv_out["indices"]["test"], strict=True
+    ):
+        confusion += _confusion(labels[test_idx], est.predict(X[test_idx]), n_classes)
+    estimator.fit(X, labels)
+    return CVOutcome(
+        scores={m: [float(s) for s in cv_out[f"test_{m}"]] for m in SCORING},
+        fit_times=[float(t) for t in cv_out["fit_time"]],
+        confusion=confusion,
+        final=estimator.best_estimator_ if spec.grid else estimator,
+        params=dict(estimator.best_params_) if spec.grid else {},
+    )
 
 
 # --------------------------------------------------------------- the command
@@ -250,14 +302,14 @@ def _cv_streaming(cache, layer, labels, *, clf, cv, seed, scale, pca, n_classes)
 
 def model_meta(cache: FeatureCache, layer: str, clf: str, classes: list[str]) -> dict:
     """What a saved model records so predict can reproduce its features."""
-    a = cache.attrs
+    meta = cache.meta
     ldef = cache.layers[layer]
     return {
         "featx_version": __version__,
         "sklearn_version": sklearn.__version__,
         "cache_format": FORMAT_VERSION,
         "cache": str(cache.path),
-        "data_root": str(a.get("data_root", "")),
+        "data_root": meta.data_root,
         "layer": layer,
         "layer_name": ldef.layer,
         "module_path": ldef.module_path,
@@ -265,21 +317,19 @@ def model_meta(cache: FeatureCache, layer: str, clf: str, classes: list[str]) ->
         "dtype": ldef.dtype,
         "clf": clf,
         "classes": classes,
-        "weights_id": str(a.get("weights_id", "")),
-        "weights_sha256": str(a.get("weights_sha256", "")),
-        "weights_pretrained": bool(a.get("weights_pretrained", False)),
-        "weights_source": str(a.get("weights_source", "")),
-        "transform": json.loads(a.get("transform", "{}")),
+        **{f"weights_{k}": v for k, v in meta.weights.to_dict().items()},
+        "transform": meta.transform,
     }
 
 
-def _check_compatible(train: FeatureCache, test: FeatureCache, layer: str) -> None:
-    for key, what in (("weights_sha256", "weights"), ("transform", "preprocessing")):
-        if train.attrs.get(key) != test.attrs.get(key):
-            raise FitError(
-                f"--test cache {test.path.name} was made with other {what} than "
-                f"{train.path.name}; extract both with the same --weights"
-            )
+def check_compatible(train: FeatureCache, test: FeatureCache, layer: str) -> None:
+    """Refuse a test cache whose rows another network or preprocessing made."""
+    if not train.meta.same_source(test.meta):
+        raise FitError(
+            f"--test cache {test.path.name} was made with other weights or "
+            f"preprocessing than {train.path.name}; extract both with the same "
+            "--weights"
+        )
     test.dataset(layer)
 
 
@@ -315,142 +365,119 @@ def evaluate_test(
     }
 
 
+@dataclass
+class FitSpec:
+    """One classifier configuration and how its cross-validation runs."""
+
+    clf: str = "svm"
+    cv: int = 5
+    seed: int = 0
+    scale: str = "standard"
+    pca: int | None = None
+    grid: bool = False
+    jobs: int | None = 1
+    backend: str = "local"
+    address: str | None = None
+    progress: Progress = field(default_factory=Progress)
+
+    def check(self) -> None:
+        """Refuse options that cannot work, before any data is read."""
+        check_choice("clf", self.clf, tuple(pipelines.CLASSIFIERS))
+        check_choice("scale", self.scale, pipelines.SCALES)
+        check_choice("backend", self.backend, ("local", "ray"))
+        check_int("cv", self.cv, low=2)
+        if self.pca is not None:
+            check_int("pca", self.pca, low=1)
+        if self.jobs is not None:
+            check_int("jobs", self.jobs, low=1, allow=(-1,))
+        if self.grid and self.clf == "sgd":
+            raise FitError("--grid is not available with --clf sgd")
+
+    def pipeline(self, n_rows: int, n_features: int):
+        return build(
+            self.clf,
+            n_rows=n_rows,
+            n_features=n_features,
+            scale=self.scale,
+            pca=self.pca,
+            seed=self.seed,
+        )
+
+
 def fit(
     *,
     cache: str | Path | None = None,
     cache_dir: Path | None = None,
     layer: str | None = None,
-    clf: str = "svm",
-    cv: int = 5,
     test: str | Path | None = None,
-    grid: bool = False,
-    jobs: int | None = 1,
-    seed: int = 0,
-    scale: str = "standard",
-    pca: int | None = None,
     out: Path | None = None,
     save: bool = True,
-    backend: str = "local",
-    address: str | None = None,
+    **options,
 ) -> FitResult:
-    """Cross-validate ``clf`` on one cached layer, refit on all rows, save it.
+    """Cross-validate a classifier on one cached layer, refit on all rows, save it.
 
-    Returns a :class:`FitResult`; raises :class:`FitError` (or another
-    :class:`~featx.errors.FeatxError`) for data or options that cannot work.
+    ``options`` are the fields of :class:`FitSpec` (``clf``, ``cv``, ``seed``,
+    ``scale``, ``pca``, ``grid``, ``jobs``, ``backend``, ``address``,
+    ``progress``). Returns a :class:`FitResult`; raises :class:`FitError` (or
+    another :class:`~featx.errors.FeatxError`) for data or options that cannot
+    work.
     """
-    if clf not in pipelines.CLASSIFIERS:
-        build(clf, n_rows=0, n_features=0, scale=scale, pca=pca, seed=seed)
-    if backend not in ("local", "ray"):
-        raise FitError(f"backend must be 'local' or 'ray'; got {backend!r}")
-    if grid and clf == "sgd":
-        raise FitError(
-            "--grid is not available with --clf sgd; pick alpha with svm/logreg"
-        )
+    spec = FitSpec(**options)
+    spec.check()
     path = resolve_cache(cache, cache_dir)
-    with FeatureCache(path) as fc:
-        layer = choose_layer(fc, layer)
-        labels, classes = labelled_rows(fc, cv)
-        ds = fc.dataset(layer)
-        n_rows, n_features = ds.shape
-        if pca and pca > min(n_rows, n_features):
+    with FeatureCache(path) as train:
+        layer = choose_layer(train, layer)
+        labels, classes = labelled_rows(train, spec.cv)
+        n_rows, n_features = train.dataset(layer).shape
+        smallest_fold = n_rows - -(-n_rows // spec.cv)
+        if spec.pca and spec.pca > min(smallest_fold, n_features):
             raise FitError(
-                f"--pca {pca} exceeds the data's size ({n_rows}x{n_features})"
+                f"--pca {spec.pca} exceeds what a training fold holds "
+                f"({smallest_fold} rows x {n_features} features)"
             )
-        pipe = build(
-            clf, n_rows=n_rows, n_features=n_features, scale=scale, pca=pca, seed=seed
-        )
-        params: dict = {}
-        if clf == "sgd":
-            scores, fit_times, confusion = _cv_streaming(
-                fc,
-                layer,
-                labels,
-                clf=clf,
-                cv=cv,
-                seed=seed,
-                scale=scale,
-                pca=pca,
-                n_classes=len(classes),
-            )
-            fit_sgd_streaming(
-                fc,
-                layer,
-                pipe,
-                labels,
-                np.ones(n_rows, bool),
-                n_classes=len(classes),
-                seed=seed,
-            )
-            final = pipe
+        if spec.clf == "sgd":
+            outcome = cv_streaming(train, layer, labels, spec)
         else:
-            X = fc.read(layer)
-            estimator = pipe
-            if grid:
-                estimator = GridSearchCV(
-                    pipe,
-                    pipelines.GRIDS[clf],
-                    cv=folds(labels, 3, seed),
-                    scoring="accuracy",
-                )
-            parallel = contextlib.nullcontext()
-            if backend == "ray":
-                from featx.ray_engine import joblib_backend
-
-                parallel = joblib_backend(address)
-            with parallel:
-                cv_out = cross_validate(
-                    estimator,
-                    X,
-                    labels,
-                    cv=folds(labels, cv, seed),
-                    scoring=SCORING,
-                    n_jobs=jobs,
-                    return_estimator=True,
-                    return_indices=True,
-                )
-            scores = {m: [float(s) for s in cv_out[f"test_{m}"]] for m in SCORING}
-            fit_times = [float(t) for t in cv_out["fit_time"]]
-            confusion = np.zeros((len(classes), len(classes)), np.int64)
-            for est, test_idx in zip(
-                cv_out["estimator"], cv_out["indices"]["test"], strict=True
-            ):
-                confusion += _confusion(
-                    labels[test_idx], est.predict(X[test_idx]), len(classes)
-                )
-            estimator.fit(X, labels)
+            X = train.read(layer)
+            outcome = cv_in_memory(X, labels, spec)
             del X
-            final = estimator.best_estimator_ if grid else estimator
-            params = dict(estimator.best_params_) if grid else {}
         result = FitResult(
             cache=str(path),
             layer=layer,
-            clf=clf,
+            clf=spec.clf,
             n_rows=int(n_rows),
             n_features=int(n_features),
             classes=classes,
-            cv=cv,
-            seed=seed,
-            scale=scale,
-            pca=pca,
-            grid=grid,
-            cv_scores=scores,
-            fit_times=fit_times,
-            cv_confusion=confusion.tolist(),
-            params=params,
-            weights_id=str(fc.attrs.get("weights_id", "")),
-            pretrained=bool(fc.attrs.get("weights_pretrained", False)),
+            cv=spec.cv,
+            seed=spec.seed,
+            scale=spec.scale,
+            pca=spec.pca,
+            grid=spec.grid,
+            cv_scores=outcome.scores,
+            fit_times=outcome.fit_times,
+            cv_confusion=outcome.confusion.tolist(),
+            params=outcome.params,
+            weights_id=train.meta.weights.id,
+            pretrained=train.meta.weights.pretrained,
         )
         if test is not None:
-            with FeatureCache(resolve_cache(test, cache_dir)) as tc:
-                _check_compatible(fc, tc, layer)
+            with FeatureCache(resolve_cache(test, cache_dir)) as held_out:
+                check_compatible(train, held_out, layer)
                 result.test = evaluate_test(
-                    final, tc, layer, classes, streaming=clf == "sgd"
+                    outcome.final,
+                    held_out,
+                    layer,
+                    classes,
+                    streaming=spec.clf == "sgd",
                 )
-        meta = model_meta(fc, layer, clf, classes)
+        meta = model_meta(train, layer, spec.clf, classes)
     if save:
-        out = Path(out) if out else Path("models") / f"{path.stem}-{layer}-{clf}.joblib"
-        meta.update(
-            cv=cv, seed=seed, scale=scale, pca=pca, params=params, cv_scores=scores
-        )
-        result.model_path = str(save_model(out, final, meta))
+        out = Path(out) if out else default_model_path(path, layer, spec.clf)
+        settings = ("cv", "seed", "scale", "pca", "params", "cv_scores")
+        meta.update({key: getattr(result, key) for key in settings})
+        result.model_path = str(save_model(out, outcome.final, meta))
     return result
+
+
+def default_model_path(cache_path: Path, layer: str, clf: str) -> Path:
+    return Path("models") / f"{cache_path.stem}-{layer}-{clf}.joblib"

@@ -14,7 +14,7 @@ import numpy as np
 
 from featx.cache import LayerDef
 from featx.errors import DataError, WeightsError
-from featx.extraction import Progress, compute_batches, resolve_device
+from featx.forward import compute_batches, resolve_device
 from featx.images import Preprocess, walk_images
 from featx.model import (
     WEIGHTS,
@@ -24,6 +24,7 @@ from featx.model import (
     weights_spec,
 )
 from featx.modelfile import ModelFileError, load_model
+from featx.progress import Progress
 
 
 @dataclass
@@ -87,7 +88,7 @@ def predict(
     weights: str | None = None,
     device: str = "auto",
     batch_size: int = 64,
-    workers: int | None = None,
+    num_workers: int | None = None,
     progress: Progress | None = None,
 ) -> list[Prediction]:
     """Predict the class of every image in ``inputs`` (files or folders)."""
@@ -118,7 +119,7 @@ def predict(
         preprocess=preprocess,
         device=dev,
         batch_size=batch_size,
-        workers=workers,
+        num_workers=num_workers,
     )
     progress.start("predicting", len(files))
     try:

@@ -2,7 +2,7 @@
 
 Ray Data splits the pending rows into blocks and streams them through a pool of
 actors; each actor holds one model and runs the same decoding, preprocessing and
-layer capture as the local engine (:func:`featx.extraction.run_forward`). The
+layer capture as the local engine (:func:`featx.forward.run_forward`). The
 driver receives the results and writes the standard cache, batch by batch, so a
 run stopped midway resumes from the rows already committed. Imported only when
 Ray is asked for.
@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from featx.errors import DataError, FeatxError
+from featx.errors import DataError, FeatxError, WeightsError
+from featx.forward import build_net, run_forward
 from featx.images import ImageDataset, Preprocess
 from featx.model import WEIGHTS, load_weights, weights_spec
 
@@ -99,12 +100,10 @@ class ExtractActor:
     """One model per actor; called with blocks of ``{"row", "path"}`` rows."""
 
     def __init__(self, spec, seed, expected_sha256, wanted, threads, use_gpu):
-        from featx.extraction import build_net
-
         torch.set_num_threads(threads)
         loaded = load_weights(spec, seed=seed)
         if loaded.sha256 != expected_sha256:
-            raise DataError(
+            raise WeightsError(
                 f"worker on {socket.gethostname()} loaded other weights than the "
                 f"driver ({loaded.sha256[:16]}… instead of {expected_sha256[:16]}…)"
             )
@@ -114,8 +113,6 @@ class ExtractActor:
         self.net = build_net(loaded, wanted, self.device)
 
     def __call__(self, batch: dict) -> dict:
-        from featx.extraction import run_forward
-
         rows = np.asarray(batch["row"], np.int64)
         # the local engine's per-image code: decode, crop, or the reason it failed
         items = ImageDataset(
@@ -152,12 +149,11 @@ def joblib_backend(address: str | None):
     return joblib.parallel_config(backend="ray")
 
 
-def ray_batches(
-    *, files, rows, wanted, loaded, batch_size, address=None, num_workers=None
-):
+def ray_batches(*, files, rows, wanted, loaded, batch_size, engine):
     """The Ray engine's stream of ``(rows, values, failures)``, like
-    :func:`featx.extraction.compute_batches`."""
-    ray = connect(address)
+    :func:`featx.forward.compute_batches`; ``engine`` is a
+    :class:`featx.extraction.RayEngine` (its address and number of actors)."""
+    ray = connect(engine.address)
     quiet_ray_data(ray)
     check_folder_visible(
         ray, Path(os.path.commonpath([str(f) for f in files])), files[0]
@@ -165,7 +161,7 @@ def ray_batches(
     resources = ray.cluster_resources()
     gpus = int(resources.get("GPU", 0))
     cpus = max(1, int(resources.get("CPU", 1)))
-    workers = num_workers or (gpus if gpus else max(1, cpus // 2))
+    workers = engine.actors or (gpus if gpus else max(1, cpus // 2))
     spec, seed = weights_spec(loaded.weights_id, loaded.source)
     per_actor = {"num_gpus": 1} if gpus else {"num_cpus": 0.5}
     threads = 1 if gpus else max(1, cpus // workers)

@@ -24,11 +24,17 @@ from sklearn.decomposition import PCA
 from sklearn.preprocessing import StandardScaler
 
 from featx import __version__, figures
-from featx.cache import FeatureCache, cache_info, default_cache_dir, resolve_cache
-from featx.errors import FeatxError
-from featx.extraction import Progress
-from featx.fit import fit
+from featx.cache import (
+    CacheMeta,
+    FeatureCache,
+    cache_info,
+    default_cache_dir,
+    resolve_cache,
+)
+from featx.errors import FeatxError, check_choice
+from featx.fit import FitSpec, fit
 from featx.model import resolve_layers, weights_spec
+from featx.progress import Progress
 from featx.render import render_html, render_markdown
 
 DEFAULT_CLFS = ("svm", "logreg", "mlp")
@@ -59,16 +65,17 @@ def layer_depth(layer_name: str) -> int:
 def fingerprint(cache: FeatureCache, layer: str) -> str:
     """Changes whenever the rows, labels, weights or stored layer change."""
     digest = hashlib.sha256()
-    digest.update(np.ascontiguousarray(cache.file["sha256"][:]).tobytes())
+    digest.update(np.ascontiguousarray(cache.sha256).tobytes())
     digest.update(np.ascontiguousarray(cache.labels).tobytes())
     digest.update("\0".join(cache.paths).encode())
     ldef = cache.layers[layer]
+    meta = cache.meta
     digest.update(
         json.dumps(
             [
-                str(cache.attrs.get("weights_sha256")),
-                str(cache.attrs.get("transform")),
-                cache.attrs.get("classes"),
+                meta.weights.sha256,
+                json.dumps(meta.transform, sort_keys=True),
+                meta.classes,
                 layer,
                 ldef.dtype,
                 ldef.spatial,
@@ -100,7 +107,7 @@ def choose_layers(cache: FeatureCache, wanted: list[str] | None) -> list[str]:
                 pairs.append(
                     (base if pooled_ok else name, pooled if pooled_ok else "none")
                 )
-            commands = "; ".join(extract_commands(cache.attrs, pairs))
+            commands = "; ".join(extract_commands(cache.meta, pairs))
             raise ReportError(
                 f"{cache.path.name} lacks {', '.join(missing)}; extract first: "
                 f"{commands}"
@@ -109,33 +116,35 @@ def choose_layers(cache: FeatureCache, wanted: list[str] | None) -> list[str]:
             cache.dataset(w)
         layers = list(wanted)
     else:
-        layers = [k for k in have if cache.file["done"][k][:].all()]
+        layers = cache.complete_layers()
         if not layers:
             raise ReportError(f"{cache.path.name} has no complete layer")
     return sorted(layers, key=lambda k: (layer_depth(have[k].layer), k))
 
 
-def weights_flags(attrs: dict) -> str:
-    spec, seed = weights_spec(
-        str(attrs.get("weights_id", "")), str(attrs.get("weights_source", ""))
-    )
+def weights_flags(meta: CacheMeta) -> str:
+    spec, seed = weights_spec(meta.weights.id, meta.weights.source)
     if spec == "random":
         return f" --weights random --seed {seed}"
     return f" --weights {shlex.quote(spec)}"
 
 
-def extract_commands(attrs: dict, layers: list[tuple[str, str]]) -> list[str]:
+def extract_commands(
+    meta: CacheMeta, layers: list[tuple[str, str]], cache_dir: Path | None = None
+) -> list[str]:
     """`featx extract` commands that make ``layers`` ((name, spatial) pairs) in the
-    cache whose root attributes are ``attrs``: one per spatial reduction."""
+    cache described by ``meta``: one per spatial reduction."""
     by_spatial: dict[str, list[str]] = {}
     for name, spatial in layers:
         by_spatial.setdefault(spatial, []).append(name)
-    root = shlex.quote(str(attrs.get("data_root", "DATA_DIR")))
+    root = shlex.quote(meta.data_root or "DATA_DIR")
+    where = f" --cache-dir {shlex.quote(str(cache_dir))}" if cache_dir else ""
     return [
         f"featx extract {root} "
         + " ".join(f"--layer {n}" for n in names)
         + ("" if spatial == "none" else f" --spatial {spatial}")
-        + weights_flags(attrs)
+        + weights_flags(meta)
+        + where
         for spatial, names in by_spatial.items()
     ]
 
@@ -160,104 +169,47 @@ def make_report(
     test: str | Path | None = None,
     layers: list[str] | None = None,
     clfs: list[str] | tuple[str, ...] = DEFAULT_CLFS,
-    cv: int = 5,
-    seed: int = 0,
-    jobs: int | None = 1,
     out: Path | None = None,
     force: bool = False,
-    progress: Progress | None = None,
-    backend: str = "local",
-    address: str | None = None,
+    **options,
 ) -> Report:
-    """Cross-validate every layer × classifier and write the report files."""
-    progress = progress or Progress()
+    """Cross-validate every layer × classifier and write the report files.
+
+    ``options`` are the fields of :class:`featx.fit.FitSpec` but ``clf``
+    (``cv``, ``seed``, ``jobs``, ``backend``, ``address``, ``progress``).
+    """
+    clfs = list(clfs)
+    if not clfs:
+        raise ReportError("no classifier given; e.g. --clfs svm,logreg,mlp")
+    for clf in clfs:
+        check_choice("clfs", clf, DEFAULT_CLFS + ("sgd",))
+    progress = options.setdefault("progress", Progress())
+    FitSpec(clf=clfs[0], **options).check()
     cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     train_path = resolve_cache(cache, cache_dir)
     test_path = resolve_cache(test, cache_dir) if test is not None else None
     out = Path(out) if out else Path("reports") / train_path.stem
+    store = ResultStore(cache_dir / "results", force=force)
     out.mkdir(parents=True, exist_ok=True)
-    store = cache_dir / "results"
-    store.mkdir(parents=True, exist_ok=True)
-    clfs = list(clfs)
-    rows: list[dict] = []
-    reused = computed = 0
-    with FeatureCache(train_path) as tc:
-        layers = choose_layers(tc, layers)
-        test_cache = FeatureCache(test_path) if test_path else None
+    with FeatureCache(train_path) as train:
+        layers = choose_layers(train, layers)
+        progress.start("fitting", len(layers) * len(clfs))
         try:
-            progress.start("fitting", len(layers) * len(clfs))
-            for layer in layers:
-                train_fp = fingerprint(tc, layer)
-                test_fp = (
-                    fingerprint(test_cache, layer)
-                    if test_cache and (layer in test_cache.layers)
-                    else None
-                )
-                for clf in clfs:
-                    params = {
-                        "cv": cv,
-                        "seed": seed,
-                        "scale": "standard",
-                        "pca": None,
-                        "grid": False,
-                        "layer": layer,
-                    }
-                    stored = (
-                        store / f"{_result_key(train_fp, test_fp, clf, params)}.json"
-                    )
-                    if stored.is_file() and not force:
-                        rows.append(json.loads(stored.read_text()))
-                        reused += 1
-                    else:
-                        result = fit(
-                            cache=train_path,
-                            layer=layer,
-                            clf=clf,
-                            cv=cv,
-                            seed=seed,
-                            jobs=jobs,
-                            backend=backend,
-                            address=address,
-                            test=test_path,
-                            save=False,
-                            cache_dir=cache_dir,
-                        )
-                        row = result.to_json()
-                        tmp = stored.with_suffix(".tmp")
-                        tmp.write_text(json.dumps(row))
-                        tmp.replace(stored)
-                        rows.append(row)
-                        computed += 1
-                    progress.advance(1)
+            rows = [
+                store.result(train, test_path, layer, clf, options)
+                for layer in layers
+                for clf in clfs
+            ]
         finally:
             progress.finish()
-            if test_cache is not None:
-                test_cache.close()
-        classes = tc.classes
         best = max(rows, key=lambda r: (r["cv_accuracy_mean"], -r["fit_time_mean"]))
         files = _write_results(out, rows)
-        files["accuracy"] = figures.accuracy_by_layer(
-            rows, layers, clfs, out / "accuracy_by_layer.png"
-        )
-        if best.get("test"):
-            matrix, where = best["test"]["confusion"], "held-out test set"
-        else:
-            matrix, where = best["cv_confusion"], "cross-validation folds"
-        files["confusion"] = figures.confusion(
-            matrix,
-            classes,
-            f"{best['layer']} + {best['clf']} ({where})",
-            out / "confusion_best.png",
-        )
-        files["fit_time"] = figures.fit_times(rows, layers, clfs, out / "fit_time.png")
-        for layer in layers:
-            points, labels = _projection(tc, layer, seed)
-            files[f"pca_{layer}"] = figures.projection(
-                points, labels, classes, f"PCA of {layer}", out / f"pca_{layer}.png"
-            )
-    provenance = _provenance(train_path, test_path, cv, seed, layers, clfs, out)
+        files.update(_draw_figures(train, rows, best, layers, clfs, out, options))
+        classes = train.classes
     context = {
-        "provenance": provenance,
+        "provenance": _provenance(
+            train_path, test_path, layers, clfs, out, cache_dir, options
+        ),
         "rows": rows,
         "best": best,
         "layers": layers,
@@ -275,10 +227,94 @@ def make_report(
         rows=rows,
         best=best,
         files=files,
-        reused=reused,
-        computed=computed,
-        pretrained=provenance["weights"]["pretrained"],
+        reused=store.reused,
+        computed=store.computed,
+        pretrained=context["provenance"]["weights"]["pretrained"],
     )
+
+
+class ResultStore:
+    """Results kept under ``<cache dir>/results``, keyed by a fingerprint of the
+    data and the fit's parameters; a stored one is reused unless ``force``."""
+
+    def __init__(self, folder: Path, *, force: bool) -> None:
+        self.folder = folder
+        self.force = force
+        self.reused = self.computed = 0
+        folder.mkdir(parents=True, exist_ok=True)
+
+    def result(
+        self,
+        train: FeatureCache,
+        test_path: Path | None,
+        layer: str,
+        clf: str,
+        options: dict,
+    ) -> dict:
+        """The stored or freshly computed ``fit --json`` object of one pair."""
+        test_fp = None
+        if test_path is not None:
+            with FeatureCache(test_path) as held_out:
+                if layer in held_out.layers:
+                    test_fp = fingerprint(held_out, layer)
+        params = {
+            "cv": options.get("cv", 5),
+            "seed": options.get("seed", 0),
+            "scale": "standard",
+            "pca": None,
+            "grid": False,
+            "layer": layer,
+        }
+        key = _result_key(fingerprint(train, layer), test_fp, clf, params)
+        stored = self.folder / f"{key}.json"
+        progress = options["progress"]
+        progress.describe(f"{layer} + {clf}")
+        if stored.is_file() and not self.force:
+            self.reused += 1
+            progress.advance(1)
+            return json.loads(stored.read_text())
+        row = fit(
+            cache=train.path,
+            layer=layer,
+            clf=clf,
+            test=test_path,
+            save=False,
+            **{**options, "progress": Progress()},
+        ).to_json()
+        tmp = stored.with_suffix(".tmp")
+        tmp.write_text(json.dumps(row))
+        tmp.replace(stored)
+        self.computed += 1
+        progress.advance(1)
+        return row
+
+
+def _draw_figures(
+    train: FeatureCache, rows, best, layers, clfs, out: Path, options: dict
+) -> dict[str, Path]:
+    """The report's PNG figures, drawn from the results and the train cache."""
+    files = {
+        "accuracy": figures.accuracy_by_layer(
+            rows, layers, clfs, out / "accuracy_by_layer.png"
+        )
+    }
+    if best.get("test"):
+        matrix, where = best["test"]["confusion"], "held-out test set"
+    else:
+        matrix, where = best["cv_confusion"], "cross-validation folds"
+    files["confusion"] = figures.confusion(
+        matrix,
+        train.classes,
+        f"{best['layer']} + {best['clf']} ({where})",
+        out / "confusion_best.png",
+    )
+    files["fit_time"] = figures.fit_times(rows, layers, clfs, out / "fit_time.png")
+    for layer in layers:
+        points, labels = _projection(train, layer, options.get("seed", 0))
+        files[f"pca_{layer}"] = figures.projection(
+            points, labels, train.classes, f"PCA of {layer}", out / f"pca_{layer}.png"
+        )
+    return files
 
 
 COLUMNS = (
@@ -305,8 +341,16 @@ def _write_results(out: Path, rows: list[dict]) -> dict[str, Path]:
 
 
 def _provenance(
-    train: Path, test: Path | None, cv: int, seed: int, layers, clfs, out: Path
+    train: Path,
+    test: Path | None,
+    layers: list[str],
+    clfs: list[str],
+    out: Path,
+    cache_dir: Path,
+    options: dict,
 ) -> dict:
+    """Where the data and weights came from, and the commands that redo it all."""
+    cv, seed = options.get("cv", 5), options.get("seed", 0)
     info = cache_info(train)
     test_info = cache_info(test) if test else None
     extract_cmds = []
@@ -316,13 +360,14 @@ def _provenance(
             for key in layers
             if key in ci["layers"]
         ]
-        with FeatureCache(Path(ci["path"])) as fc:
-            extract_cmds += extract_commands(fc.attrs, pairs)
+        with FeatureCache(Path(ci["path"])) as cache:
+            extract_cmds += extract_commands(cache.meta, pairs, cache_dir)
     report_cmd = (
         f"featx report --cache {shlex.quote(str(train))}"
         + (f" --test {shlex.quote(str(test))}" if test else "")
         + f" --layers {','.join(layers)} --clfs {','.join(clfs)}"
         + f" --cv {cv} --seed {seed}"
+        + f" --cache-dir {shlex.quote(str(cache_dir))}"
         + f" --out {shlex.quote(str(out))}"
     )
     return {

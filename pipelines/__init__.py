@@ -2,9 +2,10 @@
 
 Each factory returns an unfitted :class:`~sklearn.pipeline.Pipeline` of a
 preprocessing step (standardisation by default, L2 normalisation, or none), an
-optional PCA, and the classifier. Choices that depend on the data's shape (LinearSVC's
-``dual``, LogisticRegression's solver, whether the MLP can early-stop) are made
-from ``n_samples`` and ``n_features``.
+optional PCA, and the classifier. Choices that depend on the data's shape
+(LogisticRegression's solver, whether the MLP can early-stop) are made from
+``n_samples`` and ``n_features``; LinearSVC picks its formulation itself
+(``dual="auto"``).
 """
 
 from __future__ import annotations
@@ -75,9 +76,9 @@ def svm(
     pca: int | None = None,
     seed: int = 0,
 ) -> Pipeline:
-    """Linear SVM (LinearSVC); the dual problem when features outnumber samples."""
-    dims = min(pca, n_features) if pca else n_features
-    clf = LinearSVC(C=C, dual=dims > n_samples, max_iter=5000, random_state=seed)
+    """Linear SVM (LinearSVC); ``dual="auto"`` solves the dual problem when
+    features outnumber samples."""
+    clf = LinearSVC(C=C, dual="auto", max_iter=5000, random_state=seed)
     return _pipeline(clf, scale=scale, pca=pca, seed=seed)
 
 
@@ -126,8 +127,9 @@ def sgd(
     pca: int | None = None,
     seed: int = 0,
 ) -> Pipeline:
-    """A linear SVM trained by SGD; every step supports ``partial_fit``, so the
-    pipeline can be trained block by block from disk (see ``featx.fit``)."""
+    """A linear SVM trained by SGD, trainable block by block from disk (see
+    ``featx.fit``): every step supports ``partial_fit`` but the stateless L2
+    normalisation, which needs no fitting."""
     if scale == "l2":
         scaler = [("scale", Normalizer(norm="l2"))]
     else:

@@ -6,13 +6,21 @@ or planted in a temporary TORCH_HOME under the name torchvision expects.
 
 from __future__ import annotations
 
+import copy
+import re
+import subprocess
+import sys
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
+from torch import nn
 from torchvision.models import alexnet
+from torchvision.models.feature_extraction import create_feature_extractor
 
 from featx.model import hub_weights_file
 
@@ -99,7 +107,7 @@ def digits(tmp_path_factory):
             layers=["fc7", "pool5"],
             weights="random",
             cache_dir=cache_dir,
-            workers=0,
+            num_workers=0,
         )
         caches[name] = result.cache_path
     return {
@@ -108,3 +116,61 @@ def digits(tmp_path_factory):
         "cache_dir": cache_dir,
         **{f"{k}_cache": v for k, v in caches.items()},
     }
+
+
+def reference(model: nn.Module, nodes: list[str], x: torch.Tensor, *, inplace: bool):
+    """torchvision's create_feature_extractor, optionally with out-of-place ReLUs."""
+    model = copy.deepcopy(model).eval()
+    if not inplace:
+        for module in model.modules():
+            if isinstance(module, nn.ReLU):
+                module.inplace = False
+    extractor = create_feature_extractor(model, {n: n for n in nodes})
+    with torch.no_grad():
+        return extractor(x)
+
+
+def interrupted_run(
+    folder: Path, cache_dir: Path, sig: int, *, extra=(), at: int = 40
+) -> subprocess.CompletedProcess:
+    """Start `featx extract` and send ``sig`` once ``at`` images are done."""
+    cmd = [
+        sys.executable,
+        "-m",
+        "featx",
+        "extract",
+        str(folder),
+        "--layer",
+        "conv5",
+        "--layer",
+        "fc7",
+        "--weights",
+        "random",
+        "--workers",
+        "0",
+        "--batch-size",
+        "4",
+        "--cache-dir",
+        str(cache_dir),
+        *extra,
+    ]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    seen = bytearray()
+
+    def pump():
+        while chunk := proc.stderr.read1(4096):
+            seen.extend(chunk)
+
+    reader = threading.Thread(target=pump, daemon=True)
+    reader.start()
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and proc.poll() is None:
+        done = [int(n) for n in re.findall(rb"extracting:.*?(\d+)/\d+", bytes(seen))]
+        if done and max(done) >= at:
+            proc.send_signal(sig)
+            break
+        time.sleep(0.02)
+    out = proc.stdout.read()  # stderr is read by the pump thread alone
+    proc.wait(timeout=120)
+    reader.join(timeout=30)
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, bytes(seen))

@@ -3,7 +3,9 @@ import json
 import pytest
 from click.testing import CliRunner
 
+import featx
 from featx.cli import main
+from featx.errors import ParameterError
 
 
 def invoke(*args, **kw):
@@ -37,7 +39,7 @@ def test_every_command_has_help(command):
 def test_top_level_help_and_version():
     result = invoke("-h")
     assert result.exit_code == 0 and "featx extract --layer conv5" in result.output
-    assert "version" in invoke("--version").output
+    assert invoke("--version").output.split()[-1] == featx.__version__
 
 
 def test_layers_lists_names_shapes_and_sizes():
@@ -168,4 +170,16 @@ def test_bad_device(image_folder, cache_dir):
         "--cache-dir",
         cache_dir,
     )
-    assert_one_line_error(result, "--device must be auto, cpu, cuda or cuda:N")
+    assert_one_line_error(
+        result, "Invalid value for '--device': 'tpu' is not one of auto, cpu, cuda"
+    )
+
+
+def test_library_errors_name_the_parameter(image_folder, cache_dir):
+    with pytest.raises(ParameterError) as info:
+        featx.extract(image_folder, device="tpu", weights="random")
+    assert str(info.value) == (
+        "`device` must be one of 'auto', 'cpu', 'cuda', 'cuda:N'. Got 'tpu'."
+    )
+    with pytest.raises(ParameterError, match=r"`spatial` must be one of .* Got 'sum'"):
+        featx.extract(image_folder, spatial="sum", weights="random")

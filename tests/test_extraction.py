@@ -1,10 +1,5 @@
 import hashlib
-import re
 import signal
-import subprocess
-import sys
-import threading
-import time
 from pathlib import Path
 
 import h5py
@@ -14,17 +9,16 @@ import torch
 from PIL import Image
 from torchvision.models import AlexNet_Weights
 
-import featx.extraction as extraction
+import featx.forward as forward
 from featx import FeatureCache, extract, read_layer
 from featx.cache import cache_lock, read_state
 from featx.errors import CacheBusyError, CacheError
 from featx.model import FRIENDLY_LAYERS, load_weights
-from tests.conftest import make_image, write_folder
-from tests.test_model import reference
+from tests.conftest import interrupted_run, make_image, reference, write_folder
 
 
 def run(folder, cache_dir, weights="random", **kw):
-    kw.setdefault("workers", 0)
+    kw.setdefault("num_workers", 0)
     return extract(folder, weights=weights, cache_dir=cache_dir, **kw)
 
 
@@ -103,7 +97,7 @@ def test_rerun_recomputes_nothing(image_folder, cache_dir, monkeypatch):
     first = run(image_folder, cache_dir, layers=["fc7"])
     inode = first.cache_path.stat().st_ino
     features = read_layer(first.cache_path, "fc7").features
-    monkeypatch.setattr(extraction, "run_forward", None)  # must not be called
+    monkeypatch.setattr(forward, "run_forward", None)  # must not be called
     again = run(image_folder, cache_dir, layers=["fc7"])
     assert again.cache_path == first.cache_path
     assert (again.n_new, again.n_reused) == (0, 12)
@@ -117,13 +111,13 @@ def test_new_layer_computes_only_that_layer(image_folder, cache_dir, monkeypatch
     first = run(image_folder, cache_dir, layers=["fc7"])
     fc7 = read_layer(first.cache_path, "fc7").features
     seen = []
-    real = extraction.run_forward
+    real = forward.run_forward
 
     def spy(**kw):
         seen.append(sorted(layer.key for layer in kw["layers"]))
         return real(**kw)
 
-    monkeypatch.setattr(extraction, "run_forward", spy)
+    monkeypatch.setattr(forward, "run_forward", spy)
     second = run(image_folder, cache_dir, layers=["fc7", "pool5"])
     assert seen and all(keys == ["pool5"] for keys in seen)
     assert second.n_new == 12
@@ -182,7 +176,7 @@ def test_failed_images_are_recorded_and_retried_when_fixed(image_folder, cache_d
 def test_decode_workers_give_the_same_features(image_folder, cache_dir, tmp_path):
     serial = read_layer(run(image_folder, cache_dir, layers=["fc6"]).cache_path, "fc6")
     parallel = run(
-        image_folder, tmp_path / "par", layers=["fc6"], workers=2, batch_size=5
+        image_folder, tmp_path / "par", layers=["fc6"], num_workers=2, batch_size=5
     )
     np.testing.assert_allclose(
         read_layer(parallel.cache_path, "fc6").features,
@@ -214,59 +208,13 @@ def test_newer_format_is_refused(image_folder, cache_dir):
         run(image_folder, cache_dir, layers=["fc7"])
 
 
-def _interrupted_run(
-    folder: Path, cache_dir: Path, sig: int, *, extra=(), at: int = 40
-) -> subprocess.CompletedProcess:
-    """Start `featx extract` and send ``sig`` once ``at`` images are done."""
-    cmd = [
-        sys.executable,
-        "-m",
-        "featx",
-        "extract",
-        str(folder),
-        "--layer",
-        "conv5",
-        "--layer",
-        "fc7",
-        "--weights",
-        "random",
-        "--workers",
-        "0",
-        "--batch-size",
-        "4",
-        "--cache-dir",
-        str(cache_dir),
-        *extra,
-    ]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    seen = bytearray()
-
-    def pump():
-        while chunk := proc.stderr.read1(4096):
-            seen.extend(chunk)
-
-    reader = threading.Thread(target=pump, daemon=True)
-    reader.start()
-    deadline = time.monotonic() + 240
-    while time.monotonic() < deadline and proc.poll() is None:
-        done = [int(n) for n in re.findall(rb"extracting:.*?(\d+)/\d+", bytes(seen))]
-        if done and max(done) >= at:
-            proc.send_signal(sig)
-            break
-        time.sleep(0.02)
-    out = proc.stdout.read()  # stderr is read by the pump thread alone
-    proc.wait(timeout=120)
-    reader.join(timeout=30)
-    return subprocess.CompletedProcess(cmd, proc.returncode, out, bytes(seen))
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "sig", [signal.SIGKILL, signal.SIGINT], ids=["kill-9", "ctrl-c"]
 )
 def test_interrupted_run_resumes_to_the_same_arrays(tmp_path, sig):
     folder = write_folder(tmp_path / "data", {"a": 90, "b": 90}, ext=".jpg")
-    interrupted = _interrupted_run(folder, tmp_path / "cache", sig)
+    interrupted = interrupted_run(folder, tmp_path / "cache", sig)
     assert interrupted.returncode == (-9 if sig == signal.SIGKILL else 130)
     if sig == signal.SIGINT:
         assert b"run the same command again to resume" in interrupted.stderr

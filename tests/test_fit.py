@@ -12,7 +12,7 @@ import pipelines
 from featx import FeatureCache, extract, read_layer
 from featx.cache import FeatureCache as _FC
 from featx.cli import main
-from featx.errors import CacheError, FeatxError
+from featx.errors import CacheError, ParameterError
 from featx.fit import FitError, fit
 from tests.conftest import write_folder
 
@@ -117,7 +117,7 @@ def test_float16_cache_is_converted_in_bounded_blocks(digits, tmp_path):
         dtype="float16",
         weights="random",
         cache_dir=tmp_path / "c16",
-        workers=0,
+        num_workers=0,
     )
     with FeatureCache(result.cache_path) as cache:
         raw = cache.file["features/pool5"][:]
@@ -153,42 +153,66 @@ def labelled_cache(tmp_path):
         layers=["fc7", "fc6"],
         weights="random",
         cache_dir=tmp_path / "c",
-        workers=0,
+        num_workers=0,
     ).cache_path
 
 
-def test_bad_input_is_explained(tmp_path, labelled_cache):
-    with pytest.raises(FitError, match="choose one with --layer"):
-        fit(cache=labelled_cache, save=False)
-    with pytest.raises(CacheError, match="layer 'pool5' is not in"):
-        fit(cache=labelled_cache, layer="pool5", save=False)
-    with pytest.raises(
-        FitError,
-        match=r"--cv 5 needs at least 5 images in every "
-        r"class; 'b' has 3",
-    ):
-        fit(cache=labelled_cache, layer="fc7", save=False)
-    with pytest.raises(FitError, match=r"`clf` must be one of .* Got 'svn'"):
-        fit(cache=labelled_cache, layer="fc7", clf="svn", cv=3, save=False)
+def _flat_cache(tmp_path, labelled_cache):
     flat = tmp_path / "flat"
     flat.mkdir()
     for p in (tmp_path / "d" / "a").iterdir():
         p.rename(flat / p.name)
-    unlabelled = extract(
-        flat, layers=["fc7"], weights="random", cache_dir=tmp_path / "c2", workers=0
+    return extract(
+        flat, layers=["fc7"], weights="random", cache_dir=tmp_path / "c2", num_workers=0
     ).cache_path
-    with pytest.raises(FitError, match="has no labels"):
-        fit(cache=unlabelled, save=False)
+
+
+def _single_class_cache(tmp_path, labelled_cache):
     one = write_folder(tmp_path / "one", {"only": 4})
-    single = extract(
-        one, layers=["fc7"], weights="random", cache_dir=tmp_path / "c3", workers=0
+    return extract(
+        one, layers=["fc7"], weights="random", cache_dir=tmp_path / "c3", num_workers=0
     ).cache_path
-    with pytest.raises(FitError, match="one class only"):
-        fit(cache=single, save=False)
+
+
+def _newer_cache(tmp_path, labelled_cache):
     with h5py.File(labelled_cache, "r+") as f:
         f.attrs["featx_format"] = 7
-    with pytest.raises(CacheError, match="newer featx"):
-        fit(cache=labelled_cache, layer="fc7", cv=3, save=False)
+    return labelled_cache
+
+
+BAD_INPUTS = {
+    "two layers, none chosen": (None, {}, FitError, "choose one with --layer"),
+    "missing layer": (None, {"layer": "pool5"}, CacheError, "layer 'pool5' is not in"),
+    "cv above the smallest class": (
+        None,
+        {"layer": "fc7"},
+        FitError,
+        r"--cv 5 needs at least 5 images in every class; 'b' has 3",
+    ),
+    "classifier typo": (
+        None,
+        {"layer": "fc7", "clf": "svn", "cv": 3},
+        ParameterError,
+        r"`clf` must be one of 'svm', 'logreg', 'mlp', 'sgd'. Got 'svn'.",
+    ),
+    "jobs zero": (None, {"layer": "fc7", "jobs": 0}, ParameterError, r"`jobs` must"),
+    "no labels": (_flat_cache, {}, FitError, "has no labels"),
+    "one class": (_single_class_cache, {}, FitError, "one class only"),
+    "newer featx": (
+        _newer_cache,
+        {"layer": "fc7", "cv": 3},
+        CacheError,
+        "newer featx",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUTS))
+def test_bad_input_is_explained(tmp_path, labelled_cache, case):
+    make, kwargs, error, message = BAD_INPUTS[case]
+    cache = make(tmp_path, labelled_cache) if make else labelled_cache
+    with pytest.raises(error, match=message):
+        fit(cache=cache, save=False, **kwargs)
 
 
 def test_several_caches_are_listed(tmp_path, labelled_cache):
@@ -198,7 +222,7 @@ def test_several_caches_are_listed(tmp_path, labelled_cache):
         layers=["fc7"],
         weights="random",
         cache_dir=tmp_path / "c",
-        workers=0,
+        num_workers=0,
     )
     with pytest.raises(CacheError, match=r"2 caches in .*choose one with --cache: d-"):
         fit(cache_dir=tmp_path / "c", save=False)
@@ -238,11 +262,8 @@ def test_cli_fit_json_and_table(digits, tmp_path):
     typo = runner.invoke(
         main, ["fit", "--clf", "svn", "--cache", str(digits["train_cache"])]
     )
-    assert typo.exit_code == 1
-    assert typo.output.strip() == (
-        "Error: `clf` must be one of 'svm', 'logreg', 'mlp', 'sgd'. Got 'svn'."
+    assert typo.exit_code == 2
+    assert typo.output.strip().splitlines()[-1] == (
+        "Error: Invalid value for '--clf': 'svn' is not one of 'svm', 'logreg', "
+        "'mlp', 'sgd'."
     )
-
-
-def test_errors_are_featx_errors():
-    assert issubclass(FitError, FeatxError) and issubclass(FitError, ValueError)

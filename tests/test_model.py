@@ -2,9 +2,7 @@ import copy
 
 import pytest
 import torch
-from torch import nn
 from torchvision.models import alexnet
-from torchvision.models.feature_extraction import create_feature_extractor
 
 from featx.errors import LayerError, WeightsError
 from featx.model import (
@@ -15,18 +13,7 @@ from featx.model import (
     load_weights,
     resolve_layers,
 )
-
-
-def reference(model: nn.Module, nodes: list[str], x: torch.Tensor, *, inplace: bool):
-    """torchvision's create_feature_extractor, optionally with out-of-place ReLUs."""
-    model = copy.deepcopy(model).eval()
-    if not inplace:
-        for module in model.modules():
-            if isinstance(module, nn.ReLU):
-                module.inplace = False
-    extractor = create_feature_extractor(model, {n: n for n in nodes})
-    with torch.no_grad():
-        return extractor(x)
+from tests.conftest import reference
 
 
 @pytest.fixture(scope="module")

@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 from sklearn.decomposition import PCA, IncrementalPCA
 from sklearn.preprocessing import Normalizer, StandardScaler
@@ -5,12 +6,14 @@ from sklearn.preprocessing import Normalizer, StandardScaler
 import pipelines
 
 
-def test_svm_dual_follows_the_shape():
-    wide = pipelines.svm(n_samples=100, n_features=4096)
-    tall = pipelines.svm(n_samples=10_000, n_features=256)
-    assert wide.named_steps["clf"].dual is True
-    assert tall.named_steps["clf"].dual is False
-    assert pipelines.svm(n_samples=1000, n_features=4096, pca=64)["clf"].dual is False
+@pytest.mark.parametrize(("rows", "cols", "dual"), [(40, 300, True), (300, 20, False)])
+def test_svm_solves_the_formulation_that_fits_the_shape(rows, cols, dual):
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(rows, cols)), rng.integers(0, 2, rows)
+    auto = pipelines.svm(n_samples=rows, n_features=cols).fit(X, y)
+    explicit = pipelines.svm(n_samples=rows, n_features=cols)
+    explicit.set_params(clf__dual=dual).fit(X, y)
+    np.testing.assert_array_equal(auto["clf"].coef_, explicit["clf"].coef_)
 
 
 def test_logreg_solver_follows_the_size():

@@ -12,8 +12,7 @@ from featx import extract, read_layer
 from featx.cache import read_state
 from featx.cli import main
 from featx.fit import fit
-from tests.conftest import write_folder
-from tests.test_extraction import _interrupted_run
+from tests.conftest import interrupted_run, write_folder
 
 ray = pytest.importorskip("ray")
 
@@ -37,7 +36,7 @@ def test_ray_rows_equal_the_local_engine(cluster, tmp_path):
         spatial="avg",
         weights="random",
         cache_dir=tmp_path / "local",
-        workers=0,
+        num_workers=0,
         batch_size=4,
     )
     remote = extract(
@@ -69,7 +68,7 @@ def test_ray_rows_equal_the_local_engine(cluster, tmp_path):
 @pytest.mark.slow
 def test_killed_driver_resumes_without_duplicates(cluster, tmp_path):
     folder = write_folder(tmp_path / "data", {"a": 60, "b": 60}, ext=".jpg")
-    run = _interrupted_run(
+    run = interrupted_run(
         folder,
         tmp_path / "cache",
         signal.SIGKILL,
@@ -94,7 +93,7 @@ def test_killed_driver_resumes_without_duplicates(cluster, tmp_path):
         layers=["conv5", "fc7"],
         weights="random",
         cache_dir=tmp_path / "whole",
-        workers=0,
+        num_workers=0,
         batch_size=4,
     )
     for key in ("conv5", "fc7"):

@@ -188,7 +188,7 @@ def test_untrusted_names_are_text(tmp_path, state_dict_file):
         layers=["fc7"],
         weights=str(state_dict_file),
         cache_dir=tmp_path / "c",
-        workers=0,
+        num_workers=0,
     )
     rep = make_report(
         cache=result.cache_path,

@@ -1,0 +1,204 @@
+"""The compute core: device, threads, the decode loader and the forward pass.
+
+Everything that turns image files into activations lives here, and nothing
+about caches: :func:`compute_batches` yields ``(rows, values, failures)`` that
+extraction writes to HDF5, prediction classifies in memory, and the Ray engine
+and the benchmark reuse.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from featx.cache import LayerDef
+from featx.errors import ParameterError
+from featx.images import ImageDataset, Preprocess
+from featx.model import FeatureNet, LoadedWeights, resolve_layers
+from featx.runtime import release_free_memory
+
+#: Batches between two returns of freed heap memory to the OS (runtime.py).
+TRIM_EVERY = 4
+#: Decode workers on a CPU-only machine: more only add contention.
+MAX_CPU_WORKERS = 8
+
+DEVICE_CHOICES = ("auto", "cpu", "cuda", "cuda:N")
+
+#: One batch: rows that decoded, ``{layer key: (n, dim) array}`` for them, and
+#: ``(row, reason)`` for the files that did not.
+Batch = tuple[np.ndarray, dict[str, np.ndarray], list[tuple[int, str]]]
+
+
+def _device_error(device: str, why: str = "") -> ParameterError:
+    options = ", ".join(repr(d) for d in DEVICE_CHOICES)
+    reason = f" ({why})." if why else "."
+    return ParameterError(f"`device` must be one of {options}. Got {device!r}{reason}")
+
+
+def resolve_device(device: str) -> torch.device:
+    """``auto`` picks CUDA when present; ``cuda:N`` must exist."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise _device_error(device) from exc
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise _device_error(device, "CUDA is not available on this machine")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise _device_error(
+                device, f"this machine has {torch.cuda.device_count()} CUDA device(s)"
+            )
+    elif dev.type != "cpu":
+        raise _device_error(device)
+    return dev
+
+
+def available_cores() -> int:
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
+
+
+def default_workers(device: torch.device) -> int:
+    """Decode workers: every core on a GPU machine; on a CPU every core up to
+    :data:`MAX_CPU_WORKERS`, since the forward pass and decoding take turns."""
+    cores = available_cores()
+    return cores if device.type == "cuda" else min(cores, MAX_CPU_WORKERS)
+
+
+def configure_threads(device: torch.device) -> None:
+    """On a CPU, torch uses every core: decoding and the forward pass take turns."""
+    if device.type == "cpu":
+        torch.set_num_threads(available_cores())
+
+
+def build_net(
+    loaded: LoadedWeights, wanted: list[LayerDef], device: torch.device
+) -> FeatureNet:
+    """The truncated, channels-last network for ``wanted`` on ``device``."""
+    specs = resolve_layers([w.layer for w in wanted])
+    net = FeatureNet(loaded.model, specs).to(device).eval()
+    return net.to(memory_format=torch.channels_last)
+
+
+def _collate(batch):
+    rows = torch.tensor([b[0] for b in batch], dtype=torch.int64)
+    images = torch.stack([b[1] for b in batch])
+    errors = [b[2] for b in batch]
+    return rows, images, errors
+
+
+def make_loader(
+    files: list[Path],
+    rows: list[int],
+    preprocess: Preprocess,
+    *,
+    device: torch.device,
+    batch_size: int,
+    num_workers: int | None,
+) -> torch.utils.data.DataLoader:
+    """The DataLoader that decodes and crops images into uint8 batches in
+    ``num_workers`` processes (0: in this process)."""
+    num_workers = default_workers(device) if num_workers is None else num_workers
+    return torch.utils.data.DataLoader(
+        ImageDataset(files, rows, preprocess),
+        batch_size=batch_size,
+        num_workers=num_workers,
+        collate_fn=_collate,
+        pin_memory=device.type == "cuda",
+        prefetch_factor=4 if num_workers else None,
+    )
+
+
+def reduce_spatial(x: torch.Tensor, spatial: str) -> torch.Tensor:
+    """``(n, C, H, W)`` → ``(n, C)`` by ``avg`` or ``max``; else flatten."""
+    if x.dim() == 4 and spatial == "avg":
+        return x.mean(dim=(2, 3))
+    if x.dim() == 4 and spatial == "max":
+        return x.amax(dim=(2, 3))
+    return x.reshape(x.shape[0], -1)
+
+
+def run_forward(
+    *,
+    net: FeatureNet,
+    preprocess: Preprocess,
+    images: torch.Tensor,
+    layers: list[LayerDef],
+    device: torch.device,
+) -> dict[str, np.ndarray]:
+    """One batch of uint8 images → ``{layer key: (n, dim) array}``."""
+    x = images.to(device, non_blocking=True).contiguous(
+        memory_format=torch.channels_last
+    )
+    x = preprocess.normalize(x)
+    names = sorted({layer.layer for layer in layers})
+    with torch.inference_mode():
+        if device.type == "cuda":
+            with torch.autocast("cuda", dtype=torch.float16):
+                outs = net(x, names)
+        else:
+            outs = net(x, names)
+        result = {}
+        for layer in layers:
+            y = reduce_spatial(outs[layer.layer].float(), layer.spatial)
+            result[layer.key] = y.to(getattr(torch, layer.dtype)).cpu().numpy()
+    return result
+
+
+def compute_batches(
+    *,
+    files: list[Path],
+    rows: list[int],
+    wanted: list[LayerDef],
+    loaded: LoadedWeights,
+    preprocess: Preprocess,
+    device: torch.device,
+    batch_size: int,
+    num_workers: int | None,
+    needed: Callable[[np.ndarray], list[LayerDef]] | None = None,
+) -> Iterator[Batch]:
+    """Start the decode workers now and return an iterator over :data:`Batch`.
+
+    ``needed(rows)`` may narrow the layers computed for a batch. (Nine
+    keyword-only parameters: the inputs, the network and how to run it.)
+    """
+    configure_threads(device)
+    net = build_net(loaded, wanted, device)
+    loader = make_loader(
+        files,
+        rows,
+        preprocess,
+        device=device,
+        batch_size=batch_size,
+        num_workers=num_workers,
+    )
+    batches = iter(loader)  # forks the workers here, before any HDF5 file opens
+
+    def generate():
+        for count, (batch_rows, batch_images, errors) in enumerate(batches, 1):
+            if count % TRIM_EVERY == 0:
+                release_free_memory()
+            failed = [
+                (r, e) for r, e in zip(batch_rows.tolist(), errors, strict=True) if e
+            ]
+            ok = np.array([not e for e in errors])
+            idx = batch_rows.numpy()[ok]
+            values = {}
+            if ok.any():
+                values = run_forward(
+                    net=net,
+                    preprocess=preprocess,
+                    images=batch_images[torch.from_numpy(ok)],
+                    layers=needed(idx) if needed else wanted,
+                    device=device,
+                )
+            yield idx, values, failed
+
+    return generate()

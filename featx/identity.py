@@ -1,0 +1,74 @@
+"""Which cache file holds the features of which inputs, and what it records.
+
+A cache is named after its data folder and identified by a hash of the folder,
+the weights (sha256) and the preprocessing: changing any of them is a new cache.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from pathlib import Path
+
+import torch
+import torchvision
+
+from featx import __version__
+from featx.cache import CacheMeta, WeightsInfo
+from featx.images import ImageSet, Preprocess
+from featx.model import WEIGHTS, LoadedWeights
+
+
+def cache_identity(
+    data_root: Path, weights: LoadedWeights, preprocess: Preprocess
+) -> str:
+    blob = json.dumps(
+        {
+            "data_root": str(data_root),
+            "weights_sha256": weights.sha256,
+            "transform": preprocess.describe(),
+        },
+        sort_keys=True,
+    )
+    return hashlib.sha256(blob.encode()).hexdigest()[:10]
+
+
+def cache_path_for(
+    cache_dir: Path, data_root: Path, weights: LoadedWeights, preprocess: Preprocess
+) -> Path:
+    """One file per (data folder, weights, preprocessing)."""
+    tag = (
+        "imagenet"
+        if weights.weights_id.startswith("torchvision:")
+        else "random"
+        if not weights.pretrained
+        else "file"
+    )
+    stem = "".join(c if c.isalnum() or c in "-_" else "_" for c in data_root.name)
+    ident = cache_identity(data_root, weights, preprocess)
+    return Path(cache_dir) / f"{stem or 'data'}-{tag}-{ident}.h5"
+
+
+def cache_meta(
+    images: ImageSet, weights: LoadedWeights, preprocess: Preprocess
+) -> CacheMeta:
+    """The provenance a cache of ``images`` records."""
+    is_torchvision = weights.weights_id.startswith("torchvision:")
+    return CacheMeta(
+        data_root=str(images.root),
+        classes=list(images.classes),
+        weights=WeightsInfo(
+            id=weights.weights_id,
+            sha256=weights.sha256,
+            pretrained=weights.pretrained,
+            source=weights.source,
+            url=WEIGHTS.url if is_torchvision else "",
+        ),
+        transform=preprocess.describe(),
+        transform_repr=repr(preprocess.transforms),
+        featx_version=__version__,
+        torch_version=str(torch.__version__),
+        torchvision_version=str(torchvision.__version__),
+        updated=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    )
