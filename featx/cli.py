@@ -68,6 +68,43 @@ class JobsType(click.ParamType):
         return jobs
 
 
+def tuning_options(func):
+    """--C, --alpha, --no-tune: fix the regularisation instead of tuning it."""
+    options = [
+        click.option(
+            "--C",
+            "C",
+            type=click.FloatRange(min=0, min_open=True),
+            default=None,
+            help="Fix C (svm, logreg) instead of tuning it.",
+        ),
+        click.option(
+            "--alpha",
+            type=click.FloatRange(min=0, min_open=True),
+            default=None,
+            help="Fix alpha (ridge, mlp, sgd) instead of tuning it.",
+        ),
+        click.option(
+            "--no-tune",
+            is_flag=True,
+            help="Use the default C = 1 / alpha instead of tuning it.",
+        ),
+        click.option(
+            "--grid", is_flag=True, hidden=True, help="Tuning is the default now."
+        ),
+    ]
+    return functools.reduce(lambda f, opt: opt(f), reversed(options), func)
+
+
+def regularisation(clf: str, C: float | None, alpha: float | None) -> float | None:
+    """The fixed value the options give for ``clf``, refusing the wrong one."""
+    if C is not None and clf in ("ridge", "mlp", "sgd"):
+        raise click.UsageError(f"--clf {clf} is regularised by --alpha, not --C")
+    if alpha is not None and clf in ("svm", "logreg"):
+        raise click.UsageError(f"--clf {clf} is regularised by --C, not --alpha")
+    return C if C is not None else alpha
+
+
 def jobs_option(help_text: str):
     return click.option(
         "--jobs", type=JobsType(), default=1, show_default=True, help=help_text
@@ -267,7 +304,7 @@ def extraction_options(func):
 
 
 @main.command()
-@click.argument("data_dir", type=click.Path(path_type=Path))
+@click.argument("data_dirs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option(
     "-l",
     "--layer",
@@ -314,7 +351,7 @@ def extraction_options(func):
 )
 @extraction_options
 def extract(
-    data_dir,
+    data_dirs,
     layer_names,
     spatial,
     dtype,
@@ -329,32 +366,43 @@ def extract(
     address,
     ray_actors,
 ) -> None:
-    """Extract AlexNet activations for every image under DATA_DIR into the cache.
+    """Extract AlexNet activations for every image under each DATA_DIR into the
+    cache (one cache per folder, one model load for all).
 
-    DATA_DIR is an ImageFolder (one subfolder per class) or a flat folder of
+    A DATA_DIR is an ImageFolder (one subfolder per class) or a flat folder of
     unlabelled images. Re-running computes only what is missing: new images, changed
     images and new layers. An interrupted run resumes where it stopped.
     """
     from featx.extraction import RayEngine
     from featx.extraction import extract as run_extract
-    from featx.model import resolve_layers
+    from featx.model import load_weights, resolve_layers
 
     resolve_layers(list(layer_names))  # refuse a typo before any work
-    result = run_extract(
-        data_dir,
-        layers=layer_names,
-        spatial=spatial,
-        weights=weights,
-        seed=seed,
-        device=device,
-        batch_size=batch_size,
-        num_workers=workers,
-        dtype=dtype,
-        cache_dir=cache_dir,
-        progress=TqdmProgress(quiet),
-        engine=RayEngine(address, ray_actors) if engine == "ray" else "local",
-    )
-    random_weights_banner(result.pretrained)
+    if engine == "ray":
+        from featx.ray_engine import require_ray
+
+        require_ray()  # before any work: say how to install it
+    loaded = load_weights(weights, seed=seed)
+    random_weights_banner(loaded.pretrained)  # said before the work, not after
+    for data_dir in data_dirs:
+        result = run_extract(
+            data_dir,
+            layers=layer_names,
+            spatial=spatial,
+            weights=loaded,
+            device=device,
+            batch_size=batch_size,
+            num_workers=workers,
+            dtype=dtype,
+            cache_dir=cache_dir,
+            progress=TqdmProgress(quiet),
+            engine=RayEngine(address, ray_actors) if engine == "ray" else "local",
+        )
+        print_extraction(result)
+
+
+def print_extraction(result) -> None:
+    """The summary of one `featx extract` folder."""
     click.echo(f"cache:   {result.cache_path}")
     click.echo(f"layers:  {', '.join(result.layers)}")
     click.echo(
@@ -422,25 +470,70 @@ def info(cache, cache_dir, as_json) -> None:
         click.echo(f"failed:   {f['path']}: {f['reason']}")
 
 
+def held_out_for(test, cache, cache_dir, quiet, layers=None):
+    """``--test`` as given, or, for a data folder, its cache with the training
+    cache's layers (extracted now if missing, with the same weights)."""
+    if test is None or not Path(test).is_dir():
+        return test
+    from featx.cache import choose_caches, resolve_cache
+    from featx.workflow import held_out_cache
+
+    train = resolve_cache(cache, cache_dir) if cache else choose_caches(cache_dir).train
+    return held_out_cache(
+        Path(test),
+        train=train,
+        cache_dir=cache_dir,
+        layers=layers,
+        progress=TqdmProgress(quiet),
+    )
+
+
+def print_notes(notes: list[str]) -> None:
+    """Choices a command made on the user's behalf, said before its results."""
+    for note in notes:
+        click.echo(f"note: {note}")
+
+
 def print_fit(result) -> None:
     """The short table `featx fit` prints."""
     random_weights_banner(result.pretrained)
+    print_notes(result.notes)
+    if result.layer_scores:
+        click.echo(f"layers compared ({result.cv}-fold CV accuracy), best kept:")
+        for row in result.layer_scores:
+            mark = "  <- best" if row["layer"] == result.layer else ""
+            click.echo(
+                f"  {row['layer']:<14}{row['cv_accuracy_mean']:.4f} ± "
+                f"{row['cv_accuracy_std']:.4f}{mark}"
+            )
     click.echo(
         f"cache: {Path(result.cache).name}   layer: {result.layer} "
         f"({result.n_features})   clf: {result.clf}   rows: {result.n_rows}, "
         f"{len(result.classes)} classes"
     )
-    extra = f", grid {result.params}" if result.grid else ""
+    how = "tuned inside each training fold" if result.tuned else "fixed"
+    param = ", ".join(f"{k} {v:g}" for k, v in result.params.items())
     click.echo(
         f"{result.cv}-fold stratified CV, shuffled, seed {result.seed}; "
-        f"scale {result.scale}" + (f", PCA {result.pca}" if result.pca else "") + extra
+        f"scale {result.scale}" + (f", PCA {result.pca}" if result.pca else "")
     )
-    click.echo(f"  {'fold':<6}{'accuracy':>10}{'f1_macro':>10}{'fit s':>8}")
+    if param:
+        click.echo(f"regularisation {how}; final model: {param}")
+    click.echo(f"  {'fold':<6}{'accuracy':>10}{'f1_macro':>10}{'fit s':>8}  chosen")
     scores = result.cv_scores
-    for i, (acc, f1, t) in enumerate(
-        zip(scores["accuracy"], scores["f1_macro"], result.fit_times, strict=True), 1
+    chosen = result.cv_params or [{}] * len(result.fit_times)
+    for i, (acc, f1, t, p) in enumerate(
+        zip(
+            scores["accuracy"],
+            scores["f1_macro"],
+            result.fit_times,
+            chosen,
+            strict=True,
+        ),
+        1,
     ):
-        click.echo(f"  {i:<6}{acc:>10.4f}{f1:>10.4f}{t:>8.2f}")
+        value = ", ".join(f"{k} {v:g}" for k, v in p.items())
+        click.echo(f"  {i:<6}{acc:>10.4f}{f1:>10.4f}{t:>8.2f}  {value}")
     click.echo(
         f"  {'mean':<6}{result.mean('accuracy'):>10.4f}{result.mean('f1_macro'):>10.4f}"
         f"{sum(result.fit_times) / len(result.fit_times):>8.2f}"
@@ -466,30 +559,33 @@ def print_fit(result) -> None:
 @main.command()
 @click.option(
     "--clf",
-    type=click.Choice(["svm", "logreg", "mlp", "sgd"]),
+    type=click.Choice(["svm", "logreg", "ridge", "mlp", "sgd"]),
     default="svm",
     show_default=True,
-    help="Classifier (sgd streams from disk).",
+    help="Classifier (sgd streams from disk and is not tuned).",
 )
 @click.option(
-    "--layer", default=None, help="Layer of the cache [default: its only layer]."
+    "--layer",
+    default=None,
+    help="Layer of the cache [default: cross-validate each complete layer and keep "
+    "the best].",
 )
 @click.option(
     "--cache",
     default=None,
-    help="Cache path or name [default: the only cache in --cache-dir].",
+    help="Cache path, name or data folder [default: the most recent cache in "
+    "--cache-dir whose folder is not named Test/Val/...].",
 )
 @cache_dir_option
 @cv_option
 @click.option(
     "--test",
     default=None,
-    help="A second cache (e.g. data/Test) scored by the model refit on all "
-    "training rows.",
+    help="A held-out cache or data folder (e.g. data/Test), scored by the model "
+    "refit on all training rows [default: a sibling folder named Test/Val/... "
+    "extracted with the same weights].",
 )
-@click.option(
-    "--grid", is_flag=True, help="Tune C / alpha with an inner 3-fold search."
-)
+@tuning_options
 @jobs_option("Folds run in parallel through joblib (-1: every core).")
 @click.option(
     "--seed",
@@ -518,6 +614,7 @@ def print_fit(result) -> None:
     help="Model file [default: models/<cache>-<layer>-<clf>.joblib].",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @backend_options
 def fit(
     clf,
@@ -526,6 +623,9 @@ def fit(
     cache_dir,
     cv,
     test,
+    C,
+    alpha,
+    no_tune,
     grid,
     jobs,
     seed,
@@ -533,17 +633,23 @@ def fit(
     pca,
     out,
     as_json,
+    quiet,
     backend,
     address,
 ) -> None:
     """Cross-validate a classifier on cached features, refit it on every row and
     save it (with a sha256 sidecar) for `featx predict`.
 
+    The classifier's regularisation (C for svm and logreg, alpha for ridge and mlp)
+    is tuned inside each training fold by an inner 3-fold search, so the CV
+    numbers stay honest; --C / --alpha fix it, --no-tune uses the defaults.
+
     With one cache in the cache directory holding one layer, `featx fit --clf svm`
     needs nothing else.
     """
     from featx.fit import fit as run_fit
 
+    test = held_out_for(test, cache, cache_dir, quiet or as_json)
     result = run_fit(
         cache=cache,
         cache_dir=cache_dir,
@@ -551,7 +657,8 @@ def fit(
         clf=clf,
         cv=cv,
         test=test,
-        grid=grid,
+        tune=not no_tune,
+        value=regularisation(clf, C, alpha),
         jobs=jobs,
         seed=seed,
         scale=scale,
@@ -559,6 +666,7 @@ def fit(
         out=out,
         backend=backend,
         address=address,
+        progress=TqdmProgress(quiet or as_json),
     )
     if as_json:
         click.echo(json.dumps(result.to_json(), indent=2))
@@ -597,8 +705,12 @@ def predict(
 
     if as_json and as_csv:
         raise click.UsageError("choose one of --json and --csv")
+    from featx.modelfile import load_model
+
+    model = load_model(model_path)
+    random_weights_banner(bool(model[1].get("weights_pretrained", False)))
     results = run_predict(
-        model_path,
+        model,
         list(paths),
         weights=weights,
         device=device,
@@ -640,6 +752,7 @@ def print_report(report) -> None:
     from featx.render import describe_best
 
     random_weights_banner(report.pretrained)
+    print_notes(report.notes)
     click.echo(
         f"{len(report.rows)} results ({report.computed} computed, {report.reused} "
         f"reused). Best: {describe_best(report.best)}"
@@ -656,8 +769,18 @@ def print_report(report) -> None:
 
 
 @main.command()
-@click.option("--cache", default=None, help="Training cache [default: the only one].")
-@click.option("--test", default=None, help="A held-out cache to score every model on.")
+@click.option(
+    "--cache",
+    default=None,
+    help="Training cache or data folder [default: the most recent cache whose "
+    "folder is not named Test/Val/...].",
+)
+@click.option(
+    "--test",
+    default=None,
+    help="A held-out cache or data folder to score every model on [default: a "
+    "sibling folder named Test/Val/... extracted with the same weights].",
+)
 @click.option(
     "--layers",
     default=None,
@@ -668,7 +791,7 @@ def print_report(report) -> None:
     "--clfs",
     default="svm,logreg,mlp",
     show_default=True,
-    help="Comma-separated classifiers.",
+    help="Comma-separated classifiers: svm, logreg, ridge, mlp, sgd.",
 )
 @cv_option
 @click.option(
@@ -680,6 +803,11 @@ def print_report(report) -> None:
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
     help="Output folder [default: reports/<cache name>].",
+)
+@click.option(
+    "--no-tune",
+    is_flag=True,
+    help="Fixed default regularisation instead of tuning it in each fold.",
 )
 @click.option("--force", is_flag=True, help="Recompute results already stored.")
 @cache_dir_option
@@ -694,6 +822,7 @@ def report(
     seed,
     jobs,
     out,
+    no_tune,
     force,
     cache_dir,
     quiet,
@@ -707,6 +836,7 @@ def report(
     """
     from featx.report import make_report
 
+    test = held_out_for(test, cache, cache_dir, quiet, layers=_split(layers))
     result = make_report(
         cache=cache,
         cache_dir=cache_dir,
@@ -718,6 +848,7 @@ def report(
         jobs=jobs,
         out=out,
         force=force,
+        tune=not no_tune,
         progress=TqdmProgress(quiet),
         backend=backend,
         address=address,
@@ -748,12 +879,16 @@ def demo(out, per_class, cv, device, batch_size, workers, quiet) -> None:
     and fc7, fits svm, logreg and mlp, and writes a report. Uses the pretrained
     weights when they are cached or downloadable, random weights otherwise.
     """
-    from featx.demo import run_demo
+    from featx.demo import demo_weights, run_demo
 
     if not quiet:
         click.echo(
             f"featx demo: digits → AlexNet features → classifiers → {out}/report"
         )
+    loaded, note = demo_weights()
+    if note:  # said before the work, not after it
+        click.secho(note, fg="yellow", err=True)
+    random_weights_banner(loaded.pretrained)
     result = run_demo(
         out,
         per_class=per_class,
@@ -762,9 +897,8 @@ def demo(out, per_class, cv, device, batch_size, workers, quiet) -> None:
         batch_size=batch_size,
         num_workers=workers,
         progress=TqdmProgress(quiet),
+        weights=loaded,
     )
-    if result.weights_note:
-        click.secho(result.weights_note, fg="yellow", err=True)
     click.echo(f"data:   {result.train} and {result.test}")
     print_report(result.report)
     click.echo(f"Open {result.report.files['html']} in a browser.")

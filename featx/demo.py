@@ -65,6 +65,21 @@ class DemoResult:
     weights_note: str = ""
 
 
+def demo_weights(weights="imagenet"):
+    """``(loaded weights, note)``: the pretrained weights when they can be had,
+    else random ones and a note that says why."""
+    from featx.errors import WeightsError
+    from featx.model import LoadedWeights, load_weights
+
+    if isinstance(weights, LoadedWeights):
+        return weights, ""
+    try:
+        return load_weights(weights), ""
+    except WeightsError as exc:
+        note = f"{exc} Continuing with random weights: the report carries a banner."
+        return load_weights("random"), note
+
+
 def run_demo(
     out: Path,
     *,
@@ -74,26 +89,21 @@ def run_demo(
     batch_size: int = 64,
     num_workers: int | None = None,
     progress=None,
-    weights: str = "imagenet",
+    weights="imagenet",
 ) -> DemoResult:
     """The whole pipeline on scikit-learn's digits: images → cache → report.
 
-    Uses the pretrained weights when they are cached or downloadable; otherwise
-    continues with random weights and says why in ``weights_note``.
+    ``weights`` is a name for :func:`featx.model.load_weights` or weights already
+    loaded (see :func:`demo_weights`). With a name, it uses the pretrained weights
+    when they are cached or downloadable, else random weights, and says why in
+    ``weights_note``.
     """
-    from featx.errors import WeightsError
     from featx.extraction import extract
-    from featx.model import load_weights
     from featx.report import make_report
 
     out = Path(out)
+    loaded, note = demo_weights(weights)
     train, test = write_digits(out / "data", per_class=per_class)
-    note = ""
-    try:
-        loaded = load_weights(weights)
-    except WeightsError as exc:
-        note = f"{exc} Continuing with random weights: the report carries a banner."
-        loaded = load_weights("random")
     cache_dir = out / "cache"
     caches = []
     for folder in (train, test):

@@ -15,17 +15,21 @@ from pathlib import Path
 
 import numpy as np
 import sklearn
+from joblib import Parallel, delayed
+from sklearn.base import clone
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
-from sklearn.model_selection import GridSearchCV, StratifiedKFold, cross_validate
+from sklearn.model_selection import StratifiedKFold
 
 import pipelines
 from featx import __version__
-from featx.cache import FORMAT_VERSION, FeatureCache, resolve_cache
+from featx.cache import FORMAT_VERSION, FeatureCache, choose_caches, resolve_cache
 from featx.errors import FeatxError, check_choice, check_int
 from featx.modelfile import save_model
 from featx.progress import Progress
 
 SCORING = ("accuracy", "f1_macro")
+#: The regularisation of an untuned run (``tune=False``): scikit-learn's defaults.
+DEFAULT_VALUES = {"svm": 1.0, "logreg": 1.0, "ridge": 1.0, "mlp": 1e-4, "sgd": 1e-4}
 SGD_EPOCHS = 10
 SGD_BLOCK_ROWS = 1024
 
@@ -48,10 +52,13 @@ class FitResult:
     seed: int
     scale: str
     pca: int | None
-    grid: bool
+    tuned: bool
     cv_scores: dict[str, list[float]]
     fit_times: list[float]
     params: dict = field(default_factory=dict)
+    cv_params: list[dict] = field(default_factory=list)
+    layer_scores: list[dict] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
     cv_confusion: list[list[int]] = field(default_factory=list)
     weights_id: str = ""
     pretrained: bool = True
@@ -77,18 +84,6 @@ class FitResult:
             data["test_accuracy"] = self.test["accuracy"]
             data["test_f1_macro"] = self.test["f1_macro"]
         return data
-
-
-def choose_layer(cache: FeatureCache, layer: str | None) -> str:
-    """``layer``, or the cache's only complete layer; else list the choices."""
-    if layer is not None:
-        cache.dataset(layer)  # explains a missing or incomplete layer
-        return layer
-    complete = cache.complete_layers()
-    if len(complete) == 1:
-        return complete[0]
-    have = ", ".join(cache.layers) or "none"
-    raise FitError(f"{cache.path.name} has layers {have}; choose one with --layer")
 
 
 def labelled_rows(cache: FeatureCache, cv: int) -> tuple[np.ndarray, list[str]]:
@@ -124,23 +119,6 @@ def folds(cv: int, seed: int) -> StratifiedKFold:
     return StratifiedKFold(n_splits=cv, shuffle=True, random_state=seed)
 
 
-def build(
-    clf: str, *, n_rows: int, n_features: int, scale: str, pca: int | None, seed: int
-):
-    """The pipeline of ``clf`` for data of this shape (``clf`` already checked)."""
-    try:
-        return pipelines.make_pipeline(
-            clf,
-            n_samples=n_rows,
-            n_features=n_features,
-            scale=scale,
-            pca=pca,
-            seed=seed,
-        )
-    except ValueError as exc:
-        raise FitError(str(exc)) from exc
-
-
 @dataclass
 class CVOutcome:
     """What one cross-validation gives, in memory or streamed."""
@@ -150,6 +128,7 @@ class CVOutcome:
     confusion: np.ndarray
     final: object
     params: dict = field(default_factory=dict)
+    fold_params: list[dict] = field(default_factory=list)
 
 
 # ----------------------------------------------------------- streaming SGD
@@ -230,7 +209,7 @@ def cv_streaming(
     n_features = cache.dataset(layer).shape[1]
     splits = list(folds(spec.cv, spec.seed).split(np.zeros(len(labels)), labels))
     for k, (train, _) in enumerate(splits, 1):
-        spec.progress.describe(f"{layer} {spec.clf} fold {k}/{spec.cv}")
+        spec.progress.describe(f"fold {k}/{spec.cv}")
         train_mask = np.zeros(len(labels), bool)
         train_mask[train] = True
         pipe = spec.pipeline(len(train), n_features)
@@ -252,52 +231,63 @@ def cv_streaming(
     return CVOutcome(scores, fit_times, confusion, final)
 
 
+def chosen_params(pipeline) -> dict:
+    """The regularisation a fitted pipeline's classifier chose (or was given)."""
+    clf = pipeline[-1]
+    if hasattr(clf, "best_params_"):
+        return {k: float(v) for k, v in clf.best_params_.items()}
+    params = clf.get_params()
+    return {k: float(params[k]) for k in ("C", "alpha") if k in params}
+
+
+def _fold(estimator, X, labels, train, test, n_classes):
+    """Fit one fold and score it as ``cross_validate`` does (same scorers)."""
+    model = clone(estimator)
+    started = time.perf_counter()
+    model.fit(X[train], labels[train])
+    fit_time = time.perf_counter() - started
+    pred = model.predict(X[test])
+    return (
+        float(accuracy_score(labels[test], pred)),
+        float(f1_score(labels[test], pred, average="macro")),
+        fit_time,
+        _confusion(labels[test], pred, n_classes),
+        chosen_params(model),
+    )
+
+
 def cv_in_memory(X: np.ndarray, labels: np.ndarray, spec: FitSpec) -> CVOutcome:
-    """Cross-validate ``spec`` with scikit-learn's ``cross_validate`` on ``X``,
-    then refit it on every row."""
+    """Cross-validate ``spec`` on ``X`` fold by fold (the numbers equal
+    scikit-learn's ``cross_validate``), then refit it on every row."""
     n_classes = int(labels.max()) + 1
     estimator = spec.pipeline(len(labels), X.shape[1])
-    if spec.grid:
-        estimator = GridSearchCV(
-            estimator,
-            pipelines.GRIDS[spec.clf],
-            cv=folds(3, spec.seed),
-            scoring="accuracy",
-        )
     parallel = contextlib.nullcontext()
     if spec.backend == "ray":
         from featx.ray_engine import joblib_backend
 
         parallel = joblib_backend(spec.address)
-    spec.progress.describe(f"{spec.clf}: {spec.cv} folds")
+    splits = folds(spec.cv, spec.seed).split(np.zeros(len(labels)), labels)
+    outcome = CVOutcome({m: [] for m in SCORING}, [], None, None)
+    outcome.confusion = np.zeros((n_classes, n_classes), np.int64)
     with parallel:
-        cv_out = cross_validate(
-            estimator,
-            X,
-            labels,
-            cv=folds(spec.cv, spec.seed),
-            scoring=SCORING,
-            n_jobs=spec.jobs,
-            return_estimator=True,
-            return_indices=True,
+        # Ray's joblib backend cannot stream results: folds then report at the end
+        stream = "list" if spec.backend == "ray" else "generator"
+        results = Parallel(n_jobs=spec.jobs, return_as=stream)(
+            delayed(_fold)(estimator, X, labels, train, test, n_classes)
+            for train, test in splits
         )
-    spec.progress.advance(spec.cv)
-    confusion = np.zeros((n_classes, n_classes), np.int64)
-    for est, test_idx in zip(
-        cv_out["estimator"], cv_out["indices"]["test"], strict=True
-    ):
-        confusion += _confusion(labels[test_idx], est.predict(X[test_idx]), n_classes)
-    estimator.fit(X, labels)
-    return CVOutcome(
-        scores={m: [float(s) for s in cv_out[f"test_{m}"]] for m in SCORING},
-        fit_times=[float(t) for t in cv_out["fit_time"]],
-        confusion=confusion,
-        final=estimator.best_estimator_ if spec.grid else estimator,
-        params=dict(estimator.best_params_) if spec.grid else {},
-    )
-
-
-# --------------------------------------------------------------- the command
+        for k, (acc, f1, fit_time, confusion, params) in enumerate(results, 1):
+            outcome.scores["accuracy"].append(acc)
+            outcome.scores["f1_macro"].append(f1)
+            outcome.fit_times.append(fit_time)
+            outcome.confusion += confusion
+            outcome.fold_params.append(params)
+            spec.progress.describe(f"fold {k}/{spec.cv}: accuracy {acc:.4f}")
+            spec.progress.advance(1)
+    spec.progress.describe("refitting on every row")
+    outcome.final = estimator.fit(X, labels)
+    outcome.params = chosen_params(outcome.final)
+    return outcome
 
 
 def model_meta(cache: FeatureCache, layer: str, clf: str, classes: list[str]) -> dict:
@@ -374,7 +364,8 @@ class FitSpec:
     seed: int = 0
     scale: str = "standard"
     pca: int | None = None
-    grid: bool = False
+    tune: bool = True
+    value: float | None = None
     jobs: int | None = 1
     backend: str = "local"
     address: str | None = None
@@ -390,17 +381,27 @@ class FitSpec:
             check_int("pca", self.pca, low=1)
         if self.jobs is not None:
             check_int("jobs", self.jobs, low=1, allow=(-1,))
-        if self.grid and self.clf == "sgd":
-            raise FitError("--grid is not available with --clf sgd")
+        if self.value is not None and not self.value > 0:
+            raise FitError(f"the regularisation must be positive; got {self.value}")
+
+    @property
+    def tuned(self) -> bool:
+        """Whether the classifier chooses its own regularisation."""
+        return self.tune and self.value is None and self.clf in pipelines.TUNED
 
     def pipeline(self, n_rows: int, n_features: int):
-        return build(
+        """The unfitted pipeline for data of this shape."""
+        value = self.value
+        if value is None and not self.tuned:
+            value = DEFAULT_VALUES[self.clf]
+        return pipelines.make_pipeline(
             self.clf,
-            n_rows=n_rows,
+            n_samples=n_rows,
             n_features=n_features,
             scale=self.scale,
             pca=self.pca,
             seed=self.seed,
+            value=value,
         )
 
 
@@ -414,33 +415,44 @@ def fit(
     save: bool = True,
     **options,
 ) -> FitResult:
-    """Cross-validate a classifier on one cached layer, refit on all rows, save it.
+    """Cross-validate a classifier on a cached layer, refit on all rows, save it.
 
     ``options`` are the fields of :class:`FitSpec` (``clf``, ``cv``, ``seed``,
-    ``scale``, ``pca``, ``grid``, ``jobs``, ``backend``, ``address``,
-    ``progress``). Returns a :class:`FitResult`; raises :class:`FitError` (or
-    another :class:`~featx.errors.FeatxError`) for data or options that cannot
-    work.
+    ``scale``, ``pca``, ``tune``, ``value``, ``jobs``, ``backend``, ``address``,
+    ``progress``): by default the classifier tunes its regularisation inside each
+    training fold; ``value`` fixes it (``C`` or ``alpha``), and ``tune=False``
+    uses scikit-learn's defaults.
+
+    With no ``cache``, the training cache is chosen (:func:`choose_caches`) and a
+    held-out sibling cache becomes ``test`` unless one is given. With no
+    ``layer`` and several complete layers, each is cross-validated and the best
+    is kept (``layer_scores``). Returns a :class:`FitResult`; raises
+    :class:`FitError` (or another :class:`~featx.errors.FeatxError`) for data or
+    options that cannot work.
     """
     spec = FitSpec(**options)
     spec.check()
-    path = resolve_cache(cache, cache_dir)
+    notes: list[str] = []
+    if cache is None:
+        choice = choose_caches(cache_dir, find_test=test is None)
+        path, notes = choice.train, choice.notes
+        test = test if test is not None else choice.test
+    else:
+        path = resolve_cache(cache, cache_dir)
     with FeatureCache(path) as train:
-        layer = choose_layer(train, layer)
+        layers = [layer] if layer is not None else train.complete_layers()
+        if not layers:
+            raise FitError(f"{path.name} has no complete layer; finish `featx extract`")
+        for name in layers:
+            train.dataset(name)  # explains a missing or incomplete layer
         labels, classes = labelled_rows(train, spec.cv)
+        outcomes = {}
+        for name in layers:
+            spec.progress.describe(name)
+            outcomes[name] = _cross_validate(train, name, labels, spec)
+        layer = _best_layer(train, outcomes)
+        outcome = outcomes[layer]
         n_rows, n_features = train.dataset(layer).shape
-        smallest_fold = n_rows - -(-n_rows // spec.cv)
-        if spec.pca and spec.pca > min(smallest_fold, n_features):
-            raise FitError(
-                f"--pca {spec.pca} exceeds what a training fold holds "
-                f"({smallest_fold} rows x {n_features} features)"
-            )
-        if spec.clf == "sgd":
-            outcome = cv_streaming(train, layer, labels, spec)
-        else:
-            X = train.read(layer)
-            outcome = cv_in_memory(X, labels, spec)
-            del X
         result = FitResult(
             cache=str(path),
             layer=layer,
@@ -452,14 +464,25 @@ def fit(
             seed=spec.seed,
             scale=spec.scale,
             pca=spec.pca,
-            grid=spec.grid,
+            tuned=spec.tuned,
             cv_scores=outcome.scores,
             fit_times=outcome.fit_times,
             cv_confusion=outcome.confusion.tolist(),
             params=outcome.params,
+            cv_params=outcome.fold_params,
             weights_id=train.meta.weights.id,
             pretrained=train.meta.weights.pretrained,
+            notes=notes,
         )
+        if len(outcomes) > 1:
+            result.layer_scores = [
+                {
+                    "layer": name,
+                    "cv_accuracy_mean": float(np.mean(o.scores["accuracy"])),
+                    "cv_accuracy_std": float(np.std(o.scores["accuracy"])),
+                }
+                for name, o in outcomes.items()
+            ]
         if test is not None:
             with FeatureCache(resolve_cache(test, cache_dir)) as held_out:
                 check_compatible(train, held_out, layer)
@@ -473,10 +496,41 @@ def fit(
         meta = model_meta(train, layer, spec.clf, classes)
     if save:
         out = Path(out) if out else default_model_path(path, layer, spec.clf)
-        settings = ("cv", "seed", "scale", "pca", "params", "cv_scores")
+        settings = ("cv", "seed", "scale", "pca", "tuned", "params", "cv_scores")
         meta.update({key: getattr(result, key) for key in settings})
         result.model_path = str(save_model(out, outcome.final, meta))
     return result
+
+
+def _cross_validate(
+    train: FeatureCache, layer: str, labels: np.ndarray, spec: FitSpec
+) -> CVOutcome:
+    """Cross-validate ``spec`` on one layer of ``train`` and refit it."""
+    n_rows, n_features = train.dataset(layer).shape
+    smallest_fold = n_rows - -(-n_rows // spec.cv)
+    if spec.pca and spec.pca > min(smallest_fold, n_features):
+        raise FitError(
+            f"--pca {spec.pca} exceeds what a training fold holds "
+            f"({smallest_fold} rows x {n_features} features)"
+        )
+    spec.progress.start(f"folds {layer}", spec.cv)
+    try:
+        if spec.clf == "sgd":
+            return cv_streaming(train, layer, labels, spec)
+        return cv_in_memory(train.read(layer), labels, spec)
+    finally:
+        spec.progress.finish()
+
+
+def _best_layer(train: FeatureCache, outcomes: dict[str, CVOutcome]) -> str:
+    """The layer of highest mean CV accuracy; ties go to the shallower layer."""
+    layers = train.layers
+
+    def rank(name: str):
+        order, index = layers[name].depth
+        return np.mean(outcomes[name].scores["accuracy"]), -order, -index
+
+    return max(outcomes, key=rank)
 
 
 def default_model_path(cache_path: Path, layer: str, clf: str) -> Path:

@@ -16,6 +16,7 @@ import socket
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from urllib.parse import urlparse
 
 import torch
 from torch import nn
@@ -228,6 +229,17 @@ def _offline_message(target: Path, reason: str) -> str:
     )
 
 
+def _check_reachable(target: Path) -> None:
+    """Refuse at once, with the instructions, when the weights' host is out of
+    reach (a 3-second connection attempt)."""
+    host = urlparse(WEIGHTS.url).hostname or ""
+    try:
+        socket.create_connection((host, 443), timeout=3).close()
+    except OSError as exc:
+        reason = f"cannot reach {host}: {exc.strerror or exc}"
+        raise WeightsError(_offline_message(target, reason)) from exc
+
+
 def load_weights(weights: str = "imagenet", *, seed: int = 0) -> LoadedWeights:
     """Build AlexNet with ``weights``: ``imagenet``, ``random`` or a file path.
 
@@ -258,6 +270,7 @@ def load_weights(weights: str = "imagenet", *, seed: int = 0) -> LoadedWeights:
         if not target.is_file():
             if os.environ.get("FEATX_OFFLINE"):
                 raise WeightsError(_offline_message(target, "FEATX_OFFLINE is set"))
+            _check_reachable(target)  # no "Downloading ..." when it cannot work
             old_timeout = socket.getdefaulttimeout()
             socket.setdefaulttimeout(30)
             try:

@@ -82,7 +82,7 @@ def weights_for(meta: dict, weights: str | None) -> LoadedWeights:
 
 
 def predict(
-    model: Path,
+    model: Path | tuple,
     inputs: list[Path],
     *,
     weights: str | None = None,
@@ -91,9 +91,13 @@ def predict(
     num_workers: int | None = None,
     progress: Progress | None = None,
 ) -> list[Prediction]:
-    """Predict the class of every image in ``inputs`` (files or folders)."""
+    """Predict the class of every image in ``inputs`` (files or folders).
+
+    ``model`` is a model file, or the ``(pipeline, meta)`` that
+    :func:`featx.modelfile.load_model` returned for one.
+    """
     progress = progress or Progress()
-    pipeline, meta = load_model(Path(model))
+    pipeline, meta = model if isinstance(model, tuple) else load_model(Path(model))
     preprocess = Preprocess(WEIGHTS.transforms())
     if meta.get("transform") != preprocess.describe():
         raise ModelFileError(

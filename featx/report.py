@@ -23,11 +23,13 @@ import torchvision
 from sklearn.decomposition import PCA
 from sklearn.preprocessing import StandardScaler
 
+import pipelines
 from featx import __version__, figures
 from featx.cache import (
     CacheMeta,
     FeatureCache,
     cache_info,
+    choose_caches,
     default_cache_dir,
     resolve_cache,
 )
@@ -56,6 +58,7 @@ class Report:
     reused: int = 0
     computed: int = 0
     pretrained: bool = True
+    notes: list[str] = field(default_factory=list)
 
 
 def layer_depth(layer_name: str) -> int:
@@ -182,11 +185,17 @@ def make_report(
     if not clfs:
         raise ReportError("no classifier given; e.g. --clfs svm,logreg,mlp")
     for clf in clfs:
-        check_choice("clfs", clf, DEFAULT_CLFS + ("sgd",))
+        check_choice("clfs", clf, tuple(pipelines.CLASSIFIERS))
     progress = options.setdefault("progress", Progress())
     FitSpec(clf=clfs[0], **options).check()
     cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    train_path = resolve_cache(cache, cache_dir)
+    notes: list[str] = []
+    if cache is None:
+        choice = choose_caches(cache_dir, find_test=test is None)
+        train_path, notes = choice.train, choice.notes
+        test = test if test is not None else choice.test
+    else:
+        train_path = resolve_cache(cache, cache_dir)
     test_path = resolve_cache(test, cache_dir) if test is not None else None
     out = Path(out) if out else Path("reports") / train_path.stem
     store = ResultStore(cache_dir / "results", force=force)
@@ -230,6 +239,7 @@ def make_report(
         reused=store.reused,
         computed=store.computed,
         pretrained=context["provenance"]["weights"]["pretrained"],
+        notes=notes,
     )
 
 
@@ -262,7 +272,7 @@ class ResultStore:
             "seed": options.get("seed", 0),
             "scale": "standard",
             "pca": None,
-            "grid": False,
+            "tune": options.get("tune", True),
             "layer": layer,
         }
         key = _result_key(fingerprint(train, layer), test_fp, clf, params)
@@ -367,6 +377,7 @@ def _provenance(
         + (f" --test {shlex.quote(str(test))}" if test else "")
         + f" --layers {','.join(layers)} --clfs {','.join(clfs)}"
         + f" --cv {cv} --seed {seed}"
+        + ("" if options.get("tune", True) else " --no-tune")
         + f" --cache-dir {shlex.quote(str(cache_dir))}"
         + f" --out {shlex.quote(str(out))}"
     )
@@ -397,7 +408,14 @@ def _provenance(
         },
         "protocol": (
             f"{cv}-fold stratified cross-validation, shuffled with seed {seed}; "
-            "features standardised; accuracy and macro-F1 on each held-out fold"
+            "features standardised; "
+            + (
+                "each classifier's regularisation tuned by an inner 3-fold search "
+                "on the training rows of each fold; "
+                if options.get("tune", True)
+                else "default regularisation; "
+            )
+            + "accuracy and macro-F1 on each held-out fold"
         ),
         "commands": [*extract_cmds, report_cmd],
     }

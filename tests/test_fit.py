@@ -1,11 +1,12 @@
 import json
 import tracemalloc
+from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from sklearn.model_selection import GridSearchCV, StratifiedKFold, cross_validate
+from sklearn.model_selection import StratifiedKFold, cross_validate
 
 import featx.fit
 import pipelines
@@ -37,39 +38,50 @@ def test_each_classifier_beats_chance_by_far(digits, tmp_path, clf):
     assert confusion.shape == (10, 10) and confusion.sum() == 100
 
 
-@pytest.mark.parametrize("clf", ["svm", "logreg", "mlp"])
-def test_cv_equals_scikit_learn_cross_validate(digits, tmp_path, clf):
-    result = fit_digits(digits, tmp_path, clf=clf, cv=4, seed=3, save=False)
+@pytest.mark.parametrize(
+    ("clf", "tune"),
+    [
+        ("svm", True),
+        ("logreg", True),
+        ("ridge", True),
+        ("mlp", True),
+        ("svm", False),
+        ("logreg", False),
+        ("mlp", False),
+    ],
+)
+def test_cv_equals_scikit_learn_cross_validate(digits, tmp_path, clf, tune):
+    result = fit_digits(digits, tmp_path, clf=clf, cv=4, seed=3, tune=tune, save=False)
     X, y, _, _ = read_layer(digits["train_cache"], "fc7")
-    pipe = pipelines.make_pipeline(clf, n_samples=len(y), n_features=X.shape[1], seed=3)
+    value = None if tune else featx.fit.DEFAULT_VALUES[clf]
+    pipe = pipelines.make_pipeline(
+        clf, n_samples=len(y), n_features=X.shape[1], seed=3, value=value
+    )
     ref = cross_validate(
         pipe,
         X,
         y,
         cv=StratifiedKFold(4, shuffle=True, random_state=3),
         scoring=("accuracy", "f1_macro"),
+        return_estimator=True,
     )
     np.testing.assert_array_equal(result.cv_scores["accuracy"], ref["test_accuracy"])
     np.testing.assert_array_equal(result.cv_scores["f1_macro"], ref["test_f1_macro"])
+    assert result.tuned is tune
+    if tune:  # the value each fold chose is the one scikit-learn's fit chose
+        chosen = [est[-1].best_params_ for est in ref["estimator"]]
+        assert result.cv_params == chosen
 
 
 @pytest.mark.parametrize("jobs", [1, 2])
-def test_grid_and_parallel_folds_match_scikit_learn(digits, tmp_path, jobs):
+def test_parallel_folds_match_scikit_learn(digits, tmp_path, jobs):
     # Parity holds for the same n_jobs: joblib's workers limit BLAS threads, which
     # changes floating-point rounding, so jobs=2 is compared with n_jobs=2.
-    result = fit_digits(
-        digits, tmp_path, clf="svm", cv=3, grid=True, jobs=jobs, save=False
-    )
+    result = fit_digits(digits, tmp_path, clf="logreg", cv=3, jobs=jobs, save=False)
     X, y, _, _ = read_layer(digits["train_cache"], "fc7")
-    pipe = pipelines.make_pipeline("svm", n_samples=len(y), n_features=X.shape[1])
-    search = GridSearchCV(
-        pipe,
-        pipelines.GRIDS["svm"],
-        cv=StratifiedKFold(3, shuffle=True, random_state=0),
-        scoring="accuracy",
-    )
+    pipe = pipelines.make_pipeline("logreg", n_samples=len(y), n_features=X.shape[1])
     ref = cross_validate(
-        search,
+        pipe,
         X,
         y,
         cv=StratifiedKFold(3, shuffle=True, random_state=0),
@@ -77,7 +89,9 @@ def test_grid_and_parallel_folds_match_scikit_learn(digits, tmp_path, jobs):
         n_jobs=jobs,
     )
     np.testing.assert_array_equal(result.cv_scores["accuracy"], ref["test_accuracy"])
-    assert set(result.params) == {"clf__C"}
+    grid = pipelines.GRIDS["logreg"]["C"]
+    assert all(set(p) == {"C"} and p["C"] in grid for p in result.cv_params)
+    assert result.params["C"] in grid
 
 
 def test_sgd_streams_without_loading_the_matrix(digits, tmp_path, monkeypatch):
@@ -181,7 +195,6 @@ def _newer_cache(tmp_path, labelled_cache):
 
 
 BAD_INPUTS = {
-    "two layers, none chosen": (None, {}, FitError, "choose one with --layer"),
     "missing layer": (None, {"layer": "pool5"}, CacheError, "layer 'pool5' is not in"),
     "cv above the smallest class": (
         None,
@@ -193,7 +206,7 @@ BAD_INPUTS = {
         None,
         {"layer": "fc7", "clf": "svn", "cv": 3},
         ParameterError,
-        r"`clf` must be one of 'svm', 'logreg', 'mlp', 'sgd'. Got 'svn'.",
+        r"`clf` must be one of 'svm', 'logreg', 'ridge', 'mlp', 'sgd'. Got 'svn'.",
     ),
     "jobs zero": (None, {"layer": "fc7", "jobs": 0}, ParameterError, r"`jobs` must"),
     "no labels": (_flat_cache, {}, FitError, "has no labels"),
@@ -215,17 +228,50 @@ def test_bad_input_is_explained(tmp_path, labelled_cache, case):
         fit(cache=cache, save=False, **kwargs)
 
 
-def test_several_caches_are_listed(tmp_path, labelled_cache):
-    write_folder(tmp_path / "e", {"x": 3, "y": 3})
-    extract(
-        tmp_path / "e",
-        layers=["fc7"],
-        weights="random",
-        cache_dir=tmp_path / "c",
-        num_workers=0,
+def test_without_layer_each_is_cross_validated_and_the_best_kept(digits, tmp_path):
+    result = fit(
+        cache=digits["train_cache"],
+        cache_dir=digits["cache_dir"],
+        clf="ridge",
+        cv=3,
+        save=False,
     )
-    with pytest.raises(CacheError, match=r"2 caches in .*choose one with --cache: d-"):
-        fit(cache_dir=tmp_path / "c", save=False)
+    scores = {s["layer"]: s["cv_accuracy_mean"] for s in result.layer_scores}
+    assert set(scores) == {"fc7", "pool5"}
+    assert result.layer == max(scores, key=scores.get)
+    alone = fit_digits(digits, tmp_path, clf="ridge", cv=3, save=False)
+    assert scores["fc7"] == alone.mean("accuracy")
+
+
+def test_without_cache_the_latest_training_cache_and_its_test_sibling(
+    tmp_path, labelled_cache
+):
+    cache_dir = tmp_path / "c"
+    for name in ("e", "Test"):  # extracted after d, so newer
+        write_folder(tmp_path / name, {"x": 3, "y": 3}, seed=len(name))
+        extract(
+            tmp_path / name,
+            layers=["fc7"],
+            weights="random",
+            cache_dir=cache_dir,
+            num_workers=0,
+        )
+    result = fit(cache_dir=cache_dir, cv=3, clf="ridge", save=False)
+    assert Path(result.cache).name.startswith("e-")
+    assert Path(result.test["cache"]).name.startswith("Test-")
+    assert result.notes[0].startswith("training on e-") and "--cache" in result.notes[0]
+    assert result.notes[1].startswith("held-out set: Test-")
+    write_folder(tmp_path / "Val", {"x": 3, "y": 3})
+    for name in ("Val", "Test"):  # only held-out folders: no training cache
+        extract(
+            tmp_path / name,
+            layers=["fc7"],
+            weights="random",
+            cache_dir=tmp_path / "c2",
+            num_workers=0,
+        )
+    with pytest.raises(CacheError, match="every cache in .* is of a held-out folder"):
+        fit(cache_dir=tmp_path / "c2", cv=3, save=False)
 
 
 def test_cli_fit_json_and_table(digits, tmp_path):
@@ -265,5 +311,5 @@ def test_cli_fit_json_and_table(digits, tmp_path):
     assert typo.exit_code == 2
     assert typo.output.strip().splitlines()[-1] == (
         "Error: Invalid value for '--clf': 'svn' is not one of 'svm', 'logreg', "
-        "'mlp', 'sgd'."
+        "'ridge', 'mlp', 'sgd'."
     )

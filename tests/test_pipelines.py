@@ -10,22 +10,33 @@ import pipelines
 def test_svm_solves_the_formulation_that_fits_the_shape(rows, cols, dual):
     rng = np.random.default_rng(0)
     X, y = rng.normal(size=(rows, cols)), rng.integers(0, 2, rows)
-    auto = pipelines.svm(n_samples=rows, n_features=cols).fit(X, y)
-    explicit = pipelines.svm(n_samples=rows, n_features=cols)
+    auto = pipelines.svm(n_samples=rows, n_features=cols, C=1.0).fit(X, y)
+    explicit = pipelines.svm(n_samples=rows, n_features=cols, C=1.0)
     explicit.set_params(clf__dual=dual).fit(X, y)
     np.testing.assert_array_equal(auto["clf"].coef_, explicit["clf"].coef_)
 
 
 def test_logreg_solver_follows_the_size():
-    assert pipelines.logreg(n_samples=2000, n_features=4096)["clf"].solver == "lbfgs"
-    big = pipelines.logreg(n_samples=pipelines.SAGA_ROWS + 1, n_features=4096)
+    tuned = pipelines.logreg(n_samples=2000, n_features=4096)["clf"]
+    assert tuned.estimator.solver == "lbfgs"
+    big = pipelines.logreg(n_samples=pipelines.SAGA_ROWS + 1, n_features=4096, C=1)
     assert big["clf"].solver == "saga"
 
 
 def test_mlp_is_small_and_stops_early_with_enough_rows():
-    clf = pipelines.mlp(n_samples=5000, n_features=4096)["clf"]
+    clf = pipelines.mlp(n_samples=5000, n_features=4096, alpha=1e-4)["clf"]
     assert clf.hidden_layer_sizes == (256,) and clf.early_stopping
-    assert not pipelines.mlp(n_samples=50, n_features=4096)["clf"].early_stopping
+    small = pipelines.mlp(n_samples=50, n_features=4096)["clf"]
+    assert not small.estimator.early_stopping
+
+
+@pytest.mark.parametrize("clf", ["svm", "logreg", "ridge", "mlp"])
+def test_tuned_by_default_fixed_on_request(clf):
+    tuned = pipelines.make_pipeline(clf, n_samples=100, n_features=50, seed=4)["clf"]
+    param, grid = next(iter(pipelines.GRIDS[clf].items()))
+    assert (tuned.param, tuned.grid, tuned.random_state) == (param, grid, 4)
+    fixed = pipelines.make_pipeline(clf, n_samples=100, n_features=50, value=0.5)
+    assert fixed["clf"].get_params()[param] == 0.5
 
 
 def test_preprocessing_options():
@@ -44,7 +55,7 @@ def test_preprocessing_options():
 def test_errors_name_what_was_received():
     with pytest.raises(
         ValueError,
-        match=r"`clf` must be one of 'svm', 'logreg', "
+        match=r"`clf` must be one of 'svm', 'logreg', 'ridge', "
         r"'mlp', 'sgd'\. Got 'svn'\.",
     ):
         pipelines.make_pipeline("svn", n_samples=9, n_features=9)

@@ -1,0 +1,95 @@
+"""pipelines.tuned: the inner search against GridSearchCV, and the row space."""
+
+import numpy as np
+import pytest
+from sklearn.base import clone
+from sklearn.linear_model import LogisticRegression, RidgeClassifier
+from sklearn.model_selection import GridSearchCV, StratifiedKFold
+from sklearn.neural_network import MLPClassifier
+from sklearn.preprocessing import StandardScaler
+from sklearn.svm import LinearSVC
+
+from pipelines.tuned import TunedClassifier
+
+
+@pytest.fixture(scope="module")
+def wide():
+    """Three classes, 240 rows, 1,500 standardised columns (wider than tall)."""
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(3), 80)
+    centres = rng.normal(size=(3, 1500)) * 0.08
+    X = rng.normal(size=(240, 1500)) + centres[y]
+    X_new = rng.normal(size=(90, 1500)) + centres[np.repeat(np.arange(3), 30)]
+    scaler = StandardScaler().fit(X)
+    return (
+        scaler.transform(X).astype(np.float32),
+        y,
+        scaler.transform(X_new).astype(np.float32),
+    )
+
+
+GRID = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)
+
+
+def test_inner_search_equals_grid_search_cv(wide):
+    X, y, X_new = wide
+    ours = TunedClassifier(
+        LogisticRegression(max_iter=1000), param="C", grid=GRID, row_space=False
+    ).fit(X, y)
+    ref = GridSearchCV(
+        LogisticRegression(max_iter=1000),
+        {"C": list(GRID)},
+        cv=StratifiedKFold(3, shuffle=True, random_state=0),
+        scoring="accuracy",
+    ).fit(X, y)
+    assert ours.best_params_ == ref.best_params_
+    np.testing.assert_allclose(ours.inner_scores_, ref.cv_results_["mean_test_score"])
+    np.testing.assert_array_equal(ours.predict(X_new), ref.predict(X_new))
+
+
+@pytest.mark.parametrize(
+    ("estimator", "param", "grid", "rtol"),
+    [
+        (RidgeClassifier(), "alpha", (1e4, 1e3, 1e2, 10.0), 1e-4),
+        (LogisticRegression(max_iter=2000, tol=1e-8), "C", GRID, 1e-3),
+    ],
+)
+def test_row_space_fits_the_same_model(wide, estimator, param, grid, rtol):
+    X, y, X_new = wide
+    kw = {"param": param, "grid": grid}
+    fast = TunedClassifier(estimator, row_space=True, **kw).fit(X, y)
+    plain = TunedClassifier(estimator, row_space=False, **kw).fit(X, y)
+    assert fast.best_params_ == plain.best_params_
+    np.testing.assert_allclose(fast.inner_scores_, plain.inner_scores_, atol=1e-9)
+    a, b = fast.decision_function(X_new), plain.decision_function(X_new)
+    np.testing.assert_allclose(a, b, rtol=rtol, atol=rtol * np.abs(b).max())
+    assert fast.estimator_.coef_.shape == (3, X.shape[1])  # original features
+
+
+def test_row_space_svm_is_close(wide):
+    # LinearSVC penalises its intercept, which the row space does not see.
+    X, y, X_new = wide
+    kw = {"param": "C", "grid": GRID}
+    fast = TunedClassifier(LinearSVC(dual="auto"), row_space=True, **kw).fit(X, y)
+    plain = TunedClassifier(LinearSVC(dual="auto"), row_space=False, **kw).fit(X, y)
+    assert (fast.predict(X_new) == plain.predict(X_new)).mean() >= 0.95
+
+
+def test_mlp_first_layer_is_mapped_to_the_original_features(wide):
+    X, y, X_new = wide
+    mlp = MLPClassifier(hidden_layer_sizes=(16,), max_iter=300, random_state=0)
+    model = TunedClassifier(mlp, param="alpha", grid=(1.0, 1e-2), inner_cv=2)
+    model.fit(X, y)
+    assert model.estimator_.coefs_[0].shape == (X.shape[1], 16)
+    assert (model.predict(X_new) == np.repeat(np.arange(3), 30)).mean() > 0.6
+    assert model.predict_proba(X_new).shape == (90, 3)
+
+
+def test_follows_scikit_learn_conventions(wide):
+    X, y, _ = wide
+    model = TunedClassifier(RidgeClassifier(), param="alpha", grid=(10.0, 1.0))
+    twin = clone(model)
+    assert twin.get_params()["grid"] == (10.0, 1.0) and not hasattr(twin, "classes_")
+    assert not hasattr(model, "predict_proba")  # RidgeClassifier has none
+    with pytest.raises(ValueError, match=r"`param` must be a parameter of Ridge"):
+        TunedClassifier(RidgeClassifier(), param="C").fit(X, y)
