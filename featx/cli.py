@@ -107,7 +107,7 @@ def regularisation(clf: str, C: float | None, alpha: float | None) -> float | No
 
 def jobs_option(help_text: str):
     return click.option(
-        "--jobs", type=JobsType(), default=1, show_default=True, help=help_text
+        "--jobs", type=JobsType(), default=-1, show_default=True, help=help_text
     )
 
 

@@ -62,6 +62,14 @@ class TunedClassifier(ClassifierMixin, BaseEstimator):
     grid
         The values to try, from the strongest regularisation to the weakest; a
         tie in inner accuracy goes to the earlier value.
+    patience
+        Stop the search after this many values in a row that do not beat the
+        best so far (None: try every value). Scores along a regularisation path
+        rise to a peak and then fall or plateau, and the weakly regularised end is
+        the slowest to fit.
+    warm_start
+        Fit each value from the previous value's solution (the estimator must
+        have ``warm_start``): a regularisation path.
     inner_cv
         Folds of the inner cross-validation (shuffled, stratified, seeded by
         ``random_state``); fewer when a class has fewer rows, and none (the
@@ -79,7 +87,8 @@ class TunedClassifier(ClassifierMixin, BaseEstimator):
     best_params_
         ``{param: chosen value}``.
     inner_scores_
-        Mean inner accuracy of each value of ``grid``, in order.
+        Mean inner accuracy of each value of ``grid``, in order (NaN for values
+        the search stopped before).
     classes_
         The class labels.
     """
@@ -91,6 +100,8 @@ class TunedClassifier(ClassifierMixin, BaseEstimator):
         param: str = "C",
         grid=(1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0),
         inner_cv: int = 3,
+        patience: int | None = None,
+        warm_start: bool = False,
         row_space="auto",
         random_state=0,
     ):
@@ -98,8 +109,17 @@ class TunedClassifier(ClassifierMixin, BaseEstimator):
         self.param = param
         self.grid = grid
         self.inner_cv = inner_cv
+        self.patience = patience
+        self.warm_start = warm_start
         self.row_space = row_space
         self.random_state = random_state
+
+    def _path_model(self):
+        """One model per inner fold that starts each value from the last one's
+        solution (``warm_start``), or None to fit each value afresh."""
+        if not self.warm_start:
+            return None
+        return clone(self.estimator).set_params(warm_start=True)
 
     def fit(self, X, y):
         """Choose the regularisation by inner CV, then refit on every row.
@@ -128,22 +148,31 @@ class TunedClassifier(ClassifierMixin, BaseEstimator):
             splits = StratifiedKFold(
                 inner_cv, shuffle=True, random_state=self.random_state
             ).split(np.zeros(n), y)
-        scores = np.zeros(len(grid))
+        folds = []
         for train, val in splits:
             if wide:
                 Z_train, Z_val, _ = _row_space(gram, train, val)
             else:
                 Z_train, Z_val = X[train], X[val]
-            for k, value in enumerate(grid):
-                model = clone(self.estimator).set_params(**{self.param: value})
-                model.fit(Z_train, y[train])
-                scores[k] += accuracy_score(y[val], model.predict(Z_val))
-        if inner_cv >= 2:
-            self.inner_scores_ = scores / inner_cv
-            best = grid[int(np.argmax(self.inner_scores_))]
-        else:  # too few rows to tune: the middle of the grid
-            self.inner_scores_ = np.full(len(grid), np.nan)
-            best = grid[len(grid) // 2]
+            folds.append((Z_train, y[train], Z_val, y[val], self._path_model()))
+        scores = np.full(len(grid), np.nan)
+        best_k, since_best = 0, 0
+        for k, value in enumerate(grid if folds else ()):
+            total = 0.0
+            for Z_train, y_train, Z_val, y_val, warm in folds:
+                model = warm if warm is not None else clone(self.estimator)
+                model.set_params(**{self.param: value}).fit(Z_train, y_train)
+                total += accuracy_score(y_val, model.predict(Z_val))
+            scores[k] = total / len(folds)
+            if scores[k] > scores[best_k]:
+                best_k, since_best = k, 0
+            elif k:
+                since_best += 1
+                if self.patience is not None and since_best >= self.patience:
+                    break
+        self.inner_scores_ = scores
+        # with too few rows to tune: the middle of the grid
+        best = grid[best_k] if folds else grid[len(grid) // 2]
         self.best_params_ = {self.param: best}
         model = clone(self.estimator).set_params(**{self.param: best})
         if wide:

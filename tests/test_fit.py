@@ -20,6 +20,7 @@ from tests.conftest import write_folder
 
 def fit_digits(digits, tmp_path, **kw):
     kw.setdefault("layer", "fc7")
+    kw.setdefault("jobs", 1)  # parity with scikit-learn's sequential folds
     return fit(
         cache=digits["train_cache"],
         cache_dir=digits["cache_dir"],
@@ -313,3 +314,10 @@ def test_cli_fit_json_and_table(digits, tmp_path):
         "Error: Invalid value for '--clf': 'svn' is not one of 'svm', 'logreg', "
         "'ridge', 'mlp', 'sgd'."
     )
+
+
+def test_final_model_takes_the_value_most_folds_chose():
+    assert featx.fit.consensus("svm", [{"C": 0.1}, {"C": 1.0}, {"C": 0.1}]) == 0.1
+    # a tie goes to the stronger regularisation (smaller C, larger alpha)
+    assert featx.fit.consensus("svm", [{"C": 1.0}, {"C": 0.01}]) == 0.01
+    assert featx.fit.consensus("ridge", [{"alpha": 10.0}, {"alpha": 1e3}]) == 1e3

@@ -9,6 +9,7 @@ from sklearn.neural_network import MLPClassifier
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import LinearSVC
 
+import pipelines
 from pipelines.tuned import TunedClassifier
 
 
@@ -93,3 +94,18 @@ def test_follows_scikit_learn_conventions(wide):
     assert not hasattr(model, "predict_proba")  # RidgeClassifier has none
     with pytest.raises(ValueError, match=r"`param` must be a parameter of Ridge"):
         TunedClassifier(RidgeClassifier(), param="C").fit(X, y)
+
+
+def test_patience_stops_after_the_peak_with_the_same_choice(wide):
+    X, y, _ = wide
+    grid = (1e5, 1e4, 1e3, 1e2, 10.0, 1.0, 0.1)
+    full = TunedClassifier(RidgeClassifier(), param="alpha", grid=grid).fit(X, y)
+    # featx's default patience; on these rows one would stop at a local dip
+    short = TunedClassifier(
+        RidgeClassifier(), param="alpha", grid=grid, patience=pipelines.PATIENCE
+    ).fit(X, y)
+    best = int(np.nanargmax(full.inner_scores_))
+    assert short.best_params_ == full.best_params_
+    tried = ~np.isnan(short.inner_scores_)
+    assert tried[: best + 1].all() and tried.sum() < len(grid)
+    np.testing.assert_array_equal(short.inner_scores_[tried], full.inner_scores_[tried])
