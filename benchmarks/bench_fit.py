@@ -12,6 +12,9 @@ layer (pool5, fc7) and classifier (svm, logreg, ridge, mlp), it runs:
   inner folds;
 - **untuned**: plain ``LinearSVC(C=1)``, 5 folds, featx's old default.
 
+featx runs its outer folds one at a time here (``--jobs 1``), like the
+references, so the times compare the algorithms, not the parallelism.
+
 It prints a Markdown table (accuracy and wall time side by side) and writes JSON.
 Weights are random here (no pretrained weights can be had on this machine), so
 accuracies compare the classifiers, not what AlexNet knows.
@@ -85,13 +88,20 @@ def untuned_svm(X, y, seed: int) -> dict:
 
 def compare(name: str, cache: Path, args) -> list[dict]:
     rows = []
-    for layer in LAYERS:
+    for layer in args.layers.split(","):
         with FeatureCache(cache) as fc:
             X, y = fc.read(layer), fc.labels
         base = untuned_svm(X, y, args.seed)
-        for clf in CLFS:
+        for clf in args.clfs.split(","):
             started = time.perf_counter()
-            ours = fit(cache=cache, layer=layer, clf=clf, seed=args.seed, save=False)
+            ours = fit(
+                cache=cache,
+                layer=layer,
+                clf=clf,
+                seed=args.seed,
+                jobs=args.jobs,
+                save=False,
+            )
             row = {
                 "data": name,
                 "shape": list(X.shape),
@@ -136,16 +146,30 @@ def main(argv=None) -> list[dict]:
     parser.add_argument("--digits-per-class", type=int, default=None)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--skip-reference", action="store_true")
+    parser.add_argument("--clfs", default=",".join(CLFS))
+    parser.add_argument("--layers", default=",".join(LAYERS))
+    parser.add_argument(
+        "--data", default="digits,photos", help="digits, photos or both"
+    )
+    parser.add_argument(
+        "--jobs", type=int, default=1, help="featx's outer folds in parallel"
+    )
     parser.add_argument("--out", type=Path, default=Path("benchmarks/fit.json"))
     args = parser.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="featx-bench-fit-"))
-    make_photos(work / "photos", args.photos)
-    digits, _ = write_digits(work / "digits", per_class=args.digits_per_class)
+    folders = {}
+    if "digits" in args.data:
+        folders["digits"] = write_digits(
+            work / "digits", per_class=args.digits_per_class
+        )[0]
+    if "photos" in args.data:
+        make_photos(work / "photos", args.photos)
+        folders["photos"] = work / "photos"
     rows = []
-    for name, folder in (("digits", digits), ("photos", work / "photos")):
+    for name, folder in folders.items():
         cache = extract(
             folder,
-            layers=list(LAYERS),
+            layers=args.layers.split(","),
             weights="random",
             cache_dir=work / "cache",
         ).cache_path
