@@ -348,6 +348,7 @@ def _runs(dst: np.ndarray, src: np.ndarray) -> Iterator[tuple[int, int, int]]:
             start = i
 
 
+# Long (~60 lines): one atomic write of every dataset of the layout, in order.
 def write_cache(
     path: Path,
     *,

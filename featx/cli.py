@@ -1,4 +1,8 @@
-"""The ``featx`` command line: thin click wrappers over the library."""
+"""The ``featx`` command line: thin click wrappers over the library.
+
+Each command function takes one parameter per option, as click passes them; that
+is why several have more than eight.
+"""
 
 from __future__ import annotations
 

@@ -278,6 +278,8 @@ def _check_options(*, spatial, dtype, batch_size, num_workers, engine) -> None:
         check_choice("engine", engine, ENGINE_CHOICES)
 
 
+# Long: mostly its docstring and the one locked sequence scan -> reconcile ->
+# fill -> record; each step is a function of its own.
 def extract(
     data_dir: Path,
     *,

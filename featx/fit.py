@@ -142,6 +142,7 @@ def _blocks(cache: FeatureCache, layer: str, mask: np.ndarray, block_rows: int):
             yield rows[keep], block[keep]
 
 
+# Nine parameters: the cache, the rows to use and the pipeline's own settings.
 def fit_sgd_streaming(
     cache: FeatureCache,
     layer: str,
@@ -418,6 +419,8 @@ class FitSpec:
         )
 
 
+# Long: resolves the caches, runs the per-layer CV and assembles the result and
+# the model file; each step is a function of its own.
 def fit(
     *,
     cache: str | Path | None = None,

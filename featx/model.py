@@ -240,6 +240,7 @@ def _check_reachable(target: Path) -> None:
         raise WeightsError(_offline_message(target, reason)) from exc
 
 
+# Long: three sources of weights (random, torchvision's hub, a file), each short.
 def load_weights(weights: str = "imagenet", *, seed: int = 0) -> LoadedWeights:
     """Build AlexNet with ``weights``: ``imagenet``, ``random`` or a file path.
 

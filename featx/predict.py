@@ -81,6 +81,7 @@ def weights_for(meta: dict, weights: str | None) -> LoadedWeights:
     return loaded
 
 
+# Long: checks the model against this featx, then one batch loop.
 def predict(
     model: Path | tuple,
     inputs: list[Path],

@@ -165,6 +165,7 @@ def _projection(cache: FeatureCache, layer: str, seed: int):
     return points, labels[rows]
 
 
+# Long: validation, then reuse/fit (ResultStore), figures and rendering in turn.
 def make_report(
     *,
     cache: str | Path | None = None,
@@ -350,6 +351,7 @@ def _write_results(out: Path, rows: list[dict]) -> dict[str, Path]:
     return {"json": out / "results.json", "csv": out / "results.csv"}
 
 
+# Long: one dict literal of what made the report.
 def _provenance(
     train: Path,
     test: Path | None,
