@@ -600,6 +600,20 @@ def choose_caches(cache_dir: Path | None = None, *, find_test: bool = True):
     return choice
 
 
+def resolve_caches(
+    cache: str | Path | None, test: str | Path | None, cache_dir: Path | None
+) -> CacheChoice:
+    """The training and held-out caches a command was given, or, where it was
+    given none, the ones :func:`choose_caches` chooses (with its notes)."""
+    if cache is not None:
+        choice = CacheChoice(resolve_cache(cache, cache_dir))
+    else:
+        choice = choose_caches(cache_dir, find_test=test is None)
+    if test is not None:
+        choice.test = resolve_cache(test, cache_dir)
+    return choice
+
+
 def resolve_cache(name: str | Path | None, cache_dir: Path | None = None) -> Path:
     """Find a cache by path, file name, or unique prefix in the cache directory.
 

@@ -22,7 +22,7 @@ from sklearn.model_selection import StratifiedKFold
 
 import pipelines
 from featx import __version__
-from featx.cache import FORMAT_VERSION, FeatureCache, choose_caches, resolve_cache
+from featx.cache import FORMAT_VERSION, FeatureCache, resolve_caches
 from featx.errors import FeatxError, check_choice, check_int
 from featx.modelfile import save_model
 from featx.progress import Progress
@@ -448,13 +448,8 @@ def fit(
     """
     spec = FitSpec(**options)
     spec.check()
-    notes: list[str] = []
-    if cache is None:
-        choice = choose_caches(cache_dir, find_test=test is None)
-        path, notes = choice.train, choice.notes
-        test = test if test is not None else choice.test
-    else:
-        path = resolve_cache(cache, cache_dir)
+    choice = resolve_caches(cache, test, cache_dir)
+    path = choice.train
     with FeatureCache(path) as train:
         layers = [layer] if layer is not None else train.complete_layers()
         if not layers:
@@ -488,7 +483,7 @@ def fit(
             cv_params=outcome.fold_params,
             weights_id=train.meta.weights.id,
             pretrained=train.meta.weights.pretrained,
-            notes=notes,
+            notes=choice.notes,
         )
         if len(outcomes) > 1:
             result.layer_scores = [
@@ -499,8 +494,8 @@ def fit(
                 }
                 for name, o in outcomes.items()
             ]
-        if test is not None:
-            with FeatureCache(resolve_cache(test, cache_dir)) as held_out:
+        if choice.test is not None:
+            with FeatureCache(choice.test) as held_out:
                 check_compatible(train, held_out, layer)
                 result.test = evaluate_test(
                     outcome.final,

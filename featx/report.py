@@ -29,9 +29,8 @@ from featx.cache import (
     CacheMeta,
     FeatureCache,
     cache_info,
-    choose_caches,
     default_cache_dir,
-    resolve_cache,
+    resolve_caches,
 )
 from featx.errors import FeatxError, check_choice
 from featx.fit import FitSpec, fit
@@ -190,14 +189,8 @@ def make_report(
     progress = options.setdefault("progress", Progress())
     FitSpec(clf=clfs[0], **options).check()
     cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    notes: list[str] = []
-    if cache is None:
-        choice = choose_caches(cache_dir, find_test=test is None)
-        train_path, notes = choice.train, choice.notes
-        test = test if test is not None else choice.test
-    else:
-        train_path = resolve_cache(cache, cache_dir)
-    test_path = resolve_cache(test, cache_dir) if test is not None else None
+    choice = resolve_caches(cache, test, cache_dir)
+    train_path, test_path, notes = choice.train, choice.test, choice.notes
     out = Path(out) if out else Path("reports") / train_path.stem
     store = ResultStore(cache_dir / "results", force=force)
     out.mkdir(parents=True, exist_ok=True)
