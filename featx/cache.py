@@ -30,7 +30,9 @@ import contextlib
 import fcntl
 import json
 import os
+import queue
 import re
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -478,6 +480,36 @@ class CacheFiller:
         self.f["mtime_ns"][:] = np.asarray(rows.mtime_ns, np.int64)
         self.f["scanned_at_ns"][0] = scanned_at_ns
         self.f.flush()
+
+
+class BackgroundWriter(threading.Thread):
+    """Writes batches through a :class:`CacheFiller` from a background thread, so
+    that HDF5 writes (which release the GIL) overlap the forward pass."""
+
+    def __init__(self, filler: CacheFiller) -> None:
+        super().__init__(daemon=True, name="featx-writer")
+        self.filler = filler
+        self.jobs: queue.Queue = queue.Queue(maxsize=4)
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        while (job := self.jobs.get()) is not None:
+            if self.error is None:
+                try:
+                    self.filler.write(*job)
+                except BaseException as exc:  # re-raised in the main thread
+                    self.error = exc
+
+    def put(self, rows: np.ndarray, values: dict[str, np.ndarray]) -> None:
+        if self.error is not None:
+            raise self.error
+        self.jobs.put((rows, values))
+
+    def close(self) -> None:
+        self.jobs.put(None)
+        self.join()
+        if self.error is not None:
+            raise self.error
 
 
 @contextlib.contextmanager

@@ -9,8 +9,6 @@ that could not be decoded into ``/failed``.
 
 from __future__ import annotations
 
-import queue
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -20,6 +18,7 @@ import numpy as np
 import torch
 
 from featx.cache import (
+    BackgroundWriter,
     CacheFiller,
     CacheMeta,
     CacheState,
@@ -223,35 +222,6 @@ def _same_structure(
     )
 
 
-class _Writer(threading.Thread):
-    """Writes batches to the cache from a background thread."""
-
-    def __init__(self, filler: CacheFiller) -> None:
-        super().__init__(daemon=True, name="featx-writer")
-        self.filler = filler
-        self.jobs: queue.Queue = queue.Queue(maxsize=4)
-        self.error: BaseException | None = None
-
-    def run(self) -> None:
-        while (job := self.jobs.get()) is not None:
-            if self.error is None:
-                try:
-                    self.filler.write(*job)
-                except BaseException as exc:  # re-raised in the main thread
-                    self.error = exc
-
-    def put(self, rows: np.ndarray, values: dict[str, np.ndarray]) -> None:
-        if self.error is not None:
-            raise self.error
-        self.jobs.put((rows, values))
-
-    def close(self) -> None:
-        self.jobs.put(None)
-        self.join()
-        if self.error is not None:
-            raise self.error
-
-
 def _pending(
     path: Path, wanted: list[LayerDef]
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
@@ -434,7 +404,7 @@ def fill_rows(path: Path, rows: Rows, pending: np.ndarray, batches, progress):
     progress.start("extracting", len(pending))
     try:
         with CacheFiller(path) as filler:
-            writer = _Writer(filler)
+            writer = BackgroundWriter(filler)
             writer.start()
             try:
                 batch: Batch
