@@ -91,7 +91,8 @@ def test_cli_predict_json_and_csv(digits, models):
         ],
         catch_exceptions=False,
     )
-    rows = json.loads(out.output)
+    rows = json.loads(out.stdout)  # machine-readable: stdout alone
+    assert out.stderr.startswith("WARNING: random weights, NOT pretrained")
     assert rows[0]["path"] == image and rows[0]["label"] in [str(i) for i in range(10)]
     assert 0.0 <= rows[0]["score"] <= 1.0
     csv = runner.invoke(
@@ -99,6 +100,6 @@ def test_cli_predict_json_and_csv(digits, models):
         ["predict", "--model", models["svm"], image, "--csv", "-q", "--workers", "0"],
         catch_exceptions=False,
     )
-    header, row = csv.output.strip().splitlines()
+    header, row = csv.stdout.strip().splitlines()
     assert header == "path,label,score,score_kind,error" and row.startswith(image)
     assert np.isfinite(float(row.split(",")[2]))
