@@ -50,6 +50,18 @@ CLFS = ("svm", "logreg", "ridge", "mlp")
 LAYERS = ("pool5", "fc7")
 
 
+def timed_cv(estimator, X, y, seed: int) -> dict:
+    """Mean accuracy and wall time of a shuffled, seeded 5-fold CV."""
+    started = time.perf_counter()
+    out = cross_validate(
+        estimator, X, y, cv=StratifiedKFold(5, shuffle=True, random_state=seed)
+    )
+    return {
+        "accuracy": float(np.mean(out["test_score"])),
+        "seconds": time.perf_counter() - started,
+    }
+
+
 def reference(X, y, clf: str, seed: int) -> dict:
     """GridSearchCV over the plain pipeline, on featx's outer and inner folds."""
     param, grid = next(iter(pipelines.GRIDS[clf].items()))
@@ -59,31 +71,17 @@ def reference(X, y, clf: str, seed: int) -> dict:
     search = GridSearchCV(
         plain,
         {f"clf__{param}": list(grid)},
-        cv=StratifiedKFold(3, shuffle=True, random_state=seed),
+        cv=StratifiedKFold(pipelines.INNER_CV, shuffle=True, random_state=seed),
         scoring="accuracy",
     )
-    started = time.perf_counter()
-    out = cross_validate(
-        search, X, y, cv=StratifiedKFold(5, shuffle=True, random_state=seed)
-    )
-    return {
-        "accuracy": float(np.mean(out["test_score"])),
-        "seconds": time.perf_counter() - started,
-    }
+    return timed_cv(search, X, y, seed)
 
 
 def untuned_svm(X, y, seed: int) -> dict:
     plain = pipelines.make_pipeline(
         "svm", n_samples=len(y), n_features=X.shape[1], seed=seed, value=1.0
     )
-    started = time.perf_counter()
-    out = cross_validate(
-        plain, X, y, cv=StratifiedKFold(5, shuffle=True, random_state=seed)
-    )
-    return {
-        "accuracy": float(np.mean(out["test_score"])),
-        "seconds": time.perf_counter() - started,
-    }
+    return timed_cv(plain, X, y, seed)
 
 
 def compare(name: str, cache: Path, args) -> list[dict]:
