@@ -198,11 +198,16 @@ def make_report(
         layers = choose_layers(train, layers)
         progress.start("fitting", len(layers) * len(clfs))
         try:
-            rows = [
-                store.result(train, test_path, layer, clf, options)
-                for layer in layers
-                for clf in clfs
-            ]
+            rows = []
+            for layer in layers:  # fingerprints hash every row: once per layer
+                prints = (
+                    fingerprint(train, layer),
+                    _test_fingerprint(test_path, layer),
+                )
+                rows += [
+                    store.result(train, test_path, layer, clf, prints, options)
+                    for clf in clfs
+                ]
         finally:
             progress.finish()
         best = max(rows, key=lambda r: (r["cv_accuracy_mean"], -r["fit_time_mean"]))
@@ -253,14 +258,11 @@ class ResultStore:
         test_path: Path | None,
         layer: str,
         clf: str,
+        prints: tuple[str, str | None],
         options: dict,
     ) -> dict:
-        """The stored or freshly computed ``fit --json`` object of one pair."""
-        test_fp = None
-        if test_path is not None:
-            with FeatureCache(test_path) as held_out:
-                if layer in held_out.layers:
-                    test_fp = fingerprint(held_out, layer)
+        """The stored or freshly computed ``fit --json`` object of one pair;
+        ``prints`` are the fingerprints of the train and test caches' layer."""
         params = {
             "cv": options.get("cv", 5),
             "seed": options.get("seed", 0),
@@ -269,7 +271,7 @@ class ResultStore:
             "tune": options.get("tune", True),
             "layer": layer,
         }
-        key = _result_key(fingerprint(train, layer), test_fp, clf, params)
+        key = _result_key(*prints, clf, params)
         stored = self.folder / f"{key}.json"
         progress = options["progress"]
         progress.describe(f"{layer} + {clf}")
@@ -291,6 +293,14 @@ class ResultStore:
         self.computed += 1
         progress.advance(1)
         return row
+
+
+def _test_fingerprint(test_path: Path | None, layer: str) -> str | None:
+    """The held-out cache's fingerprint of ``layer``; None without one."""
+    if test_path is None:
+        return None
+    with FeatureCache(test_path) as held_out:
+        return fingerprint(held_out, layer) if layer in held_out.layers else None
 
 
 def _draw_figures(
