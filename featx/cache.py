@@ -27,11 +27,14 @@ after its features were flushed. An interrupted fill leaves a valid file whose
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
+import functools
 import json
 import os
 import queue
 import re
+import shutil
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -40,12 +43,32 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from featx.errors import CacheBusyError, CacheError
+from featx.errors import (
+    CacheBusyError,
+    CacheDamagedError,
+    CacheError,
+    NoSpaceError,
+    ReadOnlyError,
+    printable,
+)
 
 #: What a process that finds a cache being written is told.
 BUSY_MESSAGE = (
     "another featx process is writing {path}; wait for it to finish (nothing was "
     "changed)"
+)
+#: What a writer that finds a cache held open by a foreign HDF5 reader is told.
+#: (featx's own readers take no HDF5 lock: they never block a writer, see
+#: :func:`_open`.)
+READER_MESSAGE = (
+    "{path} is open in another program that holds HDF5's file lock (h5py, "
+    "HDFView...); close it, or open it there with locking=False, and run again "
+    "(nothing was changed)"
+)
+#: What a reader of a damaged cache is told.
+DAMAGED_MESSAGE = (
+    "cache {path} is damaged ({detail}); run `featx extract {data} --rebuild` to "
+    "recompute it, or delete it"
 )
 
 FORMAT_VERSION = 1
@@ -55,6 +78,9 @@ READ_BLOCK_BYTES = 4 << 20
 #: batch boundary (chunks are at most 1 MiB), small enough to keep memory flat.
 FILL_CACHE_BYTES = 4 << 20
 STR = h5py.string_dtype("utf-8")
+#: No AlexNet activation comes near this (pretrained fc6 peaks in the hundreds);
+#: a stored value beyond it is damage. Squares of values below it fit float32.
+MAX_ABS = 1e15
 
 
 @dataclass(frozen=True)
@@ -248,17 +274,85 @@ def _check_format(f: h5py.File, path: Path) -> None:
         )
 
 
+def _detail(exc: BaseException) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    text = re.sub(r"^Unable to (synchronously )?", "", text)
+    text = re.sub(r"^open file \((.*)\)$", r"\1", text)
+    return printable(text[:160])
+
+
+def damaged(path: Path, exc: BaseException, data: str = "") -> CacheDamagedError:
+    """The one-line error for a cache that cannot be read back."""
+    return CacheDamagedError(
+        DAMAGED_MESSAGE.format(path=path, detail=_detail(exc), data=data or "DATA_DIR")
+    )
+
+
+#: What reading a damaged HDF5 file raises, through h5py and our own parsing.
+READ_ERRORS = (OSError, KeyError, ValueError, TypeError, RuntimeError, IndexError)
+
+
+@contextlib.contextmanager
+def reading(path: Path, data: str = "") -> Iterator[None]:
+    """Turn what a damaged cache raises while being read into one line."""
+    try:
+        yield
+    except (CacheError, NoSpaceError, ReadOnlyError):
+        raise
+    except READ_ERRORS as exc:
+        raise damaged(path, exc, data) from exc
+
+
+REQUIRED = ("paths", "labels", "sha256", "size", "mtime_ns")
+FAILED = ("paths", "reasons", "sha256", "size", "mtime_ns")
+
+
+def _check_layout(f: h5py.File, path: Path) -> None:
+    """Refuse a file whose datasets are missing or disagree on the row count."""
+    n = f["paths"].shape[0]
+    for name in REQUIRED:
+        if f[name].shape != (n,):
+            raise ValueError(f"/{name} has {f[name].shape} rows, /paths has {n}")
+    m = f["failed/paths"].shape[0]
+    for name in FAILED:
+        if f["failed"][name].shape != (m,):
+            raise ValueError(f"/failed/{name} disagrees with /failed/paths")
+    for key, ds in f["features"].items():
+        if ds.shape[0] != n or f["done"][key].shape != (n,):
+            raise ValueError(f"/features/{key} or /done/{key} has the wrong rows")
+    if f["scanned_at_ns"].shape != (1,):
+        raise ValueError("/scanned_at_ns is not one value")
+    json.loads(f.attrs["classes"])
+    json.loads(f.attrs["transform"])
+
+
 def _open(path: Path, mode: str = "r", **kwargs) -> h5py.File:
+    """Open a cache file.
+
+    Readers (``mode="r"``) take no HDF5 file lock: a writer only fills rows
+    (raw data, flags set after their features) or renames a complete new file
+    over the old one, and a reader holding the old file keeps reading it, so
+    readers never need to block a writer — and a cache on read-only media opens.
+    Writers are serialised by :func:`cache_lock`.
+    """
+    if mode == "r":
+        kwargs.setdefault("locking", False)
     try:
         return h5py.File(path, mode, **kwargs)
     except FileNotFoundError as exc:
         raise CacheError(f"cache {path} does not exist") from exc
     except BlockingIOError as exc:
-        raise CacheBusyError(BUSY_MESSAGE.format(path=path)) from exc
+        raise CacheBusyError(READER_MESSAGE.format(path=path)) from exc
+    except PermissionError as exc:
+        raise ReadOnlyError(
+            f"cannot {'read' if mode == 'r' else 'write'} {path}: {exc.strerror}"
+        ) from exc
     except OSError as exc:
-        if "lock" in str(exc).lower():
-            raise CacheBusyError(BUSY_MESSAGE.format(path=path)) from exc
-        raise CacheError(f"cannot open {path} as HDF5: {exc}") from exc
+        if "unable to lock file" in str(exc).lower():
+            raise CacheBusyError(READER_MESSAGE.format(path=path)) from exc
+        if "read-only" in str(exc).lower() or "permission denied" in str(exc).lower():
+            raise ReadOnlyError(f"cannot write {path}: {_detail(exc)}") from exc
+        raise damaged(path, exc) from exc
 
 
 def _layer_from_attrs(ds: h5py.Dataset) -> LayerDef:
@@ -272,10 +366,15 @@ def _layer_from_attrs(ds: h5py.Dataset) -> LayerDef:
     )
 
 
-def read_state(path: Path) -> CacheState:
+def read_state(path: Path, data: str = "") -> CacheState:
     """Read everything of a cache but its features (paths, flags, attrs)."""
-    with _open(path) as f:
+    try:
+        f = _open(path)
+    except CacheDamagedError as exc:
+        raise damaged(path, exc.__cause__ or exc, data) from exc
+    with f, reading(path, data):
         _check_format(f, path)
+        _check_layout(f, path)
         rows = Rows(
             paths=_decode(f["paths"][:]),
             labels=f["labels"][:],
@@ -310,7 +409,7 @@ def read_state(path: Path) -> CacheState:
 
 def read_done(path: Path, keys) -> dict[str, np.ndarray]:
     """The ``done`` flags of the layers ``keys``, as booleans."""
-    with _open(path) as f:
+    with _open(path) as f, reading(path):
         _check_format(f, path)
         return {k: f["done"][k][:].astype(bool) for k in keys}
 
@@ -350,6 +449,70 @@ def _runs(dst: np.ndarray, src: np.ndarray) -> Iterator[tuple[int, int, int]]:
             start = i
 
 
+def _mb(n: int) -> str:
+    return f"{max(n, 0) / 1e6:,.0f} MB" if n >= 1e6 else f"{max(n, 0) / 1e6:.1f} MB"
+
+
+def no_space(folder: Path, need: int, free: int) -> NoSpaceError:
+    """The one-line error for a disk that cannot hold what must be written."""
+    return NoSpaceError(
+        f"no space left on {folder}: this step needs {_mb(need)}, {_mb(free)} is "
+        f"free; free {_mb(need - free)} and run again (nothing computed was lost)"
+    )
+
+
+def is_no_space(exc: BaseException) -> bool:
+    """Whether ``exc`` (an OSError, or h5py's RuntimeError) says the disk is full."""
+    text = str(exc)
+    return (
+        getattr(exc, "errno", None) == errno.ENOSPC
+        or "errno = 28" in text
+        or "No space left" in text
+    )
+
+
+def check_free(folder: Path, need: int) -> None:
+    """Refuse to start a write of ``need`` bytes that ``folder``'s disk cannot hold."""
+    free = shutil.disk_usage(folder).free
+    if need > free:
+        raise no_space(folder, need, free)
+
+
+def reserve(path: Path) -> None:
+    """Allocate every block of ``path`` that is still a hole.
+
+    Feature chunks are allocated early in HDF5's address space but not on disk;
+    reserving them up front turns a disk that fills up mid-run into one clean
+    error here, before any row is written (HDF5 does not survive a failed write).
+    """
+    size = path.stat().st_size
+    try:
+        fd = os.open(path, os.O_RDWR)
+    except PermissionError as exc:
+        raise ReadOnlyError(f"cannot write {path}: {exc.strerror}") from exc
+    try:
+        os.posix_fallocate(fd, 0, size)
+    except OSError as exc:
+        if exc.errno == errno.ENOSPC:
+            st = os.fstat(fd)
+            need = size - st.st_blocks * 512
+            free = shutil.disk_usage(path.parent).free
+            raise no_space(path.parent, need, free) from exc
+        if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+            raise
+    finally:
+        os.close(fd)
+
+
+def _estimate(rows: Rows, layers: list[LayerDef]) -> int:
+    """Bytes a cache of ``rows`` and ``layers`` takes, with room for metadata."""
+    features = sum(
+        len(rows) * layer.dim * np.dtype(layer.dtype).itemsize for layer in layers
+    )
+    columns = sum(len(p.encode()) + 128 for p in rows.paths)
+    return features + columns + (1 << 20)
+
+
 # Long (~60 lines): one atomic write of every dataset of the layout, in order.
 def write_cache(
     path: Path,
@@ -368,52 +531,71 @@ def write_cache(
     ``source_rows[i]`` names the row of ``source`` whose computed features row
     ``i`` takes over (-1: none); features of layers missing there start undone.
     """
-    n = len(rows)
     tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+    check_free(path.parent, _estimate(rows, layers))
     try:
-        with h5py.File(tmp, "w") as f:
-            f.attrs.update(meta.to_attrs())
-            f.attrs["featx_format"] = FORMAT_VERSION
-            # A dataset, so that an in-place run updates it without new metadata.
-            f.create_dataset("scanned_at_ns", data=np.array([scanned_at_ns], np.int64))
-            f.create_dataset(
-                "paths", data=np.array(rows.paths, dtype=object), dtype=STR
-            )
-            f.create_dataset("labels", data=np.asarray(rows.labels, np.int64))
-            f.create_dataset("sha256", data=np.array(rows.sha256, dtype="S64"))
-            f.create_dataset("size", data=np.asarray(rows.size, np.int64))
-            f.create_dataset("mtime_ns", data=np.asarray(rows.mtime_ns, np.int64))
-            g = f.create_group("failed")
-            g.create_dataset(
-                "paths",
-                data=np.array([x.path for x in failed], dtype=object),
-                dtype=STR,
-            )
-            g.create_dataset(
-                "reasons",
-                data=np.array([x.reason for x in failed], dtype=object),
-                dtype=STR,
-            )
-            g.create_dataset("sha256", data=np.array([x.sha256 for x in failed], "S64"))
-            g.create_dataset("size", data=np.array([x.size for x in failed], np.int64))
-            g.create_dataset(
-                "mtime_ns", data=np.array([x.mtime_ns for x in failed], np.int64)
-            )
-            feats, dones = f.create_group("features"), f.create_group("done")
-            src_file = h5py.File(source, "r") if source is not None else None
-            try:
-                for layer in layers:
-                    ds = _create_features(feats, layer, n)
-                    done = np.zeros(n, np.uint8)
-                    if src_file is not None and layer.key in src_file["features"]:
-                        _copy_rows(src_file, layer.key, ds, done, source_rows, on_rows)
-                    dones.create_dataset(layer.key, data=done)
-            finally:
-                if src_file is not None:
-                    src_file.close()
+        _write_layout(
+            tmp, meta, scanned_at_ns, rows, layers, failed, source, source_rows, on_rows
+        )
         tmp.replace(path)
+    except (NoSpaceError, ReadOnlyError):
+        raise
+    except (OSError, RuntimeError) as exc:
+        if is_no_space(exc):
+            free = shutil.disk_usage(path.parent).free
+            raise no_space(path.parent, _estimate(rows, layers), free) from exc
+        raise
     finally:
         tmp.unlink(missing_ok=True)
+
+
+# Long (~55 lines): every dataset of the layout, in order.
+def _write_layout(
+    tmp, meta, scanned_at_ns, rows, layers, failed, source, source_rows, on_rows
+) -> None:
+    """Write the new file ``tmp`` (see :func:`write_cache`). (Nine parameters:
+    those of write_cache.)"""
+    n = len(rows)
+    with h5py.File(tmp, "w") as f:
+        f.attrs.update(meta.to_attrs())
+        f.attrs["featx_format"] = FORMAT_VERSION
+        # A dataset, so that an in-place run updates it without new metadata.
+        f.create_dataset("scanned_at_ns", data=np.array([scanned_at_ns], np.int64))
+        f.create_dataset("paths", data=np.array(rows.paths, dtype=object), dtype=STR)
+        f.create_dataset("labels", data=np.asarray(rows.labels, np.int64))
+        f.create_dataset("sha256", data=np.array(rows.sha256, dtype="S64"))
+        f.create_dataset("size", data=np.asarray(rows.size, np.int64))
+        f.create_dataset("mtime_ns", data=np.asarray(rows.mtime_ns, np.int64))
+        g = f.create_group("failed")
+        g.create_dataset(
+            "paths",
+            data=np.array([x.path for x in failed], dtype=object),
+            dtype=STR,
+        )
+        g.create_dataset(
+            "reasons",
+            data=np.array([x.reason for x in failed], dtype=object),
+            dtype=STR,
+        )
+        g.create_dataset("sha256", data=np.array([x.sha256 for x in failed], "S64"))
+        g.create_dataset("size", data=np.array([x.size for x in failed], np.int64))
+        g.create_dataset(
+            "mtime_ns", data=np.array([x.mtime_ns for x in failed], np.int64)
+        )
+        feats, dones = f.create_group("features"), f.create_group("done")
+        created = [_create_features(feats, layer, n) for layer in layers]
+        f.flush()
+        reserve(tmp)
+        src_file = _open(source, "r") if source is not None else None
+        try:
+            for layer, ds in zip(layers, created, strict=True):
+                done = np.zeros(n, np.uint8)
+                if src_file is not None and layer.key in src_file["features"]:
+                    _copy_rows(src_file, layer.key, ds, done, source_rows, on_rows)
+                dones.create_dataset(layer.key, data=done)
+        finally:
+            if src_file is not None:
+                src_file.close()
 
 
 def _copy_rows(src_file, key, ds, done, source_rows, on_rows) -> None:
@@ -440,6 +622,8 @@ class CacheFiller:
     """
 
     def __init__(self, path: Path) -> None:
+        reserve(path)
+        self.path = path
         self.f = _open(path, "r+", rdcc_nbytes=FILL_CACHE_BYTES, rdcc_w0=1.0)
 
     def __enter__(self) -> CacheFiller:
@@ -450,6 +634,15 @@ class CacheFiller:
 
     def write(self, rows: np.ndarray, values: dict[str, np.ndarray]) -> None:
         """Store ``values[key][i]`` as row ``rows[i]`` (rows sorted) and commit."""
+        try:
+            self._write(rows, values)
+        except (OSError, RuntimeError) as exc:
+            if is_no_space(exc):
+                free = shutil.disk_usage(self.path.parent).free
+                raise no_space(self.path.parent, 1 << 20, free) from exc
+            raise
+
+    def _write(self, rows: np.ndarray, values: dict[str, np.ndarray]) -> None:
         runs = list(_runs(np.arange(len(rows)), rows))
         for key, array in values.items():
             ds = self.f["features"][key]
@@ -514,10 +707,24 @@ class BackgroundWriter(threading.Thread):
 
 @contextlib.contextmanager
 def cache_lock(path: Path) -> Iterator[None]:
-    """Hold the cache's write lock, or raise :class:`CacheBusyError` at once."""
+    """Hold the cache's write lock, or raise :class:`CacheBusyError` at once.
+
+    Raises :class:`ReadOnlyError` where the lock file cannot be created (a
+    read-only folder or medium): the caller decides whether it must write.
+    """
     lock_path = path.with_name(f".{path.name}.lock")
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with lock_path.open("a") as handle:
+    try:
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        handle = lock_path.open("a")
+    except OSError as exc:
+        if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            raise ReadOnlyError(
+                f"cannot write in {lock_path.parent}: {exc.strerror}"
+            ) from exc
+        if exc.errno == errno.ENOSPC:
+            raise no_space(lock_path.parent, 4096, 0) from exc
+        raise
+    with handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError as exc:
@@ -717,12 +924,14 @@ class FeatureCache:
         self.path = Path(path)
         self.file = _open(self.path, "r")
         try:
-            _check_format(self.file, self.path)
+            with reading(self.path):
+                _check_format(self.file, self.path)
+                self.attrs = dict(self.file.attrs)
+                self.meta = CacheMeta.from_attrs(self.attrs)
+                _check_layout(self.file, self.path)
         except CacheError:
             self.file.close()
             raise
-        self.attrs = dict(self.file.attrs)
-        self.meta = CacheMeta.from_attrs(self.attrs)
 
     def __enter__(self) -> FeatureCache:
         return self
@@ -741,40 +950,51 @@ class FeatureCache:
     def classes(self) -> list[str]:
         return self.meta.classes
 
-    @property
+    @functools.cached_property
     def labels(self) -> np.ndarray:
-        return self.file["labels"][:]
+        with reading(self.path, self.meta.data_root):
+            labels = self.file["labels"][:]
+            if len(labels) and (
+                labels.min() < -1 or labels.max() >= max(1, len(self.classes))
+            ):
+                raise ValueError("/labels holds class numbers out of range")
+            return labels
 
-    @property
+    @functools.cached_property
     def sha256(self) -> np.ndarray:
         """The content hash of every row, as stored (bytes)."""
-        return self.file["sha256"][:]
+        with reading(self.path, self.meta.data_root):
+            return self.file["sha256"][:]
 
     def done(self, layer: str) -> np.ndarray:
         """Which rows of ``layer`` are computed (booleans)."""
-        return self.file["done"][layer][:].astype(bool)
+        with reading(self.path, self.meta.data_root):
+            return self.file["done"][layer][:].astype(bool)
 
     def complete_layers(self) -> list[str]:
         """The layers whose every row is computed, in storage order."""
         return [key for key in self.file["features"] if self.done(key).all()]
 
-    @property
+    @functools.cached_property
     def paths(self) -> list[str]:
-        return _decode(self.file["paths"][:])
+        with reading(self.path, self.meta.data_root):
+            return _decode(self.file["paths"][:])
 
-    @property
+    @functools.cached_property
     def layers(self) -> dict[str, LayerDef]:
-        return {k: _layer_from_attrs(ds) for k, ds in self.file["features"].items()}
+        with reading(self.path, self.meta.data_root):
+            return {k: _layer_from_attrs(ds) for k, ds in self.file["features"].items()}
 
-    @property
+    @functools.cached_property
     def failed(self) -> list[Failure]:
         g = self.file["failed"]
-        return [
-            Failure(p, r)
-            for p, r in zip(
-                _decode(g["paths"][:]), _decode(g["reasons"][:]), strict=True
-            )
-        ]
+        with reading(self.path, self.meta.data_root):
+            return [
+                Failure(p, r)
+                for p, r in zip(
+                    _decode(g["paths"][:]), _decode(g["reasons"][:]), strict=True
+                )
+            ]
 
     def dataset(self, layer: str) -> h5py.Dataset:
         """The feature dataset of ``layer``, checked to be complete."""
@@ -811,7 +1031,9 @@ class FeatureCache:
         step = _block_rows(ds, chunk_rows)
         for start in range(0, len(rows), step):
             idx = rows[start : start + step]
-            block = _read_rows(ds, idx)
+            with reading(self.path, self.meta.data_root):
+                block = _read_rows(ds, idx)
+            self._check_finite(layer, block)
             yield idx, block.astype(dtype, copy=False)
 
     def read(self, layer: str, *, rows: np.ndarray | None = None, dtype=np.float32):
@@ -827,13 +1049,32 @@ class FeatureCache:
             step = _block_rows(ds, n)
             for start in range(0, n, step):
                 sel = np.s_[start : min(n, start + step)]
-                ds.read_direct(out, sel, sel)  # HDF5 converts into ``out``
+                with reading(self.path, self.meta.data_root):
+                    ds.read_direct(out, sel, sel)  # HDF5 converts into ``out``
+                self._check_finite(layer, out[sel])
             return out
         pos = 0
         for _, block in self.iter_chunks(layer, rows=rows, dtype=dtype):
             out[pos : pos + len(block)] = block
             pos += len(block)
         return out
+
+
+    def _check_finite(self, layer: str, block: np.ndarray) -> None:
+        """Refuse NaN, Inf and magnitudes beyond :data:`MAX_ABS`: AlexNet computes
+        none of them, so they mean damage (and no classifier may see them)."""
+        with np.errstate(invalid="ignore"):
+            ok = np.abs(block) <= MAX_ABS  # False for NaN too
+        if not ok.all():
+            bad = int((~ok).any(axis=1).sum())
+            raise damaged(
+                self.path,
+                ValueError(
+                    f"{bad} row(s) of layer {layer} hold NaN, Inf or values beyond "
+                    f"±{MAX_ABS:.0e}"
+                ),
+                self.meta.data_root,
+            )
 
 
 def _block_rows(ds: h5py.Dataset, most: int) -> int:

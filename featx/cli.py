@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from featx.runtime import configure_openmp
 
 configure_openmp()  # before anything imports torch
 
-from featx.errors import FeatxError
+from featx.errors import FeatxError, NoSpaceError, printable
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -31,8 +32,22 @@ class FeatxGroup(click.Group):
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
+        except NoSpaceError as exc:
+            # HDF5 cannot be trusted to close cleanly after a failed write (it
+            # crashed at exit in tests): say it, and leave without its clean-up.
+            # Temporary files were removed and the lock goes with the process.
+            click.echo(f"Error: {exc}", err=True)
+            sys.stderr.flush()
+            os._exit(1)
         except FeatxError as exc:
             raise click.ClickException(str(exc)) from exc
+        except OSError as exc:
+            # A fault of the machine (permissions, disk, a vanished file) that no
+            # check above foresaw: one line, never a traceback.
+            where = f" {printable(str(exc.filename))}" if exc.filename else ""
+            raise click.ClickException(
+                f"{exc.strerror or exc}:{where}" if where else str(exc)
+            ) from exc
         except KeyboardInterrupt:
             if ctx.invoked_subcommand in self.RESUMABLE:
                 message = (
@@ -353,6 +368,12 @@ def extraction_options(func):
     help="With --engine ray: model actors [default: one per GPU, or half the "
     "CPUs]. (--num-workers is the old name.)",
 )
+@click.option(
+    "--rebuild",
+    is_flag=True,
+    help="Recompute the cache from nothing, replacing the file there (for a "
+    "damaged cache).",
+)
 @extraction_options
 def extract(
     data_dirs,
@@ -369,6 +390,7 @@ def extract(
     engine,
     address,
     ray_actors,
+    rebuild,
 ) -> None:
     """Extract AlexNet activations for every image under each DATA_DIR into the
     cache (one cache per folder, one model load for all).
@@ -401,6 +423,7 @@ def extract(
             cache_dir=cache_dir,
             progress=TqdmProgress(quiet),
             engine=RayEngine(address, ray_actors) if engine == "ray" else "local",
+            rebuild=rebuild,
         )
         print_extraction(result)
 
@@ -421,12 +444,13 @@ def print_extraction(result) -> None:
     if result.ignored:
         click.echo(
             f"ignored: {len(result.ignored)} image(s) directly in DATA_DIR, outside "
-            "any class folder (e.g. " + result.ignored[0] + ")"
+            "any class folder (e.g. " + printable(result.ignored[0]) + ")"
         )
-    for failure in result.failures[:20]:
-        click.echo(f"failed:  {failure.path}: {failure.reason}")
-    if result.n_failed > 20:
-        click.echo(f"failed:  ... and {result.n_failed - 20} more (`featx info`)")
+    for label, items in (("skipped", result.skipped), ("failed", result.failures)):
+        for item in items[:20]:
+            click.echo(f"{label + ':':<9}{printable(item.path)}: {item.reason}")
+        if len(items) > 20:
+            click.echo(f"{label + ':':<9}... and {len(items) - 20} more (`featx info`)")
     if result.n_images == 0:
         raise click.ClickException("no image could be decoded; nothing to extract")
 
@@ -471,7 +495,7 @@ def info(cache, cache_dir, as_json) -> None:
         for name, count in data["classes"].items():
             click.echo(f"  {name:<20}{count:>7}")
     for f in data["failed"]:
-        click.echo(f"failed:   {f['path']}: {f['reason']}")
+        click.echo(f"failed:   {printable(f['path'])}: {f['reason']}")
 
 
 def held_out_for(test, cache, cache_dir, quiet, layers=None):
@@ -686,7 +710,9 @@ def fit(
     type=click.Path(dir_okay=False, path_type=Path),
     help="A model file written by `featx fit`.",
 )
-@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.argument(
+    "paths", nargs=-1, required=True, type=click.Path(path_type=Path, readable=False)
+)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
 @click.option("--csv", "as_csv", is_flag=True, help="Print CSV.")
 @click.option(

@@ -29,6 +29,18 @@ class CacheBusyError(CacheError):
     """Another featx process is writing the same cache."""
 
 
+class CacheDamagedError(CacheError):
+    """A cache file that HDF5 cannot read: truncated, overwritten, not HDF5."""
+
+
+class ReadOnlyError(FeatxError, OSError):
+    """Work that must write, in a place where featx cannot write."""
+
+
+class NoSpaceError(FeatxError, OSError):
+    """The disk is (or would be) full; nothing already written was lost."""
+
+
 class ImageDecodeError(FeatxError, ValueError):
     """One image that cannot be decoded; recorded, never fatal on its own."""
 
@@ -49,3 +61,19 @@ def check_int(name: str, value, *, low: int, allow=()) -> None:
         raise ParameterError(
             f"`{name}` must be an integer >= {low}{extra}. Got {value!r}."
         )
+
+
+def printable(name: str) -> str:
+    """``name`` as one line that cannot fake output: control characters, and
+    bytes that are not UTF-8 (``surrogateescape``), are written as escapes
+    (``\\n``, ``\\xff``). Escaping twice changes nothing."""
+    out = []
+    for ch in name:
+        code = ord(ch)
+        if 0xDC80 <= code <= 0xDCFF:  # a byte os.fsdecode could not decode
+            out.append(f"\\x{code - 0xDC00:02x}")
+        elif not ch.isprintable():
+            out.append(ch.encode("unicode_escape", "backslashreplace").decode())
+        else:
+            out.append(ch)
+    return "".join(out)

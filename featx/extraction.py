@@ -34,7 +34,7 @@ from featx.cache import (
     write_cache,
 )
 from featx.digest import file_sha256
-from featx.errors import CacheError, check_choice, check_int
+from featx.errors import CacheError, ReadOnlyError, check_choice, check_int
 from featx.forward import Batch, compute_batches, resolve_device
 from featx.identity import cache_meta, cache_path_for
 from featx.images import ImageSet, Preprocess, list_images
@@ -75,6 +75,7 @@ class ExtractResult:
     pretrained: bool
     device: str
     ignored: list[str] = field(default_factory=list)
+    skipped: list[Failure] = field(default_factory=list)
 
     @property
     def n_failed(self) -> int:
@@ -91,15 +92,23 @@ class Compute:
     engine: str | RayEngine
 
 
-def scan_rows(images: ImageSet, old: CacheState | None, progress: Progress) -> Rows:
+def _hash(path: Path) -> str | OSError:
+    try:
+        return file_sha256(path)
+    except OSError as exc:
+        return exc
+
+
+def scan_rows(
+    images: ImageSet, old: CacheState | None, progress: Progress
+) -> tuple[Rows, list[Failure]]:
     """Every image of the folder with its size, mtime and sha256; hashes are
     reused from the cache ``old`` when size and mtime match (and the file was
-    not modified too close to the last scan)."""
-    sizes, mtimes = [], []
-    for rel in images.paths:
-        st = (images.root / rel).stat()
-        sizes.append(st.st_size)
-        mtimes.append(st.st_mtime_ns)
+    not modified too close to the last scan).
+
+    Files that vanish or cannot be read are left out of the rows and returned
+    as failures with their reason.
+    """
     known: dict[str, tuple[str, int, int]] = {}
     scanned = 0
     if old is not None:
@@ -109,34 +118,48 @@ def scan_rows(images: ImageSet, old: CacheState | None, progress: Progress) -> R
             known[rel] = (r.sha256[i], int(r.size[i]), int(r.mtime_ns[i]))
         for fail in old.failed:
             known[fail.path] = (fail.sha256, fail.size, fail.mtime_ns)
-    hashes: list[str] = []
-    todo = []
+    unreadable: list[Failure] = []
+    keep, sizes, mtimes, hashes, todo = [], [], [], [], []
     for i, rel in enumerate(images.paths):
+        try:
+            st = (images.root / rel).stat()
+        except OSError as exc:
+            unreadable.append(Failure(rel, f"cannot read: {exc.strerror}"))
+            continue
         entry = known.get(rel)
         fresh = (
             entry is not None
             and entry[0]
-            and (entry[1], entry[2]) == (sizes[i], mtimes[i])
-            and mtimes[i] < scanned - RACY_NS
+            and (entry[1], entry[2]) == (st.st_size, st.st_mtime_ns)
+            and st.st_mtime_ns < scanned - RACY_NS
         )
-        hashes.append(entry[0] if fresh else "")
         if not fresh:
-            todo.append(i)
+            todo.append(len(keep))
+        keep.append(i)
+        sizes.append(st.st_size)
+        mtimes.append(st.st_mtime_ns)
+        hashes.append(entry[0] if fresh else "")
     if todo:
         progress.start("hashing", len(todo))
         with ThreadPoolExecutor(max_workers=4) as pool:
-            files = [images.root / images.paths[i] for i in todo]
-            for i, digest in zip(todo, pool.map(file_sha256, files), strict=True):
-                hashes[i] = digest
+            files = [images.root / images.paths[keep[j]] for j in todo]
+            for j, digest in zip(todo, pool.map(_hash, files), strict=True):
+                hashes[j] = digest
                 progress.advance(1)
         progress.finish()
-    return Rows(
-        paths=list(images.paths),
-        labels=images.labels,
-        sha256=hashes,
-        size=np.array(sizes, np.int64),
-        mtime_ns=np.array(mtimes, np.int64),
+    ok = [j for j, h in enumerate(hashes) if isinstance(h, str)]
+    for j, h in enumerate(hashes):
+        if not isinstance(h, str):
+            rel = images.paths[keep[j]]
+            unreadable.append(Failure(rel, f"cannot read file: {h.strerror or h}"))
+    rows = Rows(
+        paths=[images.paths[keep[j]] for j in ok],
+        labels=np.asarray(images.labels)[[keep[j] for j in ok]].astype(np.int64),
+        sha256=[hashes[j] for j in ok],
+        size=np.array([sizes[j] for j in ok], np.int64),
+        mtime_ns=np.array([mtimes[j] for j in ok], np.int64),
     )
+    return rows, unreadable
 
 
 def _check_dtypes(old: CacheState | None, wanted: list[LayerDef]) -> None:
@@ -160,26 +183,18 @@ def reconcile_cache(
     meta: CacheMeta,
     scanned_at_ns: int,
     progress: Progress,
+    skipped: list[Failure] = (),
 ) -> tuple[list[Failure], Rows]:
     """Bring the cache at ``path`` in line with the folder's ``scanned`` rows.
 
     An unchanged structure is refreshed in place (changed files marked undone);
     anything else writes a new file that keeps every computed row still valid.
-    Returns the failures already recorded for unchanged files, and the rows.
+    ``skipped`` (entries never read) are recorded in ``/failed`` too. Returns
+    the failures already recorded for unchanged files, and the rows.
     """
-    old_failed = {f.path: f for f in (old.failed if old else [])}
-    failed_known, keep = [], []
-    for i, rel in enumerate(scanned.paths):
-        prev = old_failed.get(rel)
-        if prev is not None and prev.sha256 == scanned.sha256[i]:
-            failed_known.append(prev)
-        else:
-            keep.append(i)
-    rows = scanned.take(keep)
-    layers = dict(old.layers) if old else {}
-    for layer in wanted:
-        layers.setdefault(layer.key, layer)
-    if old is not None and _same_structure(old, rows, meta, layers, failed_known):
+    failed_known, rows, recorded = _split_known(old, scanned, skipped)
+    layers = _layers_after(old, wanted)
+    if old is not None and _same_structure(old, rows, meta, layers, recorded):
         changed = np.array(
             [i for i in range(len(rows)) if old.rows.sha256[i] != rows.sha256[i]],
             np.int64,
@@ -200,7 +215,7 @@ def reconcile_cache(
         scanned_at_ns=scanned_at_ns,
         rows=rows,
         layers=list(layers.values()),
-        failed=failed_known,
+        failed=recorded,
         source=path if old else None,
         source_rows=source_rows,
         on_rows=progress.advance,
@@ -208,6 +223,49 @@ def reconcile_cache(
     if old is not None:
         progress.finish()
     return failed_known, rows
+
+
+def _split_known(
+    old: CacheState | None, scanned: Rows, skipped: list[Failure]
+) -> tuple[list[Failure], Rows, list[Failure]]:
+    """Split off the rows that failed before with the same content; returns
+    those failures, the other rows, and every failure to record."""
+    old_failed = {f.path: f for f in (old.failed if old else [])}
+    failed_known, keep = [], []
+    for i, rel in enumerate(scanned.paths):
+        prev = old_failed.get(rel)
+        if prev is not None and prev.sha256 == scanned.sha256[i]:
+            failed_known.append(prev)
+        else:
+            keep.append(i)
+    recorded = sorted([*failed_known, *skipped], key=lambda f: f.path)
+    return failed_known, scanned.take(keep), recorded
+
+
+def _layers_after(old: CacheState | None, wanted: list[LayerDef]) -> dict:
+    layers = dict(old.layers) if old else {}
+    for layer in wanted:
+        layers.setdefault(layer.key, layer)
+    return layers
+
+
+def up_to_date(
+    old: CacheState | None,
+    scanned: Rows,
+    skipped: list[Failure],
+    wanted: list[LayerDef],
+    meta: CacheMeta,
+) -> bool:
+    """Whether the cache ``old`` already holds everything a run would write."""
+    if old is None:
+        return False
+    _, rows, recorded = _split_known(old, scanned, skipped)
+    layers = _layers_after(old, wanted)
+    return (
+        _same_structure(old, rows, meta, layers, recorded)
+        and old.rows.sha256 == rows.sha256
+        and all(old.done[w.key].all() for w in wanted)
+    )
 
 
 def _same_structure(
@@ -264,10 +322,11 @@ def extract(
     cache_dir: Path | None = None,
     engine: str | RayEngine = "local",
     progress: Progress | None = None,
+    rebuild: bool = False,
 ) -> ExtractResult:
     """Extract ``layers`` for every image under ``data_dir`` into the cache.
 
-    (Twelve parameters: they mirror `featx extract`'s options one to one.)
+    (Thirteen parameters: they mirror `featx extract`'s options one to one.)
 
     Parameters
     ----------
@@ -279,6 +338,9 @@ def extract(
         this process; None: one per core).
     engine
         ``"local"``, ``"ray"`` (a local Ray), or a :class:`RayEngine`.
+    rebuild
+        Recompute the cache from nothing, ignoring (and replacing) the file
+        there, for example a damaged one.
 
     Returns the :class:`ExtractResult` of the run; raises a
     :class:`~featx.errors.FeatxError` subclass when the run cannot go on.
@@ -310,68 +372,123 @@ def extract(
         for s in specs
     ]
     cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    cache_dir.mkdir(parents=True, exist_ok=True)
     path = cache_path_for(cache_dir, images.root, loaded, preprocess)
     meta = cache_meta(images, loaded, preprocess)
-    with cache_lock(path):
-        remove_stale_temporaries(path)
-        old = read_state(path) if path.exists() else None
-        _check_dtypes(old, wanted)
-        scanned_at_ns = time.time_ns()
-        scanned = scan_rows(images, old, progress)
-        failed_known, rows = reconcile_cache(
-            path,
-            old,
-            scanned,
-            wanted=wanted,
-            meta=meta,
-            scanned_at_ns=scanned_at_ns,
-            progress=progress,
+    run = Run(path, images, wanted, meta, loaded, preprocess, compute, progress)
+    try:
+        _make_folder(cache_dir)
+        with cache_lock(path):
+            return _update(run, rebuild=rebuild)
+    except ReadOnlyError as exc:
+        if rebuild:
+            raise
+        # Nothing may be written here: fine if there is nothing to write.
+        return _unchanged(run, exc)
+
+
+@dataclass
+class Run:
+    """What one extraction works on, with what, and how."""
+
+    path: Path
+    images: ImageSet
+    wanted: list[LayerDef]
+    meta: CacheMeta
+    loaded: LoadedWeights
+    preprocess: Preprocess
+    compute: Compute
+    progress: Progress
+
+    def result(self, rows: Rows, failures, skipped, n_new, new_failures, seconds):
+        """The :class:`ExtractResult` of this run. (Seven parameters: the
+        counts of the run.)"""
+        n_images = len(rows) - len(new_failures)
+        return ExtractResult(
+            cache_path=self.path,
+            n_images=n_images,
+            n_new=n_new,
+            n_reused=n_images - n_new,
+            failures=failures,
+            layers=[w.key for w in self.wanted],
+            seconds=seconds,
+            images_per_s=(n_new + len(new_failures)) / seconds if seconds else 0.0,
+            weights_id=self.loaded.weights_id,
+            pretrained=self.loaded.pretrained,
+            device=str(self.compute.device),
+            ignored=self.images.ignored,
+            skipped=skipped,
         )
-        pending, done = _pending(path, wanted)
-        started = time.perf_counter()
-        new_failures: list[Failure] = []
-        n_new = 0
-        if len(pending):
-            batches = _batches(
-                images.root, rows, pending, done, wanted, loaded, preprocess, compute
-            )
-            n_new, new_failures = fill_rows(path, rows, pending, batches, progress)
-        seconds = time.perf_counter() - started
-        if new_failures:
-            _record_failures(
-                path, rows, new_failures, failed_known, meta, scanned_at_ns
-            )
-    n_images = len(rows) - len(new_failures)
-    return ExtractResult(
-        cache_path=path,
-        n_images=n_images,
-        n_new=n_new,
-        n_reused=n_images - n_new,
-        failures=failed_known + new_failures,
-        layers=[w.key for w in wanted],
-        seconds=seconds,
-        images_per_s=(n_new + len(new_failures)) / seconds if seconds > 0 else 0.0,
-        weights_id=loaded.weights_id,
-        pretrained=loaded.pretrained,
-        device=str(compute.device),
-        ignored=images.ignored,
+
+
+def _update(run: Run, *, rebuild: bool) -> ExtractResult:
+    """Scan, reconcile, fill, record: the work of a run that holds the lock."""
+    path = run.path
+    remove_stale_temporaries(path)
+    old = None if rebuild else _old_state(path, run.images.root)
+    _check_dtypes(old, run.wanted)
+    scanned_at_ns = time.time_ns()
+    scanned, unreadable = scan_rows(run.images, old, run.progress)
+    skipped = [Failure(x.path, x.reason) for x in run.images.skipped] + unreadable
+    failed_known, rows = reconcile_cache(
+        path,
+        old,
+        scanned,
+        wanted=run.wanted,
+        meta=run.meta,
+        scanned_at_ns=scanned_at_ns,
+        progress=run.progress,
+        skipped=skipped,
+    )
+    pending, done = _pending(path, run.wanted)
+    started = time.perf_counter()
+    new_failures: list[Failure] = []
+    n_new = 0
+    if len(pending):
+        batches = _batches(run, rows, pending, done)
+        n_new, new_failures = fill_rows(path, rows, pending, batches, run.progress)
+    seconds = time.perf_counter() - started
+    if new_failures:
+        _record_failures(
+            path, rows, new_failures, failed_known + skipped, run.meta, scanned_at_ns
+        )
+    return run.result(
+        rows, failed_known + new_failures, skipped, n_new, new_failures, seconds
     )
 
 
-def _batches(
-    root: Path,
-    rows: Rows,
-    pending: np.ndarray,
-    done: dict[str, np.ndarray],
-    wanted: list[LayerDef],
-    loaded: LoadedWeights,
-    preprocess: Preprocess,
-    compute: Compute,
-):
-    """The stream of computed batches for the ``pending`` rows. (Eight
-    parameters: what to compute, with what, and how.)"""
-    files = [root / rows.paths[r] for r in pending]
+def _make_folder(folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ReadOnlyError(f"cannot create {folder}: {exc.strerror}") from exc
+
+
+def _old_state(path: Path, data_root: Path) -> CacheState | None:
+    """The cache's state, None where there is none yet."""
+    if not path.exists():
+        return None
+    return read_state(path, data=str(data_root))
+
+
+def _unchanged(run: Run, exc: ReadOnlyError) -> ExtractResult:
+    """The result of a run that cannot write: the cache as it is, if it is
+    complete and up to date; otherwise ``exc``, saying what needed writing."""
+    old = _old_state(run.path, run.images.root)
+    scanned, unreadable = scan_rows(run.images, old, Progress())
+    skipped = [Failure(x.path, x.reason) for x in run.images.skipped] + unreadable
+    if not up_to_date(old, scanned, skipped, run.wanted, run.meta):
+        raise ReadOnlyError(
+            f"{exc}; the cache needs new rows or layers. Give a writable "
+            "--cache-dir (or FEATX_CACHE_DIR)"
+        ) from exc
+    failed, rows, _ = _split_known(old, scanned, skipped)
+    return run.result(rows, failed, skipped, 0, [], 0.0)
+
+
+def _batches(run: Run, rows: Rows, pending: np.ndarray, done: dict[str, np.ndarray]):
+    """The stream of computed batches for the ``pending`` rows."""
+    files = [run.images.root / rows.paths[r] for r in pending]
+    compute, wanted = run.compute, run.wanted
     if isinstance(compute.engine, RayEngine):
         from featx.ray_engine import ray_batches
 
@@ -379,7 +496,7 @@ def _batches(
             files=files,
             rows=pending.tolist(),
             wanted=wanted,
-            loaded=loaded,
+            loaded=run.loaded,
             batch_size=compute.batch_size,
             engine=compute.engine,
         )
@@ -387,8 +504,8 @@ def _batches(
         files=files,
         rows=pending.tolist(),
         wanted=wanted,
-        loaded=loaded,
-        preprocess=preprocess,
+        loaded=run.loaded,
+        preprocess=run.preprocess,
         device=compute.device,
         batch_size=compute.batch_size,
         num_workers=compute.num_workers,

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import io
 import os
+import stat
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,16 +26,26 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 from torchvision.transforms import functional as F
 
-from featx.errors import DataError, ImageDecodeError
+from featx.errors import DataError, ImageDecodeError, printable
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """An entry of a data folder that is not read, and why (kept in the cache)."""
+
+    path: str
+    reason: str
 
 
 @dataclass
 class ImageSet:
     """The images of one folder, sorted by relative path.
 
-    ``labels`` is -1 for every image of a flat (unlabelled) folder.
+    ``labels`` is -1 for every image of a flat (unlabelled) folder. ``skipped``
+    lists the entries that were not read (links, special files, unreadable
+    folders, names that are not UTF-8), each with its reason.
     """
 
     root: Path
@@ -42,6 +53,7 @@ class ImageSet:
     labels: np.ndarray
     classes: list[str]
     ignored: list[str] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
 
     @property
     def labelled(self) -> bool:
@@ -52,12 +64,93 @@ def is_image_name(name: str) -> bool:
     return name.lower().endswith(IMAGE_EXTENSIONS) and not name.startswith(".")
 
 
+def _utf8(name: str) -> bool:
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _reason(exc: OSError) -> str:
+    return exc.strerror or type(exc).__name__
+
+
+class FolderWalker:
+    """Lists image files under a folder, safely.
+
+    Only regular files are listed (a FIFO or device named ``x.png`` is never
+    opened). A linked folder is entered at most once (by device and inode) and
+    never when it is one of its own ancestors; a dangling link, an unreadable
+    folder, a path too long, a name that is not UTF-8: each is skipped and
+    recorded with its reason.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.seen: set[tuple[int, int]] = set()
+        self.skipped: list[Skipped] = []
+
+    def skip(self, path: Path, reason: str) -> None:
+        rel = os.path.relpath(path, self.root)
+        rel = rel.replace(os.sep, "/")
+        self.skipped.append(Skipped(printable(rel), reason))
+
+    def files(self, folder: Path, ancestors: tuple = ()) -> list[Path]:
+        """The image files under ``folder``, recursively."""
+        try:
+            st = folder.stat()
+        except OSError as exc:
+            self.skip(folder, f"cannot read folder: {_reason(exc)}")
+            return []
+        key = (st.st_dev, st.st_ino)
+        if key in ancestors:
+            self.skip(folder, "link to one of its own parent folders (a loop)")
+            return []
+        if key in self.seen:
+            self.skip(folder, "folder already listed through another link")
+            return []
+        self.seen.add(key)
+        try:
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError as exc:
+            self.skip(folder, f"cannot read folder: {_reason(exc)}")
+            return []
+        found: list[Path] = []
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            path = Path(entry.path)
+            kind = self.kind(entry)
+            if kind == "dir":
+                found.extend(self.files(path, (*ancestors, key)))
+            elif kind == "file" and is_image_name(entry.name):
+                if _utf8(entry.name):
+                    found.append(path)
+                else:
+                    self.skip(path, "file name is not valid UTF-8; rename it")
+            elif kind not in ("dir", "file") and is_image_name(entry.name):
+                self.skip(path, kind)
+        return found
+
+    def kind(self, entry: os.DirEntry) -> str:
+        """``dir``, ``file``, or the reason an entry is neither."""
+        try:
+            st = entry.stat()  # follows links
+        except FileNotFoundError:
+            return "dangling symbolic link" if entry.is_symlink() else "vanished"
+        except OSError as exc:
+            return f"cannot read: {_reason(exc)}"
+        if stat.S_ISDIR(st.st_mode):
+            return "dir"
+        if stat.S_ISREG(st.st_mode):
+            return "file"
+        return "not a regular file (FIFO, socket or device)"
+
+
 def walk_images(folder: Path) -> list[Path]:
-    found = []
-    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        found.extend(Path(dirpath) / n for n in filenames if is_image_name(n))
-    return found
+    """The image files under ``folder`` (see :class:`FolderWalker`), sorted."""
+    return FolderWalker(Path(folder)).files(Path(folder))
 
 
 def list_images(root: Path) -> ImageSet:
@@ -66,7 +159,8 @@ def list_images(root: Path) -> ImageSet:
     A folder whose subfolders hold images is read as an ImageFolder: each
     top-level subfolder is a class (searched recursively), and images lying
     directly in ``root`` are ignored (listed in ``ignored``). A folder with images
-    only at its top level is read as unlabelled.
+    only at its top level is read as unlabelled. Entries that cannot be read are
+    listed in ``skipped``.
 
     Raises
     ------
@@ -75,16 +169,37 @@ def list_images(root: Path) -> ImageSet:
     """
     root = Path(root)
     if not root.exists():
-        raise DataError(f"data folder {root} does not exist")
+        raise DataError(f"data folder {printable(str(root))} does not exist")
     if not root.is_dir():
-        raise DataError(f"{root} is not a folder: give a folder of images")
-    top_files = sorted(
-        p for p in root.iterdir() if p.is_file() and is_image_name(p.name)
-    )
-    class_dirs = sorted(
-        p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")
-    )
-    per_class = {d.name: walk_images(d) for d in class_dirs}
+        raise DataError(
+            f"{printable(str(root))} is not a folder: give a folder of images"
+        )
+    walker = FolderWalker(root)
+    try:
+        st = root.stat()
+        walker.seen.add((st.st_dev, st.st_ino))
+        entries = sorted(os.scandir(root), key=lambda e: e.name)
+    except OSError as exc:
+        raise DataError(
+            f"cannot read data folder {printable(str(root))}: {_reason(exc)}"
+        ) from exc
+    top_files, per_class = [], {}
+    top = (st.st_dev, st.st_ino)
+    for entry in entries:
+        if entry.name.startswith("."):
+            continue
+        kind = walker.kind(entry)
+        if kind == "dir" and not _utf8(entry.name):
+            walker.skip(Path(entry.path), "folder name is not valid UTF-8; rename it")
+        elif kind == "dir":
+            per_class[entry.name] = walker.files(Path(entry.path), (top,))
+        elif kind == "file" and is_image_name(entry.name):
+            if _utf8(entry.name):
+                top_files.append(Path(entry.path))
+            else:
+                walker.skip(Path(entry.path), "file name is not valid UTF-8; rename it")
+        elif kind != "file" and is_image_name(entry.name):
+            walker.skip(Path(entry.path), kind)
     per_class = {name: files for name, files in per_class.items() if files}
     if per_class:
         classes = sorted(per_class)
@@ -100,15 +215,22 @@ def list_images(root: Path) -> ImageSet:
             labels=np.array([r[1] for r in rows], dtype=np.int64),
             classes=classes,
             ignored=ignored,
+            skipped=walker.skipped,
         )
     if not top_files:
+        why = "".join(f"; skipped {s.path}: {s.reason}" for s in walker.skipped[:3])
         raise DataError(
-            f"no images in {root} (looked for {', '.join(IMAGE_EXTENSIONS)}, "
-            "in the folder or in one subfolder per class)"
+            f"no images in {printable(str(root))} (looked for "
+            f"{', '.join(IMAGE_EXTENSIONS)}, in the folder or in one subfolder per "
+            f"class){why}"
         )
     paths = [p.name for p in top_files]
     return ImageSet(
-        root=root, paths=paths, labels=np.full(len(paths), -1, np.int64), classes=[]
+        root=root,
+        paths=paths,
+        labels=np.full(len(paths), -1, np.int64),
+        classes=[],
+        skipped=walker.skipped,
     )
 
 

@@ -7,15 +7,16 @@ preprocessing cannot be had here is refused before any image is read.
 
 from __future__ import annotations
 
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from featx.cache import LayerDef
-from featx.errors import DataError, WeightsError
+from featx.errors import WeightsError, printable
 from featx.forward import compute_batches, resolve_device
-from featx.images import Preprocess, walk_images
+from featx.images import FolderWalker, Preprocess
 from featx.model import (
     WEIGHTS,
     LoadedWeights,
@@ -38,21 +39,44 @@ class Prediction:
     error: str = ""
 
 
-def gather_images(inputs: list[Path]) -> list[Path]:
-    """Image files given directly, and every image under given folders."""
+def gather_images(inputs: list[Path]) -> tuple[list[Path], list[Prediction]]:
+    """Image files given directly, and every image under given folders.
+
+    Returns the files to read and, one per bad path (missing, not a regular
+    file, an empty folder, an entry skipped inside a folder), a
+    :class:`Prediction` that says why; one bad path never stops the others.
+    """
     files: list[Path] = []
+    bad: list[Prediction] = []
     for item in inputs:
         item = Path(item)
-        if item.is_dir():
-            found = sorted(walk_images(item))
-            if not found:
-                raise DataError(f"no images in {item}")
+        shown = printable(str(item))
+        try:
+            st = item.stat()
+        except FileNotFoundError:
+            kind = "dangling symbolic link" if item.is_symlink() else "does not exist"
+            bad.append(Prediction(path=shown, error=kind))
+            continue
+        except OSError as exc:
+            bad.append(Prediction(path=shown, error=f"cannot read: {exc.strerror}"))
+            continue
+        if stat.S_ISDIR(st.st_mode):
+            walker = FolderWalker(item)
+            found = walker.files(item)
+            for skip in walker.skipped:
+                bad.append(Prediction(path=f"{shown}/{skip.path}", error=skip.reason))
+            if not found and not walker.skipped:
+                bad.append(Prediction(path=shown, error="no images in this folder"))
             files.extend(found)
-        elif item.exists():
+        elif stat.S_ISREG(st.st_mode):
             files.append(item)
         else:
-            raise DataError(f"{item} does not exist")
-    return files
+            bad.append(
+                Prediction(
+                    path=shown, error="not a regular file (FIFO, socket or device)"
+                )
+            )
+    return files, bad
 
 
 def weights_for(meta: dict, weights: str | None) -> LoadedWeights:
@@ -105,14 +129,14 @@ def predict(
             "the model was trained on features with other preprocessing than this "
             f"featx uses ({meta.get('transform')}); re-extract and re-fit"
         )
-    files = gather_images(inputs)
+    files, bad = gather_images(inputs)
     spec = resolve_layers([meta["layer_name"]])[0]
     layer = LayerDef(
         spec.name, spec.module_path, spec.shape, meta["spatial"], "float32"
     )
     loaded = weights_for(meta, weights)
     dev = resolve_device(device)
-    results = [Prediction(path=str(f)) for f in files]
+    results = [Prediction(path=printable(str(f))) for f in files]
     classes = meta["classes"]
     clf = pipeline.steps[-1][1]
     has_proba = hasattr(clf, "predict_proba")
@@ -126,6 +150,8 @@ def predict(
         batch_size=batch_size,
         num_workers=num_workers,
     )
+    if not files:
+        return bad
     progress.start("predicting", len(files))
     try:
         for idx, values, failed in batches:
@@ -151,4 +177,4 @@ def predict(
             progress.advance(len(idx) + len(failed))
     finally:
         progress.finish()
-    return results
+    return results + bad
