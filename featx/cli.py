@@ -639,7 +639,7 @@ def print_fit(result) -> None:
     "--out",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
-    help="Model file [default: models/<cache>-<layer>-<clf>.joblib].",
+    help="Model file [default: models/<cache>-<layer>-<clf>.skops].",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")

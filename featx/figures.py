@@ -7,8 +7,22 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
+import functools  # noqa: E402
+
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+
+
+def literal_text(draw):
+    """Draw with math text off, so that a class or folder name holding ``$`` or
+    ``^`` is printed as it is spelled instead of crashing the math parser."""
+
+    @functools.wraps(draw)
+    def wrapper(*args, **kwargs):
+        with plt.rc_context({"text.parse_math": False, "text.usetex": False}):
+            return draw(*args, **kwargs)
+
+    return wrapper
 
 
 def _save(fig, path: Path) -> Path:
@@ -18,6 +32,7 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
+@literal_text
 def accuracy_by_layer(
     rows: list[dict], layers: list[str], clfs: list[str], path: Path
 ) -> Path:
@@ -43,6 +58,7 @@ def accuracy_by_layer(
     return _save(fig, path)
 
 
+@literal_text
 def confusion(
     matrix: list[list[int]], classes: list[str], title: str, path: Path
 ) -> Path:
@@ -73,6 +89,7 @@ def confusion(
     return _save(fig, path)
 
 
+@literal_text
 def fit_times(rows: list[dict], layers: list[str], clfs: list[str], path: Path) -> Path:
     """Mean fit time per fold, grouped by layer, one bar per classifier."""
     fig, ax = plt.subplots(figsize=(7, 4.2))
@@ -94,6 +111,7 @@ def fit_times(rows: list[dict], layers: list[str], clfs: list[str], path: Path) 
     return _save(fig, path)
 
 
+@literal_text
 def projection(
     points: np.ndarray, labels: np.ndarray, classes: list[str], title: str, path: Path
 ) -> Path:

@@ -24,7 +24,7 @@ import pipelines
 from featx import __version__
 from featx.cache import FORMAT_VERSION, FeatureCache, resolve_caches
 from featx.errors import FeatxError, check_choice, check_int
-from featx.modelfile import save_model
+from featx.modelfile import SUFFIX, save_model
 from featx.progress import Progress
 
 SCORING = ("accuracy", "f1_macro")
@@ -545,4 +545,4 @@ def _best_layer(train: FeatureCache, outcomes: dict[str, CVOutcome]) -> str:
 
 
 def default_model_path(cache_path: Path, layer: str, clf: str) -> Path:
-    return Path("models") / f"{cache_path.stem}-{layer}-{clf}.joblib"
+    return Path("models") / f"{cache_path.stem}-{layer}-{clf}{SUFFIX}"

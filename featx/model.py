@@ -217,6 +217,11 @@ def _apply_state(model: nn.Module, state: dict, path: Path) -> None:
             raise WeightsError(
                 f"{path}: {key} has shape {shape}, AlexNet needs {tuple(tensor.shape)}"
             )
+        if got.is_floating_point() and not torch.isfinite(got).all():
+            raise WeightsError(
+                f"{path}: {key} holds NaN or Inf values; the file is damaged (every "
+                "feature it computed would be NaN)"
+            )
     model.load_state_dict(state)
 
 

@@ -10,8 +10,10 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import os
 import platform
 import shlex
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,7 +34,7 @@ from featx.cache import (
     default_cache_dir,
     resolve_caches,
 )
-from featx.errors import FeatxError, check_choice
+from featx.errors import FeatxError, ReadOnlyError, check_choice
 from featx.fit import FitSpec, fit
 from featx.model import resolve_layers, weights_spec
 from featx.progress import Progress
@@ -192,8 +194,8 @@ def make_report(
     choice = resolve_caches(cache, test, cache_dir)
     train_path, test_path, notes = choice.train, choice.test, choice.notes
     out = Path(out) if out else Path("reports") / train_path.stem
+    check_writable(out, "--out")
     store = ResultStore(cache_dir / "results", force=force)
-    out.mkdir(parents=True, exist_ok=True)
     with FeatureCache(train_path) as train:
         layers = choose_layers(train, layers)
         progress.start("fitting", len(layers) * len(clfs))
@@ -238,8 +240,20 @@ def make_report(
         reused=store.reused,
         computed=store.computed,
         pretrained=context["provenance"]["weights"]["pretrained"],
-        notes=notes,
+        notes=notes + store.notes,
     )
+
+
+def check_writable(folder: Path, option: str) -> None:
+    """Refuse, before any work, a folder that outputs cannot be written to."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise ReadOnlyError(
+            f"cannot write to {folder} ({exc.strerror}); choose another {option}"
+        ) from exc
 
 
 class ResultStore:
@@ -250,7 +264,46 @@ class ResultStore:
         self.folder = folder
         self.force = force
         self.reused = self.computed = 0
-        folder.mkdir(parents=True, exist_ok=True)
+        #: What the report should say about the store (damaged or unwritable).
+        self.notes: list[str] = []
+        self.writable = True
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            self._unwritable(exc)
+
+    def _unwritable(self, exc: OSError) -> None:
+        if self.writable:
+            self.writable = False
+            self.notes.append(
+                f"cannot store results in {self.folder} ({exc.strerror}); they were "
+                "computed and will be computed again next time"
+            )
+
+    def _load(self, stored: Path) -> dict | None:
+        """A stored result, or None (with a note) when it is damaged."""
+        try:
+            row = json.loads(stored.read_text())
+            if isinstance(row, dict) and "cv_accuracy_mean" in row:
+                return row
+            problem = "not a featx result"
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            problem = type(exc).__name__
+        self.notes.append(
+            f"stored result {stored.name} was damaged ({problem}); recomputed it"
+        )
+        return None
+
+    def _save(self, stored: Path, row: dict) -> None:
+        if not self.writable:
+            return
+        tmp = stored.with_name(f".{stored.name}.tmp-{os.getpid()}")
+        try:
+            tmp.write_text(json.dumps(row))
+            tmp.replace(stored)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            self._unwritable(exc)
 
     def result(
         self,
@@ -276,9 +329,11 @@ class ResultStore:
         progress = options["progress"]
         progress.describe(f"{layer} + {clf}")
         if stored.is_file() and not self.force:
-            self.reused += 1
-            progress.advance(1)
-            return json.loads(stored.read_text())
+            row = self._load(stored)
+            if row is not None:
+                self.reused += 1
+                progress.advance(1)
+                return row
         row = fit(
             cache=train.path,
             layer=layer,
@@ -287,9 +342,7 @@ class ResultStore:
             save=False,
             **{**options, "progress": Progress()},
         ).to_json()
-        tmp = stored.with_suffix(".tmp")
-        tmp.write_text(json.dumps(row))
-        tmp.replace(stored)
+        self._save(stored, row)
         self.computed += 1
         progress.advance(1)
         return row

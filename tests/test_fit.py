@@ -24,7 +24,7 @@ def fit_digits(digits, tmp_path, **kw):
     return fit(
         cache=digits["train_cache"],
         cache_dir=digits["cache_dir"],
-        out=tmp_path / "model.joblib",
+        out=tmp_path / "model.skops",
         **kw,
     )
 
@@ -155,7 +155,7 @@ def test_float16_cache_is_converted_in_bounded_blocks(digits, tmp_path):
         layer="pool5",
         clf="logreg",
         cv=3,
-        out=tmp_path / "m.joblib",
+        out=tmp_path / "m.skops",
     )
     assert fitted.mean("accuracy") > 0.6
 
@@ -290,7 +290,7 @@ def test_cli_fit_json_and_table(digits, tmp_path):
         "--test",
         str(digits["test_cache"]),
         "--out",
-        str(tmp_path / "m.joblib"),
+        str(tmp_path / "m.skops"),
     ]
     result = runner.invoke(main, [*args, "--json"], catch_exceptions=False)
     data = json.loads(result.output)
@@ -305,7 +305,7 @@ def test_cli_fit_json_and_table(digits, tmp_path):
         assert key in data
     assert data["layer"] == "fc7" and len(data["cv_scores"]["accuracy"]) == 3
     table = runner.invoke(main, args, catch_exceptions=False).output
-    assert "mean" in table and "confusion" in table and "m.joblib.sha256" in table
+    assert "mean" in table and "confusion" in table and "m.skops.sha256" in table
     typo = runner.invoke(
         main, ["fit", "--clf", "svn", "--cache", str(digits["train_cache"])]
     )

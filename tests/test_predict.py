@@ -24,7 +24,7 @@ def models(digits, tmp_path_factory):
             layer="fc7",
             clf=clf,
             cv=3,
-            out=out / f"{clf}.joblib",
+            out=out / f"{clf}.skops",
         ).model_path
         for clf in ("logreg", "svm")
     }
@@ -55,16 +55,16 @@ def test_unreadable_images_do_not_stop_the_others(digits, models, tmp_path):
 
 def test_tampered_or_unsigned_model_is_refused(models, tmp_path):
     blob = Path(models["svm"]).read_bytes()
-    (tmp_path / "copy.joblib").write_bytes(blob)
-    with pytest.raises(ModelFileError, match=r"no copy.joblib.sha256 .*run code"):
-        load_model(tmp_path / "copy.joblib")
-    sidecar_path(tmp_path / "copy.joblib").write_text(
+    (tmp_path / "copy.skops").write_bytes(blob)
+    with pytest.raises(ModelFileError, match=r"no copy.skops.sha256 beside it"):
+        load_model(tmp_path / "copy.skops")
+    sidecar_path(tmp_path / "copy.skops").write_text(
         sidecar_path(models["svm"]).read_text()
     )
-    load_model(tmp_path / "copy.joblib")  # an exact copy with its sidecar loads
-    (tmp_path / "copy.joblib").write_bytes(blob + b"\0")
+    load_model(tmp_path / "copy.skops")  # an exact copy with its sidecar loads
+    (tmp_path / "copy.skops").write_bytes(blob + b"\0")
     with pytest.raises(ModelFileError, match="does not match"):
-        load_model(tmp_path / "copy.joblib")
+        load_model(tmp_path / "copy.skops")
 
 
 def test_other_weights_are_refused(digits, models, tmp_path):

@@ -112,7 +112,7 @@ def test_results_match_featx_fit_json(report, digits, tmp_path):
             str(digits["test_cache"]),
             "--json",
             "--out",
-            str(tmp_path / "m.joblib"),
+            str(tmp_path / "m.skops"),
         ],
         catch_exceptions=False,
     )
