@@ -511,7 +511,7 @@ def _estimate(rows: Rows, layers: list[LayerDef]) -> int:
         len(rows) * layer.dim * np.dtype(layer.dtype).itemsize for layer in layers
     )
     columns = sum(len(p.encode()) + 128 for p in rows.paths)
-    return features + columns + (1 << 20)
+    return features + columns + (256 << 10)
 
 
 # Long (~60 lines): one atomic write of every dataset of the layout, in order.
