@@ -1060,7 +1060,6 @@ class FeatureCache:
             pos += len(block)
         return out
 
-
     def _check_finite(self, layer: str, block: np.ndarray) -> None:
         """Refuse NaN, Inf and magnitudes beyond :data:`MAX_ABS`: AlexNet computes
         none of them, so they mean damage (and no classifier may see them)."""
