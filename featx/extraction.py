@@ -10,7 +10,6 @@ that could not be decoded into ``/failed``.
 from __future__ import annotations
 
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,20 +32,23 @@ from featx.cache import (
     remove_stale_temporaries,
     write_cache,
 )
-from featx.digest import file_sha256
-from featx.errors import CacheError, ReadOnlyError, check_choice, check_int
+from featx.errors import ReadOnlyError, check_choice, check_int
 from featx.forward import Batch, compute_batches, resolve_device
 from featx.identity import cache_meta, cache_path_for
 from featx.images import ImageSet, Preprocess, list_images
 from featx.model import WEIGHTS, LoadedWeights, load_weights, resolve_layers
 from featx.progress import Progress
+from featx.reconcile import (
+    check_dtypes,
+    reconcile_cache,
+    scan_rows,
+    split_known,
+    up_to_date,
+)
 
 SPATIAL_CHOICES = ("none", "avg", "max")
 DTYPE_CHOICES = ("float32", "float16")
 ENGINE_CHOICES = ("local", "ray")
-#: A file modified this close to the last scan is re-hashed even if its size and
-#: mtime look unchanged (the "racy" case of git's index).
-RACY_NS = 2_000_000_000
 
 
 @dataclass(frozen=True)
@@ -90,194 +92,6 @@ class Compute:
     batch_size: int
     num_workers: int | None
     engine: str | RayEngine
-
-
-def _hash(path: Path) -> str | OSError:
-    try:
-        return file_sha256(path)
-    except OSError as exc:
-        return exc
-
-
-def scan_rows(
-    images: ImageSet, old: CacheState | None, progress: Progress
-) -> tuple[Rows, list[Failure]]:
-    """Every image of the folder with its size, mtime and sha256; hashes are
-    reused from the cache ``old`` when size and mtime match (and the file was
-    not modified too close to the last scan).
-
-    Files that vanish or cannot be read are left out of the rows and returned
-    as failures with their reason.
-    """
-    known: dict[str, tuple[str, int, int]] = {}
-    scanned = 0
-    if old is not None:
-        scanned = old.scanned_at_ns
-        for i, rel in enumerate(old.rows.paths):
-            r = old.rows
-            known[rel] = (r.sha256[i], int(r.size[i]), int(r.mtime_ns[i]))
-        for fail in old.failed:
-            known[fail.path] = (fail.sha256, fail.size, fail.mtime_ns)
-    unreadable: list[Failure] = []
-    keep, sizes, mtimes, hashes, todo = [], [], [], [], []
-    for i, rel in enumerate(images.paths):
-        try:
-            st = (images.root / rel).stat()
-        except OSError as exc:
-            unreadable.append(Failure(rel, f"cannot read: {exc.strerror}"))
-            continue
-        entry = known.get(rel)
-        fresh = (
-            entry is not None
-            and entry[0]
-            and (entry[1], entry[2]) == (st.st_size, st.st_mtime_ns)
-            and st.st_mtime_ns < scanned - RACY_NS
-        )
-        if not fresh:
-            todo.append(len(keep))
-        keep.append(i)
-        sizes.append(st.st_size)
-        mtimes.append(st.st_mtime_ns)
-        hashes.append(entry[0] if fresh else "")
-    if todo:
-        progress.start("hashing", len(todo))
-        with ThreadPoolExecutor(max_workers=4) as pool:
-            files = [images.root / images.paths[keep[j]] for j in todo]
-            for j, digest in zip(todo, pool.map(_hash, files), strict=True):
-                hashes[j] = digest
-                progress.advance(1)
-        progress.finish()
-    ok = [j for j, h in enumerate(hashes) if isinstance(h, str)]
-    for j, h in enumerate(hashes):
-        if not isinstance(h, str):
-            rel = images.paths[keep[j]]
-            unreadable.append(Failure(rel, f"cannot read file: {h.strerror or h}"))
-    rows = Rows(
-        paths=[images.paths[keep[j]] for j in ok],
-        labels=np.asarray(images.labels)[[keep[j] for j in ok]].astype(np.int64),
-        sha256=[hashes[j] for j in ok],
-        size=np.array([sizes[j] for j in ok], np.int64),
-        mtime_ns=np.array([mtimes[j] for j in ok], np.int64),
-    )
-    return rows, unreadable
-
-
-def _check_dtypes(old: CacheState | None, wanted: list[LayerDef]) -> None:
-    if old is None:
-        return
-    for layer in wanted:
-        have = old.layers.get(layer.key)
-        if have is not None and have.dtype != layer.dtype:
-            raise CacheError(
-                f"layer {layer.key} is stored as {have.dtype} in {old.path.name}; "
-                f"ask for --dtype {have.dtype}, or use another --cache-dir"
-            )
-
-
-def reconcile_cache(
-    path: Path,
-    old: CacheState | None,
-    scanned: Rows,
-    *,
-    wanted: list[LayerDef],
-    meta: CacheMeta,
-    scanned_at_ns: int,
-    progress: Progress,
-    skipped: list[Failure] = (),
-) -> tuple[list[Failure], Rows]:
-    """Bring the cache at ``path`` in line with the folder's ``scanned`` rows.
-
-    An unchanged structure is refreshed in place (changed files marked undone);
-    anything else writes a new file that keeps every computed row still valid.
-    ``skipped`` (entries never read) are recorded in ``/failed`` too. Returns
-    the failures already recorded for unchanged files, and the rows.
-    """
-    failed_known, rows, recorded = _split_known(old, scanned, skipped)
-    layers = _layers_after(old, wanted)
-    if old is not None and _same_structure(old, rows, meta, layers, recorded):
-        changed = np.array(
-            [i for i in range(len(rows)) if old.rows.sha256[i] != rows.sha256[i]],
-            np.int64,
-        )
-        with CacheFiller(path) as filler:
-            filler.refresh(rows, changed=changed, scanned_at_ns=scanned_at_ns)
-        return failed_known, rows
-    source_rows = None
-    if old is not None:
-        old_keys = zip(old.rows.paths, old.rows.sha256, strict=True)
-        index = {key: j for j, key in enumerate(old_keys)}
-        new_keys = zip(rows.paths, rows.sha256, strict=True)
-        source_rows = np.array([index.get(key, -1) for key in new_keys], np.int64)
-        progress.start("copying", int((source_rows >= 0).sum()) * len(old.layers))
-    write_cache(
-        path,
-        meta=meta,
-        scanned_at_ns=scanned_at_ns,
-        rows=rows,
-        layers=list(layers.values()),
-        failed=recorded,
-        source=path if old else None,
-        source_rows=source_rows,
-        on_rows=progress.advance,
-    )
-    if old is not None:
-        progress.finish()
-    return failed_known, rows
-
-
-def _split_known(
-    old: CacheState | None, scanned: Rows, skipped: list[Failure]
-) -> tuple[list[Failure], Rows, list[Failure]]:
-    """Split off the rows that failed before with the same content; returns
-    those failures, the other rows, and every failure to record."""
-    old_failed = {f.path: f for f in (old.failed if old else [])}
-    failed_known, keep = [], []
-    for i, rel in enumerate(scanned.paths):
-        prev = old_failed.get(rel)
-        if prev is not None and prev.sha256 == scanned.sha256[i]:
-            failed_known.append(prev)
-        else:
-            keep.append(i)
-    recorded = sorted([*failed_known, *skipped], key=lambda f: f.path)
-    return failed_known, scanned.take(keep), recorded
-
-
-def _layers_after(old: CacheState | None, wanted: list[LayerDef]) -> dict:
-    layers = dict(old.layers) if old else {}
-    for layer in wanted:
-        layers.setdefault(layer.key, layer)
-    return layers
-
-
-def up_to_date(
-    old: CacheState | None,
-    scanned: Rows,
-    skipped: list[Failure],
-    wanted: list[LayerDef],
-    meta: CacheMeta,
-) -> bool:
-    """Whether the cache ``old`` already holds everything a run would write."""
-    if old is None:
-        return False
-    _, rows, recorded = _split_known(old, scanned, skipped)
-    layers = _layers_after(old, wanted)
-    return (
-        _same_structure(old, rows, meta, layers, recorded)
-        and old.rows.sha256 == rows.sha256
-        and all(old.done[w.key].all() for w in wanted)
-    )
-
-
-def _same_structure(
-    old: CacheState, rows: Rows, meta: CacheMeta, layers: dict, failed: list[Failure]
-) -> bool:
-    return (
-        old.rows.paths == rows.paths
-        and np.array_equal(old.rows.labels, rows.labels)
-        and old.classes == meta.classes
-        and set(layers) == set(old.layers)
-        and [f.path for f in old.failed] == [f.path for f in failed]
-    )
 
 
 def _pending(
@@ -425,7 +239,7 @@ def _update(run: Run, *, rebuild: bool) -> ExtractResult:
     path = run.path
     remove_stale_temporaries(path)
     old = None if rebuild else _old_state(path, run.images.root)
-    _check_dtypes(old, run.wanted)
+    check_dtypes(old, run.wanted)
     scanned_at_ns = time.time_ns()
     scanned, unreadable = scan_rows(run.images, old, run.progress)
     skipped = [Failure(x.path, x.reason) for x in run.images.skipped] + unreadable
@@ -481,7 +295,7 @@ def _unchanged(run: Run, exc: ReadOnlyError) -> ExtractResult:
             f"{exc}; the cache needs new rows or layers. Give a writable "
             "--cache-dir (or FEATX_CACHE_DIR)"
         ) from exc
-    failed, rows, _ = _split_known(old, scanned, skipped)
+    failed, rows, _ = split_known(old, scanned, skipped)
     return run.result(rows, failed, skipped, 0, [], 0.0)
 
 
