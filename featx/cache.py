@@ -192,6 +192,9 @@ class CacheMeta:
     torch_version: str = ""
     torchvision_version: str = ""
     updated: str = ""
+    #: "folders" (class subfolders), "none", "csv <file> sha256 <hex>" or
+    #: "name <regex>": how the labels were made.
+    labelling: str = "folders"
 
     def to_attrs(self) -> dict:
         return {
@@ -208,6 +211,7 @@ class CacheMeta:
             "transform_repr": self.transform_repr,
             "data_root": self.data_root,
             "updated": self.updated,
+            "labelling": self.labelling,
         }
 
     @classmethod
@@ -232,6 +236,7 @@ class CacheMeta:
             torch_version=text("torch_version"),
             torchvision_version=text("torchvision_version"),
             updated=text("updated"),
+            labelling=text("labelling") or "folders",
         )
 
     def same_source(self, other: CacheMeta) -> bool:

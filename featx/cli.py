@@ -369,6 +369,22 @@ def extraction_options(func):
     "CPUs]. (--num-workers is the old name.)",
 )
 @click.option(
+    "--labels",
+    "labels_csv",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Labels from a CSV with columns path,label (paths relative to DATA_DIR) "
+    "instead of class subfolders.",
+)
+@click.option(
+    "--label-from-name",
+    "name_regex",
+    default=None,
+    metavar="REGEX",
+    help="Labels from file names: the first group of REGEX, searched in each "
+    "name, is the class (e.g. '^(cat|dog)\\.' for cat.0.jpg).",
+)
+@click.option(
     "--rebuild",
     is_flag=True,
     help="Recompute the cache from nothing, replacing the file there (for a "
@@ -390,20 +406,30 @@ def extract(
     engine,
     address,
     ray_actors,
+    labels_csv,
+    name_regex,
     rebuild,
 ) -> None:
     """Extract AlexNet activations for every image under each DATA_DIR into the
     cache (one cache per folder, one model load for all).
 
     A DATA_DIR is an ImageFolder (one subfolder per class) or a flat folder of
-    unlabelled images. Re-running computes only what is missing: new images, changed
-    images and new layers. An interrupted run resumes where it stopped.
+    unlabelled images; --labels FILE.csv or --label-from-name REGEX label images
+    at any depth instead (a Kaggle-style train/cat.0.jpg folder).
+
+    Re-running computes only what is missing: new images, changed images and new
+    layers. An interrupted run resumes where it stopped.
     """
     from featx.extraction import RayEngine
     from featx.extraction import extract as run_extract
     from featx.model import load_weights, resolve_layers
 
     resolve_layers(list(layer_names))  # refuse a typo before any work
+    labelling = None
+    if labels_csv is not None or name_regex is not None:
+        from featx.images import Labelling
+
+        labelling = Labelling(labels_csv, name_regex)
     if engine == "ray":
         from featx.ray_engine import require_ray
 
@@ -424,6 +450,7 @@ def extract(
             progress=TqdmProgress(quiet),
             engine=RayEngine(address, ray_actors) if engine == "ray" else "local",
             rebuild=rebuild,
+            labelling=labelling,
         )
         print_extraction(result)
 
@@ -446,6 +473,8 @@ def print_extraction(result) -> None:
             f"ignored: {len(result.ignored)} image(s) directly in DATA_DIR, outside "
             "any class folder (e.g. " + printable(result.ignored[0]) + ")"
         )
+    for note in result.notes:
+        click.echo(f"note:    {note}")
     for label, items in (("skipped", result.skipped), ("failed", result.failures)):
         for item in items[:20]:
             click.echo(f"{label + ':':<9}{printable(item.path)}: {item.reason}")
@@ -496,6 +525,38 @@ def info(cache, cache_dir, as_json) -> None:
             click.echo(f"  {name:<20}{count:>7}")
     for f in data["failed"]:
         click.echo(f"failed:   {printable(f['path'])}: {f['reason']}")
+
+
+@main.command()
+@click.argument("cache", required=False)
+@click.option("-l", "--layer", required=True, help="The layer to export.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["npz", "csv", "parquet"]),
+    default="npz",
+    show_default=True,
+    help="npz (numpy), csv (one row per image), parquet (pip install -e '.[parquet]').",
+)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Output file [default: <cache>-<layer>.<format> here].",
+)
+@cache_dir_option
+def export(cache, layer, fmt, out, cache_dir) -> None:
+    """Write one layer of a cache, with paths, labels and class names, for
+    tools that do not read HDF5.
+
+    CACHE is a path, a name in the cache directory, or a data folder; it may be
+    left out as for `featx fit`.
+    """
+    from featx.cache import resolve_cache
+    from featx.export import export as run_export
+
+    path = run_export(resolve_cache(cache, cache_dir), layer, fmt, out)
+    click.echo(f"wrote {path}")
 
 
 def held_out_for(test, cache, cache_dir, quiet, layers=None):

@@ -35,7 +35,7 @@ from featx.cache import (
 from featx.errors import ReadOnlyError, check_choice, check_int
 from featx.forward import Batch, compute_batches, resolve_device
 from featx.identity import cache_meta, cache_path_for
-from featx.images import ImageSet, Preprocess, list_images
+from featx.images import ImageSet, Labelling, Preprocess, list_images
 from featx.model import WEIGHTS, LoadedWeights, load_weights, resolve_layers
 from featx.progress import Progress
 from featx.reconcile import (
@@ -78,6 +78,7 @@ class ExtractResult:
     device: str
     ignored: list[str] = field(default_factory=list)
     skipped: list[Failure] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
     @property
     def n_failed(self) -> int:
@@ -137,10 +138,11 @@ def extract(
     engine: str | RayEngine = "local",
     progress: Progress | None = None,
     rebuild: bool = False,
+    labelling: Labelling | None = None,
 ) -> ExtractResult:
     """Extract ``layers`` for every image under ``data_dir`` into the cache.
 
-    (Thirteen parameters: they mirror `featx extract`'s options one to one.)
+    (Fourteen parameters: they mirror `featx extract`'s options one to one.)
 
     Parameters
     ----------
@@ -152,6 +154,9 @@ def extract(
         this process; None: one per core).
     engine
         ``"local"``, ``"ray"`` (a local Ray), or a :class:`RayEngine`.
+    labelling
+        Labels from a CSV or from file names (:class:`featx.images.Labelling`)
+        instead of class subfolders.
     rebuild
         Recompute the cache from nothing, ignoring (and replacing) the file
         there, for example a damaged one.
@@ -175,7 +180,7 @@ def extract(
         require_ray()  # before any work: say how to install it
     specs = resolve_layers(list(layers))
     compute = Compute(resolve_device(device), batch_size, num_workers, engine)
-    images = list_images(Path(data_dir))
+    images = list_images(Path(data_dir), labelling)
     images.root = images.root.resolve()
     loaded = _resolve_weights(weights, seed)
     preprocess = Preprocess(WEIGHTS.transforms())
@@ -231,6 +236,7 @@ class Run:
             device=str(self.compute.device),
             ignored=self.images.ignored,
             skipped=skipped,
+            notes=self.images.notes,
         )
 
 

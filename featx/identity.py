@@ -71,4 +71,5 @@ def cache_meta(
         torch_version=str(torch.__version__),
         torchvision_version=str(torchvision.__version__),
         updated=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        labelling=images.labelling,
     )

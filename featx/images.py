@@ -14,19 +14,22 @@ Together they equal ``weights.transforms()(image)``; a test checks it.
 
 from __future__ import annotations
 
+import csv
 import io
 import os
+import re
 import stat
 import warnings
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 from torchvision.transforms import functional as F
 
-from featx.errors import DataError, ImageDecodeError, printable
+from featx.digest import file_sha256
+from featx.errors import DataError, ImageDecodeError, ParameterError, printable
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
@@ -54,10 +57,106 @@ class ImageSet:
     classes: list[str]
     ignored: list[str] = field(default_factory=list)
     skipped: list[Skipped] = field(default_factory=list)
+    #: Where the labels came from: "folders", "none", or a :class:`Labelling`'s.
+    labelling: str = "folders"
+    notes: list[str] = field(default_factory=list)
 
     @property
     def labelled(self) -> bool:
         return bool(self.classes)
+
+
+@dataclass(frozen=True)
+class Labelling:
+    """Labels that do not come from class subfolders: a CSV of ``path,label``
+    (paths relative to the data folder), or the first group of a regular
+    expression searched in each file name (``'^(cat|dog)\\.'``)."""
+
+    csv: Path | None = None
+    name_regex: str | None = None
+
+    def __post_init__(self) -> None:
+        if (self.csv is None) == (self.name_regex is None):
+            raise ParameterError("give one of --labels and --label-from-name")
+        if self.name_regex is not None:
+            try:
+                pattern = re.compile(self.name_regex)
+            except re.error as exc:
+                raise ParameterError(
+                    f"--label-from-name {self.name_regex!r} is not a regular "
+                    f"expression: {exc}"
+                ) from exc
+            if pattern.groups < 1:
+                raise ParameterError(
+                    f"--label-from-name {self.name_regex!r} has no group: put the "
+                    "class in parentheses, e.g. '^(cat|dog)\\.'"
+                )
+
+    def describe(self) -> str:
+        """How the labels were made, as the cache records it."""
+        if self.csv is not None:
+            return f"csv {Path(self.csv).resolve()} sha256 {file_sha256(self.csv)}"
+        return f"name {self.name_regex}"
+
+    def label(self, root: Path, rels: list[str]) -> tuple[dict, list[Skipped], list]:
+        """The label of each of ``rels`` that has one; the others, skipped with
+        their reason; and notes (paths of the CSV that are no image here)."""
+        if self.name_regex is not None:
+            pattern = re.compile(self.name_regex)
+            found, skipped = {}, []
+            for rel in rels:
+                match = pattern.search(PurePosixPath(rel).name)
+                if match and match.group(1):
+                    found[rel] = match.group(1)
+                else:
+                    why = f"name does not match --label-from-name {self.name_regex!r}"
+                    skipped.append(Skipped(printable(rel), why))
+            return found, skipped, []
+        table = read_label_csv(Path(self.csv))
+        here = set(rels)
+        found = {rel: table[rel] for rel in rels if rel in table}
+        skipped = [
+            Skipped(printable(rel), f"no label in {Path(self.csv).name}")
+            for rel in rels
+            if rel not in table
+        ]
+        unknown = [p for p in table if p not in here]
+        notes = []
+        if unknown:
+            notes.append(
+                f"{len(unknown)} path(s) of {Path(self.csv).name} are no image in "
+                f"{printable(str(root))} (e.g. {printable(unknown[0])})"
+            )
+        return found, skipped, notes
+
+
+def read_label_csv(path: Path) -> dict[str, str]:
+    """``path -> label`` from a CSV with the columns ``path`` and ``label``."""
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as f:
+            reader = csv.DictReader(f)
+            if not reader.fieldnames or not {"path", "label"} <= set(reader.fieldnames):
+                raise DataError(
+                    f"{path} needs the columns path,label (it has: "
+                    f"{','.join(reader.fieldnames or [])})"
+                )
+            table: dict[str, str] = {}
+            for line, row in enumerate(reader, start=2):
+                rel = (row["path"] or "").strip().replace("\\", "/")
+                rel = rel.removeprefix("./")
+                label = (row["label"] or "").strip()
+                if not rel or not label:
+                    raise DataError(f"{path}, line {line}: empty path or label")
+                if table.setdefault(rel, label) != label:
+                    raise DataError(
+                        f"{path}, line {line}: {rel} has two labels "
+                        f"({table[rel]!r} and {label!r})"
+                    )
+    except FileNotFoundError as exc:
+        raise DataError(f"labels file {path} does not exist") from exc
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise DataError(f"cannot read {path} as a UTF-8 CSV: {exc}") from exc
+    return table
 
 
 def is_image_name(name: str) -> bool:
@@ -153,14 +252,43 @@ def walk_images(folder: Path) -> list[Path]:
     return FolderWalker(Path(folder)).files(Path(folder))
 
 
-def list_images(root: Path) -> ImageSet:
+def _labelled_by(root: Path, labelling: Labelling) -> ImageSet:
+    """Every image under ``root`` (at any depth), labelled by ``labelling``."""
+    walker = FolderWalker(root)
+    rels = [p.relative_to(root).as_posix() for p in walker.files(root)]
+    found, unlabelled, notes = labelling.label(root, rels)
+    if not found:
+        raise DataError(
+            f"no image in {printable(str(root))} got a label from "
+            + (f"{labelling.csv}" if labelling.csv else "--label-from-name")
+            + (
+                f" (e.g. {unlabelled[0].path}: {unlabelled[0].reason})"
+                if unlabelled
+                else ""
+            )
+        )
+    classes = sorted(set(found.values()))
+    paths = sorted(found)
+    return ImageSet(
+        root=root,
+        paths=paths,
+        labels=np.array([classes.index(found[p]) for p in paths], np.int64),
+        classes=classes,
+        skipped=walker.skipped + unlabelled,
+        labelling=labelling.describe(),
+        notes=notes,
+    )
+
+
+def list_images(root: Path, labelling: Labelling | None = None) -> ImageSet:
     """List the images under ``root``.
 
     A folder whose subfolders hold images is read as an ImageFolder: each
     top-level subfolder is a class (searched recursively), and images lying
     directly in ``root`` are ignored (listed in ``ignored``). A folder with images
     only at its top level is read as unlabelled. Entries that cannot be read are
-    listed in ``skipped``.
+    listed in ``skipped``. With a :class:`Labelling`, every image at any depth
+    is listed and labelled by it instead.
 
     Raises
     ------
@@ -174,6 +302,8 @@ def list_images(root: Path) -> ImageSet:
         raise DataError(
             f"{printable(str(root))} is not a folder: give a folder of images"
         )
+    if labelling is not None:
+        return _labelled_by(root, labelling)
     walker = FolderWalker(root)
     try:
         st = root.stat()
@@ -231,6 +361,7 @@ def list_images(root: Path) -> ImageSet:
         labels=np.full(len(paths), -1, np.int64),
         classes=[],
         skipped=walker.skipped,
+        labelling="none",
     )
 
 

@@ -216,6 +216,7 @@ def _same_structure(
         old.rows.paths == rows.paths
         and np.array_equal(old.rows.labels, rows.labels)
         and old.classes == meta.classes
+        and CacheMeta.from_attrs(old.attrs).labelling == meta.labelling
         and set(layers) == set(old.layers)
         and [f.path for f in old.failed] == [f.path for f in failed]
     )
