@@ -14,6 +14,7 @@ except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0.0.0+unknown"
 
 _LAZY = {
+    "AlexNetFeatures": "featx.transformer",
     "ExtractResult": "featx.extraction",
     "extract": "featx.extraction",
     "FeatureCache": "featx.cache",

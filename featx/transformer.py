@@ -1,0 +1,198 @@
+"""``AlexNetFeatures``: AlexNet activations as a scikit-learn transformer.
+
+``transform(paths)`` returns one layer's features for image files, through
+featx's cache: the folder that holds the files is extracted once (resumably,
+like ``featx extract``), and every later call — another fold, another clone,
+another layer of ``prefetch`` — reads rows from the cache. So::
+
+    pipe = make_pipeline(AlexNetFeatures(layer="fc6"), LogisticRegression())
+    GridSearchCV(pipe, {"alexnetfeatures__layer": ["pool5", "fc6", "fc7"]})
+
+decodes and forwards each image once: on a miss, the layers of ``prefetch``
+(by default pool5, fc6, fc7 and fc8, which together cost one forward pass and
+~73 KB per image) are computed with the one asked for.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils.validation import check_is_fitted
+
+from featx.errors import DataError, ParameterError
+
+DEFAULT_PREFETCH = ("pool5", "fc6", "fc7", "fc8")
+
+
+def _as_paths(X) -> list[Path]:
+    """Image paths from a list, a 1-D array, or a one-column 2-D array."""
+    array = np.asarray(X, dtype=object)
+    if array.ndim == 2 and array.shape[1] == 1:
+        array = array[:, 0]
+    if array.ndim != 1 or not len(array):
+        raise ValueError(
+            "AlexNetFeatures takes a non-empty list of image paths, got an array of "
+            f"shape {array.shape}"
+        )
+    if not all(isinstance(p, str | os.PathLike) for p in array):
+        raise ValueError("AlexNetFeatures takes image paths (str or Path)")
+    return [Path(p).resolve() for p in array]
+
+
+class AlexNetFeatures(TransformerMixin, BaseEstimator):
+    """Pretrained AlexNet activations of image files, cached in HDF5.
+
+    The constructor only stores its parameters (scikit-learn's convention);
+    they mean what the options of ``featx extract`` mean.
+
+    Parameters
+    ----------
+    layer : str
+        conv1..conv5, pool5, fc6, fc7, fc8, or a module path.
+    weights : str
+        ``"imagenet"``, ``"random"`` (seeded by ``seed``) or a state-dict file.
+    spatial : {"none", "avg", "max"}
+        Keep conv maps whole or pool them globally.
+    dtype : {"float32", "float16"}
+        Storage type in the cache; ``transform`` returns float32.
+    cache_dir : str or Path, optional
+        Where caches live (default: ``$FEATX_CACHE_DIR`` or ``./cache``).
+    device, batch_size, num_workers, seed
+        As for ``featx extract``.
+    prefetch : tuple of str
+        Layers computed together with ``layer`` when images must be extracted,
+        so that a search over them extracts each image once.
+    """
+
+    def __init__(
+        self,
+        layer="fc7",
+        *,
+        weights="imagenet",
+        spatial="none",
+        dtype="float32",
+        cache_dir=None,
+        device="auto",
+        batch_size=64,
+        num_workers=None,
+        seed=0,
+        prefetch=DEFAULT_PREFETCH,
+    ):
+        self.layer = layer
+        self.weights = weights
+        self.spatial = spatial
+        self.dtype = dtype
+        self.cache_dir = cache_dir
+        self.device = device
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.seed = seed
+        self.prefetch = prefetch
+
+    def fit(self, X, y=None):
+        """Check the parameters and ``X``; learns nothing from the data."""
+        from featx.model import resolve_layers
+
+        _as_paths(X)
+        spec = resolve_layers([self.layer])[0]
+        pooled = spec.spatial and self.spatial != "none"
+        self.layer_key_ = f"{spec.name}_{self.spatial}" if pooled else spec.name
+        self.n_features_out_ = spec.shape[0] if pooled else int(np.prod(spec.shape))
+        return self
+
+    def transform(self, X) -> np.ndarray:
+        """The features of the images ``X`` (paths), as float32 (n, d)."""
+        check_is_fitted(self, "layer_key_")
+        paths = _as_paths(X)
+        root = Path(os.path.commonpath([p.parent for p in paths]))
+        rels = [p.relative_to(root).as_posix() for p in paths]
+        found = self._read(root, rels)
+        if found is None:  # a miss: extract (resumably), then read
+            self._extract(root)
+            found = self._read(root, rels, strict=True)
+        return found
+
+    def get_feature_names_out(self, input_features=None) -> np.ndarray:
+        """``<layer>_0`` .. ``<layer>_{d-1}``."""
+        check_is_fitted(self, "layer_key_")
+        return np.array(
+            [f"{self.layer_key_}_{j}" for j in range(self.n_features_out_)],
+            dtype=object,
+        )
+
+    def _weights(self):
+        from featx.model import load_weights
+
+        if getattr(self, "_loaded", None) is None:
+            self._loaded = load_weights(self.weights, seed=self.seed)
+        return self._loaded
+
+    def _cache_path(self, root: Path) -> Path:
+        from featx.cache import default_cache_dir
+        from featx.identity import cache_path_for
+        from featx.images import Preprocess
+        from featx.model import WEIGHTS
+
+        cache_dir = (
+            self.cache_dir if self.cache_dir is not None else default_cache_dir()
+        )
+        preprocess = Preprocess(WEIGHTS.transforms())
+        return cache_path_for(Path(cache_dir), root, self._weights(), preprocess)
+
+    def _read(self, root: Path, rels: list[str], *, strict: bool = False):
+        """The rows of ``rels`` from ``root``'s cache; None when the cache lacks
+        the layer or a row (``strict``: say why instead)."""
+        from featx.cache import FeatureCache
+
+        path = self._cache_path(root)
+        if not path.exists() and not strict:
+            return None
+        with FeatureCache(path) as cache:
+            if self.layer_key_ not in cache.complete_layers() and not strict:
+                return None
+            index = {p: i for i, p in enumerate(cache.paths)}
+            missing = [r for r in rels if r not in index]
+            if missing:
+                if not strict:
+                    return None
+                failed = {f.path: f.reason for f in cache.failed}
+                why = failed.get(missing[0], "not in the folder's listing")
+                raise DataError(f"no features for {root / missing[0]}: {why}")
+            rows = np.array([index[r] for r in rels], np.int64)
+            return cache.read(self.layer_key_, rows=rows)
+
+    def _extract(self, root: Path) -> None:
+        """Extract ``root`` with the layer and ``prefetch`` (computing only what
+        the cache lacks)."""
+        from featx.extraction import extract
+
+        if not isinstance(self.prefetch, tuple | list):
+            raise ParameterError(
+                f"`prefetch` must be a tuple of layers. Got {self.prefetch!r}."
+            )
+        extract(
+            root,
+            layers=list(dict.fromkeys([self.layer, *self.prefetch])),
+            spatial=self.spatial,
+            weights=self._weights(),
+            device=self.device,
+            batch_size=self.batch_size,
+            num_workers=self.num_workers,
+            dtype=self.dtype,
+            cache_dir=self.cache_dir,
+        )
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state.pop("_loaded", None)  # weights are reloaded, never pickled
+        return state
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.two_d_array = False
+        tags.input_tags.string = True
+        tags.requires_fit = True
+        return tags
