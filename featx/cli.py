@@ -781,17 +781,37 @@ def fit(
     default=None,
     help="Where the model's weights file is, if it moved (checked by sha256).",
 )
+@click.option(
+    "--top-k",
+    "top_k",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Also list the K best classes with their scores.",
+)
 @device_options
 def predict(
-    model_path, paths, as_json, as_csv, weights, device, batch_size, workers, quiet
+    model_path,
+    paths,
+    as_json,
+    as_csv,
+    weights,
+    top_k,
+    device,
+    batch_size,
+    workers,
+    quiet,
 ) -> None:
     """Predict the class of each image in PATHS (files or folders).
 
     Extracts only the layer the model needs, with the weights and preprocessing
-    recorded in the model. Unreadable images are reported and skipped.
+    recorded in the model. Each bad path is reported on its own line and the
+    others go on. In a labelled folder (subfolders named like the model's
+    classes) the true class is shown too, and the accuracy at the end.
     """
     import csv
 
+    from featx.predict import accuracy
     from featx.predict import predict as run_predict
 
     if as_json and as_csv:
@@ -808,7 +828,9 @@ def predict(
         batch_size=batch_size,
         num_workers=workers,
         progress=TqdmProgress(quiet),
+        top_k=top_k,
     )
+    labelled = any(r.true_label is not None for r in results)
     rows = [
         {
             "path": r.path,
@@ -816,6 +838,8 @@ def predict(
             "score": r.score,
             "score_kind": r.score_kind,
             "error": r.error,
+            **({"true_label": r.true_label} if labelled else {}),
+            **({"top": [list(t) for t in r.top]} if top_k > 1 else {}),
         }
         for r in results
     ]
@@ -824,15 +848,38 @@ def predict(
     elif as_csv:
         writer = csv.DictWriter(sys.stdout, fieldnames=list(rows[0]))
         writer.writeheader()
-        writer.writerows(rows)
+        for row in rows:
+            if "top" in row:
+                row["top"] = ";".join(f"{c}:{v:.4f}" for c, v in row["top"])
+            writer.writerow(row)
     else:
         for r in results:
-            if r.error:
-                click.echo(f"{r.path}\tERROR: {r.error}")
-            else:
-                click.echo(f"{r.path}\t{r.label}\t{r.score:.4f} ({r.score_kind})")
+            click.echo(prediction_line(r, labelled, top_k))
+    scored = accuracy(results)
+    if scored is not None:
+        click.echo(
+            f"accuracy: {scored[0]:.4f} on {scored[1]} labelled image(s)",
+            err=as_json or as_csv,
+        )
     if all(r.error for r in results):
         raise click.ClickException("no image could be read")
+
+
+def prediction_line(r, labelled: bool, top_k: int) -> str:
+    """One image of `featx predict`'s table, tab-separated."""
+    if r.error:
+        return f"{r.path}\tERROR: {r.error}"
+    line = f"{r.path}\t{r.label}\t{r.score:.4f} ({r.score_kind})"
+    if labelled:
+        mark = (
+            ""
+            if r.true_label is None
+            else ("ok" if r.true_label == r.label else "WRONG")
+        )
+        line += f"\ttrue: {r.true_label or '?'} {mark}".rstrip()
+    if top_k > 1:
+        line += "\ttop: " + ", ".join(f"{c} {v:.4f}" for c, v in r.top)
+    return line
 
 
 def _split(value: str | None) -> list[str] | None:

@@ -8,13 +8,13 @@ preprocessing cannot be had here is refused before any image is read.
 from __future__ import annotations
 
 import stat
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from featx.cache import LayerDef
-from featx.errors import WeightsError, printable
+from featx.errors import WeightsError, check_int, printable
 from featx.forward import compute_batches, resolve_device
 from featx.images import FolderWalker, Preprocess
 from featx.model import (
@@ -37,6 +37,44 @@ class Prediction:
     score: float | None = None
     score_kind: str = ""
     error: str = ""
+    #: The class the image's folder names, when it was found in a labelled folder.
+    true_label: str | None = None
+    #: The ``top_k`` best classes and their scores, best first.
+    top: list[tuple[str, float]] = field(default_factory=list)
+
+
+def true_labels(inputs: list[Path], files: list[Path], classes: list[str]) -> list:
+    """The class of each file found in a labelled folder among ``inputs``: a
+    folder whose subfolders are named like the model's classes (an ImageFolder);
+    None elsewhere."""
+    known = set(classes)
+    roots = [
+        Path(item)
+        for item in inputs
+        if Path(item).is_dir()
+        and any(d.is_dir() and d.name in known for d in Path(item).iterdir())
+    ]
+    out = []
+    for f in files:
+        label = None
+        for root in roots:
+            try:
+                first = f.relative_to(root).parts[0]
+            except ValueError:
+                continue
+            if first in known and len(f.relative_to(root).parts) > 1:
+                label = first
+                break
+        out.append(label)
+    return out
+
+
+def accuracy(results: list[Prediction]) -> tuple[float, int] | None:
+    """Accuracy over the predictions whose true class is known, and their count."""
+    scored = [r for r in results if r.true_label is not None and r.label is not None]
+    if not scored:
+        return None
+    return sum(r.label == r.true_label for r in scored) / len(scored), len(scored)
 
 
 def gather_images(inputs: list[Path]) -> tuple[list[Path], list[Prediction]]:
@@ -115,6 +153,7 @@ def predict(
     batch_size: int = 64,
     num_workers: int | None = None,
     progress: Progress | None = None,
+    top_k: int = 1,
 ) -> list[Prediction]:
     """Predict the class of every image in ``inputs`` (files or folders).
 
@@ -122,6 +161,7 @@ def predict(
     :func:`featx.modelfile.load_model` returned for one.
     """
     progress = progress or Progress()
+    check_int("top_k", top_k, low=1)
     pipeline, meta = model if isinstance(model, tuple) else load_model(Path(model))
     preprocess = Preprocess(WEIGHTS.transforms())
     if meta.get("transform") != preprocess.describe():
@@ -136,8 +176,12 @@ def predict(
     )
     loaded = weights_for(meta, weights)
     dev = resolve_device(device)
-    results = [Prediction(path=printable(str(f))) for f in files]
     classes = meta["classes"]
+    truth = true_labels(inputs, files, classes)
+    results = [
+        Prediction(path=printable(str(f)), true_label=t)
+        for f, t in zip(files, truth, strict=True)
+    ]
     clf = pipeline.steps[-1][1]
     has_proba = hasattr(clf, "predict_proba")
     batches = compute_batches(
@@ -169,11 +213,12 @@ def predict(
                     if scores.ndim == 1:  # binary: score of the positive class
                         scores = np.stack([-scores, scores], axis=1)
                     kind = "decision"
-                best = scores.argmax(axis=1)
-                for row, b, s in zip(idx, best, scores, strict=True):
-                    results[row].label = classes[int(clf.classes_[b])]
-                    results[row].score = float(s[b])
+                order = np.argsort(-scores, axis=1, kind="stable")[:, :top_k]
+                for row, ranks, s in zip(idx, order, scores, strict=True):
+                    top = [(classes[int(clf.classes_[b])], float(s[b])) for b in ranks]
+                    results[row].label, results[row].score = top[0]
                     results[row].score_kind = kind
+                    results[row].top = top
             progress.advance(len(idx) + len(failed))
     finally:
         progress.finish()

@@ -103,3 +103,32 @@ def test_cli_predict_json_and_csv(digits, models):
     header, row = csv.stdout.strip().splitlines()
     assert header == "path,label,score,score_kind,error" and row.startswith(image)
     assert np.isfinite(float(row.split(",")[2]))
+
+
+def test_labelled_folder_gives_accuracy_and_true_classes(digits, models):
+    pipeline, _ = load_model(models["logreg"])
+    X, y, _, _ = read_layer(digits["test_cache"], "fc7")
+    expected = float(np.mean(pipeline.predict(X) == y))
+    result = CliRunner().invoke(
+        main,
+        ["predict", "--model", models["logreg"], str(digits["test"]), "-q"]
+        + ["--workers", "0", "--top-k", "3"],
+        catch_exceptions=False,
+    )
+    lines = result.stdout.strip().splitlines()
+    assert lines[-1] == f"accuracy: {expected:.4f} on 100 labelled image(s)"
+    first = lines[0].split("\t")
+    true_class = first[0].split("/")[-2]
+    assert first[3].startswith(f"true: {true_class} ")
+    assert first[3].endswith(" ok" if first[1] == true_class else " WRONG")
+    top = first[4].removeprefix("top: ").split(", ")
+    assert len(top) == 3 and top[0].split()[0] == first[1]
+    scores = [float(t.split()[1]) for t in top]
+    assert scores == sorted(scores, reverse=True)
+
+
+def test_top_k_in_json(digits, models):
+    image = str(next((digits["test"] / "2").iterdir()))
+    results = predict(models["svm"], [image], num_workers=0, top_k=4)
+    assert len(results[0].top) == 4 and results[0].top[0][0] == results[0].label
+    assert results[0].true_label is None  # a file given alone has no known class
