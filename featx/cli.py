@@ -668,6 +668,13 @@ def print_fit(result) -> None:
 @cache_dir_option
 @cv_option
 @click.option(
+    "--repeats",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Repeats of the k-fold CV, reshuffled with seed+1, seed+2, ...",
+)
+@click.option(
     "--test",
     default=None,
     help="A held-out cache or data folder (e.g. data/Test), scored by the model "
@@ -711,6 +718,7 @@ def fit(
     cache,
     cache_dir,
     cv,
+    repeats,
     test,
     C,
     alpha,
@@ -745,6 +753,7 @@ def fit(
         layer=layer,
         clf=clf,
         cv=cv,
+        repeats=repeats,
         test=test,
         tune=not no_tune,
         value=regularisation(clf, C, alpha),
@@ -897,10 +906,13 @@ def print_report(report) -> None:
     )
     for r in report.rows:
         test = r.get("test_accuracy")
+        low, high = r["cv_accuracy_ci95"]
+        mark = "best" if r is report.best else ("tied" if r["tied_with_best"] else "")
         click.echo(
-            f"  {r['layer']:<12}{r['clf']:<8}{r['cv_accuracy_mean']:.4f} ± "
-            f"{r['cv_accuracy_std']:.4f}"
+            f"  {r['layer']:<12}{r['clf']:<8}{r['cv_accuracy_mean']:.4f} "
+            f"[{low:.4f}, {high:.4f}]"
             + (f"   test {test:.4f}" if test is not None else "")
+            + (f"   {mark}" if mark else "")
         )
     click.echo(f"report: {report.files['html']}")
     click.echo(f"        {report.files['md']}, results.json, results.csv, figures")
@@ -933,6 +945,14 @@ def print_report(report) -> None:
 )
 @cv_option
 @click.option(
+    "--repeats",
+    type=click.IntRange(min=1),
+    default=2,
+    show_default=True,
+    help="Repeats of the k-fold CV (reshuffled): the intervals and tests use "
+    "every fold of every repeat.",
+)
+@click.option(
     "--seed", type=int, default=0, show_default=True, help="Seed of the folds."
 )
 @jobs_option("Folds run in parallel through joblib (-1: every core).")
@@ -957,6 +977,7 @@ def report(
     layers,
     clfs,
     cv,
+    repeats,
     seed,
     jobs,
     out,
@@ -982,6 +1003,7 @@ def report(
         layers=_split(layers),
         clfs=_split(clfs) or [],
         cv=cv,
+        repeats=repeats,
         seed=seed,
         jobs=jobs,
         out=out,

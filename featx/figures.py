@@ -32,60 +32,178 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
+def _plain_log(axis) -> None:
+    """Plain tick labels on a log axis: the default ones are math text, which
+    :func:`literal_text` turns off."""
+    from matplotlib.ticker import FuncFormatter
+
+    plain = FuncFormatter(lambda v, _: f"{v:g}")
+    axis.set_major_formatter(plain)
+    axis.set_minor_formatter(plain)
+
+
+def _offsets(n: int, width: float = 0.6) -> np.ndarray:
+    """Dodged x offsets of ``n`` series around each tick."""
+    return (np.arange(n) - (n - 1) / 2) * (width / max(1, n))
+
+
 @literal_text
 def accuracy_by_layer(
     rows: list[dict], layers: list[str], clfs: list[str], path: Path
 ) -> Path:
-    """Mean CV accuracy of each classifier across layers, ± one std."""
-    fig, ax = plt.subplots(figsize=(7, 4.2))
+    """Mean CV accuracy of each classifier across layers with its 95% interval
+    (dodged, so no marker hides another), and test accuracy where there is one."""
+    fig, ax = plt.subplots(figsize=(9, 4.4))
     x = np.arange(len(layers))
-    for clf in clfs:
+    cmap = plt.get_cmap("tab10")
+    top = 0.0
+    for k, (clf, dx) in enumerate(zip(clfs, _offsets(len(clfs)), strict=True)):
         mine = {r["layer"]: r for r in rows if r["clf"] == clf}
-        mean = [
-            mine[layer]["cv_accuracy_mean"] if layer in mine else np.nan
-            for layer in layers
-        ]
-        std = [
-            mine[layer]["cv_accuracy_std"] if layer in mine else 0 for layer in layers
-        ]
-        ax.errorbar(x, mean, yerr=std, marker="o", capsize=4, label=clf)
+        mean = np.array(
+            [mine[la]["cv_accuracy_mean"] if la in mine else np.nan for la in layers]
+        )
+        low = np.array(
+            [mine[la]["cv_accuracy_ci95"][0] if la in mine else np.nan for la in layers]
+        )
+        high = np.array(
+            [mine[la]["cv_accuracy_ci95"][1] if la in mine else np.nan for la in layers]
+        )
+        ax.errorbar(
+            x + dx,
+            mean,
+            yerr=[mean - low, high - mean],
+            marker="o",
+            capsize=4,
+            linestyle="-",
+            color=cmap(k),
+            label=f"{clf} (CV, 95% interval)",
+        )
+        test = [mine[la].get("test_accuracy") if la in mine else None for la in layers]
+        if any(t is not None for t in test):
+            ax.scatter(
+                x + dx,
+                [np.nan if t is None else t for t in test],
+                marker="x",
+                s=50,
+                color=cmap(k),
+                label=f"{clf} (test)",
+            )
+        top = max(top, np.nanmax(high) if np.isfinite(high).any() else 0)
     ax.set_xticks(x, layers)
     ax.set_xlabel("layer")
-    ax.set_ylabel("cross-validated accuracy")
+    ax.set_ylabel("accuracy")
+    ax.set_ylim(top=min(1.0, top + 0.02) if top else 1.0)
     ax.set_title("Accuracy by layer")
     ax.grid(alpha=0.3)
-    ax.legend()
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
     return _save(fig, path)
+
+
+def _draw_confusion(ax, m: np.ndarray, classes: list[str], title: str, small=False):
+    image = ax.imshow(m, cmap="Blues")
+    ticks = np.arange(len(classes))
+    labels = [c if len(c) <= 14 else c[:13] + "…" for c in classes]
+    size = 6 if small else 8
+    ax.set_xticks(ticks, labels, rotation=45, ha="right", fontsize=size)
+    ax.set_yticks(ticks, labels, fontsize=size)
+    ax.set_xlabel("predicted", fontsize=size + 1)
+    ax.set_ylabel("true", fontsize=size + 1)
+    ax.set_title(title, fontsize=size + 2)
+    if len(classes) <= 12:
+        limit = m.max() / 2 if m.size else 0
+        for i in range(m.shape[0]):
+            for j in range(m.shape[1]):
+                ax.text(
+                    j,
+                    i,
+                    str(m[i, j]),
+                    ha="center",
+                    va="center",
+                    fontsize=size - 1,
+                    color="white" if m[i, j] > limit else "black",
+                )
+    return image
 
 
 @literal_text
 def confusion(
     matrix: list[list[int]], classes: list[str], title: str, path: Path
 ) -> Path:
-    """A confusion matrix with counts in the cells."""
+    """A confusion matrix with counts in the cells and a colour bar."""
     m = np.asarray(matrix)
     size = max(4.5, 0.45 * len(classes) + 2.5)
-    fig, ax = plt.subplots(figsize=(size, size * 0.9))
-    ax.imshow(m, cmap="Blues")
-    ticks = np.arange(len(classes))
-    labels = [c if len(c) <= 14 else c[:13] + "…" for c in classes]
-    ax.set_xticks(ticks, labels, rotation=45, ha="right")
-    ax.set_yticks(ticks, labels)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    ax.set_title(title)
-    limit = m.max() / 2 if m.size else 0
-    for i in range(m.shape[0]):
-        for j in range(m.shape[1]):
+    fig, ax = plt.subplots(figsize=(size + 0.8, size * 0.9))
+    image = _draw_confusion(ax, m, classes, title)
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="images")
+    return _save(fig, path)
+
+
+@literal_text
+def confusions(rows: list[dict], classes: list[str], path: Path) -> Path:
+    """Every combination's out-of-fold confusion matrix, as small multiples."""
+    n = len(rows)
+    cols = min(3, n)
+    grid = -(-n // cols)
+    fig, axes = plt.subplots(
+        grid, cols, figsize=(4.2 * cols, 3.9 * grid), squeeze=False
+    )
+    for ax in axes.flat[n:]:
+        ax.axis("off")
+    for ax, row in zip(axes.flat, rows, strict=False):
+        m = np.asarray(row["cv_confusion"])
+        image = _draw_confusion(
+            ax, m, classes, f"{row['layer']} + {row['clf']}", small=True
+        )
+        fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+    return _save(fig, path)
+
+
+@literal_text
+def learning_curve(points: list[dict], path: Path) -> Path:
+    """Accuracy (with its interval) against training images per class."""
+    fig, ax = plt.subplots(figsize=(7.5, 4.4))
+    for key in dict.fromkeys((p["layer"], p["clf"]) for p in points):
+        mine = [p for p in points if (p["layer"], p["clf"]) == key]
+        n = [p["n_per_class"] for p in mine]
+        mean = np.array([p["accuracy_mean"] for p in mine])
+        low = np.array([p["accuracy_ci95"][0] for p in mine])
+        high = np.array([p["accuracy_ci95"][1] for p in mine])
+        ax.plot(n, mean, marker="o", label=f"{key[0]} + {key[1]}")
+        ax.fill_between(n, low, high, alpha=0.15)
+    ax.set_xscale("log")
+    _plain_log(ax.xaxis)
+    ax.set_xlabel("training images per class (log scale)")
+    ax.set_ylabel("accuracy on the held-out fold")
+    ax.set_ylim(top=1.0)
+    ax.set_title("Learning curve: each layer with its best classifier")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+@literal_text
+def similarity(matrix: np.ndarray, layers: list[str], path: Path) -> Path:
+    """Linear CKA between every pair of layers, as a heat map."""
+    size = max(4.5, 0.7 * len(layers) + 2.5)
+    fig, ax = plt.subplots(figsize=(size + 0.8, size * 0.85))
+    image = ax.imshow(matrix, cmap="viridis", vmin=0, vmax=1)
+    ticks = np.arange(len(layers))
+    ax.set_xticks(ticks, layers, rotation=45, ha="right")
+    ax.set_yticks(ticks, layers)
+    for i in range(len(layers)):
+        for j in range(len(layers)):
+            value = matrix[i, j]
             ax.text(
                 j,
                 i,
-                str(m[i, j]),
+                f"{value:.2f}",
                 ha="center",
                 va="center",
                 fontsize=8,
-                color="white" if m[i, j] > limit else "black",
+                color="black" if value > 0.6 else "white",
             )
+    ax.set_title("Layer similarity (linear CKA)")
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="CKA")
     return _save(fig, path)
 
 
@@ -99,12 +217,14 @@ def fit_times(rows: list[dict], layers: list[str], clfs: list[str], path: Path) 
         mine = {r["layer"]: r["fit_time_mean"] for r in rows if r["clf"] == clf}
         ax.bar(
             x + (k - (len(clfs) - 1) / 2) * width,
-            [mine.get(layer, 0.0) for layer in layers],
+            [mine.get(layer, np.nan) for layer in layers],
             width,
             label=clf,
         )
     ax.set_xticks(x, layers)
-    ax.set_ylabel("seconds per fit")
+    ax.set_yscale("log")
+    _plain_log(ax.yaxis)
+    ax.set_ylabel("seconds per fit (log scale)")
     ax.set_title("Fit time by layer and classifier")
     ax.legend()
     ax.grid(axis="y", alpha=0.3)
@@ -113,9 +233,15 @@ def fit_times(rows: list[dict], layers: list[str], clfs: list[str], path: Path) 
 
 @literal_text
 def projection(
-    points: np.ndarray, labels: np.ndarray, classes: list[str], title: str, path: Path
+    points: np.ndarray,
+    labels: np.ndarray,
+    classes: list[str],
+    title: str,
+    path: Path,
+    explained: tuple[float, float] = (),
 ) -> Path:
-    """A 2-D projection coloured by class."""
+    """A 2-D projection coloured by class; ``explained`` is the share of
+    variance of each axis."""
     fig, ax = plt.subplots(figsize=(5.5, 4.5))
     cmap = plt.get_cmap("tab10" if len(classes) <= 10 else "tab20")
     for k, name in enumerate(classes):
@@ -130,8 +256,9 @@ def projection(
                 label=name[:20],
             )
     ax.set_title(title)
-    ax.set_xlabel("PC 1")
-    ax.set_ylabel("PC 2")
+    ev = list(explained) + [None, None]
+    ax.set_xlabel("PC 1" + (f" ({ev[0]:.1%} of variance)" if ev[0] is not None else ""))
+    ax.set_ylabel("PC 2" + (f" ({ev[1]:.1%} of variance)" if ev[1] is not None else ""))
     if len(classes) <= 20:
         ax.legend(fontsize=7, markerscale=2, loc="best")
     return _save(fig, path)

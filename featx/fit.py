@@ -23,6 +23,7 @@ from sklearn.model_selection import StratifiedKFold
 import pipelines
 from featx import __version__
 from featx.cache import FORMAT_VERSION, FeatureCache, resolve_caches
+from featx.compare import ci95, per_class
 from featx.errors import FeatxError, check_choice, check_int
 from featx.modelfile import SUFFIX, save_model
 from featx.progress import Progress
@@ -64,6 +65,10 @@ class FitResult:
     pretrained: bool = True
     test: dict | None = None
     model_path: str | None = None
+    repeats: int = 1
+    oof_pred: list[int] = field(default_factory=list)
+    oof_score: list[float] = field(default_factory=list)
+    per_class: dict = field(default_factory=dict)
 
     def mean(self, metric: str) -> float:
         return float(np.mean(self.cv_scores[metric]))
@@ -79,6 +84,7 @@ class FitResult:
             cv_f1_macro_mean=self.mean("f1_macro"),
             cv_f1_macro_std=self.std("f1_macro"),
             fit_time_mean=float(np.mean(self.fit_times)),
+            cv_accuracy_ci95=ci95(self.cv_scores["accuracy"], self.cv),
         )
         if self.test is not None:
             data["test_accuracy"] = self.test["accuracy"]
@@ -129,6 +135,9 @@ class CVOutcome:
     final: object
     params: dict = field(default_factory=dict)
     fold_params: list[dict] = field(default_factory=list)
+    #: Out-of-fold prediction and its score for every row (first repeat).
+    oof_pred: np.ndarray | None = None
+    oof_score: np.ndarray | None = None
 
 
 # ----------------------------------------------------------- streaming SGD
@@ -192,11 +201,12 @@ def fit_sgd_streaming(
 
 
 def _predict_streaming(cache, layer, pipeline, mask):
-    rows_out, preds = [], []
+    rows_out, preds, scores = [], [], []
     for rows, block in _blocks(cache, layer, mask, SGD_BLOCK_ROWS):
         rows_out.append(rows)
         preds.append(pipeline.predict(block))
-    return np.concatenate(rows_out), np.concatenate(preds)
+        scores.append(top_score(pipeline, block))
+    return np.concatenate(rows_out), np.concatenate(preds), np.concatenate(scores)
 
 
 def cv_streaming(
@@ -208,9 +218,11 @@ def cv_streaming(
     fit_times = []
     confusion = np.zeros((n_classes, n_classes), np.int64)
     n_features = cache.dataset(layer).shape[1]
-    splits = list(folds(spec.cv, spec.seed).split(np.zeros(len(labels)), labels))
+    oof_pred = np.full(len(labels), -1, np.int64)
+    oof_score = np.zeros(len(labels))
+    splits = spec.splits(labels)
     for k, (train, _) in enumerate(splits, 1):
-        spec.progress.describe(f"fold {k}/{spec.cv}")
+        spec.progress.describe(f"fold {k}/{len(splits)}")
         train_mask = np.zeros(len(labels), bool)
         train_mask[train] = True
         pipe = spec.pipeline(len(train), n_features)
@@ -219,17 +231,21 @@ def cv_streaming(
             cache, layer, pipe, labels, train_mask, n_classes=n_classes, seed=spec.seed
         )
         fit_times.append(time.perf_counter() - started)
-        rows, pred = _predict_streaming(cache, layer, pipe, ~train_mask)
+        rows, pred, score = _predict_streaming(cache, layer, pipe, ~train_mask)
         scores["accuracy"].append(float(accuracy_score(labels[rows], pred)))
         scores["f1_macro"].append(float(f1_score(labels[rows], pred, average="macro")))
-        confusion += _confusion(labels[rows], pred, n_classes)
+        if k <= spec.cv:
+            confusion += _confusion(labels[rows], pred, n_classes)
+            oof_pred[rows], oof_score[rows] = pred, score
         spec.progress.advance(1)
     final = spec.pipeline(len(labels), n_features)
     everything = np.ones(len(labels), bool)
     fit_sgd_streaming(
         cache, layer, final, labels, everything, n_classes=n_classes, seed=spec.seed
     )
-    return CVOutcome(scores, fit_times, confusion, final)
+    return CVOutcome(
+        scores, fit_times, confusion, final, oof_pred=oof_pred, oof_score=oof_score
+    )
 
 
 def chosen_params(pipeline) -> dict:
@@ -254,7 +270,18 @@ def _fold(estimator, X, labels, train, test, n_classes):
         fit_time,
         _confusion(labels[test], pred, n_classes),
         chosen_params(model),
+        pred,
+        top_score(model, X[test]),
     )
+
+
+def top_score(model, X: np.ndarray) -> np.ndarray:
+    """The score of each row's predicted class: a probability where the model
+    has one, else its decision value."""
+    if hasattr(model, "predict_proba"):
+        return model.predict_proba(X).max(axis=1)
+    scores = model.decision_function(X)
+    return np.abs(scores) if scores.ndim == 1 else scores.max(axis=1)
 
 
 def cv_in_memory(X: np.ndarray, labels: np.ndarray, spec: FitSpec) -> CVOutcome:
@@ -267,9 +294,11 @@ def cv_in_memory(X: np.ndarray, labels: np.ndarray, spec: FitSpec) -> CVOutcome:
         from featx.ray_engine import joblib_backend
 
         parallel = joblib_backend(spec.address)
-    splits = folds(spec.cv, spec.seed).split(np.zeros(len(labels)), labels)
+    splits = spec.splits(labels)
     outcome = CVOutcome({m: [] for m in SCORING}, [], None, None)
     outcome.confusion = np.zeros((n_classes, n_classes), np.int64)
+    outcome.oof_pred = np.full(len(labels), -1, np.int64)
+    outcome.oof_score = np.zeros(len(labels))
     with parallel:
         # Ray's joblib backend cannot stream results: folds then report at the end
         stream = "list" if spec.backend == "ray" else "generator"
@@ -277,13 +306,16 @@ def cv_in_memory(X: np.ndarray, labels: np.ndarray, spec: FitSpec) -> CVOutcome:
             delayed(_fold)(estimator, X, labels, train, test, n_classes)
             for train, test in splits
         )
-        for k, (acc, f1, fit_time, confusion, params) in enumerate(results, 1):
+        for k, (fold, (_, test)) in enumerate(zip(results, splits, strict=True), 1):
+            acc, f1, fit_time, confusion, params, pred, score = fold
             outcome.scores["accuracy"].append(acc)
             outcome.scores["f1_macro"].append(f1)
             outcome.fit_times.append(fit_time)
-            outcome.confusion += confusion
             outcome.fold_params.append(params)
-            spec.progress.describe(f"fold {k}/{spec.cv}: accuracy {acc:.4f}")
+            if k <= spec.cv:  # the first repeat: one prediction per row
+                outcome.confusion += confusion
+                outcome.oof_pred[test], outcome.oof_score[test] = pred, score
+            spec.progress.describe(f"fold {k}/{len(splits)}: accuracy {acc:.4f}")
             spec.progress.advance(1)
     spec.progress.describe("refitting on every row")
     if spec.tuned and outcome.fold_params:
@@ -352,7 +384,7 @@ def evaluate_test(
     mapping = np.array([classes.index(c) for c in test.classes], np.int64)
     y_true = mapping[test.labels]
     if streaming:
-        rows, y_pred = _predict_streaming(
+        rows, y_pred, _ = _predict_streaming(
             test, layer, pipeline, np.ones(len(y_true), bool)
         )
         y_true = y_true[rows]
@@ -366,6 +398,8 @@ def evaluate_test(
         "confusion": confusion_matrix(
             y_true, y_pred, labels=range(len(classes))
         ).tolist(),
+        "true": [int(v) for v in y_true],
+        "pred": [int(v) for v in y_pred],
     }
 
 
@@ -384,6 +418,7 @@ class FitSpec:
     backend: str = "local"
     address: str | None = None
     progress: Progress = field(default_factory=Progress)
+    repeats: int = 1
 
     def check(self) -> None:
         """Refuse options that cannot work, before any data is read."""
@@ -391,12 +426,24 @@ class FitSpec:
         check_choice("scale", self.scale, pipelines.SCALES)
         check_choice("backend", self.backend, ("local", "ray"))
         check_int("cv", self.cv, low=2)
+        check_int("repeats", self.repeats, low=1)
         if self.pca is not None:
             check_int("pca", self.pca, low=1)
         if self.jobs is not None:
             check_int("jobs", self.jobs, low=1, allow=(-1,))
         if self.value is not None and not self.value > 0:
             raise FitError(f"the regularisation must be positive; got {self.value}")
+
+    def splits(self, labels: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+        """The folds of every repeat: repeat ``r`` shuffles with ``seed + r``, so
+        the first repeat is the single-run CV."""
+        return [
+            split
+            for r in range(self.repeats)
+            for split in folds(self.cv, self.seed + r).split(
+                np.zeros(len(labels)), labels
+            )
+        ]
 
     @property
     def tuned(self) -> bool:
@@ -484,6 +531,10 @@ def fit(
             weights_id=train.meta.weights.id,
             pretrained=train.meta.weights.pretrained,
             notes=choice.notes,
+            repeats=spec.repeats,
+            oof_pred=outcome.oof_pred.tolist(),
+            oof_score=[round(float(v), 6) for v in outcome.oof_score],
+            per_class=per_class(labels, outcome.oof_pred, classes),
         )
         if len(outcomes) > 1:
             result.layer_scores = [
@@ -524,7 +575,7 @@ def _cross_validate(
             f"--pca {spec.pca} exceeds what a training fold holds "
             f"({smallest_fold} rows x {n_features} features)"
         )
-    spec.progress.start(f"folds {layer}", spec.cv)
+    spec.progress.start(f"folds {layer}", spec.cv * spec.repeats)
     try:
         if spec.clf == "sgd":
             return cv_streaming(train, layer, labels, spec)

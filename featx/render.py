@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import base64
 import html
-import string
 from pathlib import Path
+
+from featx.compare import TIE_RULE
 
 RANDOM_BANNER = (
     "These features come from RANDOM weights, not a pretrained network: the "
@@ -18,52 +19,106 @@ RANDOM_BANNER = (
 
 
 def describe_best(best: dict, esc=str) -> str:
-    """``fc7 + svm, CV accuracy 0.9800 ± 0.0038, test accuracy 0.9867``, with the
-    layer and classifier names passed through ``esc``."""
-    text = (
-        f"{esc(best['layer'])} + {esc(best['clf'])}, CV accuracy "
-        f"{best['cv_accuracy_mean']:.4f} ± {best['cv_accuracy_std']:.4f}"
+    """``fc7 + svm, CV accuracy 0.9800 (95% CI 0.9712–0.9888), test accuracy
+    0.9867``, with the layer and classifier names passed through ``esc``."""
+    text = f"{esc(best['layer'])} + {esc(best['clf'])}, CV accuracy " + (
+        _acc(best)
+        if "cv_accuracy_ci95" in best
+        else f"{best['cv_accuracy_mean']:.4f} ± {best['cv_accuracy_std']:.4f}"
     )
     if best.get("test_accuracy") is not None:
         text += f", test accuracy {best['test_accuracy']:.4f}"
     return text
 
 
+#: The characters that mean something to Markdown (and HTML inside it).
+MD_SPECIAL = set("\\`*_{}[]<>()#+!|~$&")
+
+
 def md(text) -> str:
-    """Escape untrusted text for Markdown (CommonMark backslash escapes)."""
-    return "".join("\\" + c if c in string.punctuation else c for c in str(text))
+    """Escape untrusted text for Markdown: a backslash before each character
+    that could start markup, and nothing else (paths stay readable)."""
+    return "".join("\\" + c if c in MD_SPECIAL else c for c in str(text))
+
+
+def _acc(r: dict) -> str:
+    low, high = r["cv_accuracy_ci95"]
+    return f"{r['cv_accuracy_mean']:.4f} (95% CI {low:.4f}–{high:.4f})"
+
+
+def how_chosen(ctx) -> str:
+    """One sentence: how the best was chosen, and what is tied with it."""
+    tied = [r for r in ctx["rows"] if r.get("tied_with_best") and r is not ctx["best"]]
+    n_folds = len(ctx["best"]["cv_scores"]["accuracy"])
+    return (
+        f"How the best was chosen: {TIE_RULE}, over {n_folds} folds "
+        f"({ctx['best']['cv']}-fold CV × {ctx['best'].get('repeats', 1)} repeat(s)). "
+        + (
+            f"{len(tied)} other combination(s) are tied with it."
+            if tied
+            else "No other combination is tied with it."
+        )
+    )
 
 
 def _fmt(value, digits=4) -> str:
     return "" if value is None else f"{value:.{digits}f}"
 
 
+def _has_test(ctx) -> bool:
+    return any(r.get("test_accuracy") is not None for r in ctx["rows"])
+
+
 def _table_rows(ctx) -> list[list[str]]:
+    """Cells of the results table; names are left for the renderer to escape."""
     out = []
     for r in ctx["rows"]:
-        out.append(
-            [
-                r["layer"],
-                r["clf"],
-                f"{r['cv_accuracy_mean']:.4f} ± {r['cv_accuracy_std']:.4f}",
-                f"{r['cv_f1_macro_mean']:.4f} ± {r['cv_f1_macro_std']:.4f}",
-                f"{r['fit_time_mean']:.2f}",
-                _fmt(r.get("test_accuracy")),
-            ]
-        )
+        tied = "best" if r is ctx["best"] else ("tied" if r["tied_with_best"] else "")
+        cells = [
+            r["layer"],
+            r["clf"],
+            _acc(r),
+            tied,
+            f"{r['p_vs_best']:.3f}" if r is not ctx["best"] else "",
+            f"{r['cv_f1_macro_mean']:.4f} ± {r['cv_f1_macro_std']:.4f}",
+            f"{r['fit_time_mean']:.2f}",
+        ]
+        if _has_test(ctx):
+            cells.append(_fmt(r.get("test_accuracy")))
+        out.append(cells)
     return out
 
 
-HEADER = ["layer", "classifier", "CV accuracy", "CV macro-F1", "fit s", "test accuracy"]
+def header(ctx) -> list[str]:
+    cols = ["layer", "classifier", "CV accuracy (Fig. 1)", "vs best", "p vs best"]
+    cols += ["CV macro-F1", "fit s (Fig. 4)"]
+    return cols + (["test accuracy (Fig. 1)"] if _has_test(ctx) else [])
+
+
+def per_class_rows(r: dict) -> list[list[str]]:
+    return [
+        [name, f"{v['precision']:.3f}", f"{v['recall']:.3f}", f"{v['f1']:.3f}",
+         str(v["support"])]
+        for name, v in r.get("per_class", {}).items()
+    ]  # fmt: skip
+
+
+PER_CLASS_HEADER = ["class", "precision", "recall", "F1", "support"]
 
 
 def _figures(ctx) -> list[tuple[str, Path]]:
     files = ctx["files"]
     figs = [
-        ("Accuracy by layer", files["accuracy"]),
-        ("Confusion matrix of the best combination", files["confusion"]),
-        ("Fit time", files["fit_time"]),
-    ]
+        ("Fig. 1: Accuracy by layer, 95% intervals (x: test)", files["accuracy"]),
+        ("Fig. 2: Confusion matrix of the best combination", files["confusion"]),
+        ("Fig. 3: Out-of-fold confusion matrix of every combination",
+         files["confusions"]),
+        ("Fig. 4: Fit time (log scale)", files["fit_time"]),
+        ("Fig. 5: Learning curve: accuracy against training images per class",
+         files["learning_curve"]),
+    ]  # fmt: skip
+    if "similarity" in files:
+        figs.append(("Fig. 6: Layer similarity (linear CKA)", files["similarity"]))
     figs += [
         (f"PCA projection of {layer}", files[f"pca_{layer}"]) for layer in ctx["layers"]
     ]
@@ -76,13 +131,33 @@ def render_markdown(ctx) -> str:
     lines = ["# featx report", ""]
     if not p["weights"]["pretrained"]:
         lines += [f"> **WARNING: {RANDOM_BANNER}**", ""]
+    head = header(ctx)
     lines += [
         f"Best: {describe_best(best, md)}",
         "",
-        "| " + " | ".join(HEADER) + " |",
-        "|" + "---|" * len(HEADER),
+        how_chosen(ctx),
+        "",
+        "| " + " | ".join(head) + " |",
+        "|" + "---|" * len(head),
     ]
-    lines += ["| " + " | ".join(md(c) for c in row) + " |" for row in _table_rows(ctx)]
+    lines += [
+        "| " + " | ".join([md(row[0]), md(row[1]), *row[2:]]) + " |"
+        for row in _table_rows(ctx)
+    ]
+    lines += ["", f"## Per class: {md(best['layer'])} + {md(best['clf'])}", ""]
+    lines += ["| " + " | ".join(PER_CLASS_HEADER) + " |", "|---|---|---|---|---|"]
+    lines += [
+        "| " + " | ".join([md(row[0]), *row[1:]]) + " |" for row in per_class_rows(best)
+    ]
+    lines += ["", "Every combination's per-class scores are in results.json; every "
+              "image's out-of-fold prediction is in predictions.csv."]  # fmt: skip
+    gallery = ctx["analyses"]["gallery"]
+    lines += ["", f"## Misclassified ({gallery['n_wrong']}, {gallery['where']})", ""]
+    lines += [
+        f"- {md(item['path'])}: true {md(item['true'])}, predicted "
+        f"{md(item['predicted'])}"
+        for item in gallery["items"]
+    ]
     lines += ["", "## Figures", ""]
     for title, path in _figures(ctx):
         lines += [f"![{md(title)}]({Path(path).name})", ""]
@@ -127,7 +202,7 @@ margin:2em auto;padding:0 1em;color:#222}
 table{border-collapse:collapse;margin:1em 0}
 th,td{border:1px solid #ccc;padding:.3em .7em;text-align:right}
 th:nth-child(-n+2),td:nth-child(-n+2){text-align:left}
-tr.best{background:#e8f4e8;font-weight:600}
+tr.best{background:#e8f4e8;font-weight:600} tr.tied{background:#f4f8e8}
 .banner{background:#fdd;border:2px solid #c00;color:#900;padding:1em;font-weight:700}
 figure{margin:1.5em 0} img{max-width:100%} figcaption{color:#555}
 pre{background:#f5f5f5;padding:1em;overflow-x:auto}
@@ -148,6 +223,60 @@ def _img(path: Path) -> str:
     return f"data:image/png;base64,{data}"
 
 
+def _html_table(head, rows, e, attrs="") -> str:
+    return (
+        f"<table{attrs}><thead><tr>"
+        + "".join(f"<th>{e(h)}</th>" for h in head)
+        + "</tr></thead><tbody>"
+        + "".join(
+            "<tr>" + "".join(f"<td>{e(c)}</td>" for c in row) + "</tr>" for row in rows
+        )
+        + "</tbody></table>"
+    )
+
+
+def _html_per_class(ctx, e) -> list[str]:
+    best = ctx["best"]
+    parts = [
+        f"<h2>Per class: {e(best['layer'])} + {e(best['clf'])}</h2>",
+        _html_table(PER_CLASS_HEADER, per_class_rows(best), e, ' id="per-class"'),
+        "<p>Out-of-fold predictions of every combination are in predictions.csv.</p>",
+    ]
+    for r in ctx["rows"]:
+        if r is best:
+            continue
+        parts.append(
+            f"<details><summary>Per class: {e(r['layer'])} + {e(r['clf'])}</summary>"
+            + _html_table(PER_CLASS_HEADER, per_class_rows(r), e)
+            + "</details>"
+        )
+    return parts
+
+
+def _html_gallery(gallery: dict, e) -> list[str]:
+    parts = [
+        f"<h2>Misclassified: {gallery['n_wrong']} image(s), best combination, "
+        f"{e(gallery['where'])}</h2>",
+        '<div id="gallery" style="display:flex;flex-wrap:wrap;gap:8px">',
+    ]
+    for item in gallery["items"]:
+        image = (
+            f'<img alt="{e(item["path"])}" src="{item["src"]}">'
+            if item["src"]
+            else "<div>(unreadable)</div>"
+        )
+        parts.append(
+            '<figure style="margin:0;width:110px;font-size:11px">'
+            + image
+            + f"<figcaption>{e(item['path'])}<br>true: {e(item['true'])}<br>"
+            f"predicted: {e(item['predicted'])}</figcaption></figure>"
+        )
+    if gallery["n_wrong"] > len(gallery["items"]):
+        parts.append(f"<p>… and {gallery['n_wrong'] - len(gallery['items'])} more</p>")
+    parts.append("</div>")
+    return parts
+
+
 def render_html(ctx) -> str:
     e = html.escape
     p = ctx["provenance"]
@@ -166,15 +295,23 @@ def render_html(ctx) -> str:
             f'<div class="banner" id="random-weights">WARNING: {e(RANDOM_BANNER)}</div>'
         )
     parts.append(f"<p>Best: {describe_best(best, e)}</p>")
+    parts.append(f'<p id="how-chosen">{e(how_chosen(ctx))}</p>')
     parts.append(
         '<table id="results"><thead><tr>'
-        + "".join(f"<th>{e(h)}</th>" for h in HEADER)
+        + "".join(f"<th>{e(h)}</th>" for h in header(ctx))
         + "</tr></thead><tbody>"
     )
     for r, row in zip(ctx["rows"], _table_rows(ctx), strict=True):
-        cls = ' class="best"' if r is best else ""
+        cls = (
+            ' class="best"'
+            if r is best
+            else (' class="tied"' if r["tied_with_best"] else "")
+        )
         parts.append(f"<tr{cls}>" + "".join(f"<td>{e(c)}</td>" for c in row) + "</tr>")
-    parts.append("</tbody></table><h2>Figures</h2>")
+    parts.append("</tbody></table>")
+    parts += _html_per_class(ctx, e)
+    parts += _html_gallery(ctx["analyses"]["gallery"], e)
+    parts.append("<h2>Figures</h2>")
     for title, path in _figures(ctx):
         parts.append(
             f'<figure><img alt="{e(title)}" src="{_img(path)}">'

@@ -27,6 +27,12 @@ from sklearn.preprocessing import StandardScaler
 
 import pipelines
 from featx import __version__, figures
+from featx.analyses import (
+    layer_similarity,
+    learning_curve,
+    misclassified,
+    write_predictions,
+)
 from featx.cache import (
     CacheMeta,
     FeatureCache,
@@ -34,6 +40,7 @@ from featx.cache import (
     default_cache_dir,
     resolve_caches,
 )
+from featx.compare import TIE_RULE, choose_best
 from featx.errors import FeatxError, ReadOnlyError, check_choice
 from featx.fit import FitSpec, fit
 from featx.model import resolve_layers, weights_spec
@@ -41,6 +48,9 @@ from featx.progress import Progress
 from featx.render import render_html, render_markdown
 
 DEFAULT_CLFS = ("svm", "logreg", "mlp")
+#: Repeats of the k-fold CV in a report: 2 × 5 folds give the intervals and the
+#: paired tests 10 scores while keeping `featx demo` within its time target.
+REPORT_REPEATS = 2
 PROJECTION_ROWS = 1500
 
 
@@ -60,6 +70,7 @@ class Report:
     computed: int = 0
     pretrained: bool = True
     notes: list[str] = field(default_factory=list)
+    analyses: dict = field(default_factory=dict)
 
 
 def layer_depth(layer_name: str) -> int:
@@ -160,10 +171,9 @@ def _projection(cache: FeatureCache, layer: str, seed: int):
     rows = np.sort(rng.permutation(n)[: min(n, PROJECTION_ROWS)])
     X = cache.read(layer, rows=rows)
     X = StandardScaler().fit_transform(X)
-    points = PCA(
-        n_components=2, svd_solver="randomized", random_state=seed
-    ).fit_transform(X)
-    return points, labels[rows]
+    pca = PCA(n_components=2, svd_solver="randomized", random_state=seed)
+    points = pca.fit_transform(X)
+    return points, labels[rows], tuple(float(v) for v in pca.explained_variance_ratio_)
 
 
 # Long: validation, then reuse/fit (ResultStore), figures and rendering in turn.
@@ -189,6 +199,7 @@ def make_report(
     for clf in clfs:
         check_choice("clfs", clf, tuple(pipelines.CLASSIFIERS))
     progress = options.setdefault("progress", Progress())
+    options.setdefault("repeats", REPORT_REPEATS)
     FitSpec(clf=clfs[0], **options).check()
     cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     choice = resolve_caches(cache, test, cache_dir)
@@ -212,9 +223,14 @@ def make_report(
                 ]
         finally:
             progress.finish()
-        best = max(rows, key=lambda r: (r["cv_accuracy_mean"], -r["fit_time_mean"]))
-        files = _write_results(out, rows)
-        files.update(_draw_figures(train, rows, best, layers, clfs, out, options))
+        depth = {k: layer_depth(v.layer) for k, v in train.layers.items()}
+        best = choose_best(rows, depth.__getitem__)
+        analyses = _analyses(train, test_path, rows, best, layers, options, depth)
+        files = _write_results(out, rows, best, analyses)
+        files["predictions"] = write_predictions(out / "predictions.csv", rows, train)
+        files.update(
+            _draw_figures(train, rows, best, layers, clfs, out, options, analyses)
+        )
         classes = train.classes
     context = {
         "provenance": _provenance(
@@ -222,6 +238,7 @@ def make_report(
         ),
         "rows": rows,
         "best": best,
+        "analyses": analyses,
         "layers": layers,
         "clfs": clfs,
         "classes": classes,
@@ -241,6 +258,7 @@ def make_report(
         computed=store.computed,
         pretrained=context["provenance"]["weights"]["pretrained"],
         notes=notes + store.notes,
+        analyses=analyses,
     )
 
 
@@ -318,11 +336,13 @@ class ResultStore:
         ``prints`` are the fingerprints of the train and test caches' layer."""
         params = {
             "cv": options.get("cv", 5),
+            "repeats": options.get("repeats", 1),
             "seed": options.get("seed", 0),
             "scale": "standard",
             "pca": None,
             "tune": options.get("tune", True),
             "layer": layer,
+            "result_format": 2,  # 2: out-of-fold predictions, per-class scores
         }
         key = _result_key(*prints, clf, params)
         stored = self.folder / f"{key}.json"
@@ -357,9 +377,10 @@ def _test_fingerprint(test_path: Path | None, layer: str) -> str | None:
 
 
 def _draw_figures(
-    train: FeatureCache, rows, best, layers, clfs, out: Path, options: dict
+    train: FeatureCache, rows, best, layers, clfs, out: Path, options, analyses
 ) -> dict[str, Path]:
-    """The report's PNG figures, drawn from the results and the train cache."""
+    """The report's PNG figures, drawn from the results and the train cache.
+    (Eight parameters: what the report computed, and where it goes.)"""
     files = {
         "accuracy": figures.accuracy_by_layer(
             rows, layers, clfs, out / "accuracy_by_layer.png"
@@ -375,11 +396,28 @@ def _draw_figures(
         f"{best['layer']} + {best['clf']} ({where})",
         out / "confusion_best.png",
     )
+    files["confusions"] = figures.confusions(
+        rows, train.classes, out / "confusion_all.png"
+    )
     files["fit_time"] = figures.fit_times(rows, layers, clfs, out / "fit_time.png")
+    files["learning_curve"] = figures.learning_curve(
+        analyses["learning_curve"], out / "learning_curve.png"
+    )
+    if analyses["layer_similarity"] is not None:
+        files["similarity"] = figures.similarity(
+            np.asarray(analyses["layer_similarity"]),
+            layers,
+            out / "layer_similarity.png",
+        )
     for layer in layers:
-        points, labels = _projection(train, layer, options.get("seed", 0))
+        points, labels, explained = _projection(train, layer, options.get("seed", 0))
         files[f"pca_{layer}"] = figures.projection(
-            points, labels, train.classes, f"PCA of {layer}", out / f"pca_{layer}.png"
+            points,
+            labels,
+            train.classes,
+            f"PCA of {layer}",
+            out / f"pca_{layer}.png",
+            explained,
         )
     return files
 
@@ -389,6 +427,9 @@ COLUMNS = (
     "clf",
     "cv_accuracy_mean",
     "cv_accuracy_std",
+    "cv_accuracy_ci95",
+    "tied_with_best",
+    "p_vs_best",
     "cv_f1_macro_mean",
     "cv_f1_macro_std",
     "fit_time_mean",
@@ -397,8 +438,49 @@ COLUMNS = (
 )
 
 
-def _write_results(out: Path, rows: list[dict]) -> dict[str, Path]:
-    (out / "results.json").write_text(json.dumps(rows, indent=2))
+def _analyses(train, test_path, rows, best, layers, options, depth) -> dict:
+    """Learning curve, layer similarity and the misclassified gallery."""
+    progress = options["progress"]
+    spec = FitSpec(**{k: v for k, v in options.items() if k != "progress"})
+    per_layer = []
+    for layer in layers:
+        mine = [r for r in rows if r["layer"] == layer]
+        per_layer.append(choose_best(list(mine), depth.__getitem__) if mine else None)
+    # choose_best marks rows; mark them again against the overall best
+    choose_best(rows, depth.__getitem__)
+    progress.describe("learning curve")
+    curve = learning_curve(train, [r for r in per_layer if r], spec)
+    similarity = None
+    if len(layers) > 1:
+        progress.describe("layer similarity")
+        similarity = layer_similarity(train, layers, spec.seed).round(4).tolist()
+    if test_path is not None:
+        with FeatureCache(test_path) as held_out:
+            gallery = misclassified(best, train, held_out)
+    else:
+        gallery = misclassified(best, train, None)
+    return {"learning_curve": curve, "layer_similarity": similarity, "gallery": gallery}
+
+
+#: What results.json and results.csv leave out of each combination: per-image
+#: arrays (predictions.csv has them).
+BULKY = ("oof_pred", "oof_score")
+
+
+def _write_results(out: Path, rows: list[dict], best: dict, analyses) -> dict:
+    document = {
+        "best": {"layer": best["layer"], "clf": best["clf"]},
+        "tie_rule": TIE_RULE,
+        "results": [{k: v for k, v in r.items() if k not in BULKY} for r in rows],
+        "learning_curve": analyses["learning_curve"],
+        "layer_similarity": analyses["layer_similarity"],
+    }
+    for r in document["results"]:
+        if r.get("test"):
+            r["test"] = {
+                k: v for k, v in r["test"].items() if k not in ("true", "pred")
+            }
+    (out / "results.json").write_text(json.dumps(document, indent=2))
     with (out / "results.csv").open("w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(COLUMNS)

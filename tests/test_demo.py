@@ -28,7 +28,9 @@ def test_demo_offline_makes_a_complete_report(tmp_path):
     assert result.exit_code == 0, result.output
     assert "Continuing with random weights" in result.output
     assert "alexnet-owt-7be5be79.pth" in result.output
-    rows = json.loads((out / "report" / "results.json").read_text())
+    document = json.loads((out / "report" / "results.json").read_text())
+    rows = document["results"]
+    assert {"best", "learning_curve", "layer_similarity"} <= set(document)
     assert {(r["layer"], r["clf"]) for r in rows} == {
         (layer, clf)
         for layer in ("conv5_avg", "fc6", "fc7")

@@ -54,6 +54,7 @@ def report(digits, tmp_path_factory):
         layers=["pool5", "fc7"],
         clfs=["svm", "logreg"],
         cv=3,
+        repeats=2,
         out=out,
     )
 
@@ -70,8 +71,12 @@ def test_report_files(report):
         "fit_time.png",
         "pca_pool5.png",
         "pca_fc7.png",
+        "confusion_all.png",
+        "learning_curve.png",
+        "layer_similarity.png",
+        "predictions.csv",
     } <= names
-    rows = json.loads((report.out / "results.json").read_text())
+    rows = json.loads((report.out / "results.json").read_text())["results"]
     assert [(r["layer"], r["clf"]) for r in rows] == [
         ("pool5", "svm"),
         ("pool5", "logreg"),
@@ -91,7 +96,7 @@ def test_report_files(report):
     text = (report.out / "report.md").read_text()
     assert "RANDOM weights" in text and "featx report --cache" in text
     assert "featx extract" in text and "--weights random --seed 0" in text
-    assert "3\\-fold stratified cross\\-validation" in text
+    assert "3-fold stratified cross-validation" in text and "How the best" in text
 
 
 def test_results_match_featx_fit_json(report, digits, tmp_path):
@@ -108,6 +113,8 @@ def test_results_match_featx_fit_json(report, digits, tmp_path):
             "logreg",
             "--cv",
             "3",
+            "--repeats",
+            "2",
             "--test",
             str(digits["test_cache"]),
             "--json",
@@ -169,13 +176,73 @@ def test_missing_layer_says_which_extract_to_run(digits, tmp_path):
         )
 
 
+def test_statistics_match_independent_computations(report, digits):
+    import numpy as np
+    from scipy import stats
+    from sklearn.metrics import precision_recall_fscore_support
+
+    from featx import read_layer
+
+    document = json.loads((report.out / "results.json").read_text())
+    rows = document["results"]
+    X, y, paths, classes = read_layer(digits["train_cache"], "fc7")
+    with (report.out / "predictions.csv").open() as f:
+        predictions = list(csv.DictReader(f))
+    assert len(predictions) == 4 * len(y)
+    for r in rows:
+        assert len(r["cv_scores"]["accuracy"]) == 3 * 2  # 3 folds x 2 repeats
+        mine = [
+            p for p in predictions if (p["layer"], p["clf"]) == (r["layer"], r["clf"])
+        ]
+        assert [p["path"] for p in mine] == paths
+        pred = [classes.index(p["predicted"]) for p in mine]
+        prec, rec, f1, support = precision_recall_fscore_support(
+            y, pred, labels=range(len(classes)), zero_division=0
+        )
+        for i, name in enumerate(classes):
+            got = r["per_class"][name]
+            assert got["support"] == support[i]
+            np.testing.assert_allclose(
+                [got["precision"], got["recall"], got["f1"]], [prec[i], rec[i], f1[i]]
+            )
+        # Nadeau-Bengio corrected interval, computed here from the fold scores
+        a = np.array(r["cv_scores"]["accuracy"])
+        half = stats.t.ppf(0.975, len(a) - 1) * np.sqrt(
+            (1 / len(a) + 1 / (3 - 1)) * a.var(ddof=1)
+        )
+        expected = [max(0, a.mean() - half), min(1, a.mean() + half)]
+        np.testing.assert_allclose(r["cv_accuracy_ci95"], expected)
+    best = next(r for r in rows if r["layer"] == document["best"]["layer"]
+                and r["clf"] == document["best"]["clf"])  # fmt: skip
+    assert best["tied_with_best"] and best["cv_accuracy_mean"] == max(
+        r["cv_accuracy_mean"] for r in rows
+    )
+    # linear CKA in feature space (the report works in row space)
+    P = read_layer(digits["train_cache"], "pool5").features.astype(np.float64)
+    F = X.astype(np.float64)
+    P, F = P - P.mean(0), F - F.mean(0)
+    cka = np.linalg.norm(F.T @ P) ** 2 / (
+        np.linalg.norm(P.T @ P) * np.linalg.norm(F.T @ F)
+    )
+    np.testing.assert_allclose(document["layer_similarity"][0][1], cka, atol=1e-4)
+    curve = document["learning_curve"]
+    assert {(p["layer"], p["n_per_class"]) for p in curve} >= {("fc7", 5), ("pool5", 5)}
+    for p in curve:
+        low, high = p["accuracy_ci95"]
+        assert 0 <= low <= p["accuracy_mean"] <= high <= 1
+
+
 def test_html_opens_in_chromium_with_every_figure(report, tmp_path):
     dom = chromium_dom(report.files["html"], tmp_path)
     total = re.search(r'data-images-total="(\d+)"', dom)
     loaded = re.search(r'data-images-loaded="(\d+)"', dom)
     assert total and loaded, dom[:500]
-    assert int(total.group(1)) == 5 == int(loaded.group(1))
-    assert '<table id="results">' in dom and dom.count("<tr") == 5
+    n_figures = 8  # 5 kinds, the similarity map and 2 PCA projections
+    thumbs = sum(1 for item in report.analyses["gallery"]["items"] if item["src"])
+    assert thumbs > 0 and 'id="gallery"' in dom
+    assert int(total.group(1)) == n_figures + thumbs == int(loaded.group(1))
+    table = re.search(r'<table id="results">(.*?)</table>', dom, re.S).group(1)
+    assert table.count("<tr") == 5
     assert 'id="random-weights"' in dom
     html = report.files["html"].read_text()
     assert "http://" not in html and "https://" not in html  # opens offline
@@ -230,5 +297,5 @@ def test_report_cli(report, digits, tmp_path):
         catch_exceptions=False,
     )
     assert result.exit_code == 0
-    assert "4 results (0 computed, 4 reused)" in result.output
+    assert "4 results (0 computed, 4 reused)" in result.output, result.output
     assert "report.html" in result.output

@@ -1,0 +1,138 @@
+"""The report's analyses beyond the results table: out-of-fold predictions,
+the misclassified gallery, learning curves and layer similarity."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import io
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from featx.cache import FeatureCache
+from featx.compare import ci95, linear_cka
+from featx.errors import printable
+from featx.fit import FitSpec, consensus
+from featx.images import ImageDecodeError, decode_image
+
+#: Training images per class of the learning curve (and "all" the folds hold).
+CURVE_SIZES = (5, 10, 25, 50, 100)
+#: Rows on which layers are compared (CKA costs n² per pair).
+CKA_ROWS = 1000
+GALLERY_MAX = 48
+THUMB_PX = 96
+
+
+def write_predictions(path: Path, rows: list[dict], cache: FeatureCache) -> Path:
+    """``predictions.csv``: each image's out-of-fold prediction and its score,
+    for every combination."""
+    paths, labels, classes = cache.paths, cache.labels, cache.classes
+    with path.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["layer", "clf", "path", "true", "predicted", "score"])
+        for r in rows:
+            for i, (pred, score) in enumerate(
+                zip(r["oof_pred"], r["oof_score"], strict=True)
+            ):
+                writer.writerow(
+                    [r["layer"], r["clf"], paths[i], classes[labels[i]],
+                     classes[pred], f"{score:.6g}"]
+                )  # fmt: skip
+    return path
+
+
+def misclassified(best: dict, cache: FeatureCache, test: FeatureCache | None):
+    """The best combination's misclassified images (the test set's when the
+    result has one, out-of-fold otherwise): dicts of ``path``, ``true``,
+    ``predicted`` and an inline JPEG thumbnail ``src`` (None if unreadable)."""
+    if test is not None and best.get("test") and "pred" in best["test"]:
+        source, true, pred = test, best["test"]["true"], best["test"]["pred"]
+        where = "held-out test set"
+    else:
+        source, true, pred = cache, cache.labels.tolist(), best["oof_pred"]
+        where = "out-of-fold predictions"
+    classes = cache.classes
+    root = Path(source.meta.data_root)
+    wrong = [i for i, (t, p) in enumerate(zip(true, pred, strict=True)) if t != p]
+    items = []
+    for i in wrong[:GALLERY_MAX]:
+        rel = source.paths[i]
+        items.append(
+            {
+                "path": printable(rel),
+                "true": classes[true[i]],
+                "predicted": classes[pred[i]],
+                "src": _thumbnail(root / rel),
+            }
+        )
+    return {"where": where, "n_wrong": len(wrong), "items": items}
+
+
+def _thumbnail(path: Path) -> str | None:
+    try:
+        img = decode_image(path)
+    except ImageDecodeError:
+        return None
+    img.thumbnail((THUMB_PX, THUMB_PX))
+    buffer = io.BytesIO()
+    img.save(buffer, format="JPEG", quality=80)
+    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def learning_curve(cache: FeatureCache, best_rows: list[dict], spec: FitSpec) -> list:
+    """For each layer with its best classifier: accuracy and its interval against
+    training images per class, on the report's first-repeat folds (the training
+    part subsampled per class, the held-out fold whole), with the regularisation
+    the full CV chose by consensus."""
+    labels = cache.labels
+    splits = spec.splits(labels)[: spec.cv]
+    smallest = min(int(np.sum(labels[train] == c))
+                   for train, _ in splits for c in np.unique(labels))  # fmt: skip
+    sizes = [n for n in CURVE_SIZES if n < smallest] + [smallest]
+    rng = np.random.default_rng(spec.seed)
+    points = []
+    for row in best_rows:
+        X = cache.read(row["layer"])
+        run = replace(spec, clf=row["clf"], value=_value(row), tune=False)
+        for n in sizes:
+            scores = []
+            for train, test in splits:
+                pick = np.concatenate(
+                    [rng.permutation(train[labels[train] == c])[:n]
+                     for c in np.unique(labels)]
+                )  # fmt: skip
+                model = run.pipeline(len(pick), X.shape[1]).fit(X[pick], labels[pick])
+                scores.append(float(np.mean(model.predict(X[test]) == labels[test])))
+            points.append(
+                {
+                    "layer": row["layer"],
+                    "clf": row["clf"],
+                    "n_per_class": int(n),
+                    "accuracy_mean": float(np.mean(scores)),
+                    "accuracy_ci95": ci95(scores, spec.cv),
+                }
+            )
+    return points
+
+
+def _value(row: dict) -> float | None:
+    """The regularisation most folds chose, or the fixed one."""
+    if row.get("cv_params") and row.get("tuned"):
+        return consensus(row["clf"], row["cv_params"])
+    params = row.get("params") or {}
+    return next(iter(params.values()), None)
+
+
+def layer_similarity(cache: FeatureCache, layers: list[str], seed: int) -> np.ndarray:
+    """Linear CKA between every pair of ``layers`` on the same (at most
+    :data:`CKA_ROWS`) rows."""
+    n = cache.n_rows
+    rows = np.sort(np.random.default_rng(seed).permutation(n)[: min(n, CKA_ROWS)])
+    feats = {layer: cache.read(layer, rows=rows) for layer in layers}
+    out = np.eye(len(layers))
+    for i, a in enumerate(layers):
+        for j in range(i + 1, len(layers)):
+            out[i, j] = out[j, i] = linear_cka(feats[a], feats[layers[j]])
+    return out
