@@ -11,11 +11,13 @@ from pathlib import Path
 
 import numpy as np
 
+import pipelines
 from featx.cache import FeatureCache
 from featx.compare import ci95, linear_cka
 from featx.errors import printable
 from featx.fit import FitSpec, consensus
 from featx.images import ImageDecodeError, decode_image
+from pipelines.tuned import TunedClassifier
 
 #: Training images per class of the learning curve (and "all" the folds hold).
 CURVE_SIZES = (5, 10, 25, 50, 100)
@@ -84,16 +86,16 @@ def _thumbnail(path: Path) -> str | None:
 def learning_curve(cache: FeatureCache, best_rows: list[dict], spec: FitSpec) -> list:
     """For each layer with its best classifier: accuracy and its interval against
     training images per class, on the report's first-repeat folds (the training
-    part subsampled per class, the held-out fold whole), with the regularisation
-    the full CV chose by consensus."""
+    part subsampled per class, the same subsets for every layer; the held-out fold
+    whole), with the regularisation the full CV chose by consensus."""
     labels = cache.labels
     splits = spec.splits(labels)[: spec.cv]
     smallest = min(int(np.sum(labels[train] == c))
                    for train, _ in splits for c in np.unique(labels))  # fmt: skip
     sizes = [n for n in CURVE_SIZES if n < smallest] + [smallest]
-    rng = np.random.default_rng(spec.seed)
     points = []
     for row in best_rows:
+        rng = np.random.default_rng(spec.seed)  # every layer sees the same subsets
         X = cache.read(row["layer"])
         run = replace(spec, clf=row["clf"], value=_value(row), tune=False)
         for n in sizes:
@@ -103,7 +105,8 @@ def learning_curve(cache: FeatureCache, best_rows: list[dict], spec: FitSpec) ->
                     [rng.permutation(train[labels[train] == c])[:n]
                      for c in np.unique(labels)]
                 )  # fmt: skip
-                model = run.pipeline(len(pick), X.shape[1]).fit(X[pick], labels[pick])
+                model = _row_space_pipeline(run, len(pick), X.shape[1])
+                model.fit(X[pick], labels[pick])
                 scores.append(float(np.mean(model.predict(X[test]) == labels[test])))
             points.append(
                 {
@@ -115,6 +118,23 @@ def learning_curve(cache: FeatureCache, best_rows: list[dict], spec: FitSpec) ->
                 }
             )
     return points
+
+
+def _row_space_pipeline(spec: FitSpec, n_rows: int, n_features: int):
+    """``spec``'s fixed-value pipeline, its classifier fitted in the row space of
+    its training rows when features outnumber them (as tuned fits are): the same
+    solution for these L2-regularised models, and 6x faster on conv5 here."""
+    pipe = spec.pipeline(n_rows, n_features)
+    if spec.clf in pipelines.TUNED and spec.value is not None:
+        name, clf = pipe.steps[-1]
+        param = next(iter(pipelines.GRIDS[spec.clf]))
+        pipe.steps[-1] = (
+            name,
+            TunedClassifier(
+                clf, param=param, grid=[spec.value], inner_cv=1, random_state=spec.seed
+            ),
+        )
+    return pipe
 
 
 def _value(row: dict) -> float | None:
