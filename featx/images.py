@@ -20,6 +20,7 @@ import os
 import re
 import stat
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
@@ -211,45 +212,54 @@ class FolderWalker:
             return []
         self.seen.add(key)
         try:
-            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+            entries = list(os.scandir(folder))
         except OSError as exc:
             self.skip(folder, f"cannot read folder: {_reason(exc)}")
             return []
         found: list[Path] = []
-        for entry in entries:
+        for kind, path in self.classify(entries):
+            if kind == "dir":
+                found.extend(self.files(path, (*ancestors, key)))
+            else:
+                found.append(path)
+        return found
+
+    def classify(self, entries) -> Iterator[tuple[str, Path]]:
+        """``("dir", path)`` for each subfolder and ``("file", path)`` for each
+        image file among ``entries`` (of one folder), by name; what cannot be
+        read, or is named in bytes that are not UTF-8, is skipped with its reason.
+        """
+        for entry in sorted(entries, key=lambda e: e.name):
             if entry.name.startswith("."):
                 continue
             path = Path(entry.path)
-            kind = self.kind(entry)
-            if kind == "dir":
-                found.extend(self.files(path, (*ancestors, key)))
-            elif kind == "file" and is_image_name(entry.name):
-                if _utf8(entry.name):
-                    found.append(path)
-                else:
-                    self.skip(path, "file name is not valid UTF-8; rename it")
-            elif kind not in ("dir", "file") and is_image_name(entry.name):
-                self.skip(path, kind)
-        return found
-
-    def kind(self, entry: os.DirEntry) -> str:
-        """``dir``, ``file``, or the reason an entry is neither."""
-        try:
-            st = entry.stat()  # follows links
-        except FileNotFoundError:
-            return "dangling symbolic link" if entry.is_symlink() else "vanished"
-        except OSError as exc:
-            return f"cannot read: {_reason(exc)}"
-        if stat.S_ISDIR(st.st_mode):
-            return "dir"
-        if stat.S_ISREG(st.st_mode):
-            return "file"
-        return "not a regular file (FIFO, socket or device)"
+            kind = entry_kind(entry)
+            if kind not in ("dir", "file"):
+                if is_image_name(entry.name):
+                    self.skip(path, kind)
+            elif kind == "file" and not is_image_name(entry.name):
+                continue
+            elif not _utf8(entry.name):
+                what = "folder" if kind == "dir" else "file"
+                self.skip(path, f"{what} name is not valid UTF-8; rename it")
+            else:
+                yield kind, path
 
 
-def walk_images(folder: Path) -> list[Path]:
-    """The image files under ``folder`` (see :class:`FolderWalker`), sorted."""
-    return FolderWalker(Path(folder)).files(Path(folder))
+def entry_kind(entry: os.DirEntry | Path, missing: str = "vanished") -> str:
+    """``dir``, ``file``, or the reason ``entry`` is neither (``missing`` when it
+    does not exist and is no dangling link)."""
+    try:
+        st = entry.stat()  # follows links
+    except FileNotFoundError:
+        return "dangling symbolic link" if entry.is_symlink() else missing
+    except OSError as exc:
+        return f"cannot read: {_reason(exc)}"
+    if stat.S_ISDIR(st.st_mode):
+        return "dir"
+    if stat.S_ISREG(st.st_mode):
+        return "file"
+    return "not a regular file (FIFO, socket or device)"
 
 
 def _labelled_by(root: Path, labelling: Labelling) -> ImageSet:
@@ -308,28 +318,18 @@ def list_images(root: Path, labelling: Labelling | None = None) -> ImageSet:
     try:
         st = root.stat()
         walker.seen.add((st.st_dev, st.st_ino))
-        entries = sorted(os.scandir(root), key=lambda e: e.name)
+        entries = list(os.scandir(root))
     except OSError as exc:
         raise DataError(
             f"cannot read data folder {printable(str(root))}: {_reason(exc)}"
         ) from exc
     top_files, per_class = [], {}
     top = (st.st_dev, st.st_ino)
-    for entry in entries:
-        if entry.name.startswith("."):
-            continue
-        kind = walker.kind(entry)
-        if kind == "dir" and not _utf8(entry.name):
-            walker.skip(Path(entry.path), "folder name is not valid UTF-8; rename it")
-        elif kind == "dir":
-            per_class[entry.name] = walker.files(Path(entry.path), (top,))
-        elif kind == "file" and is_image_name(entry.name):
-            if _utf8(entry.name):
-                top_files.append(Path(entry.path))
-            else:
-                walker.skip(Path(entry.path), "file name is not valid UTF-8; rename it")
-        elif kind != "file" and is_image_name(entry.name):
-            walker.skip(Path(entry.path), kind)
+    for kind, path in walker.classify(entries):
+        if kind == "dir":
+            per_class[path.name] = walker.files(path, (top,))
+        else:
+            top_files.append(path)
     per_class = {name: files for name, files in per_class.items() if files}
     if per_class:
         classes = sorted(per_class)

@@ -7,7 +7,6 @@ preprocessing cannot be had here is refused before any image is read.
 
 from __future__ import annotations
 
-import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,7 +15,7 @@ import numpy as np
 from featx.cache import LayerDef
 from featx.errors import WeightsError, check_int, printable
 from featx.forward import compute_batches, resolve_device
-from featx.images import FolderWalker, Preprocess
+from featx.images import FolderWalker, Preprocess, entry_kind
 from featx.model import (
     WEIGHTS,
     LoadedWeights,
@@ -89,16 +88,8 @@ def gather_images(inputs: list[Path]) -> tuple[list[Path], list[Prediction]]:
     for item in inputs:
         item = Path(item)
         shown = printable(str(item))
-        try:
-            st = item.stat()
-        except FileNotFoundError:
-            kind = "dangling symbolic link" if item.is_symlink() else "does not exist"
-            bad.append(Prediction(path=shown, error=kind))
-            continue
-        except OSError as exc:
-            bad.append(Prediction(path=shown, error=f"cannot read: {exc.strerror}"))
-            continue
-        if stat.S_ISDIR(st.st_mode):
+        kind = entry_kind(item, missing="does not exist")
+        if kind == "dir":
             walker = FolderWalker(item)
             found = walker.files(item)
             for skip in walker.skipped:
@@ -106,14 +97,10 @@ def gather_images(inputs: list[Path]) -> tuple[list[Path], list[Prediction]]:
             if not found and not walker.skipped:
                 bad.append(Prediction(path=shown, error="no images in this folder"))
             files.extend(found)
-        elif stat.S_ISREG(st.st_mode):
+        elif kind == "file":
             files.append(item)
         else:
-            bad.append(
-                Prediction(
-                    path=shown, error="not a regular file (FIFO, socket or device)"
-                )
-            )
+            bad.append(Prediction(path=shown, error=kind))
     return files, bad
 
 
