@@ -61,13 +61,18 @@ def _rank(row: dict, depth) -> tuple:
     return (-row["cv_accuracy_mean"], simple, depth(row["layer"]), row["layer"])
 
 
+def best_of(rows: list[dict], depth) -> dict:
+    """The winner among ``rows`` by :data:`TIE_RULE` (``depth(layer)`` orders
+    layers)."""
+    return min(rows, key=lambda r: _rank(r, depth))
+
+
 def choose_best(rows: list[dict], depth) -> dict:
-    """The winner, by :data:`TIE_RULE`; marks every row's ``tied_with_best``,
-    ``p_vs_best`` and ``cv_accuracy_ci95`` (``depth(layer)`` orders layers)."""
-    best = min(rows, key=lambda r: _rank(r, depth))
+    """The winner (:func:`best_of`); marks every row's ``tied_with_best`` and
+    ``p_vs_best`` against it."""
+    best = best_of(rows, depth)
     for row in rows:
         cv = row["cv"]
-        row["cv_accuracy_ci95"] = ci95(row["cv_scores"]["accuracy"], cv)
         if row is best:
             row["p_vs_best"], row["tied_with_best"] = 1.0, True
             continue

@@ -40,7 +40,7 @@ from featx.cache import (
     default_cache_dir,
     resolve_caches,
 )
-from featx.compare import TIE_RULE, choose_best
+from featx.compare import TIE_RULE, best_of, choose_best
 from featx.errors import FeatxError, ReadOnlyError, check_choice
 from featx.fit import FitSpec, fit
 from featx.model import resolve_layers, weights_spec
@@ -442,14 +442,12 @@ def _analyses(train, test_path, rows, best, layers, options, depth) -> dict:
     """Learning curve, layer similarity and the misclassified gallery."""
     progress = options["progress"]
     spec = FitSpec(**{k: v for k, v in options.items() if k != "progress"})
-    per_layer = []
-    for layer in layers:
-        mine = [r for r in rows if r["layer"] == layer]
-        per_layer.append(choose_best(list(mine), depth.__getitem__) if mine else None)
-    # choose_best marks rows; mark them again against the overall best
-    choose_best(rows, depth.__getitem__)
+    per_layer = [
+        best_of([r for r in rows if r["layer"] == layer], depth.__getitem__)
+        for layer in layers
+    ]
     progress.describe("learning curve")
-    curve = learning_curve(train, [r for r in per_layer if r], spec)
+    curve = learning_curve(train, per_layer, spec)
     similarity = None
     if len(layers) > 1:
         progress.describe("layer similarity")
