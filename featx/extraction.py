@@ -247,8 +247,7 @@ def _update(run: Run, *, rebuild: bool) -> ExtractResult:
     old = None if rebuild else _old_state(path, run.images.root)
     check_dtypes(old, run.wanted)
     scanned_at_ns = time.time_ns()
-    scanned, unreadable = scan_rows(run.images, old, run.progress)
-    skipped = [Failure(x.path, x.reason) for x in run.images.skipped] + unreadable
+    scanned, skipped = scan_rows(run.images, old, run.progress)
     failed_known, rows = reconcile_cache(
         path,
         old,
@@ -294,8 +293,7 @@ def _unchanged(run: Run, exc: ReadOnlyError) -> ExtractResult:
     """The result of a run that cannot write: the cache as it is, if it is
     complete and up to date; otherwise ``exc``, saying what needed writing."""
     old = _old_state(run.path, run.images.root)
-    scanned, unreadable = scan_rows(run.images, old, Progress())
-    skipped = [Failure(x.path, x.reason) for x in run.images.skipped] + unreadable
+    scanned, skipped = scan_rows(run.images, old, Progress())
     if not up_to_date(old, scanned, skipped, run.wanted, run.meta):
         raise ReadOnlyError(
             f"{exc}; the cache needs new rows or layers. Give a writable "

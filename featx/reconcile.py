@@ -47,8 +47,9 @@ def scan_rows(
     reused from the cache ``old`` when size and mtime match (and the file was
     not modified too close to the last scan).
 
-    Files that vanish or cannot be read are left out of the rows and returned
-    as failures with their reason.
+    Returns the rows and, as failures with their reason, every entry that is
+    not one: those the listing skipped, then files that vanished or could not
+    be read.
     """
     known: dict[str, tuple[str, int, int]] = {}
     scanned = 0
@@ -59,7 +60,7 @@ def scan_rows(
             known[rel] = (r.sha256[i], int(r.size[i]), int(r.mtime_ns[i]))
         for fail in old.failed:
             known[fail.path] = (fail.sha256, fail.size, fail.mtime_ns)
-    unreadable: list[Failure] = []
+    unreadable = [Failure(x.path, x.reason) for x in images.skipped]
     keep, sizes, mtimes, hashes, todo = [], [], [], [], []
     for i, rel in enumerate(images.paths):
         try:
