@@ -477,6 +477,20 @@ def is_no_space(exc: BaseException) -> bool:
     )
 
 
+@contextlib.contextmanager
+def disk_full_as_error(folder: Path, need: int) -> Iterator[None]:
+    """Turn a write that failed on a full disk (h5py raises OSError or
+    RuntimeError) into the one-line :class:`NoSpaceError`."""
+    try:
+        yield
+    except (NoSpaceError, ReadOnlyError):
+        raise
+    except (OSError, RuntimeError) as exc:
+        if is_no_space(exc):
+            raise no_space(folder, need, shutil.disk_usage(folder).free) from exc
+        raise
+
+
 def check_free(folder: Path, need: int) -> None:
     """Refuse to start a write of ``need`` bytes that ``folder``'s disk cannot hold."""
     free = shutil.disk_usage(folder).free
@@ -538,19 +552,15 @@ def write_cache(
     ``i`` takes over (-1: none); features of layers missing there start undone.
     """
     tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    check_free(path.parent, _estimate(rows, layers))
+    need = _estimate(rows, layers)
+    check_free(path.parent, need)
     try:
-        _write_layout(
-            tmp, meta, scanned_at_ns, rows, layers, failed, source, source_rows, on_rows
-        )
-        tmp.replace(path)
-    except (NoSpaceError, ReadOnlyError):
-        raise
-    except (OSError, RuntimeError) as exc:
-        if is_no_space(exc):
-            free = shutil.disk_usage(path.parent).free
-            raise no_space(path.parent, _estimate(rows, layers), free) from exc
-        raise
+        with disk_full_as_error(path.parent, need):
+            _write_layout(
+                tmp, meta, scanned_at_ns, rows, layers, failed, source, source_rows,
+                on_rows,
+            )  # fmt: skip
+            tmp.replace(path)
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -640,13 +650,8 @@ class CacheFiller:
 
     def write(self, rows: np.ndarray, values: dict[str, np.ndarray]) -> None:
         """Store ``values[key][i]`` as row ``rows[i]`` (rows sorted) and commit."""
-        try:
+        with disk_full_as_error(self.path.parent, 1 << 20):
             self._write(rows, values)
-        except (OSError, RuntimeError) as exc:
-            if is_no_space(exc):
-                free = shutil.disk_usage(self.path.parent).free
-                raise no_space(self.path.parent, 1 << 20, free) from exc
-            raise
 
     def _write(self, rows: np.ndarray, values: dict[str, np.ndarray]) -> None:
         runs = list(_runs(np.arange(len(rows)), rows))
