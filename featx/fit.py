@@ -320,9 +320,12 @@ def cv_in_memory(X: np.ndarray, labels: np.ndarray, spec: FitSpec) -> CVOutcome:
     spec.progress.describe("refitting on every row")
     if spec.tuned and outcome.fold_params:
         # the value most folds chose (ties: the stronger regularisation), rather
-        # than a sixth inner search on every row
+        # than a sixth inner search on every row, fitted in the row space as the
+        # folds' were
         estimator = replace(spec, value=consensus(spec.clf, outcome.fold_params))
-        estimator = estimator.pipeline(len(labels), X.shape[1])
+        estimator = pipelines.in_row_space(
+            estimator.pipeline(len(labels), X.shape[1]), spec.clf, seed=spec.seed
+        )
     outcome.final = estimator.fit(X, labels)
     outcome.params = chosen_params(outcome.final)
     return outcome

@@ -219,6 +219,24 @@ GRIDS: dict[str, dict[str, tuple[float, ...]]] = {
 }
 
 
+def in_row_space(pipe: Pipeline, clf: str, *, seed: int = 0) -> Pipeline:
+    """``pipe`` (a fixed-value pipeline of a :data:`TUNED` classifier) with its
+    classifier fitted in the row space of its training rows when features
+    outnumber them, as tuned fits are: the same solution for these
+    L2-regularised models (LinearSVC's penalised intercept aside), at the cost
+    of one Gram matrix instead of a solver on every column."""
+    name, estimator = pipe.steps[-1]
+    if clf not in TUNED or isinstance(estimator, TunedClassifier):
+        return pipe
+    param = next(iter(GRIDS[clf]))
+    value = estimator.get_params()[param]
+    pipe.steps[-1] = (
+        name,
+        TunedClassifier(estimator, param=param, grid=[value], random_state=seed),
+    )
+    return pipe
+
+
 def make_pipeline(
     clf: str,
     *,

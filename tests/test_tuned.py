@@ -10,6 +10,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.svm import LinearSVC
 
 import pipelines
+from pipelines import tuned
 from pipelines.tuned import TunedClassifier
 
 
@@ -48,6 +49,7 @@ def test_inner_search_equals_grid_search_cv(wide):
     np.testing.assert_array_equal(ours.predict(X_new), ref.predict(X_new))
 
 
+@pytest.mark.parametrize("basis", ["cholesky", "eigen"])
 @pytest.mark.parametrize(
     ("estimator", "param", "grid", "rtol"),
     [
@@ -55,10 +57,10 @@ def test_inner_search_equals_grid_search_cv(wide):
         (LogisticRegression(max_iter=2000, tol=1e-8), "C", GRID, 1e-3),
     ],
 )
-def test_row_space_fits_the_same_model(wide, estimator, param, grid, rtol):
+def test_row_space_fits_the_same_model(wide, estimator, param, grid, rtol, basis):
     X, y, X_new = wide
     kw = {"param": param, "grid": grid}
-    fast = TunedClassifier(estimator, row_space=True, **kw).fit(X, y)
+    fast = TunedClassifier(estimator, row_space=True, basis=basis, **kw).fit(X, y)
     plain = TunedClassifier(estimator, row_space=False, **kw).fit(X, y)
     assert fast.best_params_ == plain.best_params_
     np.testing.assert_allclose(fast.inner_scores_, plain.inner_scores_, atol=1e-9)
@@ -84,6 +86,22 @@ def test_mlp_first_layer_is_mapped_to_the_original_features(wide):
     assert model.estimator_.coefs_[0].shape == (X.shape[1], 16)
     assert (model.predict(X_new) == np.repeat(np.arange(3), 30)).mean() > 0.6
     assert model.predict_proba(X_new).shape == (90, 3)
+
+
+@pytest.mark.parametrize("basis", ["cholesky", "eigen"])
+def test_mlp_mapped_back_predicts_as_it_did_on_coordinates(wide, basis):
+    X, y, X_new = wide
+    mlp = MLPClassifier(hidden_layer_sizes=(8,), max_iter=50, random_state=0)
+    model = TunedClassifier(mlp, param="alpha", grid=(1.0,), basis=basis).fit(X, y)
+    # the same MLP, fitted by hand on the coordinates of the same basis
+    gram = (X @ X.T).astype(np.float64)
+    rows = np.arange(len(X))
+    Z, _, coords = tuned._row_space(gram, rows, rows[:0], basis)
+    Z_new = coords.coords(X @ X_new.T.astype(np.float64))
+    on_coords = clone(mlp).set_params(alpha=1.0).fit(Z, y)
+    np.testing.assert_allclose(
+        model.predict_proba(X_new), on_coords.predict_proba(Z_new), atol=1e-4
+    )
 
 
 def test_follows_scikit_learn_conventions(wide):
