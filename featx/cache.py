@@ -195,9 +195,18 @@ class CacheMeta:
     #: "folders" (class subfolders), "none", "csv <file> sha256 <hex>" or
     #: "name <regex>": how the labels were made.
     labelling: str = "folders"
+    #: The architecture (``featx.model.MODELS``); caches from before featx knew
+    #: two have none and are torchvision's.
+    model: str = "alexnet"
+
+    @property
+    def mean_file(self) -> str | None:
+        """The mean image caffe-alexnet's input was centred with, if one was."""
+        return (self.transform.get("mean_image") or {}).get("file")
 
     def to_attrs(self) -> dict:
         return {
+            "model": self.model,
             "featx_version": self.featx_version,
             "torch_version": self.torch_version,
             "torchvision_version": self.torchvision_version,
@@ -237,12 +246,14 @@ class CacheMeta:
             torchvision_version=text("torchvision_version"),
             updated=text("updated"),
             labelling=text("labelling") or "folders",
+            model=text("model") or "alexnet",
         )
 
     def same_source(self, other: CacheMeta) -> bool:
         """Whether rows of both caches come from the same weights and preprocessing."""
         return (
-            self.weights.sha256 == other.weights.sha256
+            self.model == other.model
+            and self.weights.sha256 == other.weights.sha256
             and self.transform == other.transform
         )
 
@@ -1145,6 +1156,7 @@ def cache_info(path: Path) -> dict:
             "classes": counts,
             "n_failed": len(failed),
             "failed": [{"path": f.path, "reason": f.reason} for f in failed],
+            "model": meta.model,
             "weights": meta.weights.to_dict(),
             "transform": meta.transform,
             "versions": {

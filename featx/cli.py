@@ -247,17 +247,33 @@ def random_weights_banner(pretrained: bool) -> None:
         )
 
 
+def model_option(func):
+    """--model: which AlexNet."""
+    return click.option(
+        "--model",
+        "model_name",
+        type=click.Choice(["alexnet", "caffe-alexnet"]),
+        default="alexnet",
+        show_default=True,
+        help="torchvision's AlexNet, or the original BVLC/Caffe network (227 "
+        "input, LRN, grouped convolutions; weights from bvlc_alexnet.npy, "
+        "alexnet_weights.h5 or bvlc_alexnet.caffemodel).",
+    )(func)
+
+
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-def layers(as_json: bool) -> None:
+@model_option
+def layers(as_json: bool, model_name: str) -> None:
     """List every layer name with its activation shape and flattened size.
 
     Friendly names come first (conv1..conv5 after ReLU, pool5, fc6 and fc7 after
-    ReLU, fc8 logits), then every torchvision module path.
+    ReLU, fc8 logits; caffe-alexnet adds norm1 and norm2, after LRN), then every
+    module path.
     """
     from featx.model import layer_table
 
-    table = layer_table()
+    table = layer_table(model_name)
     if as_json:
         click.echo(
             json.dumps(
@@ -307,7 +323,9 @@ def extraction_options(func):
             default="imagenet",
             show_default=True,
             help="'imagenet' (torchvision IMAGENET1K_V1 via TORCH_HOME), "
-            "'random' (seeded, NOT pretrained) or a state-dict file.",
+            "'random' (seeded, NOT pretrained) or a file: a state dict, or for "
+            "caffe-alexnet bvlc_alexnet.npy, alexnet_weights.h5 or "
+            "bvlc_alexnet.caffemodel.",
         ),
         click.option(
             "--seed",
@@ -390,6 +408,15 @@ def extraction_options(func):
     help="Recompute the cache from nothing, replacing the file there (for a "
     "damaged cache).",
 )
+@model_option
+@click.option(
+    "--mean",
+    "mean_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="caffe-alexnet: subtract this mean image (ilsvrc_2012_mean.npy, BGR "
+    "3x256x256, its centre 227x227) instead of the per-channel ImageNet mean.",
+)
 @extraction_options
 def extract(
     data_dirs,
@@ -409,6 +436,8 @@ def extract(
     labels_csv,
     name_regex,
     rebuild,
+    model_name,
+    mean_file,
 ) -> None:
     """Extract AlexNet activations for every image under each DATA_DIR into the
     cache (one cache per folder, one model load for all).
@@ -422,9 +451,10 @@ def extract(
     """
     from featx.extraction import RayEngine
     from featx.extraction import extract as run_extract
-    from featx.model import load_weights, resolve_layers
+    from featx.model import load_weights, preprocess_for, resolve_layers
 
-    resolve_layers(list(layer_names))  # refuse a typo before any work
+    resolve_layers(list(layer_names), model_name)  # refuse a typo before any work
+    preprocess_for(model_name, mean_file)  # and a bad mean file
     labelling = None
     if labels_csv is not None or name_regex is not None:
         from featx.images import Labelling
@@ -434,7 +464,7 @@ def extract(
         from featx.ray_engine import require_ray
 
         require_ray()  # before any work: say how to install it
-    loaded = load_weights(weights, seed=seed)
+    loaded = load_weights(weights, seed=seed, arch=model_name)
     random_weights_banner(loaded.pretrained)  # said before the work, not after
     for data_dir in data_dirs:
         result = run_extract(
@@ -451,6 +481,7 @@ def extract(
             engine=RayEngine(address, ray_actors) if engine == "ray" else "local",
             rebuild=rebuild,
             labelling=labelling,
+            mean=mean_file,
         )
         print_extraction(result)
 
@@ -489,7 +520,8 @@ def print_extraction(result) -> None:
 @cache_dir_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def info(cache, cache_dir, as_json) -> None:
-    """Describe a cache: images, layers, classes, failures, weights, versions.
+    """Describe a cache: images, layers, classes, failures, model, weights,
+    versions.
 
     CACHE is a path or a name in the cache directory; it may be left out when
     there is only one cache.
@@ -505,6 +537,7 @@ def info(cache, cache_dir, as_json) -> None:
     click.echo(f"cache:    {data['path']}  (format {data['format']})")
     click.echo(f"data:     {data['data_root']}")
     click.echo(f"images:   {data['n_images']}   failed: {data['n_failed']}")
+    click.echo(f"model:    {data['model']}")
     click.echo(f"weights:  {w['id']}  sha256 {w['sha256'][:16]}…")
     v = data["versions"]
     click.echo(

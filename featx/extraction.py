@@ -36,7 +36,13 @@ from featx.errors import ReadOnlyError, check_choice, check_int
 from featx.forward import Batch, compute_batches, resolve_device
 from featx.identity import cache_meta, cache_path_for
 from featx.images import ImageSet, Labelling, Preprocess, list_images
-from featx.model import WEIGHTS, LoadedWeights, load_weights, resolve_layers
+from featx.model import (
+    LoadedWeights,
+    check_model,
+    load_weights,
+    preprocess_for,
+    resolve_layers,
+)
 from featx.progress import Progress
 from featx.reconcile import (
     check_dtypes,
@@ -105,10 +111,12 @@ def _pending(
     return np.flatnonzero(~all_done), done
 
 
-def _resolve_weights(weights: str | LoadedWeights, seed: int) -> LoadedWeights:
+def _resolve_weights(
+    weights: str | LoadedWeights, seed: int, model: str
+) -> LoadedWeights:
     if isinstance(weights, LoadedWeights):
         return weights
-    return load_weights(weights, seed=seed)
+    return load_weights(weights, seed=seed, arch=model)
 
 
 def _check_options(*, spatial, dtype, batch_size, num_workers, engine) -> None:
@@ -139,13 +147,22 @@ def extract(
     progress: Progress | None = None,
     rebuild: bool = False,
     labelling: Labelling | None = None,
+    model: str = "alexnet",
+    mean: Path | None = None,
 ) -> ExtractResult:
     """Extract ``layers`` for every image under ``data_dir`` into the cache.
 
-    (Fourteen parameters: they mirror `featx extract`'s options one to one.)
+    (Sixteen parameters: they mirror `featx extract`'s options one to one.)
 
     Parameters
     ----------
+    model
+        ``"alexnet"`` (torchvision's) or ``"caffe-alexnet"`` (BVLC's original;
+        its weights from ``bvlc_alexnet.npy``, ``alexnet_weights.h5`` or
+        ``bvlc_alexnet.caffemodel``). Weights already loaded bring their own.
+    mean
+        caffe-alexnet only: a ``.npy`` mean image (``ilsvrc_2012_mean.npy``)
+        instead of its per-channel mean.
     weights
         ``"imagenet"``, ``"random"`` (seeded by ``seed``), a state-dict file, or
         weights already loaded with :func:`featx.model.load_weights`.
@@ -178,12 +195,15 @@ def extract(
         from featx.ray_engine import require_ray
 
         require_ray()  # before any work: say how to install it
-    specs = resolve_layers(list(layers))
+    if isinstance(weights, LoadedWeights):
+        model = weights.arch
+    check_model(model)
+    specs = resolve_layers(list(layers), model)
+    preprocess = preprocess_for(model, mean)  # a bad mean file stops here
     compute = Compute(resolve_device(device), batch_size, num_workers, engine)
-    images = list_images(Path(data_dir), labelling)
+    images = list_images(Path(data_dir), labelling)  # lists; reads no image
     images.root = images.root.resolve()
-    loaded = _resolve_weights(weights, seed)
-    preprocess = Preprocess(WEIGHTS.transforms())
+    loaded = _resolve_weights(weights, seed, model)  # a bad file stops here
     wanted = [
         LayerDef(
             s.name, s.module_path, s.shape, spatial if s.spatial else "none", dtype
@@ -317,6 +337,7 @@ def _batches(run: Run, rows: Rows, pending: np.ndarray, done: dict[str, np.ndarr
             loaded=run.loaded,
             batch_size=compute.batch_size,
             engine=compute.engine,
+            mean=getattr(run.preprocess, "mean_file", None),
         )
     return compute_batches(
         files=files,

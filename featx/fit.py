@@ -356,6 +356,7 @@ def model_meta(cache: FeatureCache, layer: str, clf: str, classes: list[str]) ->
         "dtype": ldef.dtype,
         "clf": clf,
         "classes": classes,
+        "model": meta.model,
         **{f"weights_{k}": v for k, v in meta.weights.to_dict().items()},
         "transform": meta.transform,
     }

@@ -82,7 +82,7 @@ def build_net(
     loaded: LoadedWeights, wanted: list[LayerDef], device: torch.device
 ) -> FeatureNet:
     """The truncated, channels-last network for ``wanted`` on ``device``."""
-    specs = resolve_layers([w.layer for w in wanted])
+    specs = resolve_layers([w.layer for w in wanted], loaded.arch)
     net = FeatureNet(loaded.model, specs).to(device).eval()
     return net.to(memory_format=torch.channels_last)
 

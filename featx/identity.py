@@ -1,7 +1,8 @@
 """Which cache file holds the features of which inputs, and what it records.
 
 A cache is named after its data folder and identified by a hash of the folder,
-the weights (sha256) and the preprocessing: changing any of them is a new cache.
+the model, the weights (sha256) and the preprocessing: changing any of them is a
+new cache.
 """
 
 from __future__ import annotations
@@ -23,14 +24,14 @@ from featx.model import WEIGHTS, LoadedWeights
 def cache_identity(
     data_root: Path, weights: LoadedWeights, preprocess: Preprocess
 ) -> str:
-    blob = json.dumps(
-        {
-            "data_root": str(data_root),
-            "weights_sha256": weights.sha256,
-            "transform": preprocess.describe(),
-        },
-        sort_keys=True,
-    )
+    parts = {
+        "data_root": str(data_root),
+        "weights_sha256": weights.sha256,
+        "transform": preprocess.describe(),
+    }
+    if weights.arch != "alexnet":  # torchvision's caches keep their names
+        parts["model"] = weights.arch
+    blob = json.dumps(parts, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:10]
 
 
@@ -45,6 +46,8 @@ def cache_path_for(
         if not weights.pretrained
         else "file"
     )
+    if weights.arch != "alexnet":
+        tag = f"{weights.arch}-{tag}"
     stem = "".join(c if c.isalnum() or c in "-_" else "_" for c in data_root.name)
     ident = cache_identity(data_root, weights, preprocess)
     return Path(cache_dir) / f"{stem or 'data'}-{tag}-{ident}.h5"
@@ -66,10 +69,11 @@ def cache_meta(
             url=WEIGHTS.url if is_torchvision else "",
         ),
         transform=preprocess.describe(),
-        transform_repr=repr(preprocess.transforms),
+        transform_repr=repr(preprocess),
         featx_version=__version__,
         torch_version=str(torch.__version__),
         torchvision_version=str(torchvision.__version__),
         updated=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         labelling=images.labelling,
+        model=weights.arch,
     )

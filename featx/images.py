@@ -452,6 +452,9 @@ class Preprocess:
         std = torch.tensor(self.std, device=x.device).view(1, -1, 1, 1)
         return x.sub_(mean).div_(std)
 
+    def __repr__(self) -> str:
+        return repr(self.transforms)
+
     def describe(self) -> dict:
         """A JSON-able description; part of a cache's identity."""
         return {

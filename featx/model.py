@@ -1,5 +1,11 @@
 """AlexNet, its weights, and capturing the activations of chosen layers.
 
+Two architectures (:data:`MODELS`): ``alexnet``, torchvision's (the "one weird
+trick" variant, 224 input), and ``caffe-alexnet``, the original network as BVLC's
+Caffe definition has it (:mod:`featx.caffe`, 227 input, LRN, grouped
+convolutions), whose weights come from the files its ports use
+(:mod:`featx.weightfiles`).
+
 Layers are named by their torchvision module path (``features.10``,
 ``classifier.4``) or by a friendly name that stands for one of them. AlexNet is a
 chain of modules, so :class:`FeatureNet` runs that chain itself: it stops after the
@@ -22,12 +28,17 @@ import torch
 from torch import nn
 from torchvision.models import AlexNet_Weights, alexnet
 
+from featx import caffe
 from featx.digest import file_sha256
 from featx.errors import LayerError, WeightsError
+from featx.images import Preprocess
 
 WEIGHTS = AlexNet_Weights.IMAGENET1K_V1
 
-#: Friendly names and the module each one stands for.
+#: The architectures featx runs, the default first.
+MODELS = ("alexnet", "caffe-alexnet")
+
+#: Friendly names of torchvision's AlexNet and the module each one stands for.
 FRIENDLY_LAYERS: dict[str, str] = {
     "conv1": "features.1",  # after ReLU
     "conv2": "features.4",
@@ -63,20 +74,58 @@ class LayerSpec:
         return len(self.shape) == 3
 
 
+def check_model(name: str) -> str:
+    """``name`` if it is one of :data:`MODELS`; a LayerError naming them if not."""
+    if name not in MODELS:
+        raise LayerError(f"unknown model {name!r}; featx runs {' and '.join(MODELS)}")
+    return name
+
+
+def build_model(arch: str = "alexnet") -> nn.Module:
+    """An untrained network of architecture ``arch`` (one of :data:`MODELS`)."""
+    if check_model(arch) == "caffe-alexnet":
+        return caffe.CaffeAlexNet()
+    return alexnet()
+
+
+def friendly_layers(arch: str = "alexnet") -> dict[str, str]:
+    """The friendly layer names of ``arch`` and the module each stands for."""
+    if check_model(arch) == "caffe-alexnet":
+        return caffe.FRIENDLY_LAYERS
+    return FRIENDLY_LAYERS
+
+
+def preprocess_for(arch: str = "alexnet", mean: Path | None = None) -> Preprocess:
+    """The input preprocessing of ``arch``; ``mean`` (a ``.npy`` mean image)
+    only for caffe-alexnet."""
+    if check_model(arch) == "caffe-alexnet":
+        return caffe.CaffePreprocess(mean)
+    if mean is not None:
+        raise WeightsError(
+            "--mean is for --model caffe-alexnet; torchvision's AlexNet normalises "
+            "with its own mean and std"
+        )
+    return Preprocess(WEIGHTS.transforms())
+
+
 def module_chain(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    """AlexNet's modules in execution order (the flatten sits before classifier)."""
+    """The network's modules in execution order (the flatten sits before
+    classifier; torchvision's AlexNet has an ``avgpool`` between them)."""
     chain = [(f"features.{i}", m) for i, m in enumerate(model.features)]
-    chain.append(("avgpool", model.avgpool))
+    if hasattr(model, "avgpool"):
+        chain.append(("avgpool", model.avgpool))
     chain += [(f"classifier.{i}", m) for i, m in enumerate(model.classifier)]
     return chain
 
 
 @cache
-def layer_table() -> tuple[LayerSpec, ...]:
-    """Every capturable layer, friendly names first, then all module paths."""
+def layer_table(arch: str = "alexnet") -> tuple[LayerSpec, ...]:
+    """Every capturable layer of ``arch``, friendly names first, then all module
+    paths."""
+    side = caffe.CROP if check_model(arch) == "caffe-alexnet" else 224
     with torch.device("meta"):
-        model = alexnet()
-        x = torch.empty(1, 3, 224, 224)
+        model = build_model(arch)
+        x = torch.empty(1, 3, side, side)
         shapes = {}
         for index, (path, module) in enumerate(module_chain(model)):
             if path == "classifier.0":
@@ -84,21 +133,27 @@ def layer_table() -> tuple[LayerSpec, ...]:
             x = module(x)
             shapes[path] = (index, tuple(x.shape[1:]))
     specs = [
-        LayerSpec(name, path, *shapes[path]) for name, path in FRIENDLY_LAYERS.items()
+        LayerSpec(name, path, *shapes[path])
+        for name, path in friendly_layers(arch).items()
     ]
     specs += [LayerSpec(path, path, *shapes[path]) for path in shapes]
     return tuple(specs)
 
 
-def resolve_layers(names: list[str] | tuple[str, ...]) -> list[LayerSpec]:
-    """Turn layer names into specs, refusing unknown ones with the valid list."""
-    table = {spec.name: spec for spec in layer_table()}
+def resolve_layers(
+    names: list[str] | tuple[str, ...], arch: str = "alexnet"
+) -> list[LayerSpec]:
+    """Turn layer names of ``arch`` into specs, refusing unknown ones with the
+    valid list."""
+    table = {spec.name: spec for spec in layer_table(arch)}
     unknown = [n for n in names if n not in table]
     if unknown:
-        friendly = ", ".join(FRIENDLY_LAYERS)
+        friendly = ", ".join(friendly_layers(arch))
         raise LayerError(
             f"unknown layer {unknown[0]!r}; valid names: {friendly}, or a module "
-            "path such as features.10 or classifier.4 (`featx layers` lists all)"
+            "path such as features.10 or classifier.4 (`featx layers"
+            + ("" if arch == "alexnet" else f" --model {arch}")
+            + "` lists all)"
         )
     if not names:
         raise LayerError("no layer given; use --layer, e.g. --layer fc7")
@@ -154,6 +209,8 @@ class LoadedWeights:
     sha256: str
     pretrained: bool
     source: str
+    #: The architecture, one of :data:`MODELS`.
+    arch: str = "alexnet"
 
 
 def _sha256_state(model: nn.Module) -> str:
@@ -197,7 +254,12 @@ def _load_state_dict_file(path: Path) -> dict:
     return state
 
 
-def _apply_state(model: nn.Module, state: dict, path: Path) -> None:
+def _apply_state(model: nn.Module, state: dict, path: Path, arch: str) -> None:
+    if arch == "caffe-alexnet" and _is_torchvision(state):
+        raise WeightsError(
+            f"{path} is a torchvision AlexNet state dict, not caffe-alexnet "
+            "weights; use --model alexnet"
+        )
     expected = model.state_dict()
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
@@ -207,15 +269,14 @@ def _apply_state(model: nn.Module, state: dict, path: Path) -> None:
             parts.append(f"missing {', '.join(missing[:3])}")
         if unexpected:
             parts.append(f"unexpected {', '.join(unexpected[:3])}")
-        raise WeightsError(
-            f"{path} is not a torchvision AlexNet state dict: {'; '.join(parts)}"
-        )
+        what = "a torchvision AlexNet" if arch == "alexnet" else f"a {arch}"
+        raise WeightsError(f"{path} is not {what} state dict: {'; '.join(parts)}")
     for key, tensor in expected.items():
         got = state[key]
         if not isinstance(got, torch.Tensor) or got.shape != tensor.shape:
             shape = tuple(got.shape) if isinstance(got, torch.Tensor) else type(got)
             raise WeightsError(
-                f"{path}: {key} has shape {shape}, AlexNet needs {tuple(tensor.shape)}"
+                f"{path}: {key} has shape {shape}, {arch} needs {tuple(tensor.shape)}"
             )
         if got.is_floating_point() and not torch.isfinite(got).all():
             raise WeightsError(
@@ -223,6 +284,12 @@ def _apply_state(model: nn.Module, state: dict, path: Path) -> None:
                 "feature it computed would be NaN)"
             )
     model.load_state_dict(state)
+
+
+def _is_torchvision(state: dict) -> bool:
+    """Whether ``state`` looks like torchvision's AlexNet (64 conv1 filters)."""
+    conv1 = state.get("features.0.weight")
+    return isinstance(conv1, torch.Tensor) and tuple(conv1.shape[:2]) == (64, 3)
 
 
 def _offline_message(target: Path, reason: str) -> str:
@@ -246,48 +313,48 @@ def _check_reachable(target: Path) -> None:
 
 
 # Long: three sources of weights (random, torchvision's hub, a file), each short.
-def load_weights(weights: str = "imagenet", *, seed: int = 0) -> LoadedWeights:
-    """Build AlexNet with ``weights``: ``imagenet``, ``random`` or a file path.
+def load_weights(
+    weights: str = "imagenet", *, seed: int = 0, arch: str = "alexnet"
+) -> LoadedWeights:
+    """Build the network ``arch`` with ``weights``: ``imagenet``, ``random`` or a
+    file path.
 
     ``imagenet`` reads torchvision's ``AlexNet_Weights.IMAGENET1K_V1`` through the
     torch hub cache (``TORCH_HOME``), downloading it only when it is not there and
-    ``FEATX_OFFLINE`` is unset. ``random`` is a seeded, untrained network.
+    ``FEATX_OFFLINE`` is unset. ``random`` is a seeded, untrained network. For
+    ``caffe-alexnet`` a file is ``bvlc_alexnet.npy``, ``alexnet_weights.h5``,
+    ``bvlc_alexnet.caffemodel`` (:mod:`featx.weightfiles`) or a state dict of it.
 
     Raises
     ------
     WeightsError
-        When the file is missing, unreadable or not an AlexNet state dict, or
-        the ImageNet weights are neither cached nor downloadable.
+        When the file is missing, unreadable or not weights of ``arch``, or the
+        ImageNet weights are neither cached nor downloadable.
     """
+    check_model(arch)
     if weights == "random":
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            model = alexnet()
+            model = build_model(arch)
         return LoadedWeights(
             model=model.eval(),
             weights_id=f"random(seed={seed})",
             sha256=_sha256_state(model),
             pretrained=False,
             source=f"random initialisation, seed {seed} (NOT pretrained)",
+            arch=arch,
         )
-    model = alexnet()
+    model = build_model(arch)
     if weights == "imagenet":
-        target = hub_weights_file()
-        if not target.is_file():
-            if os.environ.get("FEATX_OFFLINE"):
-                raise WeightsError(_offline_message(target, "FEATX_OFFLINE is set"))
-            _check_reachable(target)  # no "Downloading ..." when it cannot work
-            old_timeout = socket.getdefaulttimeout()
-            socket.setdefaulttimeout(30)
-            try:
-                WEIGHTS.get_state_dict(progress=False, check_hash=True)
-            except Exception as exc:  # URLError, timeouts, hash mismatch
-                target.with_suffix(target.suffix + ".partial").unlink(missing_ok=True)
-                reason = str(getattr(exc, "reason", exc)) or type(exc).__name__
-                raise WeightsError(_offline_message(target, reason)) from exc
-            finally:
-                socket.setdefaulttimeout(old_timeout)
-        _apply_state(model, _load_state_dict_file(target), target)
+        if arch == "caffe-alexnet":
+            raise WeightsError(
+                "caffe-alexnet has no weights to download: pass --weights with "
+                "bvlc_alexnet.npy (TensorFlow port), alexnet_weights.h5 "
+                "(convnets-keras) or bvlc_alexnet.caffemodel (BVLC), or --weights "
+                "random"
+            )
+        target = _hub_weights()
+        _apply_state(model, _load_state_dict_file(target), target, arch)
         return LoadedWeights(
             model=model.eval(),
             weights_id="torchvision:AlexNet_Weights.IMAGENET1K_V1",
@@ -298,14 +365,49 @@ def load_weights(weights: str = "imagenet", *, seed: int = 0) -> LoadedWeights:
     path = Path(weights).expanduser()
     if not path.exists():
         raise WeightsError(
-            f"--weights must be 'imagenet', 'random' or a state-dict file; "
+            f"--weights must be 'imagenet', 'random' or a weights file; "
             f"{weights!r} is none of these (no such file)"
         )
-    _apply_state(model, _load_state_dict_file(path), path)
+    from featx import weightfiles
+
+    kind = weightfiles.file_kind(path)
+    if arch == "caffe-alexnet":
+        state = weightfiles.caffe_state_dict(path)
+    elif kind != "torch":
+        raise WeightsError(
+            f"{path.name} holds the original (Caffe) AlexNet's weights; use "
+            "--model caffe-alexnet"
+        )
+    else:
+        state = _load_state_dict_file(path)
+    _apply_state(model, state, path, arch)
     return LoadedWeights(
         model=model.eval(),
         weights_id=f"file:{path.name}",
         sha256=file_sha256(path),
         pretrained=True,
         source=str(path.resolve()),
+        arch=arch,
     )
+
+
+def _hub_weights() -> Path:
+    """torchvision's ImageNet AlexNet file in the hub cache, downloaded when
+    it is not there and the host can be reached."""
+    target = hub_weights_file()
+    if target.is_file():
+        return target
+    if os.environ.get("FEATX_OFFLINE"):
+        raise WeightsError(_offline_message(target, "FEATX_OFFLINE is set"))
+    _check_reachable(target)  # no "Downloading ..." when it cannot work
+    old_timeout = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(30)
+    try:
+        WEIGHTS.get_state_dict(progress=False, check_hash=True)
+    except Exception as exc:  # URLError, timeouts, hash mismatch
+        target.with_suffix(target.suffix + ".partial").unlink(missing_ok=True)
+        reason = str(getattr(exc, "reason", exc)) or type(exc).__name__
+        raise WeightsError(_offline_message(target, reason)) from exc
+    finally:
+        socket.setdefaulttimeout(old_timeout)
+    return target

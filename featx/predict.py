@@ -15,11 +15,11 @@ import numpy as np
 from featx.cache import LayerDef
 from featx.errors import WeightsError, check_int, printable
 from featx.forward import compute_batches, resolve_device
-from featx.images import FolderWalker, Preprocess, entry_kind
+from featx.images import FolderWalker, entry_kind
 from featx.model import (
-    WEIGHTS,
     LoadedWeights,
     load_weights,
+    preprocess_for,
     resolve_layers,
     weights_spec,
 )
@@ -107,11 +107,12 @@ def gather_images(inputs: list[Path]) -> tuple[list[Path], list[Prediction]]:
 def weights_for(meta: dict, weights: str | None) -> LoadedWeights:
     """The weights a model's features came from, checked by sha256."""
     wid = meta["weights_id"]
+    arch = meta.get("model", "alexnet")
     spec, seed = weights_spec(wid, meta.get("weights_source", ""))
     if weights is not None:
-        loaded = load_weights(weights)
+        loaded = load_weights(weights, arch=arch)
     elif spec in ("random", "imagenet"):
-        loaded = load_weights(spec, seed=seed)
+        loaded = load_weights(spec, seed=seed, arch=arch)
     else:
         source = Path(spec)
         if not source.is_file():
@@ -120,7 +121,7 @@ def weights_for(meta: dict, weights: str | None) -> LoadedWeights:
                 f"(sha256 {meta['weights_sha256'][:16]}…), which is not at {source}; "
                 "pass --weights PATH to that file"
             )
-        loaded = load_weights(str(source))
+        loaded = load_weights(str(source), arch=arch)
     if loaded.sha256 != meta["weights_sha256"]:
         raise WeightsError(
             f"these weights ({loaded.weights_id}, sha256 {loaded.sha256[:16]}…) are "
@@ -128,6 +129,20 @@ def weights_for(meta: dict, weights: str | None) -> LoadedWeights:
             f"{meta['weights_sha256'][:16]}…)"
         )
     return loaded
+
+
+def _mean_file(meta: dict) -> Path | None:
+    """The mean image a caffe-alexnet model's features were centred with."""
+    mean = (meta.get("transform") or {}).get("mean_image")
+    if not mean:
+        return None
+    path = Path(mean["file"])
+    if not path.is_file():
+        raise WeightsError(
+            f"the model's features were centred with the mean image {path} "
+            f"(sha256 {mean['sha256'][:16]}…), which is no longer there"
+        )
+    return path
 
 
 # Long: checks the model against this featx, then one batch loop.
@@ -150,14 +165,15 @@ def predict(
     progress = progress or Progress()
     check_int("top_k", top_k, low=1)
     pipeline, meta = model if isinstance(model, tuple) else load_model(Path(model))
-    preprocess = Preprocess(WEIGHTS.transforms())
+    arch = meta.get("model", "alexnet")
+    preprocess = preprocess_for(arch, _mean_file(meta))
     if meta.get("transform") != preprocess.describe():
         raise ModelFileError(
             "the model was trained on features with other preprocessing than this "
             f"featx uses ({meta.get('transform')}); re-extract and re-fit"
         )
     files, bad = gather_images(inputs)
-    spec = resolve_layers([meta["layer_name"]])[0]
+    spec = resolve_layers([meta["layer_name"]], arch)[0]
     layer = LayerDef(
         spec.name, spec.module_path, spec.shape, meta["spatial"], "float32"
     )

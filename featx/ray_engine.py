@@ -19,8 +19,8 @@ import torch
 
 from featx.errors import DataError, FeatxError, WeightsError
 from featx.forward import build_net, run_forward
-from featx.images import ImageDataset, Preprocess
-from featx.model import WEIGHTS, load_weights, weights_spec
+from featx.images import ImageDataset
+from featx.model import load_weights, preprocess_for, weights_spec
 
 INSTALL_HINT = "pip install -e '.[ray]' (or pip install 'ray[data]')"
 
@@ -99,9 +99,12 @@ def check_folder_visible(ray, root: Path, sample: Path) -> None:
 class ExtractActor:
     """One model per actor; called with blocks of ``{"row", "path"}`` rows."""
 
-    def __init__(self, spec, seed, expected_sha256, wanted, threads, use_gpu):
+    # Eight parameters: what a remote actor needs to rebuild the driver's model.
+    def __init__(
+        self, spec, seed, expected_sha256, wanted, threads, use_gpu, arch, mean
+    ):
         torch.set_num_threads(threads)
-        loaded = load_weights(spec, seed=seed)
+        loaded = load_weights(spec, seed=seed, arch=arch)
         if loaded.sha256 != expected_sha256:
             raise WeightsError(
                 f"worker on {socket.gethostname()} loaded other weights than the "
@@ -109,7 +112,7 @@ class ExtractActor:
             )
         self.device = torch.device("cuda" if use_gpu else "cpu")
         self.wanted = wanted
-        self.preprocess = Preprocess(WEIGHTS.transforms())
+        self.preprocess = preprocess_for(arch, mean)
         self.net = build_net(loaded, wanted, self.device)
 
     def __call__(self, batch: dict) -> dict:
@@ -149,10 +152,12 @@ def joblib_backend(address: str | None):
     return joblib.parallel_config(backend="ray")
 
 
-def ray_batches(*, files, rows, wanted, loaded, batch_size, engine):
+def ray_batches(*, files, rows, wanted, loaded, batch_size, engine, mean=None):
     """The Ray engine's stream of ``(rows, values, failures)``, like
     :func:`featx.forward.compute_batches`; ``engine`` is a
-    :class:`featx.extraction.RayEngine` (its address and number of actors)."""
+    :class:`featx.extraction.RayEngine` (its address and number of actors);
+    ``mean`` is caffe-alexnet's mean image file, if one is used (every worker
+    reads it at the same path)."""
     ray = connect(engine.address)
     quiet_ray_data(ray)
     check_folder_visible(
@@ -178,6 +183,8 @@ def ray_batches(*, files, rows, wanted, loaded, batch_size, engine):
             "wanted": wanted,
             "threads": threads,
             "use_gpu": bool(gpus),
+            "arch": loaded.arch,
+            "mean": mean,
         },
         batch_size=batch_size,
         compute=ray.data.ActorPoolStrategy(size=workers),

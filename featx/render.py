@@ -167,6 +167,14 @@ def render_markdown(ctx) -> str:
     return "\n".join(lines)
 
 
+#: How the report names each architecture.
+MODEL_NAMES = {
+    "alexnet": "alexnet (torchvision's AlexNet, 224 input)",
+    "caffe-alexnet": "caffe-alexnet (the original BVLC AlexNet: 227 input, LRN, "
+    "grouped convolutions)",
+}
+
+
 def _provenance_lines(p, esc) -> list[str]:
     classes = ", ".join(
         f"{esc(name)} ({count})" for name, count in p["classes"].items()
@@ -184,7 +192,9 @@ def _provenance_lines(p, esc) -> list[str]:
             f"- Test data: {esc(t['data_root'])}: {t['n_images']} images, "
             f"{t['n_failed']} failed"
         )
+    model = MODEL_NAMES.get(p.get("model", "alexnet"), p.get("model", ""))
     lines += [
+        f"- Model: {esc(model)}",
         f"- Weights: {esc(w['id'])} (sha256 {esc(w['sha256'])})"
         + ("" if w["pretrained"] else " — NOT pretrained"),
         f"- Protocol: {esc(p['protocol'])}",

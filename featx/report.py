@@ -138,10 +138,14 @@ def choose_layers(cache: FeatureCache, wanted: list[str] | None) -> list[str]:
 
 
 def weights_flags(meta: CacheMeta) -> str:
+    """The `featx extract` flags that rebuild ``meta``'s model and weights."""
     spec, seed = weights_spec(meta.weights.id, meta.weights.source)
+    flags = "" if meta.model == "alexnet" else f" --model {meta.model}"
+    if meta.mean_file:
+        flags += f" --mean {shlex.quote(meta.mean_file)}"
     if spec == "random":
-        return f" --weights random --seed {seed}"
-    return f" --weights {shlex.quote(spec)}"
+        return f"{flags} --weights random --seed {seed}"
+    return f"{flags} --weights {shlex.quote(spec)}"
 
 
 def extract_commands(
@@ -535,6 +539,7 @@ def _provenance(
             "n_images": test_info["n_images"],
             "n_failed": test_info["n_failed"],
         },
+        "model": info["model"],
         "weights": info["weights"],
         "versions": {
             "featx": __version__,

@@ -65,6 +65,9 @@ class AlexNetFeatures(TransformerMixin, BaseEstimator):
     prefetch : tuple of str
         Layers computed together with ``layer`` when images must be extracted,
         so that a search over them extracts each image once.
+    model : {"alexnet", "caffe-alexnet"}
+        torchvision's AlexNet or the original BVLC network (then ``weights`` is
+        ``"random"`` or one of its weight files).
     """
 
     def __init__(
@@ -80,8 +83,10 @@ class AlexNetFeatures(TransformerMixin, BaseEstimator):
         num_workers=None,
         seed=0,
         prefetch=DEFAULT_PREFETCH,
+        model="alexnet",
     ):
         self.layer = layer
+        self.model = model
         self.weights = weights
         self.spatial = spatial
         self.dtype = dtype
@@ -97,7 +102,7 @@ class AlexNetFeatures(TransformerMixin, BaseEstimator):
         from featx.model import resolve_layers
 
         _as_paths(X)
-        spec = resolve_layers([self.layer])[0]
+        spec = resolve_layers([self.layer], self.model)[0]
         pooled = spec.spatial and self.spatial != "none"
         self.layer_key_ = f"{spec.name}_{self.spatial}" if pooled else spec.name
         self.n_features_out_ = spec.shape[0] if pooled else int(np.prod(spec.shape))
@@ -127,19 +132,18 @@ class AlexNetFeatures(TransformerMixin, BaseEstimator):
         from featx.model import load_weights
 
         if getattr(self, "_loaded", None) is None:
-            self._loaded = load_weights(self.weights, seed=self.seed)
+            self._loaded = load_weights(self.weights, seed=self.seed, arch=self.model)
         return self._loaded
 
     def _cache_path(self, root: Path) -> Path:
         from featx.cache import default_cache_dir
         from featx.identity import cache_path_for
-        from featx.images import Preprocess
-        from featx.model import WEIGHTS
+        from featx.model import preprocess_for
 
         cache_dir = (
             self.cache_dir if self.cache_dir is not None else default_cache_dir()
         )
-        preprocess = Preprocess(WEIGHTS.transforms())
+        preprocess = preprocess_for(self.model)
         return cache_path_for(Path(cache_dir), root, self._weights(), preprocess)
 
     def _read(self, root: Path, rels: list[str], *, strict: bool = False):

@@ -40,7 +40,7 @@ def held_out_cache(
     except CacheError:
         pass  # nothing extracted yet: extract below
     spec, seed = weights_spec(meta.weights.id, meta.weights.source)
-    loaded = load_weights(spec, seed=seed)
+    loaded = load_weights(spec, seed=seed, arch=meta.model)
     if loaded.sha256 != meta.weights.sha256:
         raise WeightsError(
             f"cannot extract {folder} with the weights of {train.name}: "
@@ -60,5 +60,6 @@ def held_out_cache(
             weights=loaded,
             cache_dir=cache_dir,
             progress=progress,
+            mean=meta.mean_file,
         ).cache_path
     return path
