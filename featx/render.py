@@ -192,9 +192,9 @@ def _provenance_lines(p, esc) -> list[str]:
             f"- Test data: {esc(t['data_root'])}: {t['n_images']} images, "
             f"{t['n_failed']} failed"
         )
-    model = MODEL_NAMES.get(p.get("model", "alexnet"), p.get("model", ""))
+    name = p.get("model", "alexnet")
     lines += [
-        f"- Model: {esc(model)}",
+        f"- Model: {MODEL_NAMES.get(name) or esc(name)}",
         f"- Weights: {esc(w['id'])} (sha256 {esc(w['sha256'])})"
         + ("" if w["pretrained"] else " — NOT pretrained"),
         f"- Protocol: {esc(p['protocol'])}",

@@ -162,9 +162,15 @@ class _ArraysOnly(pickle.Unpickler):
     def find_class(self, module: str, name: str):
         if (module, name) not in _NUMPY_GLOBALS:
             raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
-        if module.startswith("numpy.core"):  # numpy 2 renamed it numpy._core
-            module = "numpy._core" + module[len("numpy.core") :]
-        return getattr(importlib.import_module(module), name)
+        try:
+            return getattr(importlib.import_module(module), name)
+        except ImportError:  # numpy.core and numpy._core: one is the other's alias
+            other = (
+                module.replace("numpy._core", "numpy.core")
+                if "._core" in module
+                else module.replace("numpy.core", "numpy._core")
+            )
+            return getattr(importlib.import_module(other), name)
 
 
 def read_npy(path: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
