@@ -10,12 +10,13 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+from joblib import Parallel, delayed
 
 import pipelines
 from featx.cache import FeatureCache
 from featx.compare import ci95, linear_cka
 from featx.errors import printable
-from featx.fit import FitSpec, consensus
+from featx.fit import FitSpec, consensus, one_blas_thread
 from featx.images import ImageDecodeError, decode_image
 
 #: Training images per class of the learning curve (and "all" the folds hold).
@@ -98,17 +99,20 @@ def learning_curve(cache: FeatureCache, best_rows: list[dict], spec: FitSpec) ->
         X = cache.read(row["layer"])
         run = replace(spec, clf=row["clf"], value=_value(row), tune=False)
         for n in sizes:
-            scores = []
-            for train, test in splits:
-                pick = np.concatenate(
-                    [rng.permutation(train[labels[train] == c])[:n]
-                     for c in np.unique(labels)]
+            picks = [
+                np.concatenate(
+                    [
+                        rng.permutation(train[labels[train] == c])[:n]
+                        for c in np.unique(labels)
+                    ]
                 )  # fmt: skip
-                model = pipelines.in_row_space(
-                    run.pipeline(len(pick), X.shape[1]), run.clf, seed=spec.seed
+                for train, _ in splits
+            ]
+            with one_blas_thread():  # folds in threads, as fit runs them
+                scores = Parallel(n_jobs=spec.jobs, prefer="threads")(
+                    delayed(_curve_point)(run, X, labels, pick, test, spec.seed)
+                    for pick, (_, test) in zip(picks, splits, strict=True)
                 )
-                model.fit(X[pick], labels[pick])
-                scores.append(float(np.mean(model.predict(X[test]) == labels[test])))
             points.append(
                 {
                     "layer": row["layer"],
@@ -119,6 +123,15 @@ def learning_curve(cache: FeatureCache, best_rows: list[dict], spec: FitSpec) ->
                 }
             )
     return points
+
+
+def _curve_point(run: FitSpec, X, labels, pick, test, seed: int) -> float:
+    """Accuracy on ``test`` of ``run``'s classifier fitted on the ``pick`` rows."""
+    model = pipelines.in_row_space(
+        run.pipeline(len(pick), X.shape[1]), run.clf, seed=seed
+    )
+    model.fit(X[pick], labels[pick])
+    return float(np.mean(model.predict(X[test]) == labels[test]))
 
 
 def _value(row: dict) -> float | None:
