@@ -2,14 +2,16 @@
 
 Random weights are written in each of the three file formats by the test itself,
 starting from the TensorFlow port's layout (``bvlc_alexnet.npy``). The reference
-is the network built layer by layer in Keras 3 (JAX backend), channels last, the
-way the TensorFlow ports build it from that file; it shares no code with featx.
+is the network built layer by layer in Keras 3 (JAX backend, channels last) the
+way the TensorFlow ports build it from that file: ``tests/keras_alexnet.py``, run
+in a process of its own; it shares no code with featx.
 The Keras 1 and caffemodel files are derived from the npy with index arithmetic
 of their own, and the caffemodel is encoded in protobuf's wire format by hand.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import pickle
 import subprocess
@@ -152,54 +154,26 @@ def write_caffemodel(path: Path, w: dict, *, v1: bool = True) -> Path:
     return path
 
 
-def keras_reference(w: dict, images: np.ndarray) -> dict[str, np.ndarray]:
-    """Activations of the network built in Keras 3 from the npy weights, for
-    (N, 227, 227, 3) BGR inputs minus the mean; conv maps returned as N, C, H, W."""
-    os.environ.setdefault("KERAS_BACKEND", "jax")
-    if os.environ.get("FEATX_REQUIRE_REFERENCE"):  # CI: the reference must run
-        import keras
-    else:
-        keras = pytest.importorskip("keras", reason="pip install -e '.[reference]'")
-    L, ops = keras.layers, keras.ops
-
-    def lrn(x):  # Caffe: x / (1 + 1e-4 / 5 * sum of squares over 5 channels)^0.75
-        sq = ops.pad(ops.square(x), [[0, 0], [0, 0], [0, 0], [2, 2]])
-        window = sum(sq[..., i : i + x.shape[-1]] for i in range(5))
-        return x / ops.power(1.0 + (1e-4 / 5) * window, 0.75)
-
-    def conv(name, x, stride=1, pad=0):
-        kernel, bias = w[name]
-        if pad:
-            x = L.ZeroPadding2D(pad)(x)
-        groups = 2 if name in GROUPED else 1
-        layer = L.Conv2D(kernel.shape[-1], kernel.shape[0], strides=stride,
-                         groups=groups, activation="relu", name=name)  # fmt: skip
-        out = layer(x)
-        layer.set_weights([kernel, bias])
-        return out
-
-    inp = keras.Input((227, 227, 3))
-    norm1 = L.Lambda(lrn)(conv("conv1", inp, stride=4))
-    x = L.MaxPooling2D(3, 2)(norm1)
-    x = L.Lambda(lrn)(conv("conv2", x, pad=2))
-    x = L.MaxPooling2D(3, 2)(x)
-    x = conv("conv5", conv("conv4", conv("conv3", x, pad=1), pad=1), pad=1)
-    pool5 = L.MaxPooling2D(3, 2)(x)
-    x = L.Flatten()(pool5)  # H x W x C: the order of the npy's fc6 rows
-    outs = {"norm1": norm1, "pool5": pool5}
-    for name in ("fc6", "fc7"):
-        dense = L.Dense(w[name][0].shape[1], activation="relu", name=name)
-        x = outs[name] = dense(x)
-        dense.set_weights(w[name])
-    model = keras.Model(inp, [outs[k] for k in LAYERS])
-    got = model.predict(images, verbose=0)
-    result = {}
-    for name, value in zip(LAYERS, got, strict=True):
-        value = np.asarray(value)
-        if value.ndim == 4:
-            value = value.transpose(0, 3, 1, 2)
-        result[name] = value.reshape(len(value), -1)
-    return result
+def keras_reference(npy: Path, images: np.ndarray, work: Path) -> dict[str, np.ndarray]:
+    """Activations of the network built in Keras 3 from ``npy``, for (N, 227, 227,
+    3) BGR inputs minus the mean. It runs in a process of its own
+    (``tests/keras_alexnet.py``): JAX's threads must not be in a process that
+    later forks decode workers."""
+    if importlib.util.find_spec("keras") is None:
+        if os.environ.get("FEATX_REQUIRE_REFERENCE"):  # CI: the reference must run
+            pytest.fail("keras is not installed: pip install -e '.[reference]'")
+        pytest.skip("the Keras reference needs pip install -e '.[reference]'")
+    np.save(work / "inputs.npy", images)
+    script = Path(__file__).with_name("keras_alexnet.py")
+    proc = subprocess.run(
+        [sys.executable, str(script), str(npy), str(work / "inputs.npy"),
+         str(work / "reference.npz"), *LAYERS],
+        capture_output=True, text=True, timeout=600,
+        env={**os.environ, "KERAS_BACKEND": "jax"},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    with np.load(work / "reference.npz") as out:
+        return {name: out[name] for name in LAYERS}
 
 
 @pytest.fixture(scope="module")
@@ -259,7 +233,8 @@ def test_activations_match_an_independent_keras_build(photos, weight_files, tmp_
         assert cache.meta.model == "caffe-alexnet"
         ours = {name: cache.read(name) for name in LAYERS}
         paths = [photos / p for p in cache.paths]
-    ref = keras_reference(w, np.stack([reference_input(p) for p in paths]))
+    inputs = np.stack([reference_input(p) for p in paths])
+    ref = keras_reference(files["npy"], inputs, tmp_path)
     for name in LAYERS:
         err = np.abs(ours[name] - ref[name]).max() / np.abs(ref[name]).max()
         assert err < 1e-4, (name, err)
