@@ -66,6 +66,33 @@ def test_ray_rows_equal_the_local_engine(cluster, tmp_path):
 
 
 @pytest.mark.slow
+def test_ray_runs_caffe_alexnet_with_a_mean_image(cluster, tmp_path):
+    folder = write_folder(tmp_path / "data", {"a": 4, "b": 4})
+    mean = np.random.default_rng(0).uniform(90, 130, (3, 256, 256))
+    np.save(tmp_path / "mean.npy", mean.astype(np.float32))
+    runs = {
+        engine: extract(
+            folder,
+            layers=["norm1", "fc7"],
+            weights="random",
+            model="caffe-alexnet",
+            mean=tmp_path / "mean.npy",
+            cache_dir=tmp_path / engine,
+            engine=engine,
+            num_workers=0,
+            batch_size=4,
+        )
+        for engine in ("local", "ray")
+    }
+    assert runs["ray"].cache_path.name == runs["local"].cache_path.name
+    assert "caffe-alexnet" in runs["ray"].cache_path.name
+    for key in ("norm1", "fc7"):
+        a = read_layer(runs["local"].cache_path, key)
+        b = read_layer(runs["ray"].cache_path, key)
+        np.testing.assert_allclose(b.features, a.features, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.slow
 def test_killed_driver_resumes_without_duplicates(cluster, tmp_path):
     folder = write_folder(tmp_path / "data", {"a": 60, "b": 60}, ext=".jpg")
     run = interrupted_run(
