@@ -28,7 +28,7 @@ import torch
 from torch import nn
 from torchvision.models import AlexNet_Weights, alexnet
 
-from featx import caffe
+from featx import caffe, weightfiles
 from featx.digest import file_sha256
 from featx.errors import LayerError, WeightsError
 from featx.images import Preprocess
@@ -368,23 +368,22 @@ def load_weights(
             f"--weights must be 'imagenet', 'random' or a weights file; "
             f"{weights!r} is none of these (no such file)"
         )
-    from featx import weightfiles
-
     kind = weightfiles.file_kind(path)
-    if arch == "caffe-alexnet":
-        state = weightfiles.caffe_state_dict(path)
-    elif kind != "torch":
+    digest = file_sha256(path)
+    if kind == "torch":
+        state = _load_state_dict_file(path)
+    elif arch == "caffe-alexnet":
+        state = weightfiles.caffe_state_dict(path, kind, digest)
+    else:
         raise WeightsError(
             f"{path.name} holds the original (Caffe) AlexNet's weights; use "
             "--model caffe-alexnet"
         )
-    else:
-        state = _load_state_dict_file(path)
     _apply_state(model, state, path, arch)
     return LoadedWeights(
         model=model.eval(),
         weights_id=f"file:{path.name}",
-        sha256=file_sha256(path),
+        sha256=digest,
         pretrained=True,
         source=str(path.resolve()),
         arch=arch,

@@ -33,7 +33,6 @@ import numpy as np
 import torch
 
 from featx.caffe import PARAM_LAYERS, param_shapes
-from featx.digest import file_sha256
 from featx.errors import WeightsError
 
 #: Layer name → Caffe layer name in convnets-keras' file; the grouped layers
@@ -80,16 +79,10 @@ def converted_path(sha256: str) -> Path:
     return hub / f"featx-caffe-alexnet-{sha256[:20]}.pth"
 
 
-def caffe_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    """caffe-alexnet's state dict from any of the weight files (or a state dict
-    already converted), converting each source file once."""
-    kind = file_kind(path)
-    if kind == "torch":
-        from featx.model import _load_state_dict_file
-
-        return _load_state_dict_file(path)
-    digest = file_sha256(path)
-    cached = converted_path(digest)
+def caffe_state_dict(path: Path, kind: str, sha256: str) -> dict[str, torch.Tensor]:
+    """caffe-alexnet's state dict from one of the weight files (``kind``, from
+    :func:`file_kind`, other than ``torch``), converted once per ``sha256``."""
+    cached = converted_path(sha256)
     if cached.is_file():
         try:
             return torch.load(cached, map_location="cpu", weights_only=True)
