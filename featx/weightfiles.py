@@ -223,7 +223,13 @@ def read_keras_h5(path: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     try:
         with h5py.File(path, "r", locking=False) as f:
             root = f.get("model_weights", f)
-            found = {name: _keras_layer(root[name]) for name in root}
+            # layers without weights (input, pooling, and the merge layers
+            # named conv_2/conv_4/conv_5 that join the groups) are left out
+            found = {
+                name: pair
+                for name in root
+                if (pair := _keras_layer(root[name])) is not None
+            }
     except (OSError, KeyError, ValueError) as exc:
         raise WeightsError(
             f"cannot read {path.name} as a Keras weights file: "

@@ -105,6 +105,10 @@ def write_keras1_h5(path: Path, w: dict) -> Path:
                           bias[i * half:(i + 1) * half]) for i in range(2)]  # fmt: skip
             else:
                 parts = [(names[name], kernel, bias)]
+            if name in GROUPED:  # the merge layer joining the groups: no weights
+                merge = f.create_group(f"conv_{name[-1]}")
+                merge.attrs["weight_names"] = np.array([], dtype="S1")
+                layer_names.append(f"conv_{name[-1]}".encode())
             for keras_name, k, b in parts:
                 g = f.create_group(keras_name)
                 g.attrs["weight_names"] = [
