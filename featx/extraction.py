@@ -38,7 +38,6 @@ from featx.identity import cache_meta, cache_path_for
 from featx.images import ImageSet, Labelling, Preprocess, list_images
 from featx.model import (
     LoadedWeights,
-    check_model,
     load_weights,
     preprocess_for,
     resolve_layers,
@@ -197,8 +196,7 @@ def extract(
         require_ray()  # before any work: say how to install it
     if isinstance(weights, LoadedWeights):
         model = weights.arch
-    check_model(model)
-    specs = resolve_layers(list(layers), model)
+    specs = resolve_layers(list(layers), model)  # an unknown model stops here
     preprocess = preprocess_for(model, mean)  # a bad mean file stops here
     compute = Compute(resolve_device(device), batch_size, num_workers, engine)
     images = list_images(Path(data_dir), labelling)  # lists; reads no image
@@ -337,7 +335,7 @@ def _batches(run: Run, rows: Rows, pending: np.ndarray, done: dict[str, np.ndarr
             loaded=run.loaded,
             batch_size=compute.batch_size,
             engine=compute.engine,
-            mean=getattr(run.preprocess, "mean_file", None),
+            mean=run.preprocess.mean_file,
         )
     return compute_batches(
         files=files,

@@ -425,6 +425,9 @@ class Preprocess:
         ``weights.transforms()``: a torchvision ``ImageClassification`` preset.
     """
 
+    #: A mean image file the input is centred with (caffe-alexnet's, if given).
+    mean_file: Path | None = None
+
     def __init__(self, transforms) -> None:
         self.transforms = transforms
         self.resize_size = list(transforms.resize_size)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import os
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -35,8 +36,6 @@ from featx.images import Preprocess
 
 WEIGHTS = AlexNet_Weights.IMAGENET1K_V1
 
-#: The architectures featx runs, the default first.
-MODELS = ("alexnet", "caffe-alexnet")
 
 #: Friendly names of torchvision's AlexNet and the module each one stands for.
 FRIENDLY_LAYERS: dict[str, str] = {
@@ -74,31 +73,49 @@ class LayerSpec:
         return len(self.shape) == 3
 
 
-def check_model(name: str) -> str:
-    """``name`` if it is one of :data:`MODELS`; a LayerError naming them if not."""
-    if name not in MODELS:
+@dataclass(frozen=True)
+class Architecture:
+    """What differs between the networks featx runs."""
+
+    build: Callable[[], nn.Module]
+    #: Friendly layer names and the module each one stands for.
+    friendly: dict[str, str]
+    #: Side of the square input.
+    side: int
+
+
+#: The architectures featx runs, the default first.
+ARCHITECTURES: dict[str, Architecture] = {
+    "alexnet": Architecture(alexnet, FRIENDLY_LAYERS, 224),
+    "caffe-alexnet": Architecture(
+        caffe.CaffeAlexNet, caffe.FRIENDLY_LAYERS, caffe.CROP
+    ),
+}
+MODELS = tuple(ARCHITECTURES)
+
+
+def architecture(name: str) -> Architecture:
+    """The architecture ``name``; a LayerError naming :data:`MODELS` if unknown."""
+    if name not in ARCHITECTURES:
         raise LayerError(f"unknown model {name!r}; featx runs {' and '.join(MODELS)}")
-    return name
+    return ARCHITECTURES[name]
 
 
 def build_model(arch: str = "alexnet") -> nn.Module:
     """An untrained network of architecture ``arch`` (one of :data:`MODELS`)."""
-    if check_model(arch) == "caffe-alexnet":
-        return caffe.CaffeAlexNet()
-    return alexnet()
+    return architecture(arch).build()
 
 
 def friendly_layers(arch: str = "alexnet") -> dict[str, str]:
     """The friendly layer names of ``arch`` and the module each stands for."""
-    if check_model(arch) == "caffe-alexnet":
-        return caffe.FRIENDLY_LAYERS
-    return FRIENDLY_LAYERS
+    return architecture(arch).friendly
 
 
 def preprocess_for(arch: str = "alexnet", mean: Path | None = None) -> Preprocess:
     """The input preprocessing of ``arch``; ``mean`` (a ``.npy`` mean image)
     only for caffe-alexnet."""
-    if check_model(arch) == "caffe-alexnet":
+    architecture(arch)  # an unknown name stops here
+    if arch == "caffe-alexnet":
         return caffe.CaffePreprocess(mean)
     if mean is not None:
         raise WeightsError(
@@ -122,7 +139,7 @@ def module_chain(model: nn.Module) -> list[tuple[str, nn.Module]]:
 def layer_table(arch: str = "alexnet") -> tuple[LayerSpec, ...]:
     """Every capturable layer of ``arch``, friendly names first, then all module
     paths."""
-    side = caffe.CROP if check_model(arch) == "caffe-alexnet" else 224
+    side = architecture(arch).side
     with torch.device("meta"):
         model = build_model(arch)
         x = torch.empty(1, 3, side, side)
@@ -331,7 +348,7 @@ def load_weights(
         When the file is missing, unreadable or not weights of ``arch``, or the
         ImageNet weights are neither cached nor downloadable.
     """
-    check_model(arch)
+    architecture(arch)  # an unknown name stops here
     if weights == "random":
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
