@@ -316,12 +316,13 @@ def cv_in_memory(X: np.ndarray, labels: np.ndarray, spec: FitSpec) -> CVOutcome:
     outcome.oof_pred = np.full(len(labels), -1, np.int64)
     outcome.oof_score = np.zeros(len(labels))
     local = spec.backend != "ray"
-    workers = min(effective_n_jobs(spec.jobs), len(splits)) if local else 1
     with parallel, one_blas_thread():
         # Ray's joblib backend cannot stream results: folds then report at the end
         stream = "generator" if local else "list"
         results = Parallel(
-            n_jobs=workers if local else spec.jobs,
+            n_jobs=min(effective_n_jobs(spec.jobs), len(splits))
+            if local
+            else spec.jobs,
             return_as=stream,
             prefer="threads" if local else None,
         )(
