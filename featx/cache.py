@@ -10,7 +10,11 @@ Layout of one cache file (format version :data:`FORMAT_VERSION`)::
                              that an in-place run updates it without new metadata)
     /features/<name>  (N, D) float32 or float16, chunked; attrs layer, module_path,
                              shape, spatial
+    /features/<name>@<view>  the same for another view of the image than the
+                             centre crop (``fc7@flip``, ``fc7@tl``; see
+                             featx.views); attr ``view``
     /done/<name>      (N,)   uint8, 1 where the row of that layer is computed
+    /done/<name>@<view>      the same for that view
     /failed/paths, /failed/reasons, /failed/sha256, /failed/size, /failed/mtime_ns
                       (M,)   images that could not be decoded, and why
     root attrs        featx_format and the fields of :class:`CacheMeta`
@@ -51,6 +55,7 @@ from featx.errors import (
     ReadOnlyError,
     printable,
 )
+from featx.views import ALL_VIEWS, CENTER, dataset_key
 
 #: What a process that finds a cache being written is told.
 BUSY_MESSAGE = (
@@ -92,11 +97,19 @@ class LayerDef:
     shape: tuple[int, ...]
     spatial: str
     dtype: str
+    #: The crop of the image (:mod:`featx.views`); every layer has ``center``.
+    view: str = CENTER
+
+    @property
+    def base(self) -> str:
+        """The layer's name in featx: the layer, plus ``_avg``/``_max`` for
+        pooled maps; the same for every view."""
+        return self.layer if self.spatial == "none" else f"{self.layer}_{self.spatial}"
 
     @property
     def key(self) -> str:
-        """Dataset name: the layer, plus ``_avg``/``_max`` for pooled maps."""
-        return self.layer if self.spatial == "none" else f"{self.layer}_{self.spatial}"
+        """Dataset name: :attr:`base`, plus ``@view`` for views but the centre."""
+        return dataset_key(self.base, self.view)
 
     @property
     def dim(self) -> int:
@@ -379,6 +392,7 @@ def _layer_from_attrs(ds: h5py.Dataset) -> LayerDef:
         shape=tuple(int(s) for s in a["shape"]),
         spatial=str(a["spatial"]),
         dtype=str(ds.dtype),
+        view=str(a.get("view", CENTER)),
     )
 
 
@@ -451,6 +465,7 @@ def _create_features(group: h5py.Group, layer: LayerDef, n: int) -> h5py.Dataset
         module_path=layer.module_path,
         shape=np.array(layer.shape, np.int64),
         spatial=layer.spatial,
+        view=layer.view,
     )
     return ds
 
@@ -994,8 +1009,18 @@ class FeatureCache:
             return self.file["done"][layer][:].astype(bool)
 
     def complete_layers(self) -> list[str]:
-        """The layers whose every row is computed, in storage order."""
-        return [key for key in self.file["features"] if self.done(key).all()]
+        """The layers whose every row is computed (centre view), in storage order."""
+        return [key for key in self.layers if self.done(key).all()]
+
+    def views(self, layer: str, *, complete: bool = True) -> tuple[str, ...]:
+        """The views stored of ``layer`` (a :attr:`layers` key), in the order of
+        :data:`featx.views.ALL_VIEWS`; only the complete ones unless told."""
+        have = {d.view for d in self.all_layers.values() if d.base == layer}
+        return tuple(
+            v
+            for v in ALL_VIEWS
+            if v in have and (not complete or self.done(dataset_key(layer, v)).all())
+        )
 
     @functools.cached_property
     def paths(self) -> list[str]:
@@ -1003,9 +1028,15 @@ class FeatureCache:
             return _decode(self.file["paths"][:])
 
     @functools.cached_property
-    def layers(self) -> dict[str, LayerDef]:
+    def all_layers(self) -> dict[str, LayerDef]:
+        """Every feature dataset, every view, by dataset name."""
         with reading(self.path, self.meta.data_root):
             return {k: _layer_from_attrs(ds) for k, ds in self.file["features"].items()}
+
+    @property
+    def layers(self) -> dict[str, LayerDef]:
+        """The layers, by name (their centre view's dataset)."""
+        return {k: d for k, d in self.all_layers.items() if d.view == CENTER}
 
     @functools.cached_property
     def failed(self) -> list[Failure]:
@@ -1081,6 +1112,21 @@ class FeatureCache:
             pos += len(block)
         return out
 
+    def read_views(
+        self, layer: str, views: tuple[str, ...], *, dtype=np.float32
+    ) -> np.ndarray:
+        """``views`` of ``layer`` side by side: an (N, V x D) array whose block
+        ``v`` holds view ``views[v]`` (what :class:`pipelines.views.ViewEnsemble`
+        takes)."""
+        datasets = [self.dataset(dataset_key(layer, v)) for v in views]
+        n, dim = datasets[0].shape
+        out = np.empty((n, dim * len(views)), dtype=dtype)
+        for v in range(len(views)):
+            out[:, v * dim : (v + 1) * dim] = self.read(
+                dataset_key(layer, views[v]), dtype=dtype
+            )
+        return out
+
     def _check_finite(self, layer: str, block: np.ndarray) -> None:
         """Refuse NaN, Inf and magnitudes beyond :data:`MAX_ABS`: AlexNet computes
         none of them, so they mean damage (and no classifier may see them)."""
@@ -1136,7 +1182,12 @@ def cache_info(path: Path) -> dict:
         layers = {}
         for key, layer in cache.layers.items():
             done = cache.done(key)
+            views = {
+                view: {"rows_done": int(cache.done(dataset_key(key, view)).sum())}
+                for view in cache.views(key, complete=False)
+            }
             layers[key] = {
+                "views": views,
                 "dim": layer.dim,
                 "dtype": layer.dtype,
                 "layer": layer.layer,

@@ -408,6 +408,15 @@ def extraction_options(func):
     help="Recompute the cache from nothing, replacing the file there (for a "
     "damaged cache).",
 )
+@click.option(
+    "--views",
+    type=click.Choice(["center", "flip", "ten"]),
+    default="center",
+    show_default=True,
+    help="Crops of each image to store: the centre; the centre and its mirror "
+    "(flip); or the four corners, the centre and their mirrors (ten). Each view "
+    "is stored and resumed on its own; fit, report and predict use them.",
+)
 @model_option
 @click.option(
     "--mean",
@@ -436,6 +445,7 @@ def extract(
     labels_csv,
     name_regex,
     rebuild,
+    views,
     model_name,
     mean_file,
 ) -> None:
@@ -482,6 +492,7 @@ def extract(
             rebuild=rebuild,
             labelling=labelling,
             mean=mean_file,
+            views=views,
         )
         print_extraction(result)
 
@@ -490,6 +501,8 @@ def print_extraction(result) -> None:
     """The summary of one `featx extract` folder."""
     click.echo(f"cache:   {result.cache_path}")
     click.echo(f"layers:  {', '.join(result.layers)}")
+    if result.views != ["center"]:
+        click.echo(f"views:   {', '.join(result.views)}")
     click.echo(
         f"images:  {result.n_images} ({result.n_new} new, {result.n_reused} reused, "
         f"{result.n_failed} failed)"
@@ -527,6 +540,7 @@ def info(cache, cache_dir, as_json) -> None:
     there is only one cache.
     """
     from featx.cache import cache_info, resolve_cache
+    from featx.views import setting_of
 
     data = cache_info(resolve_cache(cache, cache_dir))
     if as_json:
@@ -551,6 +565,16 @@ def info(cache, cache_dir, as_json) -> None:
             if layer["complete"]
             else f"  INCOMPLETE {layer['rows_done']}/{data['n_images']}"
         )
+        views = layer.get("views", {})
+        if set(views) - {"center"}:
+            whole = [v for v, d in views.items() if d["rows_done"] == data["n_images"]]
+            part = [
+                f"{v} {d['rows_done']}/{data['n_images']}"
+                for v, d in views.items()
+                if d["rows_done"] != data["n_images"]
+            ]
+            state += f"  views: {setting_of(whole)} ({len(whole)})"
+            state += f"  INCOMPLETE {', '.join(part)}" if part else ""
         click.echo(f"  {key:<14}{layer['dim']:>8}  {layer['dtype']}{state}")
     if data["classes"]:
         click.echo("classes:")
@@ -616,6 +640,17 @@ def print_notes(notes: list[str]) -> None:
         click.echo(f"note: {note}")
 
 
+def describe_views(views: list[str], augmented: bool = True) -> str:
+    """How a fit used the views of each image, in words."""
+    from featx.views import setting_of
+
+    train = "each a training row" if augmented else "trained on the centre"
+    return (
+        f"{setting_of(views)} ({len(views)} per image: {train}, scores averaged "
+        "over them)"
+    )
+
+
 def print_fit(result) -> None:
     """The short table `featx fit` prints."""
     random_weights_banner(result.pretrained)
@@ -633,6 +668,8 @@ def print_fit(result) -> None:
         f"({result.n_features})   clf: {result.clf}   rows: {result.n_rows}, "
         f"{len(result.classes)} classes"
     )
+    if result.views != ["center"]:
+        click.echo(f"views: {describe_views(result.views, result.train_views)}")
     how = "tuned inside each training fold" if result.tuned else "fixed"
     param = ", ".join(f"{k} {v:g}" for k, v in result.params.items())
     click.echo(
@@ -742,6 +779,18 @@ def print_fit(result) -> None:
     default=None,
     help="Model file [default: models/<cache>-<layer>-<clf>.skops].",
 )
+@click.option(
+    "--center-only",
+    is_flag=True,
+    help="Use only the centre crop of a cache extracted with --views flip/ten "
+    "[default: train on every view and average each image's scores over them].",
+)
+@click.option(
+    "--no-augment",
+    is_flag=True,
+    help="With views: train on the centre crop only, still averaging the scores "
+    "of every view at prediction (test-time augmentation alone).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @backend_options
@@ -762,6 +811,8 @@ def fit(
     scale,
     pca,
     out,
+    center_only,
+    no_augment,
     as_json,
     quiet,
     backend,
@@ -798,6 +849,8 @@ def fit(
         backend=backend,
         address=address,
         progress=TqdmProgress(quiet or as_json),
+        center_only=center_only,
+        train_views=not no_augment,
     )
     if as_json:
         click.echo(json.dumps(result.to_json(), indent=2))
@@ -831,6 +884,12 @@ def fit(
     show_default=True,
     help="Also list the K best classes with their scores.",
 )
+@click.option(
+    "--center-only",
+    is_flag=True,
+    help="A model fitted on several views: score the centre crop alone (one "
+    "forward pass per image instead of one per view).",
+)
 @device_options
 def predict(
     model_path,
@@ -839,6 +898,7 @@ def predict(
     as_csv,
     weights,
     top_k,
+    center_only,
     device,
     batch_size,
     workers,
@@ -862,6 +922,16 @@ def predict(
 
     model = load_model(model_path)
     random_weights_banner(bool(model[1].get("weights_pretrained", False)))
+    views = model[1].get("views", ["center"])
+    if len(views) > 1:
+        from featx.views import setting_of
+
+        how = (
+            "the centre crop only (--center-only)"
+            if center_only
+            else f"{setting_of(views)}: {len(views)} crops per image, scores averaged"
+        )
+        click.echo(f"views: {how}", err=True)
     results = run_predict(
         model,
         list(paths),
@@ -871,6 +941,7 @@ def predict(
         num_workers=workers,
         progress=TqdmProgress(quiet),
         top_k=top_k,
+        center_only=center_only,
     )
     labelled = any(r.true_label is not None for r in results)
     rows = [

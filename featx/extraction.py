@@ -50,6 +50,7 @@ from featx.reconcile import (
     split_known,
     up_to_date,
 )
+from featx.views import VIEW_SETS, views_of
 
 SPATIAL_CHOICES = ("none", "avg", "max")
 DTYPE_CHOICES = ("float32", "float16")
@@ -83,6 +84,8 @@ class ExtractResult:
     device: str
     ignored: list[str] = field(default_factory=list)
     skipped: list[Failure] = field(default_factory=list)
+    #: The views of each layer this run made sure of (:mod:`featx.views`).
+    views: list[str] = field(default_factory=lambda: ["center"])
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -118,9 +121,10 @@ def _resolve_weights(
     return load_weights(weights, seed=seed, arch=model)
 
 
-def _check_options(*, spatial, dtype, batch_size, num_workers, engine) -> None:
+def _check_options(*, spatial, dtype, batch_size, num_workers, engine, views) -> None:
     check_choice("spatial", spatial, SPATIAL_CHOICES)
     check_choice("dtype", dtype, DTYPE_CHOICES)
+    check_choice("views", views, tuple(VIEW_SETS))
     check_int("batch_size", batch_size, low=1)
     if num_workers is not None:
         check_int("num_workers", num_workers, low=0)
@@ -148,13 +152,18 @@ def extract(
     labelling: Labelling | None = None,
     model: str = "alexnet",
     mean: Path | None = None,
+    views: str = "center",
 ) -> ExtractResult:
     """Extract ``layers`` for every image under ``data_dir`` into the cache.
 
-    (Sixteen parameters: they mirror `featx extract`'s options one to one.)
+    (Seventeen parameters: they mirror `featx extract`'s options one to one.)
 
     Parameters
     ----------
+    views
+        ``"center"`` (the centre crop), ``"flip"`` (and its mirror image) or
+        ``"ten"`` (the four corners and the centre, and their mirrors), each
+        stored and resumed as a dataset of its own (:mod:`featx.views`).
     model
         ``"alexnet"`` (torchvision's) or ``"caffe-alexnet"`` (BVLC's original;
         its weights from ``bvlc_alexnet.npy``, ``alexnet_weights.h5`` or
@@ -187,6 +196,7 @@ def extract(
         batch_size=batch_size,
         num_workers=num_workers,
         engine=engine,
+        views=views,
     )
     if engine == "ray":
         engine = RayEngine()
@@ -204,9 +214,15 @@ def extract(
     loaded = _resolve_weights(weights, seed, model)  # a bad file stops here
     wanted = [
         LayerDef(
-            s.name, s.module_path, s.shape, spatial if s.spatial else "none", dtype
+            s.name,
+            s.module_path,
+            s.shape,
+            spatial if s.spatial else "none",
+            dtype,
+            view,
         )
         for s in specs
+        for view in views_of(views)
     ]
     cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     path = cache_path_for(cache_dir, images.root, loaded, preprocess)
@@ -246,7 +262,8 @@ class Run:
             n_new=n_new,
             n_reused=n_images - n_new,
             failures=failures,
-            layers=[w.key for w in self.wanted],
+            layers=list(dict.fromkeys(w.base for w in self.wanted)),
+            views=list(dict.fromkeys(w.view for w in self.wanted)),
             seconds=seconds,
             images_per_s=(n_new + len(new_failures)) / seconds if seconds else 0.0,
             weights_id=self.loaded.weights_id,
@@ -387,7 +404,7 @@ def _record_failures(
 ) -> None:
     """Move images that failed to decode out of the rows and into /failed."""
     with FeatureCache(path) as cache:
-        layers = list(cache.layers.values())
+        layers = list(cache.all_layers.values())
     bad = {f.path for f in new_failures}
     keep = np.array([i for i, p in enumerate(rows.paths) if p not in bad], np.int64)
     write_cache(

@@ -19,6 +19,7 @@ from joblib import Parallel, delayed, effective_n_jobs
 from sklearn.base import clone
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
 from sklearn.model_selection import StratifiedKFold
+from sklearn.pipeline import Pipeline
 from threadpoolctl import threadpool_limits
 
 import pipelines
@@ -28,6 +29,8 @@ from featx.compare import ci95, per_class
 from featx.errors import FeatxError, check_choice, check_int
 from featx.modelfile import SUFFIX, save_model
 from featx.progress import Progress
+from featx.views import CENTER
+from pipelines.views import ViewEnsemble
 
 SCORING = ("accuracy", "f1_macro")
 #: The regularisation of an untuned run (``tune=False``): scikit-learn's defaults.
@@ -70,6 +73,10 @@ class FitResult:
     oof_pred: list[int] = field(default_factory=list)
     oof_score: list[float] = field(default_factory=list)
     per_class: dict = field(default_factory=dict)
+    #: The views of each image used: scores averaged over them.
+    views: list[str] = field(default_factory=lambda: [CENTER])
+    #: Whether every view was a training row (else the centre alone was).
+    train_views: bool = True
 
     def mean(self, metric: str) -> float:
         return float(np.mean(self.cv_scores[metric]))
@@ -139,6 +146,8 @@ class CVOutcome:
     #: Out-of-fold prediction and its score for every row (first repeat).
     oof_pred: np.ndarray | None = None
     oof_score: np.ndarray | None = None
+    #: The views of each image it used (:mod:`featx.views`).
+    views: list[str] = field(default_factory=lambda: [CENTER])
 
 
 # ----------------------------------------------------------- streaming SGD
@@ -252,6 +261,8 @@ def cv_streaming(
 def chosen_params(pipeline) -> dict:
     """The regularisation a fitted pipeline's classifier chose (or was given)."""
     clf = pipeline[-1]
+    if isinstance(clf, ViewEnsemble):
+        clf = clf.estimator_[-1]
     if hasattr(clf, "best_params_"):
         return {k: float(v) for k, v in clf.best_params_.items()}
     params = clf.get_params()
@@ -300,11 +311,16 @@ def one_blas_thread():
     return threadpool_limits(1)
 
 
-def cv_in_memory(X: np.ndarray, labels: np.ndarray, spec: FitSpec) -> CVOutcome:
+def cv_in_memory(
+    X: np.ndarray, labels: np.ndarray, spec: FitSpec, n_views: int = 1
+) -> CVOutcome:
     """Cross-validate ``spec`` on ``X`` fold by fold (the numbers equal
-    scikit-learn's ``cross_validate``), then refit it on every row."""
+    scikit-learn's ``cross_validate``), then refit it on every row.
+
+    With ``n_views`` > 1 a row of ``X`` holds that many views of one image
+    (:class:`pipelines.views.ViewEnsemble`): folds split images, never views."""
     n_classes = int(labels.max()) + 1
-    estimator = spec.pipeline(len(labels), X.shape[1])
+    estimator = spec.estimator(len(labels), X.shape[1], n_views)
     parallel = contextlib.nullcontext()
     if spec.backend == "ray":
         from featx.ray_engine import joblib_backend
@@ -345,10 +361,9 @@ def cv_in_memory(X: np.ndarray, labels: np.ndarray, spec: FitSpec) -> CVOutcome:
         # the value most folds chose (ties: the stronger regularisation), rather
         # than a sixth inner search on every row, fitted in the row space as the
         # folds' were
-        estimator = replace(spec, value=consensus(spec.clf, outcome.fold_params))
-        estimator = pipelines.in_row_space(
-            estimator.pipeline(len(labels), X.shape[1]), spec.clf, seed=spec.seed
-        )
+        estimator = replace(
+            spec, value=consensus(spec.clf, outcome.fold_params)
+        ).estimator(len(labels), X.shape[1], n_views, row_space=True)
     with one_blas_thread():
         outcome.final = estimator.fit(X, labels)
     outcome.params = chosen_params(outcome.final)
@@ -398,9 +413,18 @@ def check_compatible(train: FeatureCache, test: FeatureCache, layer: str) -> Non
 
 
 def evaluate_test(
-    pipeline, test: FeatureCache, layer: str, classes: list[str], *, streaming: bool
+    pipeline,
+    test: FeatureCache,
+    layer: str,
+    classes: list[str],
+    *,
+    streaming: bool,
+    views: tuple[str, ...] = (CENTER,),
 ) -> dict:
-    """Score a fitted pipeline on a second cache, mapping classes by name."""
+    """Score a fitted pipeline on a second cache, mapping classes by name; a
+    model of several ``views`` averages over them where that cache holds them
+    all, and classifies the centre alone where it does not (``views`` of the
+    result says which)."""
     unknown = [c for c in test.classes if c not in classes]
     if unknown or not test.classes:
         what = (
@@ -417,8 +441,11 @@ def evaluate_test(
         )
         y_true = y_true[rows]
     else:
-        y_pred = pipeline.predict(test.read(layer))
+        if not set(views) <= set(test.views(layer)):
+            views = (CENTER,)
+        y_pred = pipeline.predict(test.read_views(layer, views))
     return {
+        "views": list(views),
         "cache": str(test.path),
         "n_images": int(len(y_true)),
         "accuracy": float(accuracy_score(y_true, y_pred)),
@@ -447,6 +474,11 @@ class FitSpec:
     address: str | None = None
     progress: Progress = field(default_factory=Progress)
     repeats: int = 1
+    #: Use only the centre view of a cache that holds more (:mod:`featx.views`).
+    center_only: bool = False
+    #: With views: train on each view as a row of its own (augmentation);
+    #: False trains on the centre only. Prediction averages every view's scores.
+    train_views: bool = True
 
     def check(self) -> None:
         """Refuse options that cannot work, before any data is read."""
@@ -477,6 +509,21 @@ class FitSpec:
     def tuned(self) -> bool:
         """Whether the classifier chooses its own regularisation."""
         return self.tune and self.value is None and self.clf in pipelines.TUNED
+
+    def estimator(
+        self, n_rows: int, n_features: int, n_views: int = 1, *, row_space=False
+    ):
+        """The unfitted pipeline for ``n_rows`` images whose rows hold
+        ``n_views`` views side by side (``n_features`` columns in all); a
+        fixed-value classifier fitted in the row space with ``row_space``."""
+        width = n_features // n_views
+        pipe = self.pipeline(n_rows * (n_views if self.train_views else 1), width)
+        if row_space:
+            pipe = pipelines.in_row_space(pipe, self.clf, seed=self.seed)
+        if n_views == 1:
+            return pipe
+        train = "all" if self.train_views else "center"
+        return Pipeline([("views", ViewEnsemble(pipe, n_views, train_views=train))])
 
     def pipeline(self, n_rows: int, n_features: int):
         """The unfitted pipeline for data of this shape."""
@@ -563,6 +610,8 @@ def fit(
             oof_pred=outcome.oof_pred.tolist(),
             oof_score=[round(float(v), 6) for v in outcome.oof_score],
             per_class=per_class(labels, outcome.oof_pred, classes),
+            views=outcome.views,
+            train_views=spec.train_views,
         )
         if len(outcomes) > 1:
             result.layer_scores = [
@@ -582,8 +631,10 @@ def fit(
                     layer,
                     classes,
                     streaming=spec.clf == "sgd",
+                    views=tuple(outcome.views),
                 )
         meta = model_meta(train, layer, spec.clf, classes)
+        meta["views"] = outcome.views
     if save:
         out = Path(out) if out else default_model_path(path, layer, spec.clf)
         settings = ("cv", "seed", "scale", "pca", "tuned", "params", "cv_scores")
@@ -603,13 +654,26 @@ def _cross_validate(
             f"--pca {spec.pca} exceeds what a training fold holds "
             f"({smallest_fold} rows x {n_features} features)"
         )
+    views = used_views(train, layer, spec)
     spec.progress.start(f"folds {layer}", spec.cv * spec.repeats)
     try:
         if spec.clf == "sgd":
-            return cv_streaming(train, layer, labels, spec)
-        return cv_in_memory(train.read(layer), labels, spec)
+            outcome = cv_streaming(train, layer, labels, spec)
+        else:
+            X = train.read_views(layer, views)
+            outcome = cv_in_memory(X, labels, spec, len(views))
     finally:
         spec.progress.finish()
+    outcome.views = list(views)
+    return outcome
+
+
+def used_views(cache: FeatureCache, layer: str, spec: FitSpec) -> tuple[str, ...]:
+    """The views of ``layer`` a fit uses: every complete one the cache holds,
+    unless ``center_only`` (sgd streams the centre only)."""
+    if spec.center_only or spec.clf == "sgd":
+        return (CENTER,)
+    return cache.views(layer)
 
 
 def _best_layer(train: FeatureCache, outcomes: dict[str, CVOutcome]) -> str:

@@ -20,6 +20,7 @@ from featx.errors import ParameterError
 from featx.images import ImageDataset, Preprocess
 from featx.model import FeatureNet, LoadedWeights, resolve_layers
 from featx.runtime import release_free_memory
+from featx.views import ALL_VIEWS, CENTER
 
 #: Batches between two returns of freed heap memory to the OS (runtime.py).
 TRIM_EVERY = 4
@@ -82,9 +83,18 @@ def build_net(
     loaded: LoadedWeights, wanted: list[LayerDef], device: torch.device
 ) -> FeatureNet:
     """The truncated, channels-last network for ``wanted`` on ``device``."""
-    specs = resolve_layers([w.layer for w in wanted], loaded.arch)
+    specs = resolve_layers(list(dict.fromkeys(w.layer for w in wanted)), loaded.arch)
     net = FeatureNet(loaded.model, specs).to(device).eval()
     return net.to(memory_format=torch.channels_last)
+
+
+def views_in(wanted: list[LayerDef]) -> tuple[str, ...] | None:
+    """The views ``wanted`` computes, in storage order; None for the centre
+    alone (images then batch as (n, 3, H, W), as they always did)."""
+    views = {layer.view for layer in wanted}
+    if views <= {CENTER}:
+        return None
+    return tuple(v for v in ALL_VIEWS if v in views)
 
 
 def _collate(batch):
@@ -102,12 +112,14 @@ def make_loader(
     device: torch.device,
     batch_size: int,
     num_workers: int | None,
+    views: tuple[str, ...] | None = None,
 ) -> torch.utils.data.DataLoader:
     """The DataLoader that decodes and crops images into uint8 batches in
-    ``num_workers`` processes (0: in this process)."""
+    ``num_workers`` processes (0: in this process); with ``views``, each image
+    is a (V, 3, H, W) stack of its crops."""
     num_workers = default_workers(device) if num_workers is None else num_workers
     return torch.utils.data.DataLoader(
-        ImageDataset(files, rows, preprocess),
+        ImageDataset(files, rows, preprocess, views),
         batch_size=batch_size,
         num_workers=num_workers,
         collate_fn=_collate,
@@ -132,8 +144,25 @@ def run_forward(
     images: torch.Tensor,
     layers: list[LayerDef],
     device: torch.device,
+    views: tuple[str, ...] | None = None,
 ) -> dict[str, np.ndarray]:
-    """One batch of uint8 images → ``{layer key: (n, dim) array}``."""
+    """One batch of uint8 images → ``{layer key: (n, dim) array}``.
+
+    ``images`` is (n, 3, H, W), or (n, V, 3, H, W) holding ``views``: then each
+    view a layer of ``layers`` asks for is a forward pass of its own (the
+    memory of one view's batch; views no layer asks for cost nothing).
+    """
+    if views is None:
+        return _forward_view(net, preprocess, images, layers, device)
+    result = {}
+    for i, view in enumerate(views):
+        wanted = [layer for layer in layers if layer.view == view]
+        if wanted:
+            result.update(_forward_view(net, preprocess, images[:, i], wanted, device))
+    return result
+
+
+def _forward_view(net, preprocess, images, layers, device) -> dict[str, np.ndarray]:
     x = images.to(device, non_blocking=True).contiguous(
         memory_format=torch.channels_last
     )
@@ -166,9 +195,12 @@ def compute_batches(
 ) -> Iterator[Batch]:
     """Start the decode workers now and return an iterator over :data:`Batch`.
 
-    ``needed(rows)`` may narrow the layers computed for a batch. (Nine
-    keyword-only parameters: the inputs, the network and how to run it.)
+    ``needed(rows)`` may narrow the layers (and views) computed for a batch.
+    Images are decoded and resized once, whatever the number of views
+    ``wanted`` asks for. (Nine keyword-only parameters: the inputs, the network
+    and how to run it.)
     """
+    views = views_in(wanted)
     configure_threads(device)
     net = build_net(loaded, wanted, device)
     loader = make_loader(
@@ -178,6 +210,7 @@ def compute_batches(
         device=device,
         batch_size=batch_size,
         num_workers=num_workers,
+        views=views,
     )
     batches = iter(loader)  # forks the workers here, before any HDF5 file opens
 
@@ -198,6 +231,7 @@ def compute_batches(
                     images=batch_images[torch.from_numpy(ok)],
                     layers=needed(idx) if needed else wanted,
                     device=device,
+                    views=views,
                 )
             yield idx, values, failed
 

@@ -31,6 +31,7 @@ from torchvision.transforms import functional as F
 
 from featx.digest import file_sha256
 from featx.errors import DataError, ImageDecodeError, ParameterError, printable
+from featx.views import crop_views
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
@@ -437,16 +438,22 @@ class Preprocess:
         self.interpolation = transforms.interpolation
         self.antialias = transforms.antialias
 
-    def to_uint8(self, img: Image.Image) -> torch.Tensor:
-        """Resize and centre crop a PIL image; return a (3, H, W) uint8 tensor."""
-        img = F.resize(
+    def _resize(self, img: Image.Image) -> Image.Image:
+        return F.resize(
             img,
             self.resize_size,
             interpolation=self.interpolation,
             antialias=self.antialias,
         )
-        img = F.center_crop(img, self.crop_size)
-        return F.pil_to_tensor(img)
+
+    def to_uint8(self, img: Image.Image) -> torch.Tensor:
+        """Resize and centre crop a PIL image; return a (3, H, W) uint8 tensor."""
+        return F.pil_to_tensor(F.center_crop(self._resize(img), self.crop_size))
+
+    def views_uint8(self, img: Image.Image, views: tuple[str, ...]) -> torch.Tensor:
+        """Resize a PIL image once and cut ``views`` of it (:mod:`featx.views`);
+        return a (V, 3, H, W) uint8 tensor."""
+        return crop_views(F.pil_to_tensor(self._resize(img)), self.crop_size, views)
 
     def normalize(self, batch: torch.Tensor) -> torch.Tensor:
         """Turn a (N, 3, H, W) uint8 batch into the normalised float input."""
@@ -474,17 +481,27 @@ class Preprocess:
 class ImageDataset(torch.utils.data.Dataset):
     """Decodes and preprocesses images in DataLoader workers.
 
-    Each item is ``(row, image, error)``: ``image`` is a uint8 tensor, or zeros
-    with a non-empty ``error`` when the file could not be decoded.
+    Each item is ``(row, image, error)``: ``image`` is a (3, H, W) uint8 tensor,
+    or (V, 3, H, W) with one crop per view when ``views`` are named (decoded and
+    resized once), or zeros with a non-empty ``error`` when the file could not
+    be decoded.
     """
 
-    def __init__(self, files: list[Path], rows: list[int], preprocess: Preprocess):
+    def __init__(
+        self,
+        files: list[Path],
+        rows: list[int],
+        preprocess: Preprocess,
+        views: tuple[str, ...] | None = None,
+    ):
         self.files = files
         self.rows = rows
         self.preprocess = preprocess
+        self.views = views
         crop = preprocess.crop_size
         height, width = (crop[0], crop[0]) if len(crop) == 1 else crop
-        self.blank = torch.zeros((3, height, width), dtype=torch.uint8)
+        shape = (3, height, width) if views is None else (len(views), 3, height, width)
+        self.blank = torch.zeros(shape, dtype=torch.uint8)
 
     def __len__(self) -> int:
         return len(self.files)
@@ -492,6 +509,8 @@ class ImageDataset(torch.utils.data.Dataset):
     def __getitem__(self, i: int):
         try:
             img = decode_image(self.files[i])
-            return self.rows[i], self.preprocess.to_uint8(img), ""
+            if self.views is None:
+                return self.rows[i], self.preprocess.to_uint8(img), ""
+            return self.rows[i], self.preprocess.views_uint8(img, self.views), ""
         except ImageDecodeError as exc:
             return self.rows[i], self.blank, str(exc)

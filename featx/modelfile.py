@@ -22,6 +22,7 @@ SUFFIX = ".skops"
 #: The types beyond scikit-learn's defaults that a featx model may hold.
 TRUSTED = (
     "pipelines.tuned.TunedClassifier",
+    "pipelines.views.ViewEnsemble",
     "sklearn.neural_network._stochastic_optimizers.AdamOptimizer",
     "sklearn.neural_network._stochastic_optimizers.SGDOptimizer",
 )

@@ -25,6 +25,7 @@ from featx.model import (
 )
 from featx.modelfile import ModelFileError, load_model
 from featx.progress import Progress
+from featx.views import CENTER
 
 
 @dataclass
@@ -156,11 +157,14 @@ def predict(
     num_workers: int | None = None,
     progress: Progress | None = None,
     top_k: int = 1,
+    center_only: bool = False,
 ) -> list[Prediction]:
     """Predict the class of every image in ``inputs`` (files or folders).
 
     ``model`` is a model file, or the ``(pipeline, meta)`` that
-    :func:`featx.modelfile.load_model` returned for one.
+    :func:`featx.modelfile.load_model` returned for one. A model fitted on
+    several views of each image (``featx extract --views``) scores the same
+    views of each new image and averages them, unless ``center_only``.
     """
     progress = progress or Progress()
     check_int("top_k", top_k, low=1)
@@ -174,9 +178,11 @@ def predict(
         )
     files, bad = gather_images(inputs)
     spec = resolve_layers([meta["layer_name"]], arch)[0]
-    layer = LayerDef(
-        spec.name, spec.module_path, spec.shape, meta["spatial"], "float32"
-    )
+    views = (CENTER,) if center_only else tuple(meta.get("views", [CENTER]))
+    wanted = [
+        LayerDef(spec.name, spec.module_path, spec.shape, meta["spatial"], "float32", v)
+        for v in views
+    ]
     loaded = weights_for(meta, weights)
     dev = resolve_device(device)
     classes = meta["classes"]
@@ -190,7 +196,7 @@ def predict(
     batches = compute_batches(
         files=files,
         rows=list(range(len(files))),
-        wanted=[layer],
+        wanted=wanted,
         loaded=loaded,
         preprocess=preprocess,
         device=dev,
@@ -205,7 +211,7 @@ def predict(
             for row, reason in failed:
                 results[row].error = reason
             if len(idx):
-                X = values[layer.key].astype(np.float32)
+                X = np.hstack([values[w.key] for w in wanted]).astype(np.float32)
                 if meta["dtype"] == "float16":  # as the training features were stored
                     X = X.astype(np.float16).astype(np.float32)
                 if has_proba:

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from featx.errors import DataError, FeatxError, WeightsError
-from featx.forward import build_net, run_forward
+from featx.forward import build_net, run_forward, views_in
 from featx.images import ImageDataset
 from featx.model import load_weights, preprocess_for, weights_spec
 
@@ -114,12 +114,16 @@ class ExtractActor:
         self.wanted = wanted
         self.preprocess = preprocess_for(arch, mean)
         self.net = build_net(loaded, wanted, self.device)
+        self.views = views_in(wanted)
 
     def __call__(self, batch: dict) -> dict:
         rows = np.asarray(batch["row"], np.int64)
         # the local engine's per-image code: decode, crop, or the reason it failed
         items = ImageDataset(
-            [Path(str(p)) for p in batch["path"]], rows.tolist(), self.preprocess
+            [Path(str(p)) for p in batch["path"]],
+            rows.tolist(),
+            self.preprocess,
+            self.views,
         )
         _, images, errors = zip(*(items[i] for i in range(len(items))), strict=True)
         ok = np.array([not e for e in errors])
@@ -132,6 +136,7 @@ class ExtractActor:
                 images=torch.stack(images)[torch.from_numpy(ok)],
                 layers=self.wanted,
                 device=self.device,
+                views=self.views,
             )
         for layer in self.wanted:
             full = np.zeros((len(rows), layer.dim), dtype=np.dtype(layer.dtype))

@@ -134,13 +134,16 @@ class TunedClassifier(ClassifierMixin, BaseEstimator):
             return None
         return clone(self.estimator).set_params(warm_start=True)
 
-    def fit(self, X, y):
+    def fit(self, X, y, groups=None):
         """Choose the regularisation by inner CV, then refit on every row.
 
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
         y : array-like of shape (n_samples,)
+        groups : array-like of shape (n_samples,), optional
+            Rows of one group (the views of one image) stay on one side of every
+            inner split; the split is stratified by each group's first label.
         """
         X, y = validate_data(self, X, y, dtype=[np.float32, np.float64])
         if self.param not in self.estimator.get_params():
@@ -163,12 +166,13 @@ class TunedClassifier(ClassifierMixin, BaseEstimator):
                 "eigen" if hasattr(self.estimator, "hidden_layer_sizes") else "cholesky"
             )
         # fewer inner folds when a class is too small for them; none below 2
-        inner_cv = min(self.inner_cv, int(np.unique(y, return_counts=True)[1].min()))
+        per_group = y if groups is None else y[np.unique(groups, return_index=True)[1]]
+        inner_cv = min(
+            self.inner_cv, int(np.unique(per_group, return_counts=True)[1].min())
+        )
         splits = []
         if inner_cv >= 2 and len(grid) > 1:
-            splits = StratifiedKFold(
-                inner_cv, shuffle=True, random_state=self.random_state
-            ).split(np.zeros(n), y)
+            splits = _inner_splits(inner_cv, self.random_state, y, groups)
         folds = []
         for train, val in splits:
             if wide:
@@ -225,6 +229,22 @@ class TunedClassifier(ClassifierMixin, BaseEstimator):
     def predict_proba(self, X):
         check_is_fitted(self)
         return self.estimator_.predict_proba(X)
+
+
+def _inner_splits(inner_cv: int, seed, y: np.ndarray, groups) -> list:
+    """Stratified inner folds of the rows, or of whole groups of rows."""
+    cv = StratifiedKFold(inner_cv, shuffle=True, random_state=seed)
+    if groups is None:
+        return list(cv.split(np.zeros(len(y)), y))
+    groups = np.asarray(groups)
+    names, first = np.unique(groups, return_index=True)
+    return [
+        (
+            np.flatnonzero(np.isin(groups, names[train])),
+            np.flatnonzero(np.isin(groups, names[val])),
+        )
+        for train, val in cv.split(first, y[first])
+    ]
 
 
 def _gram(X: np.ndarray) -> np.ndarray:
