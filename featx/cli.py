@@ -101,7 +101,8 @@ def tuning_options(func):
             "--alpha",
             type=click.FloatRange(min=0, min_open=True),
             default=None,
-            help="Fix alpha (ridge, mlp, sgd) instead of tuning it.",
+            help="Fix alpha (ridge, mlp, sgd; head: its weight decay, 5e-4 "
+            "unless given) instead of tuning it.",
         ),
         click.option(
             "--no-tune",
@@ -117,7 +118,7 @@ def tuning_options(func):
 
 def regularisation(clf: str, C: float | None, alpha: float | None) -> float | None:
     """The fixed value the options give for ``clf``, refusing the wrong one."""
-    if C is not None and clf in ("ridge", "mlp", "sgd"):
+    if C is not None and clf in ("ridge", "mlp", "sgd", "head"):
         raise click.UsageError(f"--clf {clf} is regularised by --alpha, not --C")
     if alpha is not None and clf in ("svm", "logreg"):
         raise click.UsageError(f"--clf {clf} is regularised by --C, not --alpha")
@@ -718,10 +719,19 @@ def print_fit(result) -> None:
 @main.command()
 @click.option(
     "--clf",
-    type=click.Choice(["svm", "logreg", "ridge", "mlp", "sgd"]),
+    type=click.Choice(["svm", "logreg", "ridge", "mlp", "sgd", "head"]),
     default="svm",
     show_default=True,
-    help="Classifier (sgd streams from disk and is not tuned).",
+    help="Classifier (sgd streams from disk and is not tuned; head fine-tunes "
+    "AlexNet's own fc6-fc8 on cached pool5, see --head-train).",
+)
+@click.option(
+    "--head-train",
+    type=click.Choice(["fc6-fc8", "fc7-fc8", "fc8"]),
+    default="fc6-fc8",
+    show_default=True,
+    help="--clf head: the layers that learn; the others keep the weights' "
+    "values (fc8 alone is a new last layer on AlexNet's frozen fc7).",
 )
 @click.option(
     "--layer",
@@ -796,6 +806,7 @@ def print_fit(result) -> None:
 @backend_options
 def fit(
     clf,
+    head_train,
     layer,
     cache,
     cache_dir,
@@ -851,6 +862,7 @@ def fit(
         progress=TqdmProgress(quiet or as_json),
         center_only=center_only,
         train_views=not no_augment,
+        head_train=head_train,
     )
     if as_json:
         click.echo(json.dumps(result.to_json(), indent=2))

@@ -27,6 +27,8 @@ from featx import __version__
 from featx.cache import FORMAT_VERSION, FeatureCache, resolve_caches
 from featx.compare import ci95, per_class
 from featx.errors import FeatxError, check_choice, check_int
+from featx.head import TRAIN_LAYERS, HeadClassifier
+from featx.model import weights_spec
 from featx.modelfile import SUFFIX, save_model
 from featx.progress import Progress
 from featx.views import CENTER
@@ -34,7 +36,17 @@ from pipelines.views import ViewEnsemble
 
 SCORING = ("accuracy", "f1_macro")
 #: The regularisation of an untuned run (``tune=False``): scikit-learn's defaults.
-DEFAULT_VALUES = {"svm": 1.0, "logreg": 1.0, "ridge": 1.0, "mlp": 1e-4, "sgd": 1e-4}
+DEFAULT_VALUES = {
+    "svm": 1.0,
+    "logreg": 1.0,
+    "ridge": 1.0,
+    "mlp": 1e-4,
+    "sgd": 1e-4,
+    "head": 5e-4,  # weight decay, AlexNet's
+}
+#: Every classifier: scikit-learn's (:mod:`pipelines`) and AlexNet's own head,
+#: fine-tuned in torch on pool5 (:mod:`featx.head`).
+CLASSIFIERS = (*pipelines.CLASSIFIERS, "head")
 SGD_EPOCHS = 10
 SGD_BLOCK_ROWS = 1024
 
@@ -266,7 +278,8 @@ def chosen_params(pipeline) -> dict:
     if hasattr(clf, "best_params_"):
         return {k: float(v) for k, v in clf.best_params_.items()}
     params = clf.get_params()
-    return {k: float(params[k]) for k in ("C", "alpha") if k in params}
+    keys = ("C", "alpha", "weight_decay")
+    return {k: float(params[k]) for k in keys if k in params}
 
 
 def _fold(estimator, X, labels, train, test, n_classes):
@@ -479,10 +492,16 @@ class FitSpec:
     #: With views: train on each view as a row of its own (augmentation);
     #: False trains on the centre only. Prediction averages every view's scores.
     train_views: bool = True
+    #: ``head``: the layers fine-tuned (:data:`featx.head.TRAIN_LAYERS`).
+    head_train: str = "fc6-fc8"
+    #: ``head``: the weights the pool5 rows came from (:func:`head_source`);
+    #: set from the cache.
+    source: dict = field(default_factory=dict)
 
     def check(self) -> None:
         """Refuse options that cannot work, before any data is read."""
-        check_choice("clf", self.clf, tuple(pipelines.CLASSIFIERS))
+        check_choice("clf", self.clf, CLASSIFIERS)
+        check_choice("head_train", self.head_train, TRAIN_LAYERS)
         check_choice("scale", self.scale, pipelines.SCALES)
         check_choice("backend", self.backend, ("local", "ray"))
         check_int("cv", self.cv, low=2)
@@ -530,6 +549,14 @@ class FitSpec:
         value = self.value
         if value is None and not self.tuned:
             value = DEFAULT_VALUES[self.clf]
+        if self.clf == "head":
+            head = HeadClassifier(
+                **self.source,
+                train_layers=self.head_train,
+                weight_decay=value,
+                random_state=self.seed,
+            )
+            return Pipeline([("clf", head)])  # raw pool5: fc6 was trained on it
         return pipelines.make_pipeline(
             self.clf,
             n_samples=n_rows,
@@ -573,6 +600,9 @@ def fit(
     choice = resolve_caches(cache, test, cache_dir)
     path = choice.train
     with FeatureCache(path) as train:
+        if spec.clf == "head":
+            layer = check_head_layer(train, layer)
+            spec = replace(spec, source=head_source(train.meta))
         layers = [layer] if layer is not None else train.complete_layers()
         if not layers:
             raise FitError(f"{path.name} has no complete layer; finish `featx extract`")
@@ -641,6 +671,31 @@ def fit(
         meta.update({key: getattr(result, key) for key in settings})
         result.model_path = str(save_model(out, outcome.final, meta))
     return result
+
+
+def head_source(meta) -> dict:
+    """The weights a cache's rows came from, as :class:`HeadClassifier` takes
+    them."""
+    weights, seed = weights_spec(meta.weights.id, meta.weights.source)
+    return {
+        "weights": weights,
+        "weights_seed": seed,
+        "model": meta.model,
+        "weights_sha256": meta.weights.sha256,
+    }
+
+
+def check_head_layer(cache: FeatureCache, layer: str | None) -> str:
+    """The layer the head fine-tunes on: pool5, unpooled."""
+    layer = layer or "pool5"
+    ldef = cache.layers.get(layer)
+    if ldef is None or ldef.layer != "pool5" or ldef.spatial != "none":
+        raise FitError(
+            f"--clf head fine-tunes fc6-fc8 on pool5 rows, and {cache.path.name} "
+            f"{'has no pool5' if ldef is None else f'was asked for {layer}'}; run "
+            f"`featx extract {cache.meta.data_root or 'DATA_DIR'} --layer pool5`"
+        )
+    return layer
 
 
 def _cross_validate(

@@ -21,6 +21,7 @@ MODEL_FORMAT = 2
 SUFFIX = ".skops"
 #: The types beyond scikit-learn's defaults that a featx model may hold.
 TRUSTED = (
+    "featx.head.HeadClassifier",
     "pipelines.tuned.TunedClassifier",
     "pipelines.views.ViewEnsemble",
     "sklearn.neural_network._stochastic_optimizers.AdamOptimizer",

@@ -6,8 +6,8 @@ each. featx stores each view of a layer as a dataset of its own, so that a
 cache holds the centre (what it always held), the centre and its mirror
 (``flip``), or all ten (``ten``), and resumes or extends each view separately.
 
-View names, in storage order: ``center``, ``flip`` (the centre mirrored left to
-right), ``tl``, ``tr``, ``bl``, ``br`` (the corners: top-left, top-right,
+View names, in storage order: ``center``, ``flip`` (the centre of the mirror
+image), ``tl``, ``tr``, ``bl``, ``br`` (the corners: top-left, top-right,
 bottom-left, bottom-right) and ``tl_flip``, ``tr_flip``, ``bl_flip``,
 ``br_flip`` (their mirrors).
 """
@@ -79,7 +79,9 @@ def crop_views(
     """``views`` of a resized (3, H, W) uint8 image as a (V, 3, h, w) tensor.
 
     The centre is torchvision's ``center_crop`` (what a cache of one view holds);
-    the corners sit flush with the image's edges; ``_flip`` mirrors left to right.
+    ``flip`` is the centre of the mirror image; the corners sit flush with the
+    image's edges, and ``_flip`` mirrors them left to right. These are the ten
+    crops of torchvision's ``TenCrop`` (tested), named by the crop they mirror.
     """
     import torch  # here: the cache and the classifiers use this module's names
     from torchvision.transforms import functional as F
@@ -88,9 +90,12 @@ def crop_views(
     out = []
     for view in views:
         base, _, flip = view.partition("_")
-        if base in (CENTER, "flip"):
+        if base == "flip":
+            # the centre of the mirror image, as torchvision's TenCrop cuts it:
+            # one pixel off the mirrored centre crop where the margin is odd
+            crop = F.center_crop(resized.flip(-1), [height, width])
+        elif base == CENTER:
             crop = F.center_crop(resized, [height, width])
-            flip = flip or (base == "flip")
         else:
             crop = _corner(resized, base, height, width)
         out.append(crop.flip(-1) if flip else crop)
