@@ -1020,12 +1020,13 @@ def print_report(report) -> None:
         f"{len(report.rows)} results ({report.computed} computed, {report.reused} "
         f"reused). Best: {describe_best(report.best)}"
     )
+    width = max(8, *(len(r["clf"]) + 2 for r in report.rows))
     for r in report.rows:
         test = r.get("test_accuracy")
         low, high = r["cv_accuracy_ci95"]
         mark = "best" if r is report.best else ("tied" if r["tied_with_best"] else "")
         click.echo(
-            f"  {r['layer']:<12}{r['clf']:<8}{r['cv_accuracy_mean']:.4f} "
+            f"  {r['layer']:<12}{r['clf']:<{width}}{r['cv_accuracy_mean']:.4f} "
             f"[{low:.4f}, {high:.4f}]"
             + (f"   test {test:.4f}" if test is not None else "")
             + (f"   {mark}" if mark else "")
@@ -1057,7 +1058,14 @@ def print_report(report) -> None:
     "--clfs",
     default="svm,logreg,mlp",
     show_default=True,
-    help="Comma-separated classifiers: svm, logreg, ridge, mlp, sgd.",
+    help="Comma-separated classifiers: svm, logreg, ridge, mlp, sgd, head (AlexNet's "
+    "fc6-fc8 fine-tuned on pool5). On a cache with --views flip/ten, each but "
+    "head is also fitted on every view (rows named like svm+ten).",
+)
+@click.option(
+    "--center-only",
+    is_flag=True,
+    help="Fit on the centre crop alone, even where the cache holds more views.",
 )
 @cv_option
 @click.option(
@@ -1103,6 +1111,7 @@ def report(
     quiet,
     backend,
     address,
+    center_only,
 ) -> None:
     """Compare layers × classifiers: cross-validate each (and score it on --test),
     then write report.html, report.md, results.json, results.csv and figures.
@@ -1128,6 +1137,7 @@ def report(
         progress=TqdmProgress(quiet),
         backend=backend,
         address=address,
+        center_only=center_only,
     )
     print_report(result)
 

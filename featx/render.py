@@ -58,7 +58,29 @@ def how_chosen(ctx) -> str:
             if tied
             else "No other combination is tied with it."
         )
+        + variants_note(ctx["rows"])
     )
+
+
+def variants_note(rows: list[dict]) -> str:
+    """What the rows beyond plain classifiers on the centre crop are."""
+    labels = {r["clf"] for r in rows}
+    note = ""
+    views = sorted({r["clf"].partition("+")[2] for r in rows if "+" in r["clf"]})
+    if views:
+        note += (
+            f" Rows named like svm+{views[0]} train on every view of each image "
+            "(augmentation; all views of an image in the same fold) and average "
+            "their scores over an image's views; the others use the centre crop."
+        )
+    if "head" in labels:
+        note += (
+            " head is AlexNet's fc6-fc8 fine-tuned on pool5 (fc6 and fc7 from the "
+            "weights, a new fc8)."
+        )
+    if note:
+        note += " Every row is scored on the same folds."
+    return note
 
 
 def _fmt(value, digits=4) -> str:

@@ -42,10 +42,11 @@ from featx.cache import (
 )
 from featx.compare import TIE_RULE, best_of, choose_best
 from featx.errors import FeatxError, ReadOnlyError, check_choice
-from featx.fit import FitSpec, fit
+from featx.fit import CLASSIFIERS, FitSpec, fit
 from featx.model import resolve_layers, weights_spec
 from featx.progress import Progress
 from featx.render import render_html, render_markdown
+from featx.views import CENTER, setting_of
 
 DEFAULT_CLFS = ("svm", "logreg", "mlp")
 #: Repeats of the k-fold CV in a report: 2 × 5 folds give the intervals and the
@@ -190,9 +191,14 @@ def make_report(
     clfs: list[str] | tuple[str, ...] = DEFAULT_CLFS,
     out: Path | None = None,
     force: bool = False,
+    center_only: bool = False,
     **options,
 ) -> Report:
     """Cross-validate every layer × classifier and write the report files.
+
+    On a cache with views (``featx extract --views``) each classifier but the
+    head is also fitted on every view, on the same folds (see :func:`variants`),
+    unless ``center_only``.
 
     ``options`` are the fields of :class:`featx.fit.FitSpec` but ``clf``
     (``cv``, ``seed``, ``jobs``, ``backend``, ``address``, ``progress``).
@@ -201,7 +207,7 @@ def make_report(
     if not clfs:
         raise ReportError("no classifier given; e.g. --clfs svm,logreg,mlp")
     for clf in clfs:
-        check_choice("clfs", clf, tuple(pipelines.CLASSIFIERS))
+        check_choice("clfs", clf, CLASSIFIERS)
     progress = options.setdefault("progress", Progress())
     options.setdefault("repeats", REPORT_REPEATS)
     FitSpec(clf=clfs[0], **options).check()
@@ -213,7 +219,13 @@ def make_report(
     store = ResultStore(cache_dir / "results", force=force)
     with FeatureCache(train_path) as train:
         layers = choose_layers(train, layers)
-        progress.start("fitting", len(layers) * len(clfs))
+        plan = {layer: variants(train, layer, clfs, center_only) for layer in layers}
+        if not any(plan.values()):
+            raise ReportError(
+                "--clfs head fine-tunes on pool5 alone, and no layer of the report "
+                "is pool5; add --layers pool5 or another classifier"
+            )
+        progress.start("fitting", sum(len(v) for v in plan.values()))
         try:
             rows = []
             for layer in layers:  # fingerprints hash every row: once per layer
@@ -222,18 +234,21 @@ def make_report(
                     _test_fingerprint(test_path, layer),
                 )
                 rows += [
-                    store.result(train, test_path, layer, clf, prints, options)
-                    for clf in clfs
+                    store.result(
+                        train, test_path, layer, clf, prints, options, views=views
+                    )
+                    for clf, views in plan[layer]
                 ]
         finally:
             progress.finish()
+        shown = list(dict.fromkeys(r["clf"] for r in rows))  # with +views rows
         depth = {k: layer_depth(v.layer) for k, v in train.layers.items()}
         best = choose_best(rows, depth.__getitem__)
         analyses = _analyses(train, test_path, rows, best, layers, options, depth)
         files = _write_results(out, rows, best, analyses)
         files["predictions"] = write_predictions(out / "predictions.csv", rows, train)
         files.update(
-            _draw_figures(train, rows, best, layers, clfs, out, options, analyses)
+            _draw_figures(train, rows, best, layers, shown, out, options, analyses)
         )
         classes = train.classes
     context = {
@@ -244,7 +259,7 @@ def make_report(
         "best": best,
         "analyses": analyses,
         "layers": layers,
-        "clfs": clfs,
+        "clfs": shown,
         "classes": classes,
         "files": files,
         "out": out,
@@ -335,9 +350,13 @@ class ResultStore:
         clf: str,
         prints: tuple[str, str | None],
         options: dict,
+        views: str | None = None,
     ) -> dict:
         """The stored or freshly computed ``fit --json`` object of one pair;
-        ``prints`` are the fingerprints of the train and test caches' layer."""
+        ``prints`` are the fingerprints of the train and test caches' layer.
+        With ``views`` (the cache's views, as ``--views`` names them) the
+        classifier trains on every view and averages over them, and its row is
+        labelled ``clf+views``; without, it uses the centre crop alone."""
         params = {
             "cv": options.get("cv", 5),
             "repeats": options.get("repeats", 1),
@@ -348,10 +367,13 @@ class ResultStore:
             "layer": layer,
             "result_format": 2,  # 2: out-of-fold predictions, per-class scores
         }
-        key = _result_key(*prints, clf, params)
+        if views is not None:
+            params["views"] = views
+        label = clf if views is None else f"{clf}+{views}"
+        key = _result_key(*prints, label, params)
         stored = self.folder / f"{key}.json"
         progress = options["progress"]
-        progress.describe(f"{layer} + {clf}")
+        progress.describe(f"{layer} + {label}")
         if stored.is_file() and not self.force:
             row = self._load(stored)
             if row is not None:
@@ -364,12 +386,35 @@ class ResultStore:
             clf=clf,
             test=test_path,
             save=False,
-            **{**options, "progress": Progress()},
+            **{**options, "progress": Progress(), "center_only": views is None},
         ).to_json()
+        row["classifier"], row["clf"] = clf, label
         self._save(stored, row)
         self.computed += 1
         progress.advance(1)
         return row
+
+
+def variants(
+    cache: FeatureCache, layer: str, clfs: list[str], center_only: bool = False
+) -> list[tuple[str, str | None]]:
+    """What a report fits on ``layer``: each classifier on the centre crop,
+    and where the cache holds more views of the layer, each but the head again
+    on every view (the head fine-tunes on pool5 only, and on the centre: ten
+    views would cost ten times its fit)."""
+    views = (CENTER,) if center_only else cache.views(layer)
+    ldef = cache.layers[layer]
+    setting = setting_of(views) if len(views) > 1 else None
+    plan: list[tuple[str, str | None]] = []
+    for clf in clfs:
+        if clf == "head":
+            if ldef.layer == "pool5" and ldef.spatial == "none":
+                plan.append((clf, None))
+            continue
+        plan.append((clf, None))
+        if setting and clf != "sgd":
+            plan.append((clf, setting))
+    return plan
 
 
 def _test_fingerprint(test_path: Path | None, layer: str) -> str | None:
@@ -446,9 +491,12 @@ def _analyses(train, test_path, rows, best, layers, options, depth) -> dict:
     """Learning curve, layer similarity and the misclassified gallery."""
     progress = options["progress"]
     spec = FitSpec(**{k: v for k, v in options.items() if k != "progress"})
+    # the curve refits many times: of the classifiers on the centre crop
+    plain = [r for r in rows if r["clf"] in pipelines.CLASSIFIERS]
     per_layer = [
-        best_of([r for r in rows if r["layer"] == layer], depth.__getitem__)
+        best_of([r for r in plain if r["layer"] == layer], depth.__getitem__)
         for layer in layers
+        if any(r["layer"] == layer for r in plain)
     ]
     progress.describe("learning curve")
     curve = learning_curve(train, per_layer, spec)
