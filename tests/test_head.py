@@ -122,3 +122,18 @@ def test_cli_fit_head_saves_a_safe_model_and_predicts(head_cache, tmp_path):
         main, ["fit", "--clf", "head", "--C", "1", "--cache", str(head_cache)]
     )
     assert out.exit_code == 2 and "--alpha, not --C" in out.output
+
+
+def test_report_fits_the_head_on_pool5_beside_the_linear_classifiers(
+    head_cache, tmp_path
+):
+    from featx.report import make_report
+
+    report = make_report(
+        cache=head_cache, cache_dir=head_cache.parent, clfs=["ridge", "head"],
+        layers=["pool5", "fc7"], cv=2, repeats=1, head_train="fc8",
+        out=tmp_path / "rep",
+    )  # fmt: skip
+    pairs = {(r["layer"], r["clf"]) for r in report.rows}
+    assert pairs == {("pool5", "ridge"), ("pool5", "head"), ("fc7", "ridge")}
+    assert "fine-tuned on pool5" in (tmp_path / "rep" / "report.md").read_text()

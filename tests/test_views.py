@@ -269,3 +269,31 @@ def test_flip_view_is_the_mirror_image(tmp_path):
         np.testing.assert_allclose(
             cache.read("fc7"), cache.read("fc7@flip"), rtol=1e-4, atol=1e-5
         )
+
+
+def test_report_compares_views_with_the_centre_on_the_same_folds(tmp_path):
+    from featx.report import make_report
+
+    folder = write_folder(tmp_path / "data", {"a": 6, "b": 6})
+    cache = extract(
+        folder, layers=["fc7"], weights="random", views="flip",
+        cache_dir=tmp_path / "cache", num_workers=0,
+    ).cache_path  # fmt: skip
+    report = make_report(
+        cache=cache, cache_dir=tmp_path / "cache", clfs=["ridge"], cv=3,
+        repeats=1, out=tmp_path / "rep",
+    )  # fmt: skip
+    by = {r["clf"]: r for r in report.rows}
+    assert set(by) == {"ridge", "ridge+flip"}
+    assert by["ridge"]["views"] == ["center"]
+    assert by["ridge+flip"]["views"] == ["center", "flip"]
+    assert by["ridge+flip"]["classifier"] == "ridge"
+    assert len(by["ridge"]["cv_scores"]["accuracy"]) == 3
+    assert min(by["ridge+flip"]["oof_pred"]) >= 0  # every image tested once
+    md = (tmp_path / "rep" / "report.md").read_text()
+    assert "train on every view" in md and "ridge\\+flip" in md
+    only = make_report(
+        cache=cache, cache_dir=tmp_path / "cache", clfs=["ridge"], cv=3,
+        repeats=1, out=tmp_path / "rep2", center_only=True,
+    )  # fmt: skip
+    assert [r["clf"] for r in only.rows] == ["ridge"]
