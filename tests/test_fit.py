@@ -209,7 +209,7 @@ BAD_INPUTS = {
         None,
         {"layer": "fc7", "clf": "svn", "cv": 3},
         ParameterError,
-        r"`clf` must be one of 'svm', 'logreg', 'ridge', 'mlp', 'sgd'. Got 'svn'.",
+        r"`clf` must be one of 'svm', 'logreg', 'ridge', 'mlp', 'sgd', 'head'. Got 'svn'.",
     ),
     "jobs zero": (None, {"layer": "fc7", "jobs": 0}, ParameterError, r"`jobs` must"),
     "no labels": (_flat_cache, {}, FitError, "has no labels"),
@@ -314,7 +314,7 @@ def test_cli_fit_json_and_table(digits, tmp_path):
     assert typo.exit_code == 2
     assert typo.output.strip().splitlines()[-1] == (
         "Error: Invalid value for '--clf': 'svn' is not one of 'svm', 'logreg', "
-        "'ridge', 'mlp', 'sgd'."
+        "'ridge', 'mlp', 'sgd', 'head'."
     )
 
 
