@@ -15,6 +15,7 @@ from featx.errors import CacheError, WeightsError
 from featx.extraction import extract
 from featx.model import load_weights, weights_spec
 from featx.progress import Progress
+from featx.views import VIEW_SETS, setting_of
 
 
 def held_out_cache(
@@ -31,11 +32,15 @@ def held_out_cache(
     with FeatureCache(train) as cache:
         meta = cache.meta
         wanted = [cache.layers[k] for k in (layers or cache.complete_layers())]
+        # the views the training rows have, so that a model averaging over
+        # them is scored the same way
+        views = {v for layer in wanted for v in cache.views(layer.key)}
+    setting = setting_of(views) if setting_of(views) in VIEW_SETS else "center"
     try:
         existing = cache_of_folder(folder, cache_dir, like=meta)
         with FeatureCache(existing) as held_out:
-            have = set(held_out.complete_layers())
-        if all(layer.key in have for layer in wanted):
+            have = {k: set(held_out.views(k)) for k in held_out.complete_layers()}
+        if all(set(VIEW_SETS[setting]) <= have.get(w.key, set()) for w in wanted):
             return existing
     except CacheError:
         pass  # nothing extracted yet: extract below
@@ -61,5 +66,6 @@ def held_out_cache(
             cache_dir=cache_dir,
             progress=progress,
             mean=meta.mean_file,
+            views=setting,
         ).cache_path
     return path

@@ -209,7 +209,8 @@ BAD_INPUTS = {
         None,
         {"layer": "fc7", "clf": "svn", "cv": 3},
         ParameterError,
-        r"`clf` must be one of 'svm', 'logreg', 'ridge', 'mlp', 'sgd', 'head'. Got 'svn'.",
+        r"`clf` must be one of 'svm', 'logreg', 'ridge', 'mlp', 'sgd', 'head'. "
+        r"Got 'svn'.",
     ),
     "jobs zero": (None, {"layer": "fc7", "jobs": 0}, ParameterError, r"`jobs` must"),
     "no labels": (_flat_cache, {}, FitError, "has no labels"),

@@ -297,3 +297,22 @@ def test_report_compares_views_with_the_centre_on_the_same_folds(tmp_path):
         repeats=1, out=tmp_path / "rep2", center_only=True,
     )  # fmt: skip
     assert [r["clf"] for r in only.rows] == ["ridge"]
+
+
+def test_a_held_out_folder_is_extracted_with_the_training_views(tmp_path):
+    train = write_folder(tmp_path / "data" / "Train", {"a": 6, "b": 6})
+    test = write_folder(tmp_path / "data" / "Test", {"a": 3, "b": 3}, seed=1)
+    cache_dir = tmp_path / "cache"
+    extract(
+        train, layers=["fc7"], weights="random", views="flip",
+        cache_dir=cache_dir, num_workers=0,
+    )  # fmt: skip
+    out = CliRunner().invoke(
+        main,
+        ["fit", "--clf", "ridge", "--cv", "3", "--cache-dir", str(cache_dir),
+         "--test", str(test), "--json", "-q", "--out", str(tmp_path / "m.skops")],
+    )  # fmt: skip
+    assert out.exit_code == 0, out.output
+    data = json.loads(out.output[out.output.index("{") :])
+    assert data["test"]["views"] == ["center", "flip"]
+    assert data["test"]["n_images"] == 6
