@@ -66,7 +66,7 @@ def test_ray_rows_equal_the_local_engine(cluster, tmp_path):
 
 
 @pytest.mark.slow
-def test_ray_runs_caffe_alexnet_with_a_mean_image(cluster, tmp_path):
+def test_ray_runs_caffe_alexnet_with_a_mean_image_and_views(cluster, tmp_path):
     folder = write_folder(tmp_path / "data", {"a": 4, "b": 4})
     mean = np.random.default_rng(0).uniform(90, 130, (3, 256, 256))
     np.save(tmp_path / "mean.npy", mean.astype(np.float32))
@@ -81,12 +81,13 @@ def test_ray_runs_caffe_alexnet_with_a_mean_image(cluster, tmp_path):
             engine=engine,
             num_workers=0,
             batch_size=4,
+            views="flip",
         )
         for engine in ("local", "ray")
     }
     assert runs["ray"].cache_path.name == runs["local"].cache_path.name
     assert "caffe-alexnet" in runs["ray"].cache_path.name
-    for key in ("norm1", "fc7"):
+    for key in ("norm1", "fc7", "fc7@flip"):
         a = read_layer(runs["local"].cache_path, key)
         b = read_layer(runs["ray"].cache_path, key)
         np.testing.assert_allclose(b.features, a.features, rtol=1e-5, atol=1e-5)
