@@ -1020,7 +1020,7 @@ def print_report(report) -> None:
         f"{len(report.rows)} results ({report.computed} computed, {report.reused} "
         f"reused). Best: {describe_best(report.best)}"
     )
-    width = max(8, *(len(r["clf"]) + 2 for r in report.rows))
+    width = max([8, *(len(r["clf"]) + 2 for r in report.rows)])
     for r in report.rows:
         test = r.get("test_accuracy")
         low, high = r["cv_accuracy_ci95"]
