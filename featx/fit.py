@@ -27,8 +27,6 @@ from featx import __version__
 from featx.cache import FORMAT_VERSION, FeatureCache, resolve_caches
 from featx.compare import ci95, per_class
 from featx.errors import FeatxError, check_choice, check_int
-from featx.head import TRAIN_LAYERS, HeadClassifier
-from featx.model import weights_spec
 from featx.modelfile import SUFFIX, save_model
 from featx.progress import Progress
 from featx.views import CENTER
@@ -47,6 +45,9 @@ DEFAULT_VALUES = {
 #: Every classifier: scikit-learn's (:mod:`pipelines`) and AlexNet's own head,
 #: fine-tuned in torch on pool5 (:mod:`featx.head`).
 CLASSIFIERS = (*pipelines.CLASSIFIERS, "head")
+#: What ``head_train`` accepts: the layers of the head that learn. Here, not in
+#: :mod:`featx.head`, so that checking a fit's options imports no torch.
+HEAD_TRAIN_LAYERS = ("fc8", "fc7-fc8", "fc6-fc8")
 SGD_EPOCHS = 10
 SGD_BLOCK_ROWS = 1024
 
@@ -492,7 +493,7 @@ class FitSpec:
     #: With views: train on each view as a row of its own (augmentation);
     #: False trains on the centre only. Prediction averages every view's scores.
     train_views: bool = True
-    #: ``head``: the layers fine-tuned (:data:`featx.head.TRAIN_LAYERS`).
+    #: ``head``: the layers fine-tuned (:data:`HEAD_TRAIN_LAYERS`).
     head_train: str = "fc6-fc8"
     #: ``head``: the weights the pool5 rows came from (:func:`head_source`);
     #: set from the cache.
@@ -501,7 +502,7 @@ class FitSpec:
     def check(self) -> None:
         """Refuse options that cannot work, before any data is read."""
         check_choice("clf", self.clf, CLASSIFIERS)
-        check_choice("head_train", self.head_train, TRAIN_LAYERS)
+        check_choice("head_train", self.head_train, HEAD_TRAIN_LAYERS)
         check_choice("scale", self.scale, pipelines.SCALES)
         check_choice("backend", self.backend, ("local", "ray"))
         check_int("cv", self.cv, low=2)
@@ -550,6 +551,8 @@ class FitSpec:
         if value is None and not self.tuned:
             value = DEFAULT_VALUES[self.clf]
         if self.clf == "head":
+            from featx.head import HeadClassifier  # torch: only for the head
+
             head = HeadClassifier(
                 **self.source,
                 train_layers=self.head_train,
@@ -676,6 +679,8 @@ def fit(
 def head_source(meta) -> dict:
     """The weights a cache's rows came from, as :class:`HeadClassifier` takes
     them."""
+    from featx.model import weights_spec  # torch: only for the head
+
     weights, seed = weights_spec(meta.weights.id, meta.weights.source)
     return {
         "weights": weights,
@@ -685,11 +690,17 @@ def head_source(meta) -> dict:
     }
 
 
+def is_head_layer(ldef) -> bool:
+    """Whether a stored layer (a :class:`~featx.cache.LayerDef`) is what the
+    head fine-tunes on: pool5, unpooled."""
+    return ldef.layer == "pool5" and ldef.spatial == "none"
+
+
 def check_head_layer(cache: FeatureCache, layer: str | None) -> str:
     """The layer the head fine-tunes on: pool5, unpooled."""
     layer = layer or "pool5"
     ldef = cache.layers.get(layer)
-    if ldef is None or ldef.layer != "pool5" or ldef.spatial != "none":
+    if ldef is None or not is_head_layer(ldef):
         raise FitError(
             f"--clf head fine-tunes fc6-fc8 on pool5 rows, and {cache.path.name} "
             f"{'has no pool5' if ldef is None else f'was asked for {layer}'}; run "

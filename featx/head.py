@@ -24,10 +24,11 @@ from torch import nn
 from torch.nn import functional as F
 
 from featx.errors import ParameterError, WeightsError
+from featx.fit import HEAD_TRAIN_LAYERS
 
 #: What ``train_layers`` accepts: the layers that learn (the others stay as
 #: the weights have them).
-TRAIN_LAYERS = ("fc8", "fc7-fc8", "fc6-fc8")
+TRAIN_LAYERS = HEAD_TRAIN_LAYERS
 #: Learning rate of the new fc8 relative to the pretrained layers' (as in
 #: Caffe's fine-tuning recipe: a new layer learns ten times faster).
 NEW_LAYER_LR = 10.0

@@ -42,7 +42,7 @@ from featx.cache import (
 )
 from featx.compare import TIE_RULE, best_of, choose_best
 from featx.errors import FeatxError, ReadOnlyError, check_choice
-from featx.fit import CLASSIFIERS, FitSpec, fit
+from featx.fit import CLASSIFIERS, FitSpec, fit, is_head_layer
 from featx.model import resolve_layers, weights_spec
 from featx.progress import Progress
 from featx.render import render_html, render_markdown
@@ -408,7 +408,7 @@ def variants(
     plan: list[tuple[str, str | None]] = []
     for clf in clfs:
         if clf == "head":
-            if ldef.layer == "pool5" and ldef.spatial == "none":
+            if is_head_layer(ldef):
                 plan.append((clf, None))
             continue
         plan.append((clf, None))
