@@ -1118,13 +1118,13 @@ class FeatureCache:
         """``views`` of ``layer`` side by side: an (N, V x D) array whose block
         ``v`` holds view ``views[v]`` (what :class:`pipelines.views.ViewEnsemble`
         takes)."""
-        datasets = [self.dataset(dataset_key(layer, v)) for v in views]
-        n, dim = datasets[0].shape
-        out = np.empty((n, dim * len(views)), dtype=dtype)
-        for v in range(len(views)):
-            out[:, v * dim : (v + 1) * dim] = self.read(
-                dataset_key(layer, views[v]), dtype=dtype
-            )
+        keys = [dataset_key(layer, v) for v in views]
+        if len(keys) == 1:  # one view: read straight into the result
+            return self.read(keys[0], dtype=dtype)
+        n, dim = self.dataset(keys[0]).shape
+        out = np.empty((n, dim * len(keys)), dtype=dtype)
+        for v, key in enumerate(keys):  # read checks each view is complete
+            out[:, v * dim : (v + 1) * dim] = self.read(key, dtype=dtype)
         return out
 
     def _check_finite(self, layer: str, block: np.ndarray) -> None:

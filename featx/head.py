@@ -65,10 +65,11 @@ def _head_weights(weights: str, seed: int, model: str, sha256: str):
     )
 
 
-def _forward(layers, x, *, dropout=None, first: int = 0, last: bool = True):
-    """Run ``layers`` (fc6, fc7, fc8 from index ``first`` on): ReLU after fc6
-    and fc7, and while training dropout of ``(p, generator)`` on their output.
-    ``last=False``: the output of the last layer given also gets its ReLU."""
+def _forward(layers, x, *, dropout=None, first: int = 0):
+    """Run ``layers``, which are fc6, fc7, fc8 from index ``first`` on: ReLU
+    after fc6 and fc7, and while training dropout of ``(p, generator)`` after
+    each ReLU. The output of a run that stops before fc8 (the frozen layers) is
+    dropped where it is consumed: by the run that starts after it."""
 
     def drop(h):
         if dropout is None:
@@ -81,8 +82,11 @@ def _forward(layers, x, *, dropout=None, first: int = 0, last: bool = True):
         x = drop(x)  # the frozen layer's output, as AlexNet drops it
     for i, layer in enumerate(layers):
         x = layer(x)
-        if first + i < 2 and (i < len(layers) - 1 or not last):
-            x = drop(torch.relu(x)) if i < len(layers) - 1 else torch.relu(x)
+        if first + i == 2:  # fc8: the logits
+            break
+        x = torch.relu(x)
+        if i < len(layers) - 1:
+            x = drop(x)
     return x
 
 
@@ -213,18 +217,18 @@ class HeadClassifier(ClassifierMixin, BaseEstimator):
         for layer in layers[:cut]:
             layer.requires_grad_(False)
         with torch.no_grad():  # frozen layers run once, not every epoch
-            inputs = _forward(layers[:cut], torch.from_numpy(X).to(device), last=False)
+            inputs = _forward(layers[:cut], torch.from_numpy(X).to(device))
         targets = torch.from_numpy(y_idx.astype(np.int64)).to(device)
         optimiser = self._optimiser(layers, cut)
         params = [p for layer in layers for p in layer.parameters()]
         best = (math.inf, 0, [p.detach().clone() for p in params])
+        drop = (self.dropout, gen) if self.dropout else None
         epoch = 0
         for epoch in range(1, self.max_epochs + 1):
             perm = train[torch.randperm(len(train), generator=order).numpy()]
             for start in range(0, len(perm), self.batch_size):
                 rows = torch.from_numpy(perm[start : start + self.batch_size])
                 rows = rows.to(device)
-                drop = (self.dropout, gen) if self.dropout else None
                 out = _forward(layers[cut:], inputs[rows], dropout=drop, first=cut)
                 loss = F.cross_entropy(out, targets[rows])
                 optimiser.zero_grad()
