@@ -188,6 +188,17 @@ class WeightsInfo:
         }
 
 
+def weights_spec(weights_id: str, source: str = "") -> tuple[str, int]:
+    """The ``(weights, seed)`` for :func:`featx.model.load_weights` that
+    rebuilds the weights recorded as ``weights_id`` (``source`` is the file of a
+    ``file:`` id)."""
+    if weights_id.startswith("random(seed="):
+        return "random", int(weights_id[len("random(seed=") : -1])
+    if weights_id.startswith("torchvision:"):
+        return "imagenet", 0
+    return source, 0
+
+
 @dataclass(frozen=True)
 class CacheMeta:
     """The root attributes of a cache, typed: what made its rows and how.

@@ -16,8 +16,8 @@ import numpy as np
 import torch
 
 from featx.cache import LayerDef
-from featx.errors import ParameterError
-from featx.images import ImageDataset, Preprocess
+from featx.errors import ImageDecodeError, ParameterError
+from featx.images import Preprocess, decode_image
 from featx.model import FeatureNet, LoadedWeights, resolve_layers
 from featx.runtime import release_free_memory
 from featx.views import ALL_VIEWS, CENTER
@@ -32,6 +32,44 @@ DEVICE_CHOICES = ("auto", "cpu", "cuda", "cuda:N")
 #: One batch: rows that decoded, ``{layer key: (n, dim) array}`` for them, and
 #: ``(row, reason)`` for the files that did not.
 Batch = tuple[np.ndarray, dict[str, np.ndarray], list[tuple[int, str]]]
+
+
+class ImageDataset(torch.utils.data.Dataset):
+    """Decodes and preprocesses images in DataLoader workers.
+
+    Each item is ``(row, image, error)``: ``image`` is a (3, H, W) uint8 tensor,
+    or (V, 3, H, W) with one crop per view when ``views`` are named (decoded and
+    resized once), or zeros with a non-empty ``error`` when the file could not
+    be decoded.
+    """
+
+    def __init__(
+        self,
+        files: list[Path],
+        rows: list[int],
+        preprocess: Preprocess,
+        views: tuple[str, ...] | None = None,
+    ):
+        self.files = files
+        self.rows = rows
+        self.preprocess = preprocess
+        self.views = views
+        crop = preprocess.crop_size
+        height, width = (crop[0], crop[0]) if len(crop) == 1 else crop
+        shape = (3, height, width) if views is None else (len(views), 3, height, width)
+        self.blank = torch.zeros(shape, dtype=torch.uint8)
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, i: int):
+        try:
+            img = decode_image(self.files[i])
+            if self.views is None:
+                return self.rows[i], self.preprocess.to_uint8(img), ""
+            return self.rows[i], self.preprocess.views_uint8(img, self.views), ""
+        except ImageDecodeError as exc:
+            return self.rows[i], self.blank, str(exc)
 
 
 def _device_error(device: str, why: str = "") -> ParameterError:

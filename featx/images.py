@@ -9,7 +9,9 @@ workers ship small uint8 tensors and the device does the float maths:
   ``weights.transforms()`` does, on the PIL image, to a ``uint8`` tensor;
 - :meth:`Preprocess.normalize` — scale to [0, 1] and apply the weights' mean/std.
 
-Together they equal ``weights.transforms()(image)``; a test checks it.
+Together they equal ``weights.transforms()(image)``; a test checks it. Listing
+and decoding need no torch: the preprocessing imports it when first used, so
+commands that only read caches start faster.
 """
 
 from __future__ import annotations
@@ -23,15 +25,17 @@ import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
-from torchvision.transforms import functional as F
 
 from featx.digest import file_sha256
 from featx.errors import DataError, ImageDecodeError, ParameterError, printable
 from featx.views import crop_views
+
+if TYPE_CHECKING:
+    import torch
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
@@ -439,6 +443,8 @@ class Preprocess:
         self.antialias = transforms.antialias
 
     def _resize(self, img: Image.Image) -> Image.Image:
+        from torchvision.transforms import functional as F
+
         return F.resize(
             img,
             self.resize_size,
@@ -448,15 +454,21 @@ class Preprocess:
 
     def to_uint8(self, img: Image.Image) -> torch.Tensor:
         """Resize and centre crop a PIL image; return a (3, H, W) uint8 tensor."""
+        from torchvision.transforms import functional as F
+
         return F.pil_to_tensor(F.center_crop(self._resize(img), self.crop_size))
 
     def views_uint8(self, img: Image.Image, views: tuple[str, ...]) -> torch.Tensor:
         """Resize a PIL image once and cut ``views`` of it (:mod:`featx.views`);
         return a (V, 3, H, W) uint8 tensor."""
+        from torchvision.transforms import functional as F
+
         return crop_views(F.pil_to_tensor(self._resize(img)), self.crop_size, views)
 
     def normalize(self, batch: torch.Tensor) -> torch.Tensor:
         """Turn a (N, 3, H, W) uint8 batch into the normalised float input."""
+        import torch
+
         x = batch.float().div_(255.0)
         mean = torch.tensor(self.mean, device=x.device).view(1, -1, 1, 1)
         std = torch.tensor(self.std, device=x.device).view(1, -1, 1, 1)
@@ -476,41 +488,3 @@ class Preprocess:
             "mean": list(self.mean),
             "std": list(self.std),
         }
-
-
-class ImageDataset(torch.utils.data.Dataset):
-    """Decodes and preprocesses images in DataLoader workers.
-
-    Each item is ``(row, image, error)``: ``image`` is a (3, H, W) uint8 tensor,
-    or (V, 3, H, W) with one crop per view when ``views`` are named (decoded and
-    resized once), or zeros with a non-empty ``error`` when the file could not
-    be decoded.
-    """
-
-    def __init__(
-        self,
-        files: list[Path],
-        rows: list[int],
-        preprocess: Preprocess,
-        views: tuple[str, ...] | None = None,
-    ):
-        self.files = files
-        self.rows = rows
-        self.preprocess = preprocess
-        self.views = views
-        crop = preprocess.crop_size
-        height, width = (crop[0], crop[0]) if len(crop) == 1 else crop
-        shape = (3, height, width) if views is None else (len(views), 3, height, width)
-        self.blank = torch.zeros(shape, dtype=torch.uint8)
-
-    def __len__(self) -> int:
-        return len(self.files)
-
-    def __getitem__(self, i: int):
-        try:
-            img = decode_image(self.files[i])
-            if self.views is None:
-                return self.rows[i], self.preprocess.to_uint8(img), ""
-            return self.rows[i], self.preprocess.views_uint8(img, self.views), ""
-        except ImageDecodeError as exc:
-            return self.rows[i], self.blank, str(exc)

@@ -30,6 +30,7 @@ from torch import nn
 from torchvision.models import AlexNet_Weights, alexnet
 
 from featx import caffe, weightfiles
+from featx.cache import weights_spec  # noqa: F401 (featx.model's name for it)
 from featx.digest import file_sha256
 from featx.errors import LayerError, WeightsError
 from featx.images import Preprocess
@@ -236,16 +237,6 @@ def _sha256_state(model: nn.Module) -> str:
         digest.update(key.encode())
         digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
     return digest.hexdigest()
-
-
-def weights_spec(weights_id: str, source: str = "") -> tuple[str, int]:
-    """The ``(weights, seed)`` for :func:`load_weights` that rebuilds the weights
-    recorded as ``weights_id`` (``source`` is the file of a ``file:`` id)."""
-    if weights_id.startswith("random(seed="):
-        return "random", int(weights_id[len("random(seed=") : -1])
-    if weights_id.startswith("torchvision:"):
-        return "imagenet", 0
-    return source, 0
 
 
 def hub_weights_file() -> Path:

@@ -18,8 +18,7 @@ import numpy as np
 import torch
 
 from featx.errors import DataError, FeatxError, WeightsError
-from featx.forward import build_net, run_forward, views_in
-from featx.images import ImageDataset
+from featx.forward import ImageDataset, build_net, run_forward, views_in
 from featx.model import load_weights, preprocess_for, weights_spec
 
 INSTALL_HINT = "pip install -e '.[ray]' (or pip install 'ray[data]')"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import importlib.metadata
 import json
 import os
 import platform
@@ -20,8 +21,6 @@ from pathlib import Path
 
 import numpy as np
 import sklearn
-import torch
-import torchvision
 from sklearn.decomposition import PCA
 from sklearn.preprocessing import StandardScaler
 
@@ -39,11 +38,11 @@ from featx.cache import (
     cache_info,
     default_cache_dir,
     resolve_caches,
+    weights_spec,
 )
 from featx.compare import TIE_RULE, best_of, choose_best
 from featx.errors import FeatxError, ReadOnlyError, check_choice
 from featx.fit import CLASSIFIERS, FitSpec, fit, is_head_layer
-from featx.model import resolve_layers, weights_spec
 from featx.progress import Progress
 from featx.render import render_html, render_markdown
 from featx.views import CENTER, setting_of
@@ -72,10 +71,6 @@ class Report:
     pretrained: bool = True
     notes: list[str] = field(default_factory=list)
     analyses: dict = field(default_factory=dict)
-
-
-def layer_depth(layer_name: str) -> int:
-    return resolve_layers([layer_name])[0].index
 
 
 def fingerprint(cache: FeatureCache, layer: str) -> str:
@@ -135,7 +130,7 @@ def choose_layers(cache: FeatureCache, wanted: list[str] | None) -> list[str]:
         layers = cache.complete_layers()
         if not layers:
             raise ReportError(f"{cache.path.name} has no complete layer")
-    return sorted(layers, key=lambda k: (layer_depth(have[k].layer), k))
+    return sorted(layers, key=lambda k: (have[k].depth, k))
 
 
 def weights_flags(meta: CacheMeta) -> str:
@@ -242,7 +237,7 @@ def make_report(
         finally:
             progress.finish()
         shown = list(dict.fromkeys(r["clf"] for r in rows))  # with +views rows
-        depth = {k: layer_depth(v.layer) for k, v in train.layers.items()}
+        depth = {k: v.depth for k, v in train.layers.items()}
         best = choose_best(rows, depth.__getitem__)
         analyses = _analyses(train, test_path, rows, best, layers, options, depth)
         files = _write_results(out, rows, best, analyses)
@@ -591,8 +586,9 @@ def _provenance(
         "weights": info["weights"],
         "versions": {
             "featx": __version__,
-            "torch": str(torch.__version__),
-            "torchvision": str(torchvision.__version__),
+            # from the installed metadata: the report need not import torch
+            "torch": importlib.metadata.version("torch"),
+            "torchvision": importlib.metadata.version("torchvision"),
             "scikit-learn": sklearn.__version__,
             "python": platform.python_version(),
             "cache written by featx": info["versions"]["featx"],
