@@ -93,7 +93,7 @@ def learning_curve(cache: FeatureCache, best_rows: list[dict], spec: FitSpec) ->
     smallest = min(int(np.sum(labels[train] == c))
                    for train, _ in splits for c in np.unique(labels))  # fmt: skip
     sizes = [n for n in CURVE_SIZES if n < smallest] + [smallest]
-    points = []
+    jobs, points = [], []
     for row in best_rows:
         rng = np.random.default_rng(spec.seed)  # every layer sees the same subsets
         X = cache.read(row["layer"])
@@ -108,20 +108,28 @@ def learning_curve(cache: FeatureCache, best_rows: list[dict], spec: FitSpec) ->
                 )  # fmt: skip
                 for train, _ in splits
             ]
-            with one_blas_thread():  # folds in threads, as fit runs them
-                scores = Parallel(n_jobs=spec.jobs, prefer="threads")(
-                    delayed(_curve_point)(run, X, labels, pick, test, spec.seed)
-                    for pick, (_, test) in zip(picks, splits, strict=True)
-                )
+            jobs += [
+                (run, X, pick, test)
+                for pick, (_, test) in zip(picks, splits, strict=True)
+            ]
             points.append(
-                {
-                    "layer": row["layer"],
-                    "clf": row["clf"],
-                    "n_per_class": int(n),
-                    "accuracy_mean": float(np.mean(scores)),
-                    "accuracy_ci95": ci95(scores, spec.cv),
-                }
+                {"layer": row["layer"], "clf": row["clf"], "n_per_class": int(n)}
             )
+    # every point of every layer in one pool, the largest fits first, so that
+    # no core waits at the end of each size
+    order = sorted(range(len(jobs)), key=lambda i: -len(jobs[i][2]))
+    with one_blas_thread():  # folds in threads, as fit runs them
+        done = Parallel(n_jobs=spec.jobs, prefer="threads")(
+            delayed(_curve_point)(*jobs[i][:2], labels, *jobs[i][2:], spec.seed)
+            for i in order
+        )
+    scores = [0.0] * len(jobs)
+    for i, score in zip(order, done, strict=True):
+        scores[i] = score
+    for k, point in enumerate(points):
+        fold_scores = scores[k * len(splits) : (k + 1) * len(splits)]
+        point["accuracy_mean"] = float(np.mean(fold_scores))
+        point["accuracy_ci95"] = ci95(fold_scores, spec.cv)
     return points
 
 
