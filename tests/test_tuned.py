@@ -127,3 +127,28 @@ def test_patience_stops_after_the_peak_with_the_same_choice(wide):
     tried = ~np.isnan(short.inner_scores_)
     assert tried[: best + 1].all() and tried.sum() < len(grid)
     np.testing.assert_array_equal(short.inner_scores_[tried], full.inner_scores_[tried])
+
+
+def test_one_inner_split_equals_grid_search_cv_on_that_split(wide):
+    # featx's default: each value fitted on one half of the rows, scored on the other
+    X, y, X_new = wide
+    ours = TunedClassifier(
+        LogisticRegression(max_iter=1000),
+        param="C",
+        grid=GRID,
+        inner_cv=2,
+        inner_splits=1,
+        row_space=False,
+    ).fit(X, y)
+    first = next(StratifiedKFold(2, shuffle=True, random_state=0).split(X, y))
+    ref = GridSearchCV(
+        LogisticRegression(max_iter=1000),
+        {"C": list(GRID)},
+        cv=[first],
+        scoring="accuracy",
+    ).fit(X, y)
+    assert ours.best_params_ == ref.best_params_
+    np.testing.assert_allclose(ours.inner_scores_, ref.cv_results_["mean_test_score"])
+    np.testing.assert_array_equal(ours.predict(X_new), ref.predict(X_new))
+    with pytest.raises(ValueError, match=r"`inner_splits` must be None or at least 1"):
+        clone(ours).set_params(inner_splits=0).fit(X, y)
