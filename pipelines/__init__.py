@@ -30,6 +30,8 @@ SCALES = ("standard", "l2", "none")
 SAGA_ROWS = 50_000
 #: Rows above which a tuned LinearSVC may solve the primal (when it is tall).
 DUAL_ROWS = 20_000
+#: Stopping tolerance of a tuned LinearSVC (a fixed C keeps scikit-learn's 1e-4).
+SVM_TUNED_TOL = 1e-3
 #: Rows from which the MLP holds out 10% to stop early.
 MLP_EARLY_STOP_ROWS = 200
 
@@ -85,6 +87,7 @@ def _tuned_or_fixed(name: str, clf, value, *, seed: int):
         param=param,
         grid=GRIDS[name][param],
         inner_cv=INNER_CV,
+        inner_splits=INNER_SPLITS,
         patience=PATIENCE,
         warm_start=name == "logreg",  # a C path: each fit starts near the next
         random_state=seed,
@@ -109,6 +112,11 @@ def svm(
     tall = n_samples > DUAL_ROWS and n_features <= n_samples
     dual = True if C is None and not tall else "auto"
     clf = LinearSVC(dual=dual, max_iter=5000, random_state=seed)
+    if C is None:
+        # A tuned fit solves a dozen problems; scikit-learn's tol=1e-4 made the
+        # dual solver run ~40% more passes than 1e-3 for the same predictions on
+        # the demo's folds (liblinear's own default for the dual is 0.1).
+        clf.set_params(tol=SVM_TUNED_TOL)
     clf = _tuned_or_fixed("svm", clf, C, seed=seed)
     return _pipeline(clf, scale=scale, pca=pca, seed=seed)
 
@@ -203,6 +211,11 @@ CLASSIFIERS: dict[str, Callable[..., Pipeline]] = {
 #: trains on (three folds cost half as much again for the same choice in the
 #: demo's measurements).
 INNER_CV = 2
+#: How many of the inner folds score each value (None: all). One: each value is
+#: fitted on one half and scored on the other. On the demo's report (3 layers x 3
+#: classifiers, 2 x 5 folds) this halved the classifiers' time (96 s -> 58 s) for
+#: 0.1 point of mean accuracy; the choice on a broad plateau matters little.
+INNER_SPLITS = 1
 #: Values in a row without a better inner score after which tuning stops.
 PATIENCE = 2
 
