@@ -30,6 +30,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import linalg
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
+from sklearn.linear_model import RidgeClassifier
 from sklearn.metrics import accuracy_score
 from sklearn.model_selection import StratifiedKFold
 from sklearn.utils.metaestimators import available_if
@@ -167,6 +168,7 @@ class TunedClassifier(ClassifierMixin, BaseEstimator):
         n, d = X.shape
         wide = d > n if self.row_space == "auto" else bool(self.row_space)
         gram = _gram(X) if wide else None
+        dtype = _coords_dtype(self.estimator, X)
         basis = self.basis
         if basis == "auto":
             # a linear model's solution is the same in any basis: the cheapest;
@@ -188,9 +190,7 @@ class TunedClassifier(ClassifierMixin, BaseEstimator):
         for train, val in splits:
             if wide:
                 Z_train, Z_val, _ = _row_space(gram, train, val, basis)
-                # in the features' precision: float32 halves the MLP's and
-                # logistic regression's work (liblinear converts anyway)
-                Z_train, Z_val = Z_train.astype(X.dtype), Z_val.astype(X.dtype)
+                Z_train, Z_val = Z_train.astype(dtype), Z_val.astype(dtype)
             else:
                 Z_train, Z_val = X[train], X[val]
             folds.append((Z_train, y[train], Z_val, y[val], self._path_model()))
@@ -217,7 +217,7 @@ class TunedClassifier(ClassifierMixin, BaseEstimator):
         if wide:
             everything = np.arange(n)
             Z, _, coords = _row_space(gram, everything, everything[:0], basis)
-            Z = Z.astype(X.dtype)
+            Z = Z.astype(dtype)
             model.fit(Z, y)
             _to_original_features(model, X, everything, coords)
         else:
@@ -256,6 +256,17 @@ def _inner_splits(inner_cv: int, seed, y: np.ndarray, groups) -> list:
         )
         for train, val in cv.split(first, y[first])
     ]
+
+
+def _coords_dtype(estimator, X: np.ndarray) -> np.dtype:
+    """The precision of the row-space coordinates: the features' own (float32
+    halves the MLP's and logistic regression's work; liblinear converts anyway),
+    but float64 for ridge, whose closed-form solve on the n x n coordinates has a
+    condition number near 1e7 at small alpha, beyond float32 (scipy warned, mid
+    progress bar, on the demo's fc6); in float64 it costs one small Cholesky."""
+    if isinstance(estimator, RidgeClassifier):
+        return np.dtype(np.float64)
+    return X.dtype
 
 
 def _gram(X: np.ndarray) -> np.ndarray:

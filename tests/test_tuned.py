@@ -1,5 +1,7 @@
 """pipelines.tuned: the inner search against GridSearchCV, and the row space."""
 
+import warnings
+
 import numpy as np
 import pytest
 from sklearn.base import clone
@@ -152,3 +154,24 @@ def test_one_inner_split_equals_grid_search_cv_on_that_split(wide):
     np.testing.assert_array_equal(ours.predict(X_new), ref.predict(X_new))
     with pytest.raises(ValueError, match=r"`inner_splits` must be None or at least 1"):
         clone(ours).set_params(inner_splits=0).fit(X, y)
+
+
+def test_row_space_ridge_solves_in_float64_without_warnings():
+    # Two dominant directions: at small alpha the n x n solve is conditioned far
+    # beyond float32 (scipy's LinAlgWarning reached users mid progress bar).
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(3), 100)
+    X = rng.normal(size=(300, 2)) @ rng.normal(size=(2, 3000)) * 5
+    X = X + rng.normal(size=(300, 3000)) * 0.2
+    X = StandardScaler().fit_transform(X).astype(np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model = TunedClassifier(RidgeClassifier(), param="alpha", grid=(1e-2,))
+        model.fit(X, y)
+    plain = RidgeClassifier(alpha=1e-2).fit(X.astype(np.float64), y)
+    # the Cholesky jitter (1e-6 of the mean squared row norm) is itself a ridge
+    # of ~3e-3 here, a third of this alpha: close, not equal
+    np.testing.assert_allclose(
+        model.decision_function(X), plain.decision_function(X), atol=1e-2
+    )
+    np.testing.assert_array_equal(model.predict(X), plain.predict(X))
