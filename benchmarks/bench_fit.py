@@ -4,12 +4,13 @@ For each data set (the extraction benchmark's photos and scikit-learn's digits),
 layer (pool5, fc7) and classifier (svm, logreg, ridge, mlp), it runs:
 
 - **featx**: ``featx.fit`` with its defaults, 5-fold stratified CV whose training
-  folds tune the regularisation by an inner 3-fold search (featx's fast row-space
-  path on wide features);
+  folds tune the regularisation by an inner search (each value fitted on one half
+  of the rows and scored on the other; featx's fast row-space path on wide
+  features);
 - **reference**: scikit-learn's ``cross_validate`` over ``GridSearchCV`` of the
   plain pipeline (StandardScaler + LinearSVC / LogisticRegression /
-  RidgeClassifier / MLPClassifier) over the same grid, with the same outer and
-  inner folds;
+  RidgeClassifier / MLPClassifier) over the same grid, with the same outer folds
+  and the full inner 2-fold search (both halves);
 - **untuned**: plain ``LinearSVC(C=1)``, 5 folds, featx's old default.
 
 featx runs its outer folds one at a time here (``--jobs 1``), like the
@@ -64,7 +65,8 @@ def timed_cv(estimator, X, y, seed: int) -> dict:
 
 
 def reference(X, y, clf: str, seed: int) -> dict:
-    """GridSearchCV over the plain pipeline, on featx's outer and inner folds."""
+    """GridSearchCV over the plain pipeline, on featx's outer folds, scoring both
+    halves of featx's inner 2-fold split."""
     param, grid = next(iter(pipelines.GRIDS[clf].items()))
     plain = pipelines.make_pipeline(
         clf, n_samples=len(y), n_features=X.shape[1], seed=seed, value=grid[0]
