@@ -833,8 +833,9 @@ def fit(
     save it (with a sha256 sidecar) for `featx predict`.
 
     The classifier's regularisation (C for svm and logreg, alpha for ridge and mlp)
-    is tuned inside each training fold by an inner 3-fold search, so the CV
-    numbers stay honest; --C / --alpha fix it, --no-tune uses the defaults.
+    is tuned inside each training fold (each value fitted on one half of the
+    fold's training rows, scored on the other), so the CV numbers stay honest;
+    --C / --alpha fix it, --no-tune uses the defaults.
 
     With one cache in the cache directory holding one layer, `featx fit --clf svm`
     needs nothing else.

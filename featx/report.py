@@ -546,6 +546,7 @@ def _provenance(
 ) -> dict:
     """Where the data and weights came from, and the commands that redo it all."""
     cv, seed = options.get("cv", 5), options.get("seed", 0)
+    repeats = options.get("repeats", REPORT_REPEATS)
     info = cache_info(train)
     test_info = cache_info(test) if test else None
     extract_cmds = []
@@ -561,7 +562,7 @@ def _provenance(
         f"featx report --cache {shlex.quote(str(train))}"
         + (f" --test {shlex.quote(str(test))}" if test else "")
         + f" --layers {','.join(layers)} --clfs {','.join(clfs)}"
-        + f" --cv {cv} --seed {seed}"
+        + f" --cv {cv} --repeats {repeats} --seed {seed}"
         + ("" if options.get("tune", True) else " --no-tune")
         + f" --cache-dir {shlex.quote(str(cache_dir))}"
         + f" --out {shlex.quote(str(out))}"
@@ -594,11 +595,15 @@ def _provenance(
             "cache written by featx": info["versions"]["featx"],
         },
         "protocol": (
-            f"{cv}-fold stratified cross-validation, shuffled with seed {seed}; "
-            "features standardised; "
+            f"{cv}-fold stratified cross-validation, shuffled with seed {seed}"
             + (
-                "each classifier's regularisation tuned by an inner 3-fold search "
-                "on the training rows of each fold; "
+                f", repeated {repeats} times (seeds {seed}–{seed + repeats - 1}); "
+                if repeats > 1
+                else "; "
+            )
+            + "features standardised; "
+            + (
+                f"each classifier's regularisation tuned by {pipelines.SEARCH}; "
                 if options.get("tune", True)
                 else "default regularisation; "
             )

@@ -216,6 +216,11 @@ INNER_CV = 2
 #: classifiers, 2 x 5 folds) this halved the classifiers' time (96 s -> 58 s) for
 #: 0.1 point of mean accuracy; the choice on a broad plateau matters little.
 INNER_SPLITS = 1
+#: The inner search in words, for reports and help.
+SEARCH = (
+    "an inner search on the training rows of each fold: each value fitted on one "
+    "stratified half and scored on the other"
+)
 #: Values in a row without a better inner score after which tuning stops.
 PATIENCE = 2
 
