@@ -834,8 +834,9 @@ def fit(
 
     The classifier's regularisation (C for svm and logreg, alpha for ridge and mlp)
     is tuned inside each training fold (each value fitted on one half of the
-    fold's training rows, scored on the other), so the CV numbers stay honest;
-    --C / --alpha fix it, --no-tune uses the defaults.
+    fold's training rows and scored on the other; on both halves below 1,000
+    rows), so the CV numbers stay honest; --C / --alpha fix it, --no-tune uses
+    the defaults.
 
     With one cache in the cache directory holding one layer, `featx fit --clf svm`
     needs nothing else.

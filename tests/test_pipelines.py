@@ -39,6 +39,17 @@ def test_tuned_by_default_fixed_on_request(clf):
     assert fixed["clf"].get_params()[param] == 0.5
 
 
+@pytest.mark.parametrize("clf", ["svm", "logreg", "ridge", "mlp"])
+def test_one_inner_split_only_with_enough_rows(clf):
+    # on few rows one split's choice is noisy (75 digits: ridge lost 16 points)
+    def splits(n):
+        return pipelines.make_pipeline(clf, n_samples=n, n_features=50)["clf"]
+
+    few, many = pipelines.ONE_SPLIT_ROWS - 1, pipelines.ONE_SPLIT_ROWS
+    assert splits(few).inner_splits is None
+    assert splits(many).inner_splits == pipelines.INNER_SPLITS == 1
+
+
 def test_preprocessing_options():
     assert isinstance(pipelines.svm(n_samples=9, n_features=9)["scale"], StandardScaler)
     l2 = pipelines.logreg(n_samples=9, n_features=9, scale="l2", pca=4)
