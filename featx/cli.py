@@ -18,6 +18,7 @@ from featx.runtime import configure_openmp
 
 configure_openmp()  # before anything imports torch
 
+from featx.choices import CLASSIFIERS, HEAD_TRAIN_LAYERS
 from featx.errors import FeatxError, NoSpaceError, printable
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -719,7 +720,7 @@ def print_fit(result) -> None:
 @main.command()
 @click.option(
     "--clf",
-    type=click.Choice(["svm", "logreg", "ridge", "mlp", "sgd", "head"]),
+    type=click.Choice(CLASSIFIERS),
     default="svm",
     show_default=True,
     help="Classifier (sgd streams from disk and is not tuned; head fine-tunes "
@@ -727,7 +728,7 @@ def print_fit(result) -> None:
 )
 @click.option(
     "--head-train",
-    type=click.Choice(["fc6-fc8", "fc7-fc8", "fc8"]),
+    type=click.Choice(HEAD_TRAIN_LAYERS),
     default="fc6-fc8",
     show_default=True,
     help="--clf head: the layers that learn; the others keep the weights' "

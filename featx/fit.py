@@ -24,7 +24,8 @@ from threadpoolctl import threadpool_limits
 
 import pipelines
 from featx import __version__
-from featx.cache import FORMAT_VERSION, FeatureCache, resolve_caches
+from featx.cache import FORMAT_VERSION, FeatureCache, resolve_caches, weights_spec
+from featx.choices import CLASSIFIERS, HEAD_TRAIN_LAYERS
 from featx.compare import ci95, per_class
 from featx.errors import FeatxError, check_choice, check_int
 from featx.modelfile import SUFFIX, save_model
@@ -42,12 +43,6 @@ DEFAULT_VALUES = {
     "sgd": 1e-4,
     "head": 5e-4,  # weight decay, AlexNet's
 }
-#: Every classifier: scikit-learn's (:mod:`pipelines`) and AlexNet's own head,
-#: fine-tuned in torch on pool5 (:mod:`featx.head`).
-CLASSIFIERS = (*pipelines.CLASSIFIERS, "head")
-#: What ``head_train`` accepts: the layers of the head that learn. Here, not in
-#: :mod:`featx.head`, so that checking a fit's options imports no torch.
-HEAD_TRAIN_LAYERS = ("fc8", "fc7-fc8", "fc6-fc8")
 SGD_EPOCHS = 10
 SGD_BLOCK_ROWS = 1024
 
@@ -679,8 +674,6 @@ def fit(
 def head_source(meta) -> dict:
     """The weights a cache's rows came from, as :class:`HeadClassifier` takes
     them."""
-    from featx.model import weights_spec  # torch: only for the head
-
     weights, seed = weights_spec(meta.weights.id, meta.weights.source)
     return {
         "weights": weights,

@@ -23,8 +23,8 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from torch import nn
 from torch.nn import functional as F
 
+from featx.choices import HEAD_TRAIN_LAYERS
 from featx.errors import ParameterError, WeightsError
-from featx.fit import HEAD_TRAIN_LAYERS
 
 #: What ``train_layers`` accepts: the layers that learn (the others stay as
 #: the weights have them).

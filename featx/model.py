@@ -30,7 +30,6 @@ from torch import nn
 from torchvision.models import AlexNet_Weights, alexnet
 
 from featx import caffe, weightfiles
-from featx.cache import weights_spec  # noqa: F401 (featx.model's name for it)
 from featx.digest import file_sha256
 from featx.errors import LayerError, WeightsError
 from featx.images import Preprocess

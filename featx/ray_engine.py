@@ -17,9 +17,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from featx.cache import weights_spec
 from featx.errors import DataError, FeatxError, WeightsError
 from featx.forward import ImageDataset, build_net, run_forward, views_in
-from featx.model import load_weights, preprocess_for, weights_spec
+from featx.model import load_weights, preprocess_for
 
 INSTALL_HINT = "pip install -e '.[ray]' (or pip install 'ray[data]')"
 

@@ -10,10 +10,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from featx.cache import FeatureCache, cache_of_folder, default_cache_dir
+from featx.cache import (
+    FeatureCache,
+    cache_of_folder,
+    default_cache_dir,
+    weights_spec,
+)
 from featx.errors import CacheError, WeightsError
 from featx.extraction import extract
-from featx.model import load_weights, weights_spec
+from featx.model import load_weights
 from featx.progress import Progress
 from featx.views import VIEW_SETS, setting_of
 

@@ -50,6 +50,12 @@ def test_one_inner_split_only_with_enough_rows(clf):
     assert splits(many).inner_splits == pipelines.INNER_SPLITS == 1
 
 
+def test_the_commands_offer_every_classifier():
+    from featx.choices import CLASSIFIERS
+
+    assert (*pipelines.CLASSIFIERS, "head") == CLASSIFIERS
+
+
 def test_preprocessing_options():
     assert isinstance(pipelines.svm(n_samples=9, n_features=9)["scale"], StandardScaler)
     l2 = pipelines.logreg(n_samples=9, n_features=9, scale="l2", pca=4)
