@@ -16,23 +16,10 @@ from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted
 
+from pipelines.tuned import _estimator_has
+
 TRAIN_VIEWS = ("all", "center")
 TEST_VIEWS = ("all", "center")
-
-
-def _has(name: str):
-    def check(self) -> bool:
-        model = getattr(self, "estimator_", self.estimator)
-        return hasattr(model, name)
-
-    return check
-
-
-def view_rows(images: np.ndarray, n_views: int) -> np.ndarray:
-    """The rows of the stacked per-view matrix (image ``i``'s view ``v`` is row
-    ``i * n_views + v``) that hold the views of ``images``."""
-    images = np.asarray(images, np.int64)
-    return (images[:, None] * n_views + np.arange(n_views)).ravel()
 
 
 class ViewEnsemble(ClassifierMixin, BaseEstimator):
@@ -121,12 +108,12 @@ class ViewEnsemble(ClassifierMixin, BaseEstimator):
         scores = getattr(self.estimator_, method)(rows)
         return scores.reshape(len(scores) // n, n, *scores.shape[1:]).mean(axis=1)
 
-    @available_if(_has("decision_function"))
+    @available_if(_estimator_has("decision_function"))
     def decision_function(self, X) -> np.ndarray:
         """The mean over an image's views of their decision values."""
         return self._scores(X, "decision_function")
 
-    @available_if(_has("predict_proba"))
+    @available_if(_estimator_has("predict_proba"))
     def predict_proba(self, X) -> np.ndarray:
         """The mean over an image's views of their class probabilities."""
         return self._scores(X, "predict_proba")

@@ -24,7 +24,7 @@ from featx.model import load_weights, preprocess_for
 from featx.modelfile import load_model
 from featx.views import ALL_VIEWS, dataset_key
 from pipelines.tuned import TunedClassifier, _inner_splits
-from pipelines.views import ViewEnsemble, view_rows
+from pipelines.views import ViewEnsemble
 from tests.conftest import make_image, reference, write_folder
 
 #: torchvision's TenCrop order: the five crops of the image, then the five
@@ -151,6 +151,13 @@ def _views_data(n=60, n_views=4, width=5, seed=0):
     X = rng.normal(size=(n, n_views, width)) + y[:, None, None]
     X[:, :, 0] = np.arange(n)[:, None]  # every view carries its image's id
     return X.reshape(n, n_views * width), y
+
+
+def view_rows(images: np.ndarray, n_views: int) -> np.ndarray:
+    """The rows of the stacked per-view matrix (image ``i``'s view ``v`` is row
+    ``i * n_views + v``) that hold the views of ``images``."""
+    images = np.asarray(images, np.int64)
+    return (images[:, None] * n_views + np.arange(n_views)).ravel()
 
 
 def test_no_view_of_an_image_crosses_a_fold_boundary():
