@@ -248,7 +248,7 @@ def make_report(
         classes = train.classes
     context = {
         "provenance": _provenance(
-            train_path, test_path, layers, clfs, out, cache_dir, options
+            train_path, test_path, layers, clfs, out, cache_dir, options, center_only
         ),
         "rows": rows,
         "best": best,
@@ -543,6 +543,7 @@ def _provenance(
     out: Path,
     cache_dir: Path,
     options: dict,
+    center_only: bool = False,
 ) -> dict:
     """Where the data and weights came from, and the commands that redo it all."""
     cv, seed = options.get("cv", 5), options.get("seed", 0)
@@ -564,6 +565,7 @@ def _provenance(
         + f" --layers {','.join(layers)} --clfs {','.join(clfs)}"
         + f" --cv {cv} --repeats {repeats} --seed {seed}"
         + ("" if options.get("tune", True) else " --no-tune")
+        + (" --center-only" if center_only else "")
         + f" --cache-dir {shlex.quote(str(cache_dir))}"
         + f" --out {shlex.quote(str(out))}"
     )

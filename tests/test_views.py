@@ -304,6 +304,8 @@ def test_report_compares_views_with_the_centre_on_the_same_folds(tmp_path):
         repeats=1, out=tmp_path / "rep2", center_only=True,
     )  # fmt: skip
     assert [r["clf"] for r in only.rows] == ["ridge"]
+    # its reproduce command makes the same report, not one with ridge+flip rows
+    assert "--center-only" in (tmp_path / "rep2" / "report.md").read_text()
 
 
 def test_a_held_out_folder_is_extracted_with_the_training_views(tmp_path):
