@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from featx.cache import LayerDef
+from featx.cache import LayerDef, weights_spec
 from featx.errors import WeightsError, check_int, printable
 from featx.forward import compute_batches, resolve_device
 from featx.images import FolderWalker, entry_kind
@@ -21,7 +21,6 @@ from featx.model import (
     load_weights,
     preprocess_for,
     resolve_layers,
-    weights_spec,
 )
 from featx.modelfile import ModelFileError, load_model
 from featx.progress import Progress
