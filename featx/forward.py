@@ -55,8 +55,7 @@ class ImageDataset(torch.utils.data.Dataset):
         self.rows = rows
         self.preprocess = preprocess
         self.views = views
-        crop = preprocess.crop_size
-        height, width = (crop[0], crop[0]) if len(crop) == 1 else crop
+        height, width = preprocess.crop_hw
         shape = (3, height, width) if views is None else (len(views), 3, height, width)
         self.blank = torch.zeros(shape, dtype=torch.uint8)
 

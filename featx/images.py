@@ -442,6 +442,12 @@ class Preprocess:
         self.interpolation = transforms.interpolation
         self.antialias = transforms.antialias
 
+    @property
+    def crop_hw(self) -> tuple[int, int]:
+        """The crop's (height, width); torchvision spells a square one [side]."""
+        crop = self.crop_size
+        return (crop[0], crop[0]) if len(crop) == 1 else (crop[0], crop[1])
+
     def _resize(self, img: Image.Image) -> Image.Image:
         from torchvision.transforms import functional as F
 
@@ -463,7 +469,7 @@ class Preprocess:
         return a (V, 3, H, W) uint8 tensor."""
         from torchvision.transforms import functional as F
 
-        return crop_views(F.pil_to_tensor(self._resize(img)), self.crop_size, views)
+        return crop_views(F.pil_to_tensor(self._resize(img)), self.crop_hw, views)
 
     def normalize(self, batch: torch.Tensor) -> torch.Tensor:
         """Turn a (N, 3, H, W) uint8 batch into the normalised float input."""

@@ -74,9 +74,10 @@ def _corner(img: torch.Tensor, corner: str, height: int, width: int):
 
 
 def crop_views(
-    resized: torch.Tensor, crop_size: list[int], views: tuple[str, ...]
+    resized: torch.Tensor, crop_hw: tuple[int, int], views: tuple[str, ...]
 ) -> torch.Tensor:
-    """``views`` of a resized (3, H, W) uint8 image as a (V, 3, h, w) tensor.
+    """``views`` of a resized (3, H, W) uint8 image as (V, 3, h, w) crops of
+    ``crop_hw = (h, w)``.
 
     The centre is torchvision's ``center_crop`` (what a cache of one view holds);
     ``flip`` is the centre of the mirror image; the corners sit flush with the
@@ -86,7 +87,7 @@ def crop_views(
     import torch  # here: the cache and the classifiers use this module's names
     from torchvision.transforms import functional as F
 
-    height, width = (crop_size[0], crop_size[0]) if len(crop_size) == 1 else crop_size
+    height, width = crop_hw
     out = []
     for view in views:
         base, _, flip = view.partition("_")
