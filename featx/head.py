@@ -25,6 +25,8 @@ from torch.nn import functional as F
 
 from featx.choices import HEAD_TRAIN_LAYERS
 from featx.errors import ParameterError, WeightsError
+from featx.forward import resolve_device
+from featx.model import load_weights
 
 #: What ``train_layers`` accepts: the layers that learn (the others stay as
 #: the weights have them).
@@ -49,8 +51,6 @@ def _head_weights(weights: str, seed: int, model: str, sha256: str):
     """fc6's and fc7's weights and biases of the network that made a cache, as
     float32 numpy arrays, loaded once per process. ``sha256`` (when given) must
     be the recorded digest of those weights."""
-    from featx.model import load_weights
-
     loaded = load_weights(weights, seed=seed, arch=model)
     if sha256 and loaded.sha256 != sha256:
         raise WeightsError(
@@ -88,12 +88,6 @@ def _forward(layers, x, *, dropout=None, first: int = 0):
         if i < len(layers) - 1:
             x = drop(x)
     return x
-
-
-def _device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 class HeadClassifier(ClassifierMixin, BaseEstimator):
@@ -208,7 +202,7 @@ class HeadClassifier(ClassifierMixin, BaseEstimator):
         X, y = validate_data(self, X, y, dtype=np.float32)
         self._check(X.shape[1])
         self.classes_, y_idx = np.unique(y, return_inverse=True)
-        device = _device(self.device)
+        device = resolve_device(self.device)
         train, val = self._split(y_idx)
         gen = torch.Generator(device=device).manual_seed(int(self.random_state))
         order = torch.Generator().manual_seed(int(self.random_state))
