@@ -14,6 +14,12 @@ from sklearn.svm import LinearSVC
 import pipelines
 from pipelines import tuned
 from pipelines.tuned import TunedClassifier
+from tests.numerics import (
+    assert_same_predictions,
+    assert_scores_match,
+    decision_margin,
+    near_boundary,
+)
 
 
 @pytest.fixture(scope="module")
@@ -51,6 +57,25 @@ def test_inner_search_equals_grid_search_cv(wide):
     np.testing.assert_array_equal(ours.predict(X_new), ref.predict(X_new))
 
 
+def reference_inner_scores(estimator, param, grid, X, y, rtol):
+    """Inner accuracy of each value of ``grid`` from scikit-learn alone (the
+    inner folds TunedClassifier documents: 3, stratified, shuffled, seed 0), and
+    the share of each value's validation rows whose decision lies within ``rtol``
+    of the boundary: those may be predicted either way by a fit whose decisions
+    differ by ``rtol``."""
+    splits = list(StratifiedKFold(3, shuffle=True, random_state=0).split(X, y))
+    scores, near = np.zeros(len(grid)), np.zeros(len(grid))
+    for k, value in enumerate(grid):
+        for train, val in splits:
+            model = clone(estimator).set_params(**{param: value})
+            model.fit(X[train], y[train])
+            decision = model.decision_function(X[val])
+            scores[k] += (model.predict(X[val]) == y[val]).mean() / len(splits)
+            close = near_boundary(decision, decision_margin(decision, rtol))
+            near[k] += close.mean() / len(splits)
+    return scores, near
+
+
 @pytest.mark.parametrize("basis", ["cholesky", "eigen"])
 @pytest.mark.parametrize(
     ("estimator", "param", "grid", "rtol"),
@@ -60,12 +85,19 @@ def test_inner_search_equals_grid_search_cv(wide):
     ],
 )
 def test_row_space_fits_the_same_model(wide, estimator, param, grid, rtol, basis):
+    # The row space solves the same problem in another basis: its decisions
+    # match scikit-learn's within rtol, and its inner accuracies match except for
+    # rows that close to the boundary (one such row of 240 flipped on AVX2).
     X, y, X_new = wide
-    kw = {"param": param, "grid": grid}
-    fast = TunedClassifier(estimator, row_space=True, basis=basis, **kw).fit(X, y)
-    plain = TunedClassifier(estimator, row_space=False, **kw).fit(X, y)
-    assert fast.best_params_ == plain.best_params_
-    np.testing.assert_allclose(fast.inner_scores_, plain.inner_scores_, atol=1e-9)
+    fast = TunedClassifier(estimator, param=param, grid=grid, basis=basis)
+    fast.set_params(row_space=True).fit(X, y)
+    want, near = reference_inner_scores(estimator, param, grid, X, y, rtol)
+    assert near.max() < 0.02  # a margin, not a licence: few rows are that close
+    assert_scores_match(fast.inner_scores_, want, near)
+    # the choice is the best value, or one tied with it within those rows
+    chosen = grid.index(fast.best_params_[param])
+    assert want[chosen] >= want.max() - near[chosen] - near[np.argmax(want)]
+    plain = clone(estimator).set_params(**{param: grid[chosen]}).fit(X, y)
     a, b = fast.decision_function(X_new), plain.decision_function(X_new)
     np.testing.assert_allclose(a, b, rtol=rtol, atol=rtol * np.abs(b).max())
     assert fast.estimator_.coef_.shape == (3, X.shape[1])  # original features
@@ -171,7 +203,6 @@ def test_row_space_ridge_solves_in_float64_without_warnings():
     plain = RidgeClassifier(alpha=1e-2).fit(X.astype(np.float64), y)
     # the Cholesky jitter (1e-6 of the mean squared row norm) is itself a ridge
     # of ~3e-3 here, a third of this alpha: close, not equal
-    np.testing.assert_allclose(
-        model.decision_function(X), plain.decision_function(X), atol=1e-2
-    )
-    np.testing.assert_array_equal(model.predict(X), plain.predict(X))
+    decision = plain.decision_function(X)
+    np.testing.assert_allclose(model.decision_function(X), decision, atol=1e-2)
+    assert_same_predictions(model.predict(X), plain.predict(X), decision, 2e-2)
