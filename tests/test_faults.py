@@ -245,7 +245,8 @@ def test_truncated_cache_says_damaged_and_rebuild_recovers(clean, tmp_path):
 def test_garbage_anywhere_in_a_cache_never_gives_a_traceback(clean, tmp_path):
     rng = np.random.default_rng(7)
     size = clean["cache"].stat().st_size
-    offsets = [0, 8, 512, 2048, *rng.integers(0, size - 64, 14).tolist()]
+    # the superblock, the root group, the metadata and six places anywhere
+    offsets = [0, 8, 512, 2048, *rng.integers(0, size - 64, 6).tolist()]
     for offset in offsets:
         cache_dir = tmp_path / f"at{offset}"
         cache_dir.mkdir()

@@ -57,7 +57,17 @@ def test_inner_search_equals_grid_search_cv(wide):
     np.testing.assert_array_equal(ours.predict(X_new), ref.predict(X_new))
 
 
+_REFERENCE: dict = {}
+
+
 def reference_inner_scores(estimator, param, grid, X, y, rtol):
+    key = (repr(estimator), param, grid, rtol)
+    if key not in _REFERENCE:  # the same for both bases: computed once
+        _REFERENCE[key] = _reference_inner_scores(estimator, param, grid, X, y, rtol)
+    return _REFERENCE[key]
+
+
+def _reference_inner_scores(estimator, param, grid, X, y, rtol):
     """Inner accuracy of each value of ``grid`` from scikit-learn alone (the
     inner folds TunedClassifier documents: 3, stratified, shuffled, seed 0), and
     the share of each value's validation rows whose decision lies within ``rtol``
