@@ -38,10 +38,12 @@ Batch = tuple[np.ndarray, dict[str, np.ndarray], list[tuple[int, str]]]
 class ImageDataset(torch.utils.data.Dataset):
     """Decodes and preprocesses images in DataLoader workers.
 
-    Each item is ``(row, image, error)``: ``image`` is a (3, H, W) uint8 tensor,
-    or (V, 3, H, W) with one crop per view when ``views`` are named (decoded and
-    resized once), or zeros with a non-empty ``error`` when the file could not
-    be decoded.
+    Each item is ``(row, image, error, said)``: ``image`` is a (3, H, W) uint8
+    tensor, or (V, 3, H, W) with one crop per view when ``views`` are named
+    (decoded and resized once), or zeros with a non-empty ``error`` when the file
+    could not be decoded; ``said`` holds what the decoders printed or warned for
+    this image (:func:`featx.images.quiet_decoding`), so that nothing reaches
+    the terminal over the progress bar.
     """
 
     def __init__(
@@ -63,14 +65,21 @@ class ImageDataset(torch.utils.data.Dataset):
         return len(self.files)
 
     def __getitem__(self, i: int):
+        with featx.images.quiet_decoding() as said:
+            image, error = self._decode(i)
+        return self.rows[i], image, error, said
+
+    def _decode(self, i: int) -> tuple[torch.Tensor, str]:
         try:
             # through the module: tests count decodes by patching it there
-            img = featx.images.decode_image(self.files[i])
+            img = featx.images.decode_image(
+                self.files[i], scale_to=self.preprocess.scale_to
+            )
             if self.views is None:
-                return self.rows[i], self.preprocess.to_uint8(img), ""
-            return self.rows[i], self.preprocess.views_uint8(img, self.views), ""
+                return self.preprocess.to_uint8(img), ""
+            return self.preprocess.views_uint8(img, self.views), ""
         except ImageDecodeError as exc:
-            return self.rows[i], self.blank, str(exc)
+            return self.blank, str(exc)
 
 
 def _device_error(device: str, why: str = "") -> ParameterError:
@@ -140,7 +149,8 @@ def _collate(batch):
     rows = torch.tensor([b[0] for b in batch], dtype=torch.int64)
     images = torch.stack([b[1] for b in batch])
     errors = [b[2] for b in batch]
-    return rows, images, errors
+    said = [b[3] for b in batch]
+    return rows, images, errors, said
 
 
 def make_loader(
@@ -231,13 +241,15 @@ def compute_batches(
     batch_size: int,
     num_workers: int | None,
     needed: Callable[[np.ndarray], list[LayerDef]] | None = None,
+    on_said: Callable[[int, list[str]], None] | None = None,
 ) -> Iterator[Batch]:
     """Start the decode workers now and return an iterator over :data:`Batch`.
 
     ``needed(rows)`` may narrow the layers (and views) computed for a batch.
-    Images are decoded and resized once, whatever the number of views
-    ``wanted`` asks for. (Nine keyword-only parameters: the inputs, the network
-    and how to run it.)
+    ``on_said(row, lines)`` receives what the decoders warned or printed for
+    an image (nothing of it reaches the terminal). Images are decoded and
+    resized once, whatever the number of views ``wanted`` asks for. (Ten
+    keyword-only parameters: the inputs, the network and how to run it.)
     """
     views = views_in(wanted)
     configure_threads(device)
@@ -254,9 +266,12 @@ def compute_batches(
     batches = iter(loader)  # forks the workers here, before any HDF5 file opens
 
     def generate():
-        for count, (batch_rows, batch_images, errors) in enumerate(batches, 1):
+        for count, (batch_rows, batch_images, errors, said) in enumerate(batches, 1):
             if count % TRIM_EVERY == 0:
                 release_free_memory()
+            for row, lines in zip(batch_rows.tolist(), said, strict=True):
+                if lines and on_said is not None:
+                    on_said(row, lines)
             failed = [
                 (r, e) for r, e in zip(batch_rows.tolist(), errors, strict=True) if e
             ]

@@ -16,11 +16,15 @@ commands that only read caches start faster.
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import functools
 import io
 import os
 import re
 import stat
+import sys
+import tempfile
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -37,7 +41,50 @@ from featx.views import crop_views
 if TYPE_CHECKING:
     import torch
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+#: How JPEGs are decoded: ``fast`` lets libjpeg scale in the DCT domain (1/2,
+#: 1/4 or 1/8) as far as the resize target allows; ``exact`` decodes in full.
+DECODE_MODES = ("fast", "exact")
+#: Formats Pillow registers that give no pixels here: the MPEG plugin only reads
+#: a header, and the others are stubs that wait for a handler featx never sets.
+NO_PIXELS = frozenset({"MPEG"})
+
+
+def register_heif() -> bool:
+    """Teach Pillow HEIC/HEIF (what iPhones write) through pillow-heif; False
+    where pillow-heif is not installed."""
+    try:
+        import pillow_heif
+    except ImportError:  # a dependency, but featx still runs without it
+        return False
+    pillow_heif.register_heif_opener()
+    return True
+
+
+@functools.cache
+def image_extensions() -> frozenset[str]:
+    """Every file extension (lower case, with its dot) of a format that Pillow,
+    with pillow-heif, can decode here.
+
+    Listing goes by extension, not by sniffing each file's first bytes: a folder
+    of 100,000 images on a network drive is listed without opening a file, and
+    what the extension promises is checked anyway when the file is decoded (a
+    ``.jpg`` that is no image becomes a recorded failure, never a silent skip).
+    """
+    from PIL import EpsImagePlugin, ImageFile
+
+    register_heif()
+    Image.init()
+    found = set()
+    for ext, fmt in Image.registered_extensions().items():
+        if fmt not in Image.OPEN or fmt in NO_PIXELS:
+            continue
+        factory = Image.OPEN[fmt][0]
+        if isinstance(factory, type) and issubclass(factory, ImageFile.StubImageFile):
+            continue
+        if fmt == "EPS" and not EpsImagePlugin.has_ghostscript():
+            continue
+        found.add(ext.lower())
+    return frozenset(found)
 
 
 @dataclass(frozen=True)
@@ -63,6 +110,9 @@ class ImageSet:
     classes: list[str]
     ignored: list[str] = field(default_factory=list)
     skipped: list[Skipped] = field(default_factory=list)
+    #: Files that are not images (by extension), hidden files and folders: not
+    #: errors, but listed, so that every entry of the folder is accounted for.
+    not_images: list[Skipped] = field(default_factory=list)
     #: Where the labels came from: "folders", "none", or a :class:`Labelling`'s.
     labelling: str = "folders"
     notes: list[str] = field(default_factory=list)
@@ -166,7 +216,11 @@ def read_label_csv(path: Path) -> dict[str, str]:
 
 
 def is_image_name(name: str) -> bool:
-    return name.lower().endswith(IMAGE_EXTENSIONS) and not name.startswith(".")
+    """A name with an extension of :func:`image_extensions` (hidden files, such as
+    macOS's ``._photo.jpg``, are never images)."""
+    if name.startswith("."):
+        return False
+    return PurePosixPath(name).suffix.lower() in image_extensions()
 
 
 def _utf8(name: str) -> bool:
@@ -195,11 +249,19 @@ class FolderWalker:
         self.root = root
         self.seen: set[tuple[int, int]] = set()
         self.skipped: list[Skipped] = []
+        self.not_images: list[Skipped] = []
+
+    def _entry(self, path: Path, reason: str) -> Skipped:
+        rel = os.path.relpath(path, self.root)
+        return Skipped(printable(rel.replace(os.sep, "/")), reason)
 
     def skip(self, path: Path, reason: str) -> None:
-        rel = os.path.relpath(path, self.root)
-        rel = rel.replace(os.sep, "/")
-        self.skipped.append(Skipped(printable(rel), reason))
+        """An image (by name) that cannot be read: recorded as a failure."""
+        self.skipped.append(self._entry(path, reason))
+
+    def not_image(self, path: Path, reason: str) -> None:
+        """An entry that is no image: listed, never an error."""
+        self.not_images.append(self._entry(path, reason))
 
     def files(self, folder: Path, ancestors: tuple = ()) -> list[Path]:
         """The image files under ``folder``, recursively."""
@@ -235,20 +297,49 @@ class FolderWalker:
         read, or is named in bytes that are not UTF-8, is skipped with its reason.
         """
         for entry in sorted(entries, key=lambda e: e.name):
-            if entry.name.startswith("."):
-                continue
             path = Path(entry.path)
+            if entry.name.startswith("."):
+                hidden = "folder" if _is_dir(entry) else "file"
+                self.not_image(path, f"hidden {hidden}")
+                continue
             kind = entry_kind(entry)
             if kind not in ("dir", "file"):
                 if is_image_name(entry.name):
                     self.skip(path, kind)
+                else:
+                    self.not_image(path, f"not an image ({kind})")
             elif kind == "file" and not is_image_name(entry.name):
+                self.not_image(path, "not an image")
                 continue
             elif not _utf8(entry.name):
                 what = "folder" if kind == "dir" else "file"
                 self.skip(path, f"{what} name is not valid UTF-8; rename it")
             else:
                 yield kind, path
+
+
+def _is_dir(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_dir()
+    except OSError:
+        return False
+
+
+def skip_groups(entries: list[Skipped]) -> list[tuple[str, int]]:
+    """Entries that are not images, counted by kind, most first: their extension
+    (``.txt``), the name of a hidden file without one (``.DS_Store``), ``no
+    extension`` or ``hidden folders``."""
+    counts: dict[str, int] = {}
+    for entry in entries:
+        name = PurePosixPath(entry.path).name
+        if entry.reason == "hidden folder":
+            group = "hidden folders"
+        else:
+            group = PurePosixPath(name).suffix.lower() or (
+                name if name.startswith(".") else "no extension"
+            )
+        counts[group] = counts.get(group, 0) + 1
+    return sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
 
 
 def entry_kind(entry: os.DirEntry | Path, missing: str = "vanished") -> str:
@@ -290,6 +381,7 @@ def _labelled_by(root: Path, labelling: Labelling) -> ImageSet:
         labels=np.array([classes.index(found[p]) for p in paths], np.int64),
         classes=classes,
         skipped=walker.skipped + unlabelled,
+        not_images=walker.not_images,
         labelling=labelling.describe(),
         notes=notes,
     )
@@ -351,13 +443,14 @@ def list_images(root: Path, labelling: Labelling | None = None) -> ImageSet:
             classes=classes,
             ignored=ignored,
             skipped=walker.skipped,
+            not_images=walker.not_images,
         )
     if not top_files:
         why = "".join(f"; skipped {s.path}: {s.reason}" for s in walker.skipped[:3])
         raise DataError(
-            f"no images in {printable(str(root))} (looked for "
-            f"{', '.join(IMAGE_EXTENSIONS)}, in the folder or in one subfolder per "
-            f"class){why}"
+            f"no images in {printable(str(root))} (looked for the "
+            f"{len(image_extensions())} extensions Pillow reads, such as .jpg, .png, "
+            f".heic, in the folder or in one subfolder per class){why}"
         )
     paths = [p.name for p in top_files]
     return ImageSet(
@@ -366,6 +459,7 @@ def list_images(root: Path, labelling: Labelling | None = None) -> ImageSet:
         labels=np.full(len(paths), -1, np.int64),
         classes=[],
         skipped=walker.skipped,
+        not_images=walker.not_images,
         labelling="none",
     )
 
@@ -389,8 +483,35 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB") if img.mode != "RGB" else img
 
 
-def decode_image(data: bytes | Path) -> Image.Image:
+def draft_size(size: tuple[int, int], resize) -> tuple[int, int]:
+    """The smallest (width, height) a decode of an image of ``size`` may give
+    and still be resized to ``resize`` (torchvision's spelling: ``[short side]``
+    or ``[height, width]``) without upsampling."""
+    w, h = size
+    if len(resize) == 1:
+        short = max(min(w, h), 1)
+        return (-(-w * resize[0] // short), -(-h * resize[0] // short))
+    return (int(resize[1]), int(resize[0]))
+
+
+def _bomb_guard(img: Image.Image, bomb: warnings.WarningMessage | None) -> None:
+    """Refuse an image over PIL's pixel limit, unless the JPEG decoder's DCT
+    scaling already brought what it decodes under it: the guard protects memory
+    and time, and a 100-megapixel photo decoded at 1/8 costs 1.6 megapixels.
+    Above twice the limit PIL refuses at open, scaled or not."""
+    if bomb is not None and img.size[0] * img.size[1] > (Image.MAX_IMAGE_PIXELS or 0):
+        raise ImageDecodeError(
+            f"too large to decode safely (decompression bomb guard): {bomb.message}"
+        )
+
+
+def decode_image(data: bytes | Path, *, scale_to=None) -> Image.Image:
     """Decode one image file (or its bytes) into an 8-bit RGB PIL image.
+
+    ``scale_to`` (a resize target, ``[short side]`` or ``[height, width]``) lets
+    a JPEG decode directly at 1/2, 1/4 or 1/8 of its size, the smallest that
+    still covers the target (libjpeg's DCT scaling, through PIL's ``draft``).
+    Images under twice the target decode in full either way.
 
     Raises
     ------
@@ -405,12 +526,21 @@ def decode_image(data: bytes | Path) -> Image.Image:
     if not data:
         raise ImageDecodeError("empty file (0 bytes)")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+        with warnings.catch_warnings(record=True) as opened:
+            warnings.simplefilter("always", Image.DecompressionBombWarning)
             img = Image.open(io.BytesIO(data))
-            img.load()
-            img = ImageOps.exif_transpose(img)
-            return _to_rgb(img)
+        bomb = None
+        for w in opened:
+            if issubclass(w.category, Image.DecompressionBombWarning):
+                bomb = w
+            else:  # passed on to whoever records this image's warnings
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+        if scale_to is not None and img.format == "JPEG":
+            img.draft(img.mode, draft_size(img.size, scale_to))
+        _bomb_guard(img, bomb)
+        img.load()
+        img = ImageOps.exif_transpose(img)
+        return _to_rgb(img)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageDecodeError(
             f"too large to decode safely (decompression bomb guard): {exc}"
@@ -419,6 +549,43 @@ def decode_image(data: bytes | Path) -> Image.Image:
         raise ImageDecodeError("not an image PIL can identify") from exc
     except (OSError, ValueError, SyntaxError, EOFError) as exc:
         raise ImageDecodeError(f"cannot decode: {exc}") from exc
+
+
+@functools.cache
+def _stderr_sink():
+    """One scratch file per process that file descriptor 2 points at while an
+    image decodes."""
+    return tempfile.TemporaryFile()
+
+
+@contextlib.contextmanager
+def quiet_decoding() -> Iterator[list[str]]:
+    """Capture what decoding one image says: the Python warnings raised (PIL's
+    ``UserWarning``s) and the text C libraries write to this process's stderr
+    (libtiff's ``TIFFFillStrip: Read error``), which Python's ``warnings`` never
+    sees. The list yielded is filled when the block ends, one line a message.
+    """
+    messages: list[str] = []
+    sink = _stderr_sink()
+    with contextlib.suppress(ValueError, OSError):
+        sys.stderr.flush()
+    saved = os.dup(2)
+    os.dup2(sink.fileno(), 2)
+    caught: list[warnings.WarningMessage] = []
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            yield messages
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        sink.seek(0)
+        text = sink.read().decode("utf-8", "replace")
+        sink.seek(0)
+        sink.truncate()
+        for w in caught:
+            messages.append(f"{w.category.__name__}: {w.message}")
+        messages.extend(line.strip() for line in text.splitlines() if line.strip())
 
 
 class Preprocess:
@@ -432,6 +599,13 @@ class Preprocess:
 
     #: A mean image file the input is centred with (caffe-alexnet's, if given).
     mean_file: Path | None = None
+    #: How JPEGs are decoded, one of :data:`DECODE_MODES`: part of the identity.
+    decode: str = "exact"
+
+    @property
+    def scale_to(self) -> list[int] | None:
+        """The resize target a ``fast`` decode may scale a JPEG down to."""
+        return self.resize_size if self.decode == "fast" else None
 
     def __init__(self, transforms) -> None:
         self.transforms = transforms
@@ -484,8 +658,12 @@ class Preprocess:
         return repr(self.transforms)
 
     def describe(self) -> dict:
-        """A JSON-able description; part of a cache's identity."""
+        """A JSON-able description; part of a cache's identity. A full decode
+        (``exact``) is described as before the mode existed, so caches made then
+        stay ``exact`` caches."""
+        scaled = {"decode": "fast"} if self.decode == "fast" else {}
         return {
+            **scaled,
             "decoder": "PIL; EXIF orientation; RGB (alpha over white, 16-bit scaled)",
             "resize": self.resize_size,
             "interpolation": str(self.interpolation.value),

@@ -125,7 +125,8 @@ class ExtractActor:
             self.preprocess,
             self.views,
         )
-        _, images, errors = zip(*(items[i] for i in range(len(items))), strict=True)
+        # what the decoders said stays in the Ray worker's log
+        _, images, errors, _ = zip(*(items[i] for i in range(len(items))), strict=True)
         ok = np.array([not e for e in errors])
         out = {"row": rows, "error": np.array(errors, dtype=object)}
         values = {}

@@ -43,7 +43,9 @@ def test_grid_search_over_layers_extracts_each_image_once(
     decoded = []
     real = featx.images.decode_image
     monkeypatch.setattr(
-        featx.images, "decode_image", lambda f: decoded.append(f) or real(f)
+        featx.images,
+        "decode_image",
+        lambda f, **kw: decoded.append(f) or real(f, **kw),
     )
     linear = pipelines.make_pipeline("logreg", value=1.0, n_samples=18, n_features=4096)
     pipe = sk_make_pipeline(features(tmp_path), *[step for _, step in linear.steps])
