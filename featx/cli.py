@@ -476,7 +476,7 @@ def extract(
         from featx.ray_engine import require_ray
 
         require_ray()  # before any work: say how to install it
-    loaded = load_weights(weights, seed=seed, arch=model_name)
+    loaded = load_weights(weights, seed=seed, model=model_name)
     random_weights_banner(loaded.pretrained)  # said before the work, not after
     for data_dir in data_dirs:
         result = run_extract(
