@@ -97,16 +97,8 @@ def test_cli_predict_json_and_csv(digits, models):
     assert 0.0 <= rows[0]["score"] <= 1.0
     csv = runner.invoke(
         main,
-        [
-            "predict",
-            "--model-file",
-            models["svm"],
-            image,
-            "--csv",
-            "-q",
-            "--workers",
-            "0",
-        ],
+        ["predict", "--model-file", models["svm"], image, "--csv", "-q"]
+        + ["--workers", "0"],
         catch_exceptions=False,
     )
     header, row = csv.stdout.strip().splitlines()
