@@ -13,6 +13,19 @@ from featx.cli.output import TqdmProgress, print_extraction, random_weights_bann
 from featx.views import VIEW_SETS
 
 
+def check_before_work(layer_names, model_name, mean_file, engine) -> None:
+    """Refuse a typo in a layer, a bad mean file or a missing Ray before any
+    image is read or any weights are loaded."""
+    from featx.model import preprocess_for, resolve_layers
+
+    resolve_layers(list(layer_names), model_name)
+    preprocess_for(model_name, mean_file)
+    if engine == "ray":
+        from featx.ray_engine import require_ray
+
+        require_ray()  # says how to install it
+
+
 @main.command()
 @click.argument("data_dirs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option(
@@ -128,19 +141,14 @@ def extract(
     """
     from featx.extraction import RayEngine
     from featx.extraction import extract as run_extract
-    from featx.model import load_weights, preprocess_for, resolve_layers
+    from featx.model import load_weights
 
-    resolve_layers(list(layer_names), model_name)  # refuse a typo before any work
-    preprocess_for(model_name, mean_file)  # and a bad mean file
+    check_before_work(layer_names, model_name, mean_file, engine)
     labelling = None
     if labels_csv is not None or name_regex is not None:
         from featx.images import Labelling
 
         labelling = Labelling(labels_csv, name_regex)
-    if engine == "ray":
-        from featx.ray_engine import require_ray
-
-        require_ray()  # before any work: say how to install it
     loaded = load_weights(weights, seed=seed, model=model_name)
     random_weights_banner(loaded.pretrained)  # said before the work, not after
     for data_dir in data_dirs:

@@ -109,6 +109,7 @@ from featx.cli.output import TqdmProgress, print_fit
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @fold_engine_options("fit")
+# Long: one parameter per option, as click passes them, and one call.
 def fit(
     clf,
     head_train,
