@@ -10,11 +10,24 @@ import click
 
 from featx.choices import EXPORT_FORMATS
 from featx.cli.app import main
-from featx.cli.options import cache_dir_option, model_option
+from featx.cli.options import cache_dir_option, examples, model_option
 from featx.cli.output import print_info, print_layers
 
+LAYERS_EXAMPLES = examples(
+    "featx layers",
+    "featx layers --model caffe-alexnet --json",
+)
+INFO_EXAMPLES = examples(
+    "featx info",
+    "featx info data/Test --json",
+)
+EXPORT_EXAMPLES = examples(
+    "featx export --layer fc7 data/Train",
+    "featx export --layer fc7 --format csv --out train-fc7.csv data/Train",
+)
 
-@main.command()
+
+@main.command(epilog=LAYERS_EXAMPLES)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @model_option
 def layers(as_json: bool, model_name: str) -> None:
@@ -29,7 +42,7 @@ def layers(as_json: bool, model_name: str) -> None:
     print_layers(layer_table(model_name), as_json)
 
 
-@main.command()
+@main.command(epilog=INFO_EXAMPLES)
 @click.argument("cache", required=False)
 @cache_dir_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
@@ -49,7 +62,7 @@ def info(cache, cache_dir, as_json) -> None:
         print_info(data)
 
 
-@main.command()
+@main.command(epilog=EXPORT_EXAMPLES)
 @click.argument("cache", required=False)
 @click.option("-l", "--layer", required=True, help="The layer to export.")
 @click.option(

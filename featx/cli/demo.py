@@ -7,11 +7,16 @@ from pathlib import Path
 import click
 
 from featx.cli.app import main
-from featx.cli.options import cv_option, device_options
+from featx.cli.options import cv_option, device_options, examples
 from featx.cli.output import TqdmProgress, print_report, random_weights_banner
 
+DEMO_EXAMPLES = examples(
+    "featx demo",
+    "featx demo --per-class 20 --cv 3 --out /tmp/featx-demo",
+)
 
-@main.command()
+
+@main.command(epilog=DEMO_EXAMPLES)
 @click.option(
     "--out",
     type=click.Path(file_okay=False, path_type=Path),

@@ -8,7 +8,7 @@ import click
 
 from featx.choices import DTYPES, SPATIAL
 from featx.cli.app import main
-from featx.cli.options import engine_option, extraction_options, model_option
+from featx.cli.options import engine_option, examples, extraction_options, model_option
 from featx.cli.output import TqdmProgress, print_extraction, random_weights_banner
 from featx.views import VIEW_SETS
 
@@ -26,7 +26,14 @@ def check_before_work(layer_names, model_name, mean_file, engine) -> None:
         require_ray()  # says how to install it
 
 
-@main.command()
+EXTRACT_EXAMPLES = examples(
+    "featx extract --weights random --layer fc7 data/Train data/Test",
+    "featx extract --weights random -l conv5 --spatial avg --views flip data/Train",
+    "featx extract --weights random -l pool5 --label-from-name '^(cat|dog)\\.' train",
+)
+
+
+@main.command(epilog=EXTRACT_EXAMPLES)
 @click.argument("data_dirs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option(
     "-l",

@@ -12,6 +12,7 @@ from featx.cli.app import main
 from featx.cli.options import (
     cache_dir_option,
     cv_option,
+    examples,
     fold_engine_options,
     held_out_for,
     jobs_option,
@@ -20,8 +21,14 @@ from featx.cli.options import (
 )
 from featx.cli.output import TqdmProgress, print_fit
 
+FIT_EXAMPLES = examples(
+    "featx fit --clf svm",
+    "featx fit --clf logreg --layer fc7 --test data/Test --out fc7-logreg.skops",
+    "featx fit --clf ridge --layer conv5_avg --repeats 3 --json",
+)
 
-@main.command()
+
+@main.command(epilog=FIT_EXAMPLES)
 @click.option(
     "--clf",
     type=click.Choice(CLASSIFIERS),

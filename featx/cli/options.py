@@ -17,6 +17,12 @@ from featx.cli.output import TqdmProgress
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
+def examples(*commands: str) -> str:
+    """A command's epilog: ``commands`` as an Examples block that click prints
+    as written (``\\b``) after the options. Each one runs offline."""
+    return "\b\nExamples:\n" + "\n".join(f"  {line}" for line in commands)
+
+
 def bundle(*options):
     """One decorator that applies ``options`` in the order given (as --help
     lists them)."""

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from featx.cli.app import main
-from featx.cli.options import deprecated_alias, device_options
+from featx.cli.options import deprecated_alias, device_options, examples
 from featx.cli.output import TqdmProgress, print_predictions, random_weights_banner
 
 MODEL_FILE = click.Path(dir_okay=False, path_type=Path)
@@ -27,7 +27,13 @@ def say_views(meta: dict, center_only: bool) -> None:
         click.echo(f"views: {how}", err=True)
 
 
-@main.command()
+PREDICT_EXAMPLES = examples(
+    "featx predict --model-file fc7-logreg.skops data/Test",
+    "featx predict --model-file fc7-logreg.skops --json --top-k 3 photo.jpg",
+)
+
+
+@main.command(epilog=PREDICT_EXAMPLES)
 @click.option(
     "--model-file",
     "model_file",

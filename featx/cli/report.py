@@ -10,6 +10,7 @@ from featx.cli.app import main
 from featx.cli.options import (
     cache_dir_option,
     cv_option,
+    examples,
     fold_engine_options,
     held_out_for,
     jobs_option,
@@ -17,8 +18,13 @@ from featx.cli.options import (
 )
 from featx.cli.output import TqdmProgress, print_report
 
+REPORT_EXAMPLES = examples(
+    "featx report",
+    "featx report --layers conv5_avg,fc7 --clfs logreg,ridge --test data/Test",
+)
 
-@main.command()
+
+@main.command(epilog=REPORT_EXAMPLES)
 @click.option(
     "--cache",
     default=None,
