@@ -23,7 +23,7 @@ TRAIN = "Train-random-12e3d9d749"
 MODEL = f"models/{TRAIN}-fc7-logreg.skops"
 #: The library's vocabulary behind each click.Choice, by parameter name.
 VOCABULARIES = {
-    "model_name": choices.MODELS,
+    "model": choices.MODELS,
     "spatial": choices.SPATIAL,
     "dtype": choices.DTYPES,
     "engine": choices.ENGINES,

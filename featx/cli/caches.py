@@ -30,7 +30,7 @@ EXPORT_EXAMPLES = examples(
 @main.command(epilog=LAYERS_EXAMPLES)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @model_option
-def layers(as_json: bool, model_name: str) -> None:
+def layers(as_json: bool, model: str) -> None:
     """List every layer name with its activation shape and flattened size.
 
     Friendly names come first (conv1..conv5 after ReLU, pool5, fc6 and fc7 after
@@ -39,7 +39,7 @@ def layers(as_json: bool, model_name: str) -> None:
     """
     from featx.model import layer_table
 
-    print_layers(layer_table(model_name), as_json)
+    print_layers(layer_table(model), as_json)
 
 
 @main.command(epilog=INFO_EXAMPLES)

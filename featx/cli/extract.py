@@ -13,13 +13,13 @@ from featx.cli.output import TqdmProgress, print_extraction, random_weights_bann
 from featx.views import VIEW_SETS
 
 
-def check_before_work(layer_names, model_name, mean_file, engine) -> None:
+def check_before_work(layer_names, model, mean_file, engine) -> None:
     """Refuse a typo in a layer, a bad mean file or a missing Ray before any
     image is read or any weights are loaded."""
     from featx.model import preprocess_for, resolve_layers
 
-    resolve_layers(list(layer_names), model_name)
-    preprocess_for(model_name, mean_file)
+    resolve_layers(list(layer_names), model)
+    preprocess_for(model, mean_file)
     if engine == "ray":
         from featx.ray_engine import require_ray
 
@@ -28,7 +28,8 @@ def check_before_work(layer_names, model_name, mean_file, engine) -> None:
 
 EXTRACT_EXAMPLES = examples(
     "featx extract --weights random --layer fc7 data/Train data/Test",
-    "featx extract --weights random -l conv5 --spatial avg --views flip data/Train",
+    "featx extract --weights random -l conv5 --spatial avg --views flip "
+    "data/Train data/Test",
     "featx extract --weights random -l pool5 --label-from-name '^(cat|dog)\\.' train",
 )
 
@@ -133,7 +134,7 @@ def extract(
     name_regex,
     rebuild,
     views,
-    model_name,
+    model,
     mean_file,
 ) -> None:
     """Extract AlexNet activations for every image under each DATA_DIR into the
@@ -150,13 +151,13 @@ def extract(
     from featx.extraction import extract as run_extract
     from featx.model import load_weights
 
-    check_before_work(layer_names, model_name, mean_file, engine)
+    check_before_work(layer_names, model, mean_file, engine)
     labelling = None
     if labels_csv is not None or name_regex is not None:
         from featx.images import Labelling
 
         labelling = Labelling(labels_csv, name_regex)
-    loaded = load_weights(weights, seed=seed, model=model_name)
+    loaded = load_weights(weights, seed=seed, model=model)
     random_weights_banner(loaded.pretrained)  # said before the work, not after
     for data_dir in data_dirs:
         result = run_extract(

@@ -164,7 +164,6 @@ cache_dir_option = click.option(
 #: --model: which AlexNet.
 model_option = click.option(
     "--model",
-    "model_name",
     type=click.Choice(MODELS),
     default=MODELS[0],
     show_default=True,
