@@ -1,15 +1,33 @@
-"""Option values shared by the commands and the code that checks them.
+"""The vocabularies of featx's options, each written once.
 
-Importable without torch or scikit-learn: the CLI builds its help from them,
-:mod:`featx.fit` checks a fit's options with them, and :mod:`featx.head` (torch)
-needs no import of :mod:`featx.fit` for them.
+Importable without torch or scikit-learn: the command line builds its
+``click.Choice`` lists and help from them, and the library checks a value
+against the same tuple (:mod:`featx.extraction`, :mod:`featx.fit`,
+:mod:`featx.export`, :mod:`featx.model`). :mod:`featx.head` (torch) needs no
+import of :mod:`featx.fit` for them.
 """
 
 from __future__ import annotations
 
+#: The networks featx runs (the keys of ``featx.model.ARCHITECTURES``), the
+#: default first.
+MODELS = ("alexnet", "caffe-alexnet")
 #: Every classifier: scikit-learn's (the keys of ``pipelines.CLASSIFIERS``, a
 #: test holds them equal) and AlexNet's own head, fine-tuned in torch on pool5.
 CLASSIFIERS = ("svm", "logreg", "ridge", "mlp", "sgd", "head")
 #: What ``head_train`` accepts: the layers of the head that learn (the others
 #: keep the weights' values), the default first.
 HEAD_TRAIN_LAYERS = ("fc6-fc8", "fc7-fc8", "fc8")
+#: Where extraction and cross-validation folds run: here, or on a Ray cluster.
+ENGINES = ("local", "ray")
+#: What a convolutional map is stored as: whole (C*H*W), or pooled to C.
+SPATIAL = ("none", "avg", "max")
+#: Storage types of the features.
+DTYPES = ("float32", "float16")
+#: Preprocessing of features before a classifier (``pipelines.SCALES``, which
+#: knows nothing of featx; a test holds them equal).
+SCALES = ("standard", "l2", "none")
+#: What ``featx export`` writes.
+EXPORT_FORMATS = ("npz", "csv", "parquet")
+#: Where the network runs (``cuda:N`` stands for any device index).
+DEVICES = ("auto", "cpu", "cuda", "cuda:N")

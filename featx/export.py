@@ -23,9 +23,10 @@ from pathlib import Path
 import numpy as np
 
 from featx.cache import FeatureCache
+from featx.choices import EXPORT_FORMATS
 from featx.errors import FeatxError, check_choice
 
-FORMATS = ("npz", "csv", "parquet")
+FORMATS = EXPORT_FORMATS
 
 
 class ExportError(FeatxError, ValueError):

@@ -32,6 +32,7 @@ from featx.cache import (
     remove_stale_temporaries,
     write_cache,
 )
+from featx.choices import DTYPES, ENGINES, SPATIAL
 from featx.errors import ReadOnlyError, check_choice, check_int
 from featx.forward import Batch, compute_batches, resolve_device
 from featx.identity import cache_meta, cache_path_for
@@ -51,10 +52,6 @@ from featx.reconcile import (
     up_to_date,
 )
 from featx.views import VIEW_SETS, views_of
-
-SPATIAL_CHOICES = ("none", "avg", "max")
-DTYPE_CHOICES = ("float32", "float16")
-ENGINE_CHOICES = ("local", "ray")
 
 
 @dataclass(frozen=True)
@@ -118,18 +115,18 @@ def _resolve_weights(
 ) -> LoadedWeights:
     if isinstance(weights, LoadedWeights):
         return weights
-    return load_weights(weights, seed=seed, arch=model)
+    return load_weights(weights, seed=seed, model=model)
 
 
 def _check_options(*, spatial, dtype, batch_size, num_workers, engine, views) -> None:
-    check_choice("spatial", spatial, SPATIAL_CHOICES)
-    check_choice("dtype", dtype, DTYPE_CHOICES)
+    check_choice("spatial", spatial, SPATIAL)
+    check_choice("dtype", dtype, DTYPES)
     check_choice("views", views, tuple(VIEW_SETS))
     check_int("batch_size", batch_size, low=1)
     if num_workers is not None:
         check_int("num_workers", num_workers, low=0)
     if not isinstance(engine, RayEngine):
-        check_choice("engine", engine, ENGINE_CHOICES)
+        check_choice("engine", engine, ENGINES)
 
 
 # Long: mostly its docstring and the one locked sequence scan -> reconcile ->

@@ -17,6 +17,7 @@ import torch
 
 import featx.images
 from featx.cache import LayerDef
+from featx.choices import DEVICES
 from featx.errors import ImageDecodeError, ParameterError
 from featx.images import Preprocess
 from featx.model import FeatureNet, LoadedWeights, resolve_layers
@@ -28,7 +29,7 @@ TRIM_EVERY = 4
 #: Decode workers on a CPU-only machine: more only add contention.
 MAX_CPU_WORKERS = 8
 
-DEVICE_CHOICES = ("auto", "cpu", "cuda", "cuda:N")
+DEVICE_CHOICES = DEVICES
 
 #: One batch: rows that decoded, ``{layer key: (n, dim) array}`` for them, and
 #: ``(row, reason)`` for the files that did not.

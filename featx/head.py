@@ -51,7 +51,7 @@ def _head_weights(weights: str, seed: int, model: str, sha256: str):
     """fc6's and fc7's weights and biases of the network that made a cache, as
     float32 numpy arrays, loaded once per process. ``sha256`` (when given) must
     be the recorded digest of those weights."""
-    loaded = load_weights(weights, seed=seed, arch=model)
+    loaded = load_weights(weights, seed=seed, model=model)
     if sha256 and loaded.sha256 != sha256:
         raise WeightsError(
             f"the weights at {weights!r} (sha256 {loaded.sha256[:16]}…) are not the "

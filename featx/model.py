@@ -30,6 +30,7 @@ from torch import nn
 from torchvision.models import AlexNet_Weights, alexnet
 
 from featx import caffe, weightfiles
+from featx.choices import MODELS
 from featx.digest import file_sha256
 from featx.errors import LayerError, WeightsError
 from featx.images import Preprocess
@@ -84,14 +85,14 @@ class Architecture:
     side: int
 
 
-#: The architectures featx runs, the default first.
+#: The architectures featx runs, the default first (keyed by
+#: :data:`featx.choices.MODELS`; a test holds them equal).
 ARCHITECTURES: dict[str, Architecture] = {
     "alexnet": Architecture(alexnet, FRIENDLY_LAYERS, 224),
     "caffe-alexnet": Architecture(
         caffe.CaffeAlexNet, caffe.FRIENDLY_LAYERS, caffe.CROP
     ),
 }
-MODELS = tuple(ARCHITECTURES)
 
 
 def architecture(name: str) -> Architecture:
@@ -101,21 +102,21 @@ def architecture(name: str) -> Architecture:
     return ARCHITECTURES[name]
 
 
-def build_model(arch: str = "alexnet") -> nn.Module:
-    """An untrained network of architecture ``arch`` (one of :data:`MODELS`)."""
-    return architecture(arch).build()
+def build_model(model: str = "alexnet") -> nn.Module:
+    """An untrained network of architecture ``model`` (one of :data:`MODELS`)."""
+    return architecture(model).build()
 
 
-def friendly_layers(arch: str = "alexnet") -> dict[str, str]:
-    """The friendly layer names of ``arch`` and the module each stands for."""
-    return architecture(arch).friendly
+def friendly_layers(model: str = "alexnet") -> dict[str, str]:
+    """The friendly layer names of ``model`` and the module each stands for."""
+    return architecture(model).friendly
 
 
-def preprocess_for(arch: str = "alexnet", mean: Path | None = None) -> Preprocess:
-    """The input preprocessing of ``arch``; ``mean`` (a ``.npy`` mean image)
+def preprocess_for(model: str = "alexnet", mean: Path | None = None) -> Preprocess:
+    """The input preprocessing of ``model``; ``mean`` (a ``.npy`` mean image)
     only for caffe-alexnet."""
-    architecture(arch)  # an unknown name stops here
-    if arch == "caffe-alexnet":
+    architecture(model)  # an unknown name stops here
+    if model == "caffe-alexnet":
         return caffe.CaffePreprocess(mean)
     if mean is not None:
         raise WeightsError(
@@ -136,40 +137,40 @@ def module_chain(model: nn.Module) -> list[tuple[str, nn.Module]]:
 
 
 @cache
-def layer_table(arch: str = "alexnet") -> tuple[LayerSpec, ...]:
-    """Every capturable layer of ``arch``, friendly names first, then all module
+def layer_table(model: str = "alexnet") -> tuple[LayerSpec, ...]:
+    """Every capturable layer of ``model``, friendly names first, then all module
     paths."""
-    side = architecture(arch).side
+    side = architecture(model).side
     with torch.device("meta"):
-        model = build_model(arch)
+        net = build_model(model)
         x = torch.empty(1, 3, side, side)
         shapes = {}
-        for index, (path, module) in enumerate(module_chain(model)):
+        for index, (path, module) in enumerate(module_chain(net)):
             if path == "classifier.0":
                 x = torch.flatten(x, 1)
             x = module(x)
             shapes[path] = (index, tuple(x.shape[1:]))
     specs = [
         LayerSpec(name, path, *shapes[path])
-        for name, path in friendly_layers(arch).items()
+        for name, path in friendly_layers(model).items()
     ]
     specs += [LayerSpec(path, path, *shapes[path]) for path in shapes]
     return tuple(specs)
 
 
 def resolve_layers(
-    names: list[str] | tuple[str, ...], arch: str = "alexnet"
+    names: list[str] | tuple[str, ...], model: str = "alexnet"
 ) -> list[LayerSpec]:
-    """Turn layer names of ``arch`` into specs, refusing unknown ones with the
+    """Turn layer names of ``model`` into specs, refusing unknown ones with the
     valid list."""
-    table = {spec.name: spec for spec in layer_table(arch)}
+    table = {spec.name: spec for spec in layer_table(model)}
     unknown = [n for n in names if n not in table]
     if unknown:
-        friendly = ", ".join(friendly_layers(arch))
+        friendly = ", ".join(friendly_layers(model))
         raise LayerError(
             f"unknown layer {unknown[0]!r}; valid names: {friendly}, or a module "
             "path such as features.10 or classifier.4 (`featx layers"
-            + ("" if arch == "alexnet" else f" --model {arch}")
+            + ("" if model == "alexnet" else f" --model {model}")
             + "` lists all)"
         )
     if not names:
@@ -226,7 +227,8 @@ class LoadedWeights:
     sha256: str
     pretrained: bool
     source: str
-    #: The architecture, one of :data:`MODELS`.
+    #: The architecture, one of :data:`MODELS` (named ``arch``, not ``model``,
+    #: because ``model`` is the network itself).
     arch: str = "alexnet"
 
 
@@ -321,9 +323,9 @@ def _check_reachable(target: Path) -> None:
 
 # Long: three sources of weights (random, torchvision's hub, a file), each short.
 def load_weights(
-    weights: str = "imagenet", *, seed: int = 0, arch: str = "alexnet"
+    weights: str = "imagenet", *, seed: int = 0, model: str = "alexnet"
 ) -> LoadedWeights:
-    """Build the network ``arch`` with ``weights``: ``imagenet``, ``random`` or a
+    """Build the network ``model`` with ``weights``: ``imagenet``, ``random`` or a
     file path.
 
     ``imagenet`` reads torchvision's ``AlexNet_Weights.IMAGENET1K_V1`` through the
@@ -335,25 +337,25 @@ def load_weights(
     Raises
     ------
     WeightsError
-        When the file is missing, unreadable or not weights of ``arch``, or the
+        When the file is missing, unreadable or not weights of ``model``, or the
         ImageNet weights are neither cached nor downloadable.
     """
-    architecture(arch)  # an unknown name stops here
+    architecture(model)  # an unknown name stops here
     if weights == "random":
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            model = build_model(arch)
+            net = build_model(model)
         return LoadedWeights(
-            model=model.eval(),
+            model=net.eval(),
             weights_id=f"random(seed={seed})",
-            sha256=_sha256_state(model),
+            sha256=_sha256_state(net),
             pretrained=False,
             source=f"random initialisation, seed {seed} (NOT pretrained)",
-            arch=arch,
+            arch=model,
         )
-    model = build_model(arch)
+    net = build_model(model)
     if weights == "imagenet":
-        if arch == "caffe-alexnet":
+        if model == "caffe-alexnet":
             raise WeightsError(
                 "caffe-alexnet has no weights to download: pass --weights with "
                 "bvlc_alexnet.npy (TensorFlow port), alexnet_weights.h5 "
@@ -361,9 +363,9 @@ def load_weights(
                 "random"
             )
         target = _hub_weights()
-        _apply_state(model, _load_state_dict_file(target), target, arch)
+        _apply_state(net, _load_state_dict_file(target), target, model)
         return LoadedWeights(
-            model=model.eval(),
+            model=net.eval(),
             weights_id="torchvision:AlexNet_Weights.IMAGENET1K_V1",
             sha256=file_sha256(target),
             pretrained=True,
@@ -379,21 +381,21 @@ def load_weights(
     digest = file_sha256(path)
     if kind == "torch":
         state = _load_state_dict_file(path)
-    elif arch == "caffe-alexnet":
+    elif model == "caffe-alexnet":
         state = weightfiles.caffe_state_dict(path, kind, digest)
     else:
         raise WeightsError(
             f"{path.name} holds the original (Caffe) AlexNet's weights; use "
             "--model caffe-alexnet"
         )
-    _apply_state(model, state, path, arch)
+    _apply_state(net, state, path, model)
     return LoadedWeights(
-        model=model.eval(),
+        model=net.eval(),
         weights_id=f"file:{path.name}",
         sha256=digest,
         pretrained=True,
         source=str(path.resolve()),
-        arch=arch,
+        arch=model,
     )
 
 

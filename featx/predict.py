@@ -110,9 +110,9 @@ def weights_for(meta: dict, weights: str | None) -> LoadedWeights:
     arch = meta.get("model", "alexnet")
     spec, seed = weights_spec(wid, meta.get("weights_source", ""))
     if weights is not None:
-        loaded = load_weights(weights, arch=arch)
+        loaded = load_weights(weights, model=arch)
     elif spec in ("random", "imagenet"):
-        loaded = load_weights(spec, seed=seed, arch=arch)
+        loaded = load_weights(spec, seed=seed, model=arch)
     else:
         source = Path(spec)
         if not source.is_file():
@@ -121,7 +121,7 @@ def weights_for(meta: dict, weights: str | None) -> LoadedWeights:
                 f"(sha256 {meta['weights_sha256'][:16]}…), which is not at {source}; "
                 "pass --weights PATH to that file"
             )
-        loaded = load_weights(str(source), arch=arch)
+        loaded = load_weights(str(source), model=arch)
     if loaded.sha256 != meta["weights_sha256"]:
         raise WeightsError(
             f"these weights ({loaded.weights_id}, sha256 {loaded.sha256[:16]}…) are "

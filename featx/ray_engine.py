@@ -104,7 +104,7 @@ class ExtractActor:
         self, spec, seed, expected_sha256, wanted, threads, use_gpu, arch, mean
     ):
         torch.set_num_threads(threads)
-        loaded = load_weights(spec, seed=seed, arch=arch)
+        loaded = load_weights(spec, seed=seed, model=arch)
         if loaded.sha256 != expected_sha256:
             raise WeightsError(
                 f"worker on {socket.gethostname()} loaded other weights than the "

@@ -132,7 +132,7 @@ class AlexNetFeatures(TransformerMixin, BaseEstimator):
         from featx.model import load_weights
 
         if getattr(self, "_loaded", None) is None:
-            self._loaded = load_weights(self.weights, seed=self.seed, arch=self.model)
+            self._loaded = load_weights(self.weights, seed=self.seed, model=self.model)
         return self._loaded
 
     def _cache_path(self, root: Path) -> Path:

@@ -50,7 +50,7 @@ def held_out_cache(
     except CacheError:
         pass  # nothing extracted yet: extract below
     spec, seed = weights_spec(meta.weights.id, meta.weights.source)
-    loaded = load_weights(spec, seed=seed, arch=meta.model)
+    loaded = load_weights(spec, seed=seed, model=meta.model)
     if loaded.sha256 != meta.weights.sha256:
         raise WeightsError(
             f"cannot extract {folder} with the weights of {train.name}: "

@@ -248,18 +248,18 @@ def test_activations_match_an_independent_keras_build(photos, weight_files, tmp_
 @pytest.mark.parametrize("kind", ["h5", "caffemodel", "caffemodel-v2"])
 def test_every_format_converts_to_the_same_weights(weight_files, kind):
     _, files = weight_files
-    want = load_weights(str(files["npy"]), arch="caffe-alexnet").model.state_dict()
-    got = load_weights(str(files[kind]), arch="caffe-alexnet").model.state_dict()
+    want = load_weights(str(files["npy"]), model="caffe-alexnet").model.state_dict()
+    got = load_weights(str(files[kind]), model="caffe-alexnet").model.state_dict()
     for key in want:
         torch.testing.assert_close(got[key], want[key], rtol=0, atol=0)
 
 
 def test_conversion_is_cached_by_sha256(weight_files):
     _, files = weight_files
-    first = load_weights(str(files["caffemodel"]), arch="caffe-alexnet")
+    first = load_weights(str(files["caffemodel"]), model="caffe-alexnet")
     cached = weightfiles.converted_path(first.sha256)
     assert cached.is_file()
-    again = load_weights(str(files["caffemodel"]), arch="caffe-alexnet")
+    again = load_weights(str(files["caffemodel"]), model="caffe-alexnet")
     assert (
         again.sha256 == first.sha256
         and again.weights_id == "file:bvlc_alexnet.caffemodel"

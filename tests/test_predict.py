@@ -81,7 +81,7 @@ def test_cli_predict_json_and_csv(digits, models):
         main,
         [
             "predict",
-            "--model",
+            "--model-file",
             models["logreg"],
             image,
             "--json",
@@ -97,7 +97,8 @@ def test_cli_predict_json_and_csv(digits, models):
     assert 0.0 <= rows[0]["score"] <= 1.0
     csv = runner.invoke(
         main,
-        ["predict", "--model", models["svm"], image, "--csv", "-q", "--workers", "0"],
+        ["predict", "--model-file", models["svm"], image, "--csv", "-q"]
+        + ["--workers", "0"],
         catch_exceptions=False,
     )
     header, row = csv.stdout.strip().splitlines()
@@ -111,7 +112,7 @@ def test_labelled_folder_gives_accuracy_and_true_classes(digits, models):
     expected = float(np.mean(pipeline.predict(X) == y))
     result = CliRunner().invoke(
         main,
-        ["predict", "--model", models["logreg"], str(digits["test"]), "-q"]
+        ["predict", "--model-file", models["logreg"], str(digits["test"]), "-q"]
         + ["--workers", "0", "--top-k", "3"],
         catch_exceptions=False,
     )

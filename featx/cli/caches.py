@@ -1,0 +1,94 @@
+"""Commands that read caches or describe the network: ``info``, ``export`` and
+``layers``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from featx.choices import EXPORT_FORMATS
+from featx.cli.app import main
+from featx.cli.options import cache_dir_option, examples, model_option
+from featx.cli.output import print_info, print_layers
+
+LAYERS_EXAMPLES = examples(
+    "featx layers",
+    "featx layers --model caffe-alexnet --json",
+)
+INFO_EXAMPLES = examples(
+    "featx info",
+    "featx info data/Test --json",
+)
+EXPORT_EXAMPLES = examples(
+    "featx export --layer fc7 data/Train",
+    "featx export --layer fc7 --format csv --out train-fc7.csv data/Train",
+)
+
+
+@main.command(epilog=LAYERS_EXAMPLES)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@model_option
+def layers(as_json: bool, model: str) -> None:
+    """List every layer name with its activation shape and flattened size.
+
+    Friendly names come first (conv1..conv5 after ReLU, pool5, fc6 and fc7 after
+    ReLU, fc8 logits; caffe-alexnet adds norm1 and norm2, after LRN), then every
+    module path.
+    """
+    from featx.model import layer_table
+
+    print_layers(layer_table(model), as_json)
+
+
+@main.command(epilog=INFO_EXAMPLES)
+@click.argument("cache", required=False)
+@cache_dir_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def info(cache, cache_dir, as_json) -> None:
+    """Describe a cache: images, layers, classes, failures, model, weights,
+    versions.
+
+    CACHE is a path or a name in the cache directory; it may be left out when
+    there is only one cache.
+    """
+    from featx.cache import cache_info, resolve_cache
+
+    data = cache_info(resolve_cache(cache, cache_dir))
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+    else:
+        print_info(data)
+
+
+@main.command(epilog=EXPORT_EXAMPLES)
+@click.argument("cache", required=False)
+@click.option("-l", "--layer", required=True, help="The layer to export.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(EXPORT_FORMATS),
+    default="npz",
+    show_default=True,
+    help="npz (numpy), csv (one row per image), parquet (pip install -e '.[parquet]').",
+)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Output file [default: <cache>-<layer>.<format> here].",
+)
+@cache_dir_option
+def export(cache, layer, fmt, out, cache_dir) -> None:
+    """Write one layer of a cache, with paths, labels and class names, for
+    tools that do not read HDF5.
+
+    CACHE is a path, a name in the cache directory, or a data folder; it may be
+    left out as for `featx fit`.
+    """
+    from featx.cache import resolve_cache
+    from featx.export import export as run_export
+
+    path = run_export(resolve_cache(cache, cache_dir), layer, fmt, out)
+    click.echo(f"wrote {path}")

@@ -1,0 +1,180 @@
+"""``featx extract``: AlexNet activations of a folder's images into its cache."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from featx.choices import DTYPES, SPATIAL
+from featx.cli.app import main
+from featx.cli.options import engine_option, examples, extraction_options, model_option
+from featx.cli.output import TqdmProgress, print_extraction, random_weights_banner
+from featx.views import VIEW_SETS
+
+
+def check_before_work(layer_names, model, mean_file, engine) -> None:
+    """Refuse a typo in a layer, a bad mean file or a missing Ray before any
+    image is read or any weights are loaded."""
+    from featx.model import preprocess_for, resolve_layers
+
+    resolve_layers(list(layer_names), model)
+    preprocess_for(model, mean_file)
+    if engine == "ray":
+        from featx.ray_engine import require_ray
+
+        require_ray()  # says how to install it
+
+
+EXTRACT_EXAMPLES = examples(
+    "featx extract --weights random --layer fc7 data/Train data/Test",
+    "featx extract --weights random -l conv5 --spatial avg --views flip "
+    "data/Train data/Test",
+    "featx extract --weights random -l pool5 --label-from-name '^(cat|dog)\\.' train",
+)
+
+
+@main.command(epilog=EXTRACT_EXAMPLES)
+@click.argument("data_dirs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option(
+    "-l",
+    "--layer",
+    "layer_names",
+    multiple=True,
+    required=True,
+    help="Layer to extract; repeat for several (conv1..conv5, pool5, fc6, "
+    "fc7, fc8, or a module path such as features.10).",
+)
+@click.option(
+    "--spatial",
+    type=click.Choice(SPATIAL),
+    default="none",
+    show_default=True,
+    help="Conv maps: keep C*H*W (none) or pool globally to C (avg/max).",
+)
+@click.option(
+    "--dtype",
+    type=click.Choice(DTYPES),
+    default="float32",
+    show_default=True,
+    help="Storage type of the features.",
+)
+@engine_option("Run here, or on a Ray cluster (pip install -e '.[ray]').")
+@click.option(
+    "--address",
+    default=None,
+    help="Ray cluster: auto, ray://HOST:PORT [default: start a local one].",
+)
+@click.option(
+    "--ray-actors",
+    "--num-workers",
+    "ray_actors",
+    type=click.IntRange(min=1),
+    default=None,
+    help="With --engine ray: model actors [default: one per GPU, or half the "
+    "CPUs]. (--num-workers is the old name.)",
+)
+@click.option(
+    "--labels",
+    "labels_csv",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Labels from a CSV with columns path,label (paths relative to DATA_DIR) "
+    "instead of class subfolders.",
+)
+@click.option(
+    "--label-from-name",
+    "name_regex",
+    default=None,
+    metavar="REGEX",
+    help="Labels from file names: the first group of REGEX, searched in each "
+    "name, is the class (e.g. '^(cat|dog)\\.' for cat.0.jpg).",
+)
+@click.option(
+    "--rebuild",
+    is_flag=True,
+    help="Recompute the cache from nothing, replacing the file there (for a "
+    "damaged cache).",
+)
+@click.option(
+    "--views",
+    type=click.Choice(tuple(VIEW_SETS)),
+    default="center",
+    show_default=True,
+    help="Crops of each image to store: the centre; the centre and its mirror "
+    "(flip); or the four corners, the centre and their mirrors (ten). Each view "
+    "is stored and resumed on its own; fit, report and predict use them.",
+)
+@model_option
+@click.option(
+    "--mean",
+    "mean_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="caffe-alexnet: subtract this mean image (ilsvrc_2012_mean.npy, BGR "
+    "3x256x256, its centre 227x227) instead of the per-channel ImageNet mean.",
+)
+@extraction_options
+def extract(
+    data_dirs,
+    layer_names,
+    spatial,
+    dtype,
+    weights,
+    seed,
+    device,
+    batch_size,
+    workers,
+    cache_dir,
+    quiet,
+    engine,
+    address,
+    ray_actors,
+    labels_csv,
+    name_regex,
+    rebuild,
+    views,
+    model,
+    mean_file,
+) -> None:
+    """Extract AlexNet activations for every image under each DATA_DIR into the
+    cache (one cache per folder, one model load for all).
+
+    A DATA_DIR is an ImageFolder (one subfolder per class) or a flat folder of
+    unlabelled images; --labels FILE.csv or --label-from-name REGEX label images
+    at any depth instead (a Kaggle-style train/cat.0.jpg folder).
+
+    Re-running computes only what is missing: new images, changed images and new
+    layers. An interrupted run resumes where it stopped.
+    """
+    from featx.extraction import RayEngine
+    from featx.extraction import extract as run_extract
+    from featx.model import load_weights
+
+    check_before_work(layer_names, model, mean_file, engine)
+    labelling = None
+    if labels_csv is not None or name_regex is not None:
+        from featx.images import Labelling
+
+        labelling = Labelling(labels_csv, name_regex)
+    loaded = load_weights(weights, seed=seed, model=model)
+    random_weights_banner(loaded.pretrained)  # said before the work, not after
+    for data_dir in data_dirs:
+        result = run_extract(
+            data_dir,
+            layers=layer_names,
+            spatial=spatial,
+            weights=loaded,
+            device=device,
+            batch_size=batch_size,
+            num_workers=workers,
+            dtype=dtype,
+            cache_dir=cache_dir,
+            progress=TqdmProgress(quiet),
+            engine=RayEngine(address, ray_actors) if engine == "ray" else "local",
+            rebuild=rebuild,
+            labelling=labelling,
+            mean=mean_file,
+            views=views,
+        )
+        print_extraction(result)

@@ -1,0 +1,248 @@
+"""Options and parameter types that several commands share.
+
+Every ``click.Choice`` takes its values from the library's vocabulary
+(:mod:`featx.choices`, :mod:`featx.views`), never from a list typed here.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import click
+
+from featx.choices import DEVICES, ENGINES, MODELS
+from featx.cli.output import TqdmProgress
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+def examples(*commands: str) -> str:
+    """A command's epilog: ``commands`` as an Examples block that click prints
+    as written (``\\b``) after the options. Each one runs offline."""
+    return "\b\nExamples:\n" + "\n".join(f"  {line}" for line in commands)
+
+
+def bundle(*options):
+    """One decorator that applies ``options`` in the order given (as --help
+    lists them)."""
+
+    def apply(func):
+        return functools.reduce(lambda f, opt: opt(f), reversed(options), func)
+
+    return apply
+
+
+class DeviceType(click.ParamType):
+    """``auto``, ``cpu``, ``cuda`` or ``cuda:N`` (:data:`featx.choices.DEVICES`)."""
+
+    name = "|".join(DEVICES)
+
+    def convert(self, value, param, ctx):
+        head, _, index = str(value).partition(":")
+        if value in DEVICES[:-1] or (head == "cuda" and index.isdigit()):
+            return value
+        self.fail(f"{value!r} is not one of {', '.join(DEVICES)}", param, ctx)
+
+
+class JobsType(click.ParamType):
+    """A number of parallel jobs: a positive integer, or -1 for every core."""
+
+    name = "N"
+
+    def convert(self, value, param, ctx):
+        try:
+            jobs = int(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not an integer", param, ctx)
+        if jobs == 0 or jobs < -1:
+            self.fail(f"{jobs} is not a positive number of jobs or -1", param, ctx)
+        return jobs
+
+
+def deprecated_alias(old: str, new: str, command: str, dest: str, **attrs):
+    """``old``, the name ``new`` had before: hidden from --help and kept for one
+    release. Using it prints one line on stderr; the command reads its value
+    as ``dest`` and prefers it over ``new``'s default."""
+
+    def warn(ctx, param, value):
+        if value is not None:
+            click.echo(f"note: {old} is deprecated for {command}; use {new}", err=True)
+        return value
+
+    return click.option(old, dest, hidden=True, default=None, callback=warn, **attrs)
+
+
+#: --C, --alpha, --no-tune: fix the regularisation instead of tuning it.
+tuning_options = bundle(
+    click.option(
+        "--C",
+        "C",
+        type=click.FloatRange(min=0, min_open=True),
+        default=None,
+        help="Fix C (svm, logreg) instead of tuning it.",
+    ),
+    click.option(
+        "--alpha",
+        type=click.FloatRange(min=0, min_open=True),
+        default=None,
+        help="Fix alpha (ridge, mlp, sgd; head: its weight decay, 5e-4 "
+        "unless given) instead of tuning it.",
+    ),
+    click.option(
+        "--no-tune",
+        is_flag=True,
+        help="Use the default C = 1 / alpha instead of tuning it.",
+    ),
+    click.option(
+        "--grid", is_flag=True, hidden=True, help="Tuning is the default now."
+    ),
+)
+
+
+def regularisation(clf: str, C: float | None, alpha: float | None) -> float | None:
+    """The fixed value the options give for ``clf``, refusing the wrong one."""
+    if C is not None and clf in ("ridge", "mlp", "sgd", "head"):
+        raise click.UsageError(f"--clf {clf} is regularised by --alpha, not --C")
+    if alpha is not None and clf in ("svm", "logreg"):
+        raise click.UsageError(f"--clf {clf} is regularised by --C, not --alpha")
+    return C if C is not None else alpha
+
+
+def jobs_option(help_text: str):
+    return click.option(
+        "--jobs", type=JobsType(), default=-1, show_default=True, help=help_text
+    )
+
+
+cv_option = click.option(
+    "--cv",
+    type=click.IntRange(min=2),
+    default=5,
+    show_default=True,
+    help="Number of stratified folds.",
+)
+
+quiet_option = click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
+
+#: Where the network runs and how images are decoded: the options of every
+#: command that runs AlexNet.
+device_options = bundle(
+    click.option(
+        "--device",
+        type=DeviceType(),
+        default="auto",
+        show_default=True,
+        help="Where the network runs.",
+    ),
+    click.option(
+        "--batch-size",
+        type=click.IntRange(min=1),
+        default=64,
+        show_default=True,
+        help="Images per forward pass.",
+    ),
+    click.option(
+        "--workers",
+        type=click.IntRange(min=0),
+        default=None,
+        help="Decode worker processes [default: one per core, at most 8 "
+        "without a GPU].",
+    ),
+    quiet_option,
+)
+
+cache_dir_option = click.option(
+    "--cache-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    envvar="FEATX_CACHE_DIR",
+    default="cache",
+    show_default=True,
+    help="Where caches live (env FEATX_CACHE_DIR).",
+)
+
+#: --model: which AlexNet.
+model_option = click.option(
+    "--model",
+    type=click.Choice(MODELS),
+    default=MODELS[0],
+    show_default=True,
+    help="torchvision's AlexNet, or the original BVLC/Caffe network (227 "
+    "input, LRN, grouped convolutions; weights from bvlc_alexnet.npy, "
+    "alexnet_weights.h5 or bvlc_alexnet.caffemodel).",
+)
+
+
+def engine_option(help_text: str):
+    """--engine local|ray."""
+    return click.option(
+        "--engine",
+        type=click.Choice(ENGINES),
+        default=ENGINES[0],
+        show_default=True,
+        help=help_text,
+    )
+
+
+def fold_engine_options(command: str):
+    """Where cross-validation folds run: here (joblib) or on a Ray cluster;
+    ``--backend`` is the old name of ``--engine``."""
+    return bundle(
+        engine_option(
+            "Run folds through joblib here, or on Ray (pip install -e '.[ray]')."
+        ),
+        deprecated_alias(
+            "--backend", "--engine", command, "backend", type=click.Choice(ENGINES)
+        ),
+        click.option(
+            "--address",
+            default=None,
+            help="Ray cluster for --engine ray [default: start a local one].",
+        ),
+    )
+
+
+#: Options shared by every command that extracts.
+extraction_options = bundle(
+    click.option(
+        "--weights",
+        default="imagenet",
+        show_default=True,
+        help="'imagenet' (torchvision IMAGENET1K_V1 via TORCH_HOME), "
+        "'random' (seeded, NOT pretrained) or a file: a state dict, or for "
+        "caffe-alexnet bvlc_alexnet.npy, alexnet_weights.h5 or "
+        "bvlc_alexnet.caffemodel.",
+    ),
+    click.option(
+        "--seed",
+        type=int,
+        default=0,
+        show_default=True,
+        help="Seed for --weights random.",
+    ),
+    cache_dir_option,
+    device_options,
+)
+
+
+def split_list(value: str | None) -> list[str] | None:
+    """A comma-separated option as a list; None when it was not given."""
+    return [v.strip() for v in value.split(",") if v.strip()] if value else None
+
+
+def held_out_for(test, cache, cache_dir, quiet, layers=None):
+    """``--test`` as given, or, for a data folder, its cache with the training
+    cache's layers (extracted now if missing, with the same weights)."""
+    if test is None or not Path(test).is_dir():
+        return test
+    from featx.cache import choose_caches, resolve_cache
+    from featx.workflow import held_out_cache
+
+    train = resolve_cache(cache, cache_dir) if cache else choose_caches(cache_dir).train
+    return held_out_cache(
+        Path(test),
+        train=train,
+        cache_dir=cache_dir,
+        layers=layers,
+        progress=TqdmProgress(quiet),
+    )

@@ -1,0 +1,330 @@
+"""What the commands print: progress bars, summaries and tables.
+
+The library returns values and never prints; these functions turn them into
+the lines a user reads. Warnings and notes go to stderr where a command's
+stdout may be machine-read (``--json``, ``--csv``).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from featx.errors import printable
+
+
+class TqdmProgress:
+    """Draws one tqdm bar per stage on stderr."""
+
+    UNITS = {
+        "hashing": "file",
+        "copying": "row",
+        "extracting": "img",
+        "predicting": "img",
+        "fitting": "fit",
+    }
+
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
+        self.bar = None
+
+    def start(self, stage: str, total: int) -> None:
+        from tqdm import tqdm
+
+        self.bar = tqdm(
+            total=total,
+            desc=stage,
+            unit=self.UNITS.get(stage, "it"),
+            disable=self.quiet,
+            file=sys.stderr,
+            dynamic_ncols=True,
+        )
+
+    def advance(self, n: int) -> None:
+        if self.bar is not None:
+            self.bar.update(n)
+
+    def describe(self, text: str) -> None:
+        if self.bar is not None:
+            self.bar.set_postfix_str(text, refresh=True)
+
+    def finish(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def random_weights_banner(pretrained: bool) -> None:
+    if not pretrained:
+        click.secho(
+            "WARNING: random weights, NOT pretrained: these features are for testing "
+            "only.",
+            fg="yellow",
+            bold=True,
+            err=True,
+        )
+
+
+def print_notes(notes: list[str]) -> None:
+    """Choices a command made on the user's behalf, said before its results."""
+    for note in notes:
+        click.echo(f"note: {note}")
+
+
+def print_layers(table, as_json: bool) -> None:
+    """`featx layers`: each layer's name, module path, shape and size."""
+    if as_json:
+        rows = [
+            {
+                "name": s.name,
+                "module_path": s.module_path,
+                "shape": list(s.shape),
+                "dim": s.dim,
+            }
+            for s in table
+        ]
+        click.echo(json.dumps(rows, indent=2))
+        return
+    click.echo(f"{'name':<14}{'module':<15}{'shape':<16}{'dim':>8}")
+    for s in table:
+        shape = "x".join(map(str, s.shape))
+        click.echo(f"{s.name:<14}{s.module_path:<15}{shape:<16}{s.dim:>8}")
+
+
+def print_extraction(result) -> None:
+    """The summary of one `featx extract` folder."""
+    click.echo(f"cache:   {result.cache_path}")
+    click.echo(f"layers:  {', '.join(result.layers)}")
+    if result.views != ["center"]:
+        click.echo(f"views:   {', '.join(result.views)}")
+    click.echo(
+        f"images:  {result.n_images} ({result.n_new} new, {result.n_reused} reused, "
+        f"{result.n_failed} failed)"
+    )
+    if result.n_new:
+        click.echo(
+            f"speed:   {result.images_per_s:.1f} img/s on {result.device} "
+            f"({result.seconds:.1f} s)"
+        )
+    if result.ignored:
+        click.echo(
+            f"ignored: {len(result.ignored)} image(s) directly in DATA_DIR, outside "
+            "any class folder (e.g. " + printable(result.ignored[0]) + ")"
+        )
+    for note in result.notes:
+        click.echo(f"note:    {note}")
+    for label, items in (("skipped", result.skipped), ("failed", result.failures)):
+        for item in items[:20]:
+            click.echo(f"{label + ':':<9}{printable(item.path)}: {item.reason}")
+        if len(items) > 20:
+            click.echo(f"{label + ':':<9}... and {len(items) - 20} more (`featx info`)")
+    if result.n_images == 0:
+        raise click.ClickException("no image could be decoded; nothing to extract")
+
+
+def _layer_state(layer: dict, n_images: int) -> str:
+    """How complete one layer of `featx info` is, and in which views."""
+    from featx.views import setting_of
+
+    state = "" if layer["complete"] else f"  INCOMPLETE {layer['rows_done']}/{n_images}"
+    views = layer.get("views", {})
+    if set(views) - {"center"}:
+        whole = [v for v, d in views.items() if d["rows_done"] == n_images]
+        part = [
+            f"{v} {d['rows_done']}/{n_images}"
+            for v, d in views.items()
+            if d["rows_done"] != n_images
+        ]
+        state += f"  views: {setting_of(whole)} ({len(whole)})"
+        state += f"  INCOMPLETE {', '.join(part)}" if part else ""
+    return state
+
+
+def print_info(data: dict) -> None:
+    """`featx info`: what :func:`featx.cache.cache_info` returned, as text."""
+    w = data["weights"]
+    random_weights_banner(w["pretrained"])
+    click.echo(f"cache:    {data['path']}  (format {data['format']})")
+    click.echo(f"data:     {data['data_root']}")
+    click.echo(f"images:   {data['n_images']}   failed: {data['n_failed']}")
+    click.echo(f"model:    {data['model']}")
+    click.echo(f"weights:  {w['id']}  sha256 {w['sha256'][:16]}…")
+    v = data["versions"]
+    click.echo(
+        f"versions: featx {v['featx']}, torch {v['torch']}, "
+        f"torchvision {v['torchvision']}"
+    )
+    click.echo("layers:")
+    for key, layer in data["layers"].items():
+        state = _layer_state(layer, data["n_images"])
+        click.echo(f"  {key:<14}{layer['dim']:>8}  {layer['dtype']}{state}")
+    if data["classes"]:
+        click.echo("classes:")
+        for name, count in data["classes"].items():
+            click.echo(f"  {name:<20}{count:>7}")
+    for f in data["failed"]:
+        click.echo(f"failed:   {printable(f['path'])}: {f['reason']}")
+
+
+def describe_views(views: list[str], augmented: bool = True) -> str:
+    """How a fit used the views of each image, in words."""
+    from featx.views import setting_of
+
+    train = "each a training row" if augmented else "trained on the centre"
+    return (
+        f"{setting_of(views)} ({len(views)} per image: {train}, scores averaged "
+        "over them)"
+    )
+
+
+def _print_layer_scores(result) -> None:
+    if result.layer_scores:
+        click.echo(f"layers compared ({result.cv}-fold CV accuracy), best kept:")
+        for row in result.layer_scores:
+            mark = "  <- best" if row["layer"] == result.layer else ""
+            click.echo(
+                f"  {row['layer']:<14}{row['cv_accuracy_mean']:.4f} ± "
+                f"{row['cv_accuracy_std']:.4f}{mark}"
+            )
+
+
+def _print_folds(result) -> None:
+    """Each fold's scores and chosen regularisation, then their mean and std."""
+    click.echo(f"  {'fold':<6}{'accuracy':>10}{'f1_macro':>10}{'fit s':>8}  chosen")
+    scores = result.cv_scores
+    chosen = result.cv_params or [{}] * len(result.fit_times)
+    folds = zip(
+        scores["accuracy"], scores["f1_macro"], result.fit_times, chosen, strict=True
+    )
+    for i, (acc, f1, t, p) in enumerate(folds, 1):
+        value = ", ".join(f"{k} {v:g}" for k, v in p.items())
+        click.echo(f"  {i:<6}{acc:>10.4f}{f1:>10.4f}{t:>8.2f}  {value}")
+    click.echo(
+        f"  {'mean':<6}{result.mean('accuracy'):>10.4f}{result.mean('f1_macro'):>10.4f}"
+        f"{sum(result.fit_times) / len(result.fit_times):>8.2f}"
+    )
+    click.echo(
+        f"  {'± std':<6}{result.std('accuracy'):>10.4f}{result.std('f1_macro'):>10.4f}"
+    )
+
+
+def _print_test(result) -> None:
+    """The held-out score and confusion matrix of a fit, if it had a test set."""
+    t = result.test
+    click.echo(
+        f"test: {Path(t['cache']).name}, {t['n_images']} images: accuracy "
+        f"{t['accuracy']:.4f}, f1_macro {t['f1_macro']:.4f}"
+    )
+    width = max(len(c) for c in result.classes) + 2
+    click.echo("confusion (rows: true, columns: predicted):")
+    click.echo(" " * width + "".join(f"{c[:8]:>9}" for c in result.classes))
+    for name, row in zip(result.classes, t["confusion"], strict=True):
+        click.echo(f"{name:<{width}}" + "".join(f"{v:>9}" for v in row))
+
+
+def print_fit(result) -> None:
+    """The short table `featx fit` prints."""
+    random_weights_banner(result.pretrained)
+    print_notes(result.notes)
+    _print_layer_scores(result)
+    click.echo(
+        f"cache: {Path(result.cache).name}   layer: {result.layer} "
+        f"({result.n_features})   clf: {result.clf}   rows: {result.n_rows}, "
+        f"{len(result.classes)} classes"
+    )
+    if result.views != ["center"]:
+        click.echo(f"views: {describe_views(result.views, result.train_views)}")
+    how = "tuned inside each training fold" if result.tuned else "fixed"
+    param = ", ".join(f"{k} {v:g}" for k, v in result.params.items())
+    click.echo(
+        f"{result.cv}-fold stratified CV, shuffled, seed {result.seed}; "
+        f"scale {result.scale}" + (f", PCA {result.pca}" if result.pca else "")
+    )
+    if param:
+        click.echo(f"regularisation {how}; final model: {param}")
+    _print_folds(result)
+    if result.test:
+        _print_test(result)
+    if result.model_path:
+        click.echo(f"model: {result.model_path} (sha256 in {result.model_path}.sha256)")
+
+
+def prediction_line(r, labelled: bool, top_k: int) -> str:
+    """One image of `featx predict`'s table, tab-separated."""
+    if r.error:
+        return f"{r.path}\tERROR: {r.error}"
+    line = f"{r.path}\t{r.label}\t{r.score:.4f} ({r.score_kind})"
+    if labelled:
+        mark = (
+            ""
+            if r.true_label is None
+            else ("ok" if r.true_label == r.label else "WRONG")
+        )
+        line += f"\ttrue: {r.true_label or '?'} {mark}".rstrip()
+    if top_k > 1:
+        line += "\ttop: " + ", ".join(f"{c} {v:.4f}" for c, v in r.top)
+    return line
+
+
+def prediction_rows(results, top_k: int) -> list[dict]:
+    """`featx predict --json`'s records, one per image."""
+    labelled = any(r.true_label is not None for r in results)
+    return [
+        {
+            "path": r.path,
+            "label": r.label,
+            "score": r.score,
+            "score_kind": r.score_kind,
+            "error": r.error,
+            **({"true_label": r.true_label} if labelled else {}),
+            **({"top": [list(t) for t in r.top]} if top_k > 1 else {}),
+        }
+        for r in results
+    ]
+
+
+def print_predictions(results, *, top_k: int, as_json: bool, as_csv: bool) -> None:
+    """`featx predict`'s output: a table, a JSON list or CSV on stdout."""
+    if as_json:
+        click.echo(json.dumps(prediction_rows(results, top_k), indent=2))
+    elif as_csv:
+        rows = prediction_rows(results, top_k)
+        writer = csv.DictWriter(sys.stdout, fieldnames=list(rows[0]))
+        writer.writeheader()
+        for row in rows:
+            if "top" in row:
+                row["top"] = ";".join(f"{c}:{v:.4f}" for c, v in row["top"])
+            writer.writerow(row)
+    else:
+        labelled = any(r.true_label is not None for r in results)
+        for r in results:
+            click.echo(prediction_line(r, labelled, top_k))
+
+
+def print_report(report) -> None:
+    """The ranking `featx report` (and `featx demo`) prints, and its files."""
+    from featx.render import describe_best
+
+    random_weights_banner(report.pretrained)
+    print_notes(report.notes)
+    click.echo(
+        f"{len(report.rows)} results ({report.computed} computed, {report.reused} "
+        f"reused). Best: {describe_best(report.best)}"
+    )
+    width = max([8, *(len(r["clf"]) + 2 for r in report.rows)])
+    for r in report.rows:
+        test = r.get("test_accuracy")
+        low, high = r["cv_accuracy_ci95"]
+        mark = "best" if r is report.best else ("tied" if r["tied_with_best"] else "")
+        click.echo(
+            f"  {r['layer']:<12}{r['clf']:<{width}}{r['cv_accuracy_mean']:.4f} "
+            f"[{low:.4f}, {high:.4f}]"
+            + (f"   test {test:.4f}" if test is not None else "")
+            + (f"   {mark}" if mark else "")
+        )
+    click.echo(f"report: {report.files['html']}")
+    click.echo(f"        {report.files['md']}, results.json, results.csv, figures")

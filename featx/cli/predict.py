@@ -1,0 +1,122 @@
+"""``featx predict``: classify images with a model file written by ``featx fit``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from featx.cli.app import main
+from featx.cli.options import deprecated_alias, device_options, examples
+from featx.cli.output import TqdmProgress, print_predictions, random_weights_banner
+
+MODEL_FILE = click.Path(dir_okay=False, path_type=Path)
+
+
+def say_views(meta: dict, center_only: bool) -> None:
+    """On stderr, how the views of a model fitted on several are scored."""
+    views = meta.get("views", ["center"])
+    if len(views) > 1:
+        from featx.views import setting_of
+
+        how = (
+            "the centre crop only (--center-only)"
+            if center_only
+            else f"{setting_of(views)}: {len(views)} crops per image, scores averaged"
+        )
+        click.echo(f"views: {how}", err=True)
+
+
+PREDICT_EXAMPLES = examples(
+    "featx predict --model-file fc7-logreg.skops data/Test",
+    "featx predict --model-file fc7-logreg.skops --json --top-k 3 photo.jpg",
+)
+
+
+@main.command(epilog=PREDICT_EXAMPLES)
+@click.option(
+    "--model-file",
+    "model_file",
+    type=MODEL_FILE,
+    default=None,
+    help="A model file written by `featx fit`.  [required]",
+)
+@deprecated_alias("--model", "--model-file", "predict", "old_model", type=MODEL_FILE)
+@click.argument(
+    "paths", nargs=-1, required=True, type=click.Path(path_type=Path, readable=False)
+)
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
+@click.option("--csv", "as_csv", is_flag=True, help="Print CSV.")
+@click.option(
+    "--weights",
+    default=None,
+    help="Where the model's weights file is, if it moved (checked by sha256).",
+)
+@click.option(
+    "--top-k",
+    "top_k",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Also list the K best classes with their scores.",
+)
+@click.option(
+    "--center-only",
+    is_flag=True,
+    help="A model fitted on several views: score the centre crop alone (one "
+    "forward pass per image instead of one per view).",
+)
+@device_options
+def predict(
+    model_file,
+    old_model,
+    paths,
+    as_json,
+    as_csv,
+    weights,
+    top_k,
+    center_only,
+    device,
+    batch_size,
+    workers,
+    quiet,
+) -> None:
+    """Predict the class of each image in PATHS (files or folders).
+
+    Extracts only the layer the model needs, with the weights and preprocessing
+    recorded in the model. Each bad path is reported on its own line and the
+    others go on. In a labelled folder (subfolders named like the model's
+    classes) the true class is shown too, and the accuracy at the end.
+    """
+    from featx.modelfile import load_model
+    from featx.predict import accuracy
+    from featx.predict import predict as run_predict
+
+    model_file = model_file or old_model
+    if model_file is None:
+        raise click.UsageError("Missing option '--model-file'.")
+    if as_json and as_csv:
+        raise click.UsageError("choose one of --json and --csv")
+    model = load_model(model_file)
+    random_weights_banner(bool(model[1].get("weights_pretrained", False)))
+    say_views(model[1], center_only)
+    results = run_predict(
+        model,
+        list(paths),
+        weights=weights,
+        device=device,
+        batch_size=batch_size,
+        num_workers=workers,
+        progress=TqdmProgress(quiet),
+        top_k=top_k,
+        center_only=center_only,
+    )
+    print_predictions(results, top_k=top_k, as_json=as_json, as_csv=as_csv)
+    scored = accuracy(results)
+    if scored is not None:
+        click.echo(
+            f"accuracy: {scored[0]:.4f} on {scored[1]} labelled image(s)",
+            err=as_json or as_csv,
+        )
+    if all(r.error for r in results):
+        raise click.ClickException("no image could be read")
