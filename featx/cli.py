@@ -1015,7 +1015,7 @@ def _split(value: str | None) -> list[str] | None:
 
 
 def print_report(report) -> None:
-    from featx.render import describe_best
+    from featx.report.render import describe_best
 
     random_weights_banner(report.pretrained)
     print_notes(report.notes)
