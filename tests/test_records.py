@@ -250,3 +250,19 @@ def test_legacy_result_store_is_reused(tmp_path, monkeypatch):
     assert [r["cv_accuracy_mean"] for r in ours["results"]] == [
         r["cv_accuracy_mean"] for r in legacy["results"]
     ]
+
+
+def test_fit_and_report_load_no_torch():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, featx.fit, featx.report, featx.modelfile\n"
+        "from featx.report import ReportSpec\n"
+        "ReportSpec(cache='c.h5').command()\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr

@@ -24,6 +24,7 @@ from featx.fit.data import (
 from featx.fit.result import CVOutcome, FitResult
 from featx.fit.spec import FitError, FitSpec
 from featx.modelfile import SUFFIX, ModelMeta, save_model
+from featx.views import CENTER
 
 
 def fit(
@@ -74,8 +75,7 @@ def fit(
                     streaming=spec.clf == "sgd",
                     views=tuple(outcome.views),
                 )
-        meta = model_meta(train, layer, spec.clf, classes)
-        meta.views = outcome.views
+        meta = model_meta(train, layer, spec.clf, classes, views=outcome.views)
     if save:
         out = Path(out) if out else default_model_path(choice.train, layer, spec.clf)
         meta = record_fit(meta, result)
@@ -152,9 +152,15 @@ def _result(
 
 
 def model_meta(
-    cache: FeatureCache, layer: str, clf: str, classes: list[str]
+    cache: FeatureCache,
+    layer: str,
+    clf: str,
+    classes: list[str],
+    *,
+    views: list[str] | None = None,
 ) -> ModelMeta:
-    """What a saved model records so predict can reproduce its features."""
+    """What a saved model records so predict can reproduce its features (the
+    ``views`` of each image it averages over: default the centre alone)."""
     meta = cache.meta
     ldef = cache.layers[layer]
     return ModelMeta(
@@ -173,6 +179,7 @@ def model_meta(
         model=meta.model,
         **{f"weights_{k}": v for k, v in meta.weights.to_dict().items()},
         transform=meta.transform,
+        views=list(views or [CENTER]),
     )
 
 
