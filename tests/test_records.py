@@ -266,3 +266,22 @@ def test_fit_and_report_load_no_torch():
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
     )
     assert done.returncode == 0, done.stderr
+
+
+def test_every_key_of_a_fit_is_a_field_of_its_row():
+    from featx.fit import FitResult
+
+    result = FitResult(
+        cache="c.h5", layer="fc7", clf="svm", n_rows=4, n_features=3,
+        classes=["a", "b"], cv=2, seed=0, scale="standard", pca=None, tuned=True,
+        cv_scores={"accuracy": [1.0, 0.5], "f1_macro": [1.0, 0.5]},
+        fit_times=[0.1, 0.2], test={"accuracy": 1.0, "f1_macro": 1.0},
+    )  # fmt: skip
+    row = ResultRow.from_fit(result.to_json(), classifier="svm", label="svm+flip")
+    assert row.extra == {}  # a new FitResult key needs a ResultRow field
+    assert row.classifier == "svm" and row["clf"] == "svm+flip"
+    assert row.to_dict() == {
+        **result.to_json(),
+        "classifier": "svm",
+        "clf": "svm+flip",
+    }
