@@ -10,9 +10,14 @@ generalization error"): the variance of the mean of J = k·r fold scores is
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 from scipy import stats
 from sklearn.metrics import precision_recall_fscore_support
+
+if TYPE_CHECKING:  # the report's rows; featx.report imports this module
+    from featx.report.records import ResultRow
 
 #: Exact ties of mean accuracy go to the simpler classifier, in this order.
 SIMPLICITY = ("ridge", "logreg", "svm", "sgd", "mlp")
@@ -55,30 +60,30 @@ def paired_p(a, b, cv: int) -> float:
     return float(2 * stats.t.sf(abs(t), len(d) - 1))
 
 
-def _rank(row: dict, depth) -> tuple:
-    clf = row["clf"]
+def _rank(row: ResultRow, depth) -> tuple:
+    clf = row.clf
     simple = SIMPLICITY.index(clf) if clf in SIMPLICITY else len(SIMPLICITY)
-    return (-row["cv_accuracy_mean"], simple, depth(row["layer"]), row["layer"])
+    return (-row.cv_accuracy_mean, simple, depth(row.layer), row.layer)
 
 
-def best_of(rows: list[dict], depth) -> dict:
+def best_of(rows: list[ResultRow], depth) -> ResultRow:
     """The winner among ``rows`` by :data:`TIE_RULE` (``depth(layer)`` orders
     layers)."""
     return min(rows, key=lambda r: _rank(r, depth))
 
 
-def choose_best(rows: list[dict], depth) -> dict:
+def choose_best(rows: list[ResultRow], depth) -> ResultRow:
     """The winner (:func:`best_of`); marks every row's ``tied_with_best`` and
     ``p_vs_best`` against it."""
     best = best_of(rows, depth)
     for row in rows:
-        cv = row["cv"]
+        cv = row.cv
         if row is best:
-            row["p_vs_best"], row["tied_with_best"] = 1.0, True
+            row.p_vs_best, row.tied_with_best = 1.0, True
             continue
-        p = paired_p(best["cv_scores"]["accuracy"], row["cv_scores"]["accuracy"], cv)
-        row["p_vs_best"] = p
-        row["tied_with_best"] = bool(p >= ALPHA)
+        p = paired_p(best.cv_scores["accuracy"], row.cv_scores["accuracy"], cv)
+        row.p_vs_best = p
+        row.tied_with_best = bool(p >= ALPHA)
     return best
 
 

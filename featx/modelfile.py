@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import os
 import zipfile
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 
+from featx import __version__
 from featx.digest import file_sha256
 from featx.errors import FeatxError
 
@@ -33,15 +35,81 @@ class ModelFileError(FeatxError, ValueError):
     """A model file that is missing, untrusted, tampered with or too new."""
 
 
+@dataclass
+class ModelMeta:
+    """What a model file records beside its pipeline, so that predict can
+    reproduce its features: the one place that knows the keys it is saved under
+    (each field's name) and the format (:data:`MODEL_FORMAT`).
+
+    Keys this featx does not know (from a later featx of the same format) are
+    kept in ``extra`` and written back unchanged.
+    """
+
+    featx_version: str
+    sklearn_version: str
+    cache_format: int
+    cache: str
+    data_root: str
+    #: The cache's layer key (``conv5_avg``), the network's layer (``conv5``).
+    layer: str
+    layer_name: str
+    module_path: str
+    spatial: str
+    dtype: str
+    clf: str
+    classes: list[str]
+    model: str
+    weights_id: str
+    weights_sha256: str
+    weights_pretrained: bool
+    weights_source: str
+    transform: dict
+    #: The views of each image the model averages over (:mod:`featx.views`).
+    views: list[str] = field(default_factory=lambda: ["center"])
+    #: The fit's settings and scores; absent from a model saved with ``save=False``.
+    cv: int | None = None
+    seed: int | None = None
+    scale: str | None = None
+    pca: int | None = None
+    tuned: bool | None = None
+    params: dict = field(default_factory=dict)
+    cv_scores: dict = field(default_factory=dict)
+    extra: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        """The metadata as the model file stores it."""
+        data = asdict(self)
+        return {**data.pop("extra"), **data}
+
+    @classmethod
+    def from_dict(cls, data: dict, *, where: str = "model file") -> ModelMeta:
+        """Read the metadata a model file stores; ``where`` names it in errors."""
+        known = {f.name for f in fields(cls)} - {"extra"}
+        missing = [f.name for f in fields(cls) if _required(f) and f.name not in data]
+        if missing:
+            raise ModelFileError(
+                f"{where} lacks {', '.join(missing)} in its metadata; fit it again "
+                "with this featx"
+            )
+        extra = {k: v for k, v in data.items() if k not in known}
+        return cls(**{k: v for k, v in data.items() if k in known}, extra=extra)
+
+
+def _required(f) -> bool:
+    return f.default is MISSING and f.default_factory is MISSING
+
+
 def sidecar_path(path: Path | str) -> Path:
     path = Path(path)
     return path.with_name(path.name + ".sha256")
 
 
-def save_model(path: Path, pipeline, meta: dict) -> Path:
+def save_model(path: Path, pipeline, meta: ModelMeta | dict) -> Path:
     """Write ``pipeline`` and ``meta`` to ``path`` and its sha256 sidecar."""
     import skops.io as sio
 
+    if isinstance(meta, ModelMeta):
+        meta = meta.to_dict()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
@@ -76,11 +144,22 @@ def load_model(path: Path) -> tuple[object, dict]:
     Returns
     -------
     pipeline, meta
-        The fitted scikit-learn pipeline and its metadata.
+        The fitted scikit-learn pipeline and its metadata, as stored (a dict;
+        :func:`read_model` gives a :class:`ModelMeta`).
     """
+    blob = _load_blob(Path(path))
+    return blob["pipeline"], blob["meta"]
+
+
+def read_model(path: Path) -> tuple[object, ModelMeta]:
+    """:func:`load_model` with the metadata read into a :class:`ModelMeta`."""
+    pipeline, meta = load_model(path)
+    return pipeline, ModelMeta.from_dict(meta, where=str(path))
+
+
+def _load_blob(path: Path) -> dict:
     import skops.io as sio
 
-    path = Path(path)
     if not path.is_file():
         raise ModelFileError(f"model file {path} does not exist")
     if not zipfile.is_zipfile(path):
@@ -108,9 +187,21 @@ def load_model(path: Path) -> tuple[object, dict]:
         ) from exc
     if not isinstance(blob, dict) or "pipeline" not in blob:
         raise ModelFileError(f"{path} is not a featx model file")
-    if int(blob.get("format", 0)) > MODEL_FORMAT:
+    check_format(blob, where=str(path))
+    return blob
+
+
+def check_format(blob: dict, *, where: str) -> None:
+    """Refuse, in one line, a model file of a format this featx cannot read."""
+    try:
+        version = int(blob.get("format", 0))
+    except (TypeError, ValueError):
+        version = None
+    if version is None or version > MODEL_FORMAT:
+        meta = blob.get("meta")
+        writer = meta.get("featx_version") if isinstance(meta, dict) else None
         raise ModelFileError(
-            f"{path} was written by a newer featx (model format {blob['format']}); "
-            "upgrade featx"
+            f"{where} was written by featx {writer or '(unknown version)'} in model "
+            f"format {blob.get('format')!r}; this featx {__version__} reads formats "
+            f"up to {MODEL_FORMAT}: upgrade featx to load it"
         )
-    return blob["pipeline"], blob["meta"]

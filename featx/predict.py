@@ -22,7 +22,7 @@ from featx.model import (
     preprocess_for,
     resolve_layers,
 )
-from featx.modelfile import ModelFileError, load_model
+from featx.modelfile import ModelFileError, ModelMeta, read_model
 from featx.progress import Progress
 from featx.views import CENTER
 
@@ -104,11 +104,11 @@ def gather_images(inputs: list[Path]) -> tuple[list[Path], list[Prediction]]:
     return files, bad
 
 
-def weights_for(meta: dict, weights: str | None) -> LoadedWeights:
+def weights_for(meta: ModelMeta, weights: str | None) -> LoadedWeights:
     """The weights a model's features came from, checked by sha256."""
-    wid = meta["weights_id"]
-    arch = meta.get("model", "alexnet")
-    spec, seed = weights_spec(wid, meta.get("weights_source", ""))
+    wid = meta.weights_id
+    arch = meta.model
+    spec, seed = weights_spec(wid, meta.weights_source)
     if weights is not None:
         loaded = load_weights(weights, model=arch)
     elif spec in ("random", "imagenet"):
@@ -118,22 +118,22 @@ def weights_for(meta: dict, weights: str | None) -> LoadedWeights:
         if not source.is_file():
             raise WeightsError(
                 f"the model's features came from the weights file {wid[5:]} "
-                f"(sha256 {meta['weights_sha256'][:16]}…), which is not at {source}; "
+                f"(sha256 {meta.weights_sha256[:16]}…), which is not at {source}; "
                 "pass --weights PATH to that file"
             )
         loaded = load_weights(str(source), model=arch)
-    if loaded.sha256 != meta["weights_sha256"]:
+    if loaded.sha256 != meta.weights_sha256:
         raise WeightsError(
             f"these weights ({loaded.weights_id}, sha256 {loaded.sha256[:16]}…) are "
             f"not the ones the model was trained on ({wid}, sha256 "
-            f"{meta['weights_sha256'][:16]}…)"
+            f"{meta.weights_sha256[:16]}…)"
         )
     return loaded
 
 
-def _mean_file(meta: dict) -> Path | None:
+def _mean_file(meta: ModelMeta) -> Path | None:
     """The mean image a caffe-alexnet model's features were centred with."""
-    mean = (meta.get("transform") or {}).get("mean_image")
+    mean = (meta.transform or {}).get("mean_image")
     if not mean:
         return None
     path = Path(mean["file"])
@@ -145,7 +145,37 @@ def _mean_file(meta: dict) -> Path | None:
     return path
 
 
-# Long: checks the model against this featx, then one batch loop.
+def as_model(model: Path | tuple) -> tuple[object, ModelMeta]:
+    """``(pipeline, meta)`` from a model file or from what
+    :func:`featx.modelfile.load_model` returned for one."""
+    if not isinstance(model, tuple):
+        return read_model(Path(model))
+    pipeline, meta = model
+    return pipeline, meta if isinstance(meta, ModelMeta) else ModelMeta.from_dict(meta)
+
+
+def wanted_layers(meta: ModelMeta, center_only: bool) -> list[LayerDef]:
+    """The layer, one entry per view, that the model's features come from."""
+    spec = resolve_layers([meta.layer_name], meta.model)[0]
+    views = (CENTER,) if center_only else tuple(meta.views)
+    return [
+        LayerDef(spec.name, spec.module_path, spec.shape, meta.spatial, "float32", v)
+        for v in views
+    ]
+
+
+def check_preprocessing(meta: ModelMeta):
+    """This featx's preprocessing for the model, refused unless it is the one
+    its features were made with."""
+    preprocess = preprocess_for(meta.model, _mean_file(meta))
+    if meta.transform != preprocess.describe():
+        raise ModelFileError(
+            "the model was trained on features with other preprocessing than this "
+            f"featx uses ({meta.transform}); re-extract and re-fit"
+        )
+    return preprocess
+
+
 def predict(
     model: Path | tuple,
     inputs: list[Path],
@@ -167,31 +197,17 @@ def predict(
     """
     progress = progress or Progress()
     check_int("top_k", top_k, low=1)
-    pipeline, meta = model if isinstance(model, tuple) else load_model(Path(model))
-    arch = meta.get("model", "alexnet")
-    preprocess = preprocess_for(arch, _mean_file(meta))
-    if meta.get("transform") != preprocess.describe():
-        raise ModelFileError(
-            "the model was trained on features with other preprocessing than this "
-            f"featx uses ({meta.get('transform')}); re-extract and re-fit"
-        )
+    pipeline, meta = as_model(model)
+    preprocess = check_preprocessing(meta)
     files, bad = gather_images(inputs)
-    spec = resolve_layers([meta["layer_name"]], arch)[0]
-    views = (CENTER,) if center_only else tuple(meta.get("views", [CENTER]))
-    wanted = [
-        LayerDef(spec.name, spec.module_path, spec.shape, meta["spatial"], "float32", v)
-        for v in views
-    ]
+    wanted = wanted_layers(meta, center_only)
     loaded = weights_for(meta, weights)
     dev = resolve_device(device)
-    classes = meta["classes"]
-    truth = true_labels(inputs, files, classes)
+    truth = true_labels(inputs, files, meta.classes)
     results = [
         Prediction(path=printable(str(f)), true_label=t)
         for f, t in zip(files, truth, strict=True)
     ]
-    clf = pipeline.steps[-1][1]
-    has_proba = hasattr(clf, "predict_proba")
     batches = compute_batches(
         files=files,
         rows=list(range(len(files))),
@@ -211,23 +227,30 @@ def predict(
                 results[row].error = reason
             if len(idx):
                 X = np.hstack([values[w.key] for w in wanted]).astype(np.float32)
-                if meta["dtype"] == "float16":  # as the training features were stored
+                if meta.dtype == "float16":  # as the training features were stored
                     X = X.astype(np.float16).astype(np.float32)
-                if has_proba:
-                    scores = pipeline.predict_proba(X)
-                    kind = "probability"
-                else:
-                    scores = pipeline.decision_function(X)
-                    if scores.ndim == 1:  # binary: score of the positive class
-                        scores = np.stack([-scores, scores], axis=1)
-                    kind = "decision"
-                order = np.argsort(-scores, axis=1, kind="stable")[:, :top_k]
-                for row, ranks, s in zip(idx, order, scores, strict=True):
-                    top = [(classes[int(clf.classes_[b])], float(s[b])) for b in ranks]
-                    results[row].label, results[row].score = top[0]
-                    results[row].score_kind = kind
-                    results[row].top = top
+                _classify(pipeline, X, meta.classes, top_k, [results[i] for i in idx])
             progress.advance(len(idx) + len(failed))
     finally:
         progress.finish()
     return results + bad
+
+
+def _classify(pipeline, X, classes: list[str], top_k: int, out: list[Prediction]):
+    """Fill ``out`` (one :class:`Prediction` per row of ``X``) with the
+    ``top_k`` classes and their scores."""
+    clf = pipeline.steps[-1][1]
+    if hasattr(clf, "predict_proba"):
+        scores = pipeline.predict_proba(X)
+        kind = "probability"
+    else:
+        scores = pipeline.decision_function(X)
+        if scores.ndim == 1:  # binary: score of the positive class
+            scores = np.stack([-scores, scores], axis=1)
+        kind = "decision"
+    order = np.argsort(-scores, axis=1, kind="stable")[:, :top_k]
+    for result, ranks, s in zip(out, order, scores, strict=True):
+        top = [(classes[int(clf.classes_[b])], float(s[b])) for b in ranks]
+        result.label, result.score = top[0]
+        result.score_kind = kind
+        result.top = top

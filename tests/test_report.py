@@ -11,8 +11,8 @@ from click.testing import CliRunner
 from featx import extract
 from featx.cli import main
 from featx.fit import fit
-from featx.render import md
 from featx.report import ReportError, make_report
+from featx.report.render import md
 from tests.conftest import write_folder
 
 XSS = "<img src=x onerror=alert(1)>"
@@ -137,7 +137,7 @@ def test_results_are_reused_unless_forced(report, digits, monkeypatch, tmp_path)
         calls.append(kw)
         return real(**kw)
 
-    monkeypatch.setattr("featx.report.fit", counting)
+    monkeypatch.setattr("featx.report.store.fit", counting)
     again = make_report(
         cache=digits["train_cache"],
         test=digits["test_cache"],

@@ -307,7 +307,7 @@ def print_predictions(results, *, top_k: int, as_json: bool, as_csv: bool) -> No
 
 def print_report(report) -> None:
     """The ranking `featx report` (and `featx demo`) prints, and its files."""
-    from featx.render import describe_best
+    from featx.report.render import describe_best
 
     random_weights_banner(report.pretrained)
     print_notes(report.notes)

@@ -11,6 +11,7 @@ import html
 from pathlib import Path
 
 from featx.compare import TIE_RULE
+from featx.report.records import ResultRow
 
 RANDOM_BANNER = (
     "These features come from RANDOM weights, not a pretrained network: the "
@@ -18,16 +19,16 @@ RANDOM_BANNER = (
 )
 
 
-def describe_best(best: dict, esc=str) -> str:
+def describe_best(best: ResultRow, esc=str) -> str:
     """``fc7 + svm, CV accuracy 0.9800 (95% CI 0.9712–0.9888), test accuracy
     0.9867``, with the layer and classifier names passed through ``esc``."""
-    text = f"{esc(best['layer'])} + {esc(best['clf'])}, CV accuracy " + (
+    text = f"{esc(best.layer)} + {esc(best.clf)}, CV accuracy " + (
         _acc(best)
         if "cv_accuracy_ci95" in best
-        else f"{best['cv_accuracy_mean']:.4f} ± {best['cv_accuracy_std']:.4f}"
+        else f"{best.cv_accuracy_mean:.4f} ± {best.cv_accuracy_std:.4f}"
     )
-    if best.get("test_accuracy") is not None:
-        text += f", test accuracy {best['test_accuracy']:.4f}"
+    if best.test_accuracy is not None:
+        text += f", test accuracy {best.test_accuracy:.4f}"
     return text
 
 
@@ -41,14 +42,14 @@ def md(text) -> str:
     return "".join("\\" + c if c in MD_SPECIAL else c for c in str(text))
 
 
-def _acc(r: dict) -> str:
-    low, high = r["cv_accuracy_ci95"]
-    return f"{r['cv_accuracy_mean']:.4f} (95% CI {low:.4f}–{high:.4f})"
+def _acc(r: ResultRow) -> str:
+    low, high = r.cv_accuracy_ci95
+    return f"{r.cv_accuracy_mean:.4f} (95% CI {low:.4f}–{high:.4f})"
 
 
 def how_chosen(ctx) -> str:
     """One sentence: how the best was chosen, and what is tied with it."""
-    tied = [r for r in ctx["rows"] if r.get("tied_with_best") and r is not ctx["best"]]
+    tied = [r for r in ctx["rows"] if r.tied_with_best and r is not ctx["best"]]
     n_folds = len(ctx["best"]["cv_scores"]["accuracy"])
     return (
         f"How the best was chosen: {TIE_RULE}, over {n_folds} folds "
@@ -62,11 +63,11 @@ def how_chosen(ctx) -> str:
     )
 
 
-def variants_note(rows: list[dict]) -> str:
+def variants_note(rows: list[ResultRow]) -> str:
     """What the rows beyond plain classifiers on the centre crop are."""
-    labels = {r["clf"] for r in rows}
+    labels = {r.clf for r in rows}
     note = ""
-    views = sorted({r["clf"].partition("+")[2] for r in rows if "+" in r["clf"]})
+    views = sorted({r.clf.partition("+")[2] for r in rows if "+" in r.clf})
     if views:
         note += (
             f" Rows named like svm+{views[0]} train on every view of each image "
@@ -88,25 +89,25 @@ def _fmt(value, digits=4) -> str:
 
 
 def _has_test(ctx) -> bool:
-    return any(r.get("test_accuracy") is not None for r in ctx["rows"])
+    return any(r.test_accuracy is not None for r in ctx["rows"])
 
 
 def _table_rows(ctx) -> list[list[str]]:
     """Cells of the results table; names are left for the renderer to escape."""
     out = []
     for r in ctx["rows"]:
-        tied = "best" if r is ctx["best"] else ("tied" if r["tied_with_best"] else "")
+        tied = "best" if r is ctx["best"] else ("tied" if r.tied_with_best else "")
         cells = [
-            r["layer"],
-            r["clf"],
+            r.layer,
+            r.clf,
             _acc(r),
             tied,
-            f"{r['p_vs_best']:.3f}" if r is not ctx["best"] else "",
-            f"{r['cv_f1_macro_mean']:.4f} ± {r['cv_f1_macro_std']:.4f}",
-            f"{r['fit_time_mean']:.2f}",
+            f"{r.p_vs_best:.3f}" if r is not ctx["best"] else "",
+            f"{r.cv_f1_macro_mean:.4f} ± {r.cv_f1_macro_std:.4f}",
+            f"{r.fit_time_mean:.2f}",
         ]
         if _has_test(ctx):
-            cells.append(_fmt(r.get("test_accuracy")))
+            cells.append(_fmt(r.test_accuracy))
         out.append(cells)
     return out
 
@@ -117,11 +118,11 @@ def header(ctx) -> list[str]:
     return cols + (["test accuracy (Fig. 1)"] if _has_test(ctx) else [])
 
 
-def per_class_rows(r: dict) -> list[list[str]]:
+def per_class_rows(r: ResultRow) -> list[list[str]]:
     return [
         [name, f"{v['precision']:.3f}", f"{v['recall']:.3f}", f"{v['f1']:.3f}",
          str(v["support"])]
-        for name, v in r.get("per_class", {}).items()
+        for name, v in (r.per_class or {}).items()
     ]  # fmt: skip
 
 
@@ -166,7 +167,7 @@ def render_markdown(ctx) -> str:
         "| " + " | ".join([md(row[0]), md(row[1]), *row[2:]]) + " |"
         for row in _table_rows(ctx)
     ]
-    lines += ["", f"## Per class: {md(best['layer'])} + {md(best['clf'])}", ""]
+    lines += ["", f"## Per class: {md(best.layer)} + {md(best.clf)}", ""]
     lines += ["| " + " | ".join(PER_CLASS_HEADER) + " |", "|---|---|---|---|---|"]
     lines += [
         "| " + " | ".join([md(row[0]), *row[1:]]) + " |" for row in per_class_rows(best)
@@ -270,7 +271,7 @@ def _html_table(head, rows, e, attrs="") -> str:
 def _html_per_class(ctx, e) -> list[str]:
     best = ctx["best"]
     parts = [
-        f"<h2>Per class: {e(best['layer'])} + {e(best['clf'])}</h2>",
+        f"<h2>Per class: {e(best.layer)} + {e(best.clf)}</h2>",
         _html_table(PER_CLASS_HEADER, per_class_rows(best), e, ' id="per-class"'),
         "<p>Out-of-fold predictions of every combination are in predictions.csv.</p>",
     ]
@@ -278,7 +279,7 @@ def _html_per_class(ctx, e) -> list[str]:
         if r is best:
             continue
         parts.append(
-            f"<details><summary>Per class: {e(r['layer'])} + {e(r['clf'])}</summary>"
+            f"<details><summary>Per class: {e(r.layer)} + {e(r.clf)}</summary>"
             + _html_table(PER_CLASS_HEADER, per_class_rows(r), e)
             + "</details>"
         )
@@ -337,7 +338,7 @@ def render_html(ctx) -> str:
         cls = (
             ' class="best"'
             if r is best
-            else (' class="tied"' if r["tied_with_best"] else "")
+            else (' class="tied"' if r.tied_with_best else "")
         )
         parts.append(f"<tr{cls}>" + "".join(f"<td>{e(c)}</td>" for c in row) + "</tr>")
     parts.append("</tbody></table>")

@@ -18,6 +18,7 @@ from featx.compare import ci95, linear_cka
 from featx.errors import printable
 from featx.fit import FitSpec, consensus, one_blas_thread
 from featx.images import ImageDecodeError, decode_image
+from featx.report.records import ResultRow
 
 #: Training images per class of the learning curve (and "all" the folds hold).
 CURVE_SIZES = (5, 10, 25, 50, 100)
@@ -27,7 +28,7 @@ GALLERY_MAX = 48
 THUMB_PX = 96
 
 
-def write_predictions(path: Path, rows: list[dict], cache: FeatureCache) -> Path:
+def write_predictions(path: Path, rows: list[ResultRow], cache: FeatureCache) -> Path:
     """``predictions.csv``: each image's out-of-fold prediction and its score,
     for every combination."""
     paths, labels, classes = cache.paths, cache.labels, cache.classes
@@ -36,24 +37,24 @@ def write_predictions(path: Path, rows: list[dict], cache: FeatureCache) -> Path
         writer.writerow(["layer", "clf", "path", "true", "predicted", "score"])
         for r in rows:
             for i, (pred, score) in enumerate(
-                zip(r["oof_pred"], r["oof_score"], strict=True)
+                zip(r.oof_pred, r.oof_score, strict=True)
             ):
                 writer.writerow(
-                    [r["layer"], r["clf"], paths[i], classes[labels[i]],
+                    [r.layer, r.clf, paths[i], classes[labels[i]],
                      classes[pred], f"{score:.6g}"]
                 )  # fmt: skip
     return path
 
 
-def misclassified(best: dict, cache: FeatureCache, test: FeatureCache | None):
+def misclassified(best: ResultRow, cache: FeatureCache, test: FeatureCache | None):
     """The best combination's misclassified images (the test set's when the
     result has one, out-of-fold otherwise): dicts of ``path``, ``true``,
     ``predicted`` and an inline JPEG thumbnail ``src`` (None if unreadable)."""
-    if test is not None and best.get("test") and "pred" in best["test"]:
-        source, true, pred = test, best["test"]["true"], best["test"]["pred"]
+    if test is not None and best.test and "pred" in best.test:
+        source, true, pred = test, best.test["true"], best.test["pred"]
         where = "held-out test set"
     else:
-        source, true, pred = cache, cache.labels.tolist(), best["oof_pred"]
+        source, true, pred = cache, cache.labels.tolist(), best.oof_pred
         where = "out-of-fold predictions"
     classes = cache.classes
     root = Path(source.meta.data_root)
@@ -83,7 +84,9 @@ def _thumbnail(path: Path) -> str | None:
     return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
-def learning_curve(cache: FeatureCache, best_rows: list[dict], spec: FitSpec) -> list:
+def learning_curve(
+    cache: FeatureCache, best_rows: list[ResultRow], spec: FitSpec
+) -> list:
     """For each layer with its best classifier: accuracy and its interval against
     training images per class, on the report's first-repeat folds (the training
     part subsampled per class, the same subsets for every layer; the held-out fold
@@ -96,8 +99,8 @@ def learning_curve(cache: FeatureCache, best_rows: list[dict], spec: FitSpec) ->
     jobs, points = [], []
     for row in best_rows:
         rng = np.random.default_rng(spec.seed)  # every layer sees the same subsets
-        X = cache.read(row["layer"])
-        run = replace(spec, clf=row["clf"], value=_value(row), tune=False)
+        X = cache.read(row.layer)
+        run = replace(spec, clf=row.clf, value=_value(row), tune=False)
         for n in sizes:
             picks = [
                 np.concatenate(
@@ -112,9 +115,7 @@ def learning_curve(cache: FeatureCache, best_rows: list[dict], spec: FitSpec) ->
                 (run, X, pick, test)
                 for pick, (_, test) in zip(picks, splits, strict=True)
             ]
-            points.append(
-                {"layer": row["layer"], "clf": row["clf"], "n_per_class": int(n)}
-            )
+            points.append({"layer": row.layer, "clf": row.clf, "n_per_class": int(n)})
     # every point of every layer in one pool, the largest fits first, so that
     # no core waits at the end of each size
     order = sorted(range(len(jobs)), key=lambda i: -len(jobs[i][2]))
@@ -142,11 +143,11 @@ def _curve_point(run: FitSpec, X, labels, pick, test, seed: int) -> float:
     return float(np.mean(model.predict(X[test]) == labels[test]))
 
 
-def _value(row: dict) -> float | None:
+def _value(row: ResultRow) -> float | None:
     """The regularisation most folds chose, or the fixed one."""
-    if row.get("cv_params") and row.get("tuned"):
-        return consensus(row["clf"], row["cv_params"])
-    params = row.get("params") or {}
+    if row.cv_params and row.tuned:
+        return consensus(row.clf, row.cv_params)
+    params = row.params or {}
     return next(iter(params.values()), None)
 
 

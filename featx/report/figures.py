@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import matplotlib
 
@@ -11,6 +12,9 @@ import functools  # noqa: E402
 
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+
+if TYPE_CHECKING:
+    from featx.report.records import ResultRow
 
 
 def literal_text(draw):
@@ -49,7 +53,7 @@ def _offsets(n: int, width: float = 0.6) -> np.ndarray:
 
 @literal_text
 def accuracy_by_layer(
-    rows: list[dict], layers: list[str], clfs: list[str], path: Path
+    rows: list[ResultRow], layers: list[str], clfs: list[str], path: Path
 ) -> Path:
     """Mean CV accuracy of each classifier across layers with its 95% interval
     (dodged, so no marker hides another), and test accuracy where there is one."""
@@ -58,7 +62,7 @@ def accuracy_by_layer(
     cmap = plt.get_cmap("tab10")
     top = 0.0
     for k, (clf, dx) in enumerate(zip(clfs, _offsets(len(clfs)), strict=True)):
-        mine = {r["layer"]: r for r in rows if r["clf"] == clf}
+        mine = {r.layer: r for r in rows if r.clf == clf}
         mean = np.array(
             [mine[la]["cv_accuracy_mean"] if la in mine else np.nan for la in layers]
         )
@@ -78,7 +82,7 @@ def accuracy_by_layer(
             color=cmap(k),
             label=f"{clf} (CV, 95% interval)",
         )
-        test = [mine[la].get("test_accuracy") if la in mine else None for la in layers]
+        test = [mine[la].test_accuracy if la in mine else None for la in layers]
         if any(t is not None for t in test):
             ax.scatter(
                 x + dx,
@@ -143,7 +147,7 @@ def confusion(
 
 
 @literal_text
-def confusions(rows: list[dict], classes: list[str], path: Path) -> Path:
+def confusions(rows: list[ResultRow], classes: list[str], path: Path) -> Path:
     """Every combination's out-of-fold confusion matrix, as small multiples."""
     n = len(rows)
     cols = min(3, n)
@@ -154,10 +158,8 @@ def confusions(rows: list[dict], classes: list[str], path: Path) -> Path:
     for ax in axes.flat[n:]:
         ax.axis("off")
     for ax, row in zip(axes.flat, rows, strict=False):
-        m = np.asarray(row["cv_confusion"])
-        image = _draw_confusion(
-            ax, m, classes, f"{row['layer']} + {row['clf']}", small=True
-        )
+        m = np.asarray(row.cv_confusion)
+        image = _draw_confusion(ax, m, classes, f"{row.layer} + {row.clf}", small=True)
         fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
     return _save(fig, path)
 
@@ -212,13 +214,15 @@ def similarity(matrix: np.ndarray, layers: list[str], path: Path) -> Path:
 
 
 @literal_text
-def fit_times(rows: list[dict], layers: list[str], clfs: list[str], path: Path) -> Path:
+def fit_times(
+    rows: list[ResultRow], layers: list[str], clfs: list[str], path: Path
+) -> Path:
     """Mean fit time per fold, grouped by layer, one bar per classifier."""
     fig, ax = plt.subplots(figsize=(7, 4.2))
     width = 0.8 / max(1, len(clfs))
     x = np.arange(len(layers))
     for k, clf in enumerate(clfs):
-        mine = {r["layer"]: r["fit_time_mean"] for r in rows if r["clf"] == clf}
+        mine = {r.layer: r.fit_time_mean for r in rows if r.clf == clf}
         ax.bar(
             x + (k - (len(clfs) - 1) / 2) * width,
             [mine.get(layer, np.nan) for layer in layers],

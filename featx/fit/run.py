@@ -1,0 +1,201 @@
+"""``fit``: resolve the caches, cross-validate each layer, keep the best, score
+it on a held-out cache and save the model."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import sklearn
+
+from featx import __version__
+from featx.cache import FORMAT_VERSION, FeatureCache, resolve_caches
+from featx.compare import per_class
+from featx.fit.cv import cross_validate
+from featx.fit.data import (
+    best_layer,
+    check_compatible,
+    check_head_layer,
+    evaluate_test,
+    head_source,
+    labelled_rows,
+)
+from featx.fit.result import CVOutcome, FitResult
+from featx.fit.spec import FitError, FitSpec
+from featx.modelfile import SUFFIX, ModelMeta, save_model
+from featx.views import CENTER
+
+
+def fit(
+    *,
+    cache: str | Path | None = None,
+    cache_dir: Path | None = None,
+    layer: str | None = None,
+    test: str | Path | None = None,
+    out: Path | None = None,
+    save: bool = True,
+    **options,
+) -> FitResult:
+    """Cross-validate a classifier on a cached layer, refit on all rows, save it.
+
+    ``options`` are the fields of :class:`FitSpec` (``clf``, ``cv``, ``seed``,
+    ``scale``, ``pca``, ``tune``, ``value``, ``jobs``, ``backend``, ``address``,
+    ``progress``): by default the classifier tunes its regularisation inside each
+    training fold; ``value`` fixes it (``C`` or ``alpha``), and ``tune=False``
+    uses scikit-learn's defaults.
+
+    With no ``cache``, the training cache is chosen (:func:`choose_caches`) and a
+    held-out sibling cache becomes ``test`` unless one is given. With no
+    ``layer`` and several complete layers, each is cross-validated and the best
+    is kept (``layer_scores``). Returns a :class:`FitResult`; raises
+    :class:`FitError` (or another :class:`~featx.errors.FeatxError`) for data or
+    options that cannot work.
+    """
+    spec = FitSpec(**options)
+    spec.check()
+    choice = resolve_caches(cache, test, cache_dir)
+    with FeatureCache(choice.train) as train:
+        if spec.clf == "head":
+            layer = check_head_layer(train, layer)
+            spec = replace(spec, source=head_source(train.meta))
+        labels, classes, outcomes = _cross_validate_layers(train, layer, spec)
+        layer = best_layer(train, outcomes)
+        outcome = outcomes[layer]
+        result = _result(train, layer, spec, outcomes, labels, classes)
+        result.notes = choice.notes
+        if choice.test is not None:
+            with FeatureCache(choice.test) as held_out:
+                check_compatible(train, held_out, layer)
+                result.test = evaluate_test(
+                    outcome.final,
+                    held_out,
+                    layer,
+                    classes,
+                    streaming=spec.clf == "sgd",
+                    views=tuple(outcome.views),
+                )
+        meta = model_meta(train, layer, spec.clf, classes, views=outcome.views)
+    if save:
+        out = Path(out) if out else default_model_path(choice.train, layer, spec.clf)
+        meta = record_fit(meta, result)
+        result.model_path = str(save_model(out, outcome.final, meta))
+    return result
+
+
+def _cross_validate_layers(
+    train: FeatureCache, layer: str | None, spec: FitSpec
+) -> tuple[np.ndarray, list[str], dict[str, CVOutcome]]:
+    """The labels, classes and the CV of ``layer``, or of every complete layer."""
+    layers = [layer] if layer is not None else train.complete_layers()
+    if not layers:
+        raise FitError(
+            f"{train.path.name} has no complete layer; finish `featx extract`"
+        )
+    for name in layers:
+        train.dataset(name)  # explains a missing or incomplete layer
+    labels, classes = labelled_rows(train, spec.cv)
+    outcomes = {}
+    for name in layers:
+        spec.progress.describe(name)
+        outcomes[name] = cross_validate(train, name, labels, spec)
+    return labels, classes, outcomes
+
+
+def _result(
+    train: FeatureCache,
+    layer: str,
+    spec: FitSpec,
+    outcomes: dict[str, CVOutcome],
+    labels: np.ndarray,
+    classes: list[str],
+) -> FitResult:
+    """The :class:`FitResult` of the chosen ``layer`` (and every layer's score)."""
+    outcome = outcomes[layer]
+    n_rows, n_features = train.dataset(layer).shape
+    result = FitResult(
+        cache=str(train.path),
+        layer=layer,
+        clf=spec.clf,
+        n_rows=int(n_rows),
+        n_features=int(n_features),
+        classes=classes,
+        cv=spec.cv,
+        seed=spec.seed,
+        scale=spec.scale,
+        pca=spec.pca,
+        tuned=spec.tuned,
+        cv_scores=outcome.scores,
+        fit_times=outcome.fit_times,
+        cv_confusion=outcome.confusion.tolist(),
+        params=outcome.params,
+        cv_params=outcome.fold_params,
+        weights_id=train.meta.weights.id,
+        pretrained=train.meta.weights.pretrained,
+        repeats=spec.repeats,
+        oof_pred=outcome.oof_pred.tolist(),
+        oof_score=[round(float(v), 6) for v in outcome.oof_score],
+        per_class=per_class(labels, outcome.oof_pred, classes),
+        views=outcome.views,
+        train_views=spec.train_views,
+    )
+    if len(outcomes) > 1:
+        result.layer_scores = [
+            {
+                "layer": name,
+                "cv_accuracy_mean": float(np.mean(o.scores["accuracy"])),
+                "cv_accuracy_std": float(np.std(o.scores["accuracy"])),
+            }
+            for name, o in outcomes.items()
+        ]
+    return result
+
+
+def model_meta(
+    cache: FeatureCache,
+    layer: str,
+    clf: str,
+    classes: list[str],
+    *,
+    views: list[str] | None = None,
+) -> ModelMeta:
+    """What a saved model records so predict can reproduce its features (the
+    ``views`` of each image it averages over: default the centre alone)."""
+    meta = cache.meta
+    ldef = cache.layers[layer]
+    return ModelMeta(
+        featx_version=__version__,
+        sklearn_version=sklearn.__version__,
+        cache_format=FORMAT_VERSION,
+        cache=str(cache.path),
+        data_root=meta.data_root,
+        layer=layer,
+        layer_name=ldef.layer,
+        module_path=ldef.module_path,
+        spatial=ldef.spatial,
+        dtype=ldef.dtype,
+        clf=clf,
+        classes=classes,
+        model=meta.model,
+        **{f"weights_{k}": v for k, v in meta.weights.to_dict().items()},
+        transform=meta.transform,
+        views=list(views or [CENTER]),
+    )
+
+
+def record_fit(meta: ModelMeta, result: FitResult) -> ModelMeta:
+    """``meta`` with the fit's settings and scores."""
+    return replace(
+        meta,
+        cv=result.cv,
+        seed=result.seed,
+        scale=result.scale,
+        pca=result.pca,
+        tuned=result.tuned,
+        params=result.params,
+        cv_scores=result.cv_scores,
+    )
+
+
+def default_model_path(cache_path: Path, layer: str, clf: str) -> Path:
+    return Path("models") / f"{cache_path.stem}-{layer}-{clf}{SUFFIX}"

@@ -1,0 +1,287 @@
+"""Typed records and the copies derived from one source: the report's
+reproduce command, the result store's key, and files written before the
+restructuring (tests/data/legacy/, see its README.md) that must still load."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import shutil
+from dataclasses import fields, replace
+from pathlib import Path
+
+import pytest
+
+from featx.choices import HEAD_TRAIN_LAYERS
+from featx.cli import main
+from featx.fit import FitSpec
+from featx.modelfile import MODEL_FORMAT, ModelFileError, ModelMeta, check_format
+from featx.progress import Progress
+from featx.report import (
+    RecordError,
+    ReportSpec,
+    ResultRow,
+    ResultsDocument,
+    make_report,
+    result_key,
+)
+from featx.report.store import KEY_ROLES
+
+LEGACY = Path(__file__).parent / "data" / "legacy"
+TRAIN = "Train-random-12e3d9d749"
+PRINTS = ("a" * 64, None)
+
+# ------------------------------------------------------- the reproduce command
+
+#: A value unlike the default for every field of ReportSpec.
+OTHER_REPORT_VALUES = {
+    "cache": Path("my caches/Train-x.h5"),
+    "test": Path("Test-x.h5"),
+    "layers": ["conv5_avg", "fc7"],
+    "clfs": ["ridge", "head"],
+    "cv": 3,
+    "repeats": 4,
+    "seed": 7,
+    "tune": False,
+    "center_only": True,
+    "cache_dir": Path("elsewhere"),
+    "out": Path("out dir/r"),
+}
+
+
+def parse_report(command: str) -> ReportSpec:
+    """The spec `featx report` builds from ``command``, parsed by its click
+    command."""
+    words = shlex.split(command)
+    assert words[:2] == ["featx", "report"]
+    ctx = main.commands["report"].make_context("report", words[2:])
+    return ReportSpec.from_cli(ctx.params)
+
+
+def test_every_report_field_names_a_report_option():
+    params = {p.name for p in main.commands["report"].params}
+    for f in fields(ReportSpec):
+        assert f.metadata["param"] in params, f.name
+    assert set(OTHER_REPORT_VALUES) == {f.name for f in fields(ReportSpec)}
+
+
+def test_report_defaults_are_the_commands():
+    ctx = main.commands["report"].make_context("report", [])
+    assert ReportSpec.from_cli(ctx.params) == ReportSpec(cache_dir=Path("cache"))
+
+
+@pytest.mark.parametrize("name", list(OTHER_REPORT_VALUES))
+def test_reproduce_command_parses_back_to_the_spec(name):
+    base = ReportSpec(cache=Path("Train.h5"), cache_dir=Path("cache"), out=Path("r"))
+    spec = replace(base, **{name: OTHER_REPORT_VALUES[name]})
+    assert spec != base
+    assert parse_report(spec.command()) == spec
+
+
+def test_reproduce_command_with_everything_changed():
+    spec = ReportSpec(**OTHER_REPORT_VALUES)
+    assert parse_report(spec.command()) == spec
+
+
+# --------------------------------------------------------- the result store key
+
+#: A value unlike the default for every FitSpec field that changes results.
+OTHER_FIT_VALUES = {
+    "clf": "ridge",
+    "cv": 3,
+    "seed": 1,
+    "scale": "none",
+    "pca": 8,
+    "tune": False,
+    "value": 0.5,
+    "repeats": 3,
+    "center_only": True,
+    "train_views": False,
+    "head_train": HEAD_TRAIN_LAYERS[1],
+    "source": {"weights": "random", "weights_seed": 0},
+}
+OTHER_RUN_VALUES = {
+    "jobs": 1,
+    "backend": "ray",
+    "address": "ray://elsewhere:10001",
+    "progress": Progress(),
+}
+
+
+def test_every_fit_field_declares_whether_it_changes_results():
+    for f in fields(FitSpec):
+        assert isinstance(f.metadata.get("results"), bool), (
+            f"FitSpec.{f.name} must declare results=True/False (featx.fit.spec._option)"
+        )
+        if f.metadata["results"]:
+            assert f.metadata["key"] in KEY_ROLES, f.name
+    changing = {f.name for f in fields(FitSpec) if f.metadata["results"]}
+    assert changing == set(OTHER_FIT_VALUES)
+    assert {f.name for f in fields(FitSpec)} - changing == set(OTHER_RUN_VALUES)
+
+
+@pytest.mark.parametrize("name", list(OTHER_FIT_VALUES))
+def test_a_field_that_changes_results_changes_the_key(name):
+    spec = FitSpec(clf="logreg")
+    other = replace(spec, **{name: OTHER_FIT_VALUES[name]})
+    assert result_key(PRINTS, other, "fc7", "flip") != result_key(
+        PRINTS, spec, "fc7", "flip"
+    )
+
+
+@pytest.mark.parametrize("name", list(OTHER_RUN_VALUES))
+def test_how_the_work_runs_keeps_the_key(name):
+    spec = FitSpec(clf="logreg")
+    other = replace(spec, **{name: OTHER_RUN_VALUES[name]})
+    assert result_key(PRINTS, other, "fc7", None) == result_key(
+        PRINTS, spec, "fc7", None
+    )
+
+
+def test_data_and_layer_change_the_key():
+    spec = FitSpec(clf="logreg")
+    key = result_key(PRINTS, spec, "fc7", None)
+    assert result_key(("b" * 64, None), spec, "fc7", None) != key
+    assert result_key((PRINTS[0], "c" * 64), spec, "fc7", None) != key
+    assert result_key(PRINTS, spec, "fc6", None) != key
+
+
+# ------------------------------------------------------------- format versions
+
+
+def test_a_newer_model_file_says_what_wrote_it():
+    blob = {"format": MODEL_FORMAT + 1, "meta": {"featx_version": "9.1.0"}}
+    with pytest.raises(ModelFileError) as info:
+        check_format(blob, where="m.skops")
+    message = str(info.value)
+    assert "\n" not in message
+    assert "m.skops was written by featx 9.1.0" in message
+    assert "upgrade featx" in message
+
+
+def test_a_newer_results_document_says_what_wrote_it():
+    data = {"results": [], "format": 7, "featx_version": "9.1.0"}
+    with pytest.raises(RecordError, match=r"featx 9\.1\.0 .*upgrade featx"):
+        ResultsDocument.from_dict(data)
+
+
+def test_a_row_that_is_not_a_result_is_refused():
+    with pytest.raises(RecordError, match="not a featx result"):
+        ResultRow.from_dict({"layer": "fc7"})
+
+
+# ------------------------------------------------ files written before the move
+
+
+def test_legacy_model_meta_round_trips():
+    from featx.modelfile import load_model
+
+    _, stored = load_model(LEGACY / "models" / f"{TRAIN}-fc7-logreg.skops")
+    meta = ModelMeta.from_dict(stored)
+    assert meta.weights_id == "random(seed=0)" and meta.views == ["center", "flip"]
+    assert meta.extra == {}
+    assert meta.to_dict() == stored
+    assert list(meta.to_dict()) == list(stored)  # the same keys, in the same order
+
+
+@pytest.mark.parametrize(
+    ("model", "recorded"),
+    [
+        (f"{TRAIN}-fc7-logreg.skops", "pred_fc7_logreg.json"),
+        (f"{TRAIN}-conv5_avg-ridge.skops", "pred_conv5_ridge.json"),
+    ],
+)
+def test_legacy_model_files_predict_what_they_predicted(monkeypatch, model, recorded):
+    from featx.predict import predict
+
+    monkeypatch.chdir(LEGACY)  # the predictions record paths relative to it
+    results = predict(Path("models") / model, [Path("data/Test")], device="cpu")
+    got = [
+        {"path": r.path, "label": r.label, "true_label": r.true_label, "error": ""}
+        for r in results
+    ]
+    expected = json.loads((LEGACY / recorded).read_text())
+    keys = ("path", "label", "true_label", "error")
+    assert got == [{k: e[k] for k in keys} for e in expected]
+    for r, e in zip(results, expected, strict=True):
+        assert r.score == pytest.approx(e["score"], rel=1e-4, abs=1e-6)
+        assert r.score_kind == e["score_kind"]
+
+
+def test_legacy_results_json_loads():
+    data = json.loads((LEGACY / "report" / "results.json").read_text())
+    document = ResultsDocument.from_dict(data)
+    assert document.format == 1 and document.best == data["best"]
+    rows = document.rows()
+    assert len(rows) == 8
+    assert {(r.layer, r.clf) for r in rows} >= {
+        ("fc7", "logreg"),
+        ("fc7", "ridge+flip"),
+    }
+    assert rows[0].tied_with_best is not None
+    for row, stored in zip(rows, data["results"], strict=True):
+        assert row.summary() == stored
+
+
+def test_legacy_result_store_is_reused(tmp_path, monkeypatch):
+    cache_dir = tmp_path / "cache"
+    shutil.copytree(LEGACY / "cache", cache_dir)
+    before = {p.name: p.read_text() for p in (cache_dir / "results").iterdir()}
+    for stored in before.values():
+        ResultRow.from_dict(json.loads(stored))  # every entry reads as a row
+
+    def no_fit(**kwargs):
+        raise AssertionError("a stored result was recomputed")
+
+    monkeypatch.setattr("featx.report.store.fit", no_fit)
+    report = make_report(
+        cache=cache_dir / f"{TRAIN}.h5",
+        test=cache_dir / "Test-random-f9a3db8164.h5",
+        cache_dir=cache_dir,
+        clfs=["logreg", "ridge"],
+        cv=3,
+        out=tmp_path / "report",
+    )
+    assert (report.reused, report.computed) == (8, 0)
+    assert {p.name: p.read_text() for p in (cache_dir / "results").iterdir()} == before
+    legacy = json.loads((LEGACY / "report" / "results.json").read_text())
+    ours = json.loads((tmp_path / "report" / "results.json").read_text())
+    assert ours["best"] == legacy["best"]
+    assert [r["cv_accuracy_mean"] for r in ours["results"]] == [
+        r["cv_accuracy_mean"] for r in legacy["results"]
+    ]
+
+
+def test_fit_and_report_load_no_torch():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, featx.fit, featx.report, featx.modelfile\n"
+        "from featx.report import ReportSpec\n"
+        "ReportSpec(cache='c.h5').command()\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+
+
+def test_every_key_of_a_fit_is_a_field_of_its_row():
+    from featx.fit import FitResult
+
+    result = FitResult(
+        cache="c.h5", layer="fc7", clf="svm", n_rows=4, n_features=3,
+        classes=["a", "b"], cv=2, seed=0, scale="standard", pca=None, tuned=True,
+        cv_scores={"accuracy": [1.0, 0.5], "f1_macro": [1.0, 0.5]},
+        fit_times=[0.1, 0.2], test={"accuracy": 1.0, "f1_macro": 1.0},
+    )  # fmt: skip
+    row = ResultRow.from_fit(result.to_json(), classifier="svm", label="svm+flip")
+    assert row.extra == {}  # a new FitResult key needs a ResultRow field
+    assert row.classifier == "svm" and row["clf"] == "svm+flip"
+    assert row.to_dict() == {
+        **result.to_json(),
+        "classifier": "svm",
+        "clf": "svm+flip",
+    }
