@@ -191,13 +191,15 @@ class CacheMeta:
                 out += [
                     (
                         f.metadata["prefix"] + w.name,
-                        w.metadata["stored"],
-                        w.metadata["doc"],
+                        w.metadata.get("stored", ""),
+                        w.metadata.get("doc", ""),
                     )
                     for w in fields(WeightsInfo)
                 ]
             else:
-                out.append((f.name, f.metadata["stored"], f.metadata["doc"]))
+                out.append(
+                    (f.name, f.metadata.get("stored", ""), f.metadata.get("doc", ""))
+                )
         return out
 
     @property
