@@ -9,9 +9,7 @@ from pathlib import Path
 
 from featx.cache.read import FeatureCache
 from featx.cache.schema import CacheMeta
-from featx.errors import (
-    CacheError,
-)
+from featx.errors import CacheError
 
 
 def default_cache_dir() -> Path:

@@ -9,10 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from featx.cache.space import no_space
-from featx.errors import (
-    CacheBusyError,
-    ReadOnlyError,
-)
+from featx.errors import CacheBusyError, ReadOnlyError
 
 #: What a process that finds a cache being written is told.
 BUSY_MESSAGE = (

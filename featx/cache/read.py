@@ -20,10 +20,7 @@ from featx.cache.format import (
     reading,
 )
 from featx.cache.schema import MAX_ABS, CacheMeta, CacheState, Failure, LayerDef, Rows
-from featx.errors import (
-    CacheDamagedError,
-    CacheError,
-)
+from featx.errors import CacheDamagedError, CacheError
 from featx.views import ALL_VIEWS, CENTER, dataset_key
 
 READ_BLOCK_BYTES = 4 << 20

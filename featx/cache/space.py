@@ -9,10 +9,7 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
-from featx.errors import (
-    NoSpaceError,
-    ReadOnlyError,
-)
+from featx.errors import NoSpaceError, ReadOnlyError
 
 
 def _mb(n: int) -> str:
