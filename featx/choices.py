@@ -3,7 +3,7 @@
 Importable without torch or scikit-learn: the command line builds its
 ``click.Choice`` lists and help from them, and the library checks a value
 against the same tuple (:mod:`featx.extraction`, :mod:`featx.fit`,
-:mod:`featx.export`, :mod:`featx.model`). :mod:`featx.head` (torch) needs no
+:mod:`featx.cache.export`, :mod:`featx.model`). :mod:`featx.head` (torch) needs no
 import of :mod:`featx.fit` for them.
 """
 

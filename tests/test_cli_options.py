@@ -162,13 +162,13 @@ def test_every_choice_is_the_library_vocabulary(command, param):
 
 
 def test_the_library_checks_against_the_same_vocabularies():
-    import featx.export
+    import featx.cache.export
     import featx.forward
     import featx.model
 
     assert tuple(featx.model.ARCHITECTURES) == featx.model.MODELS == choices.MODELS
     assert pipelines.SCALES == choices.SCALES  # pipelines knows nothing of featx
-    assert featx.export.FORMATS is choices.EXPORT_FORMATS
+    assert featx.cache.export.FORMATS is choices.EXPORT_FORMATS
     assert featx.forward.DEVICE_CHOICES is choices.DEVICES
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from featx.cache import FeatureCache
+from featx.cache.read import FeatureCache
 from featx.choices import EXPORT_FORMATS
 from featx.errors import FeatxError, check_choice
 

@@ -1,0 +1,92 @@
+"""The cache-reading path loads no torch: `featx info`, `fit` and `report` start
+fast because nothing they import pulls torch in."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+LEGACY = Path(__file__).parent / "data" / "legacy" / "cache"
+CACHES = ("Train-random-12e3d9d749.h5", "Test-random-f9a3db8164.h5")
+
+COMMANDS = {
+    "info": ["info", "--cache-dir", "cache"],
+    "fit": [
+        "fit", "-q", "--cache-dir", "cache", "--clf", "logreg", "--layer", "fc7",
+        "--cv", "3", "--jobs", "1",
+    ],
+    "report": [
+        "report", "-q", "--cache-dir", "cache", "--clfs", "logreg", "--layers",
+        "fc7", "--cv", "3", "--repeats", "1", "--jobs", "1", "--no-tune",
+        "--out", "report",
+    ],
+}  # fmt: skip
+
+#: Run in a fresh interpreter: import featx.cli, run each command, and say after
+#: which step torch appeared in sys.modules, if it did.
+SCRIPT = """
+import json, sys
+from featx.cli import main
+steps = [("import featx.cli", "torch" in sys.modules)]
+for args in json.loads(sys.argv[1]):
+    main(args, standalone_mode=False)
+    steps.append((args[0], "torch" in sys.modules))
+print("STEPS " + json.dumps(steps))
+"""
+
+#: Why `featx fit` loads torch today: saving the model imports skops.io, whose
+#: trusted-type list calls sklearn.utils.discovery.all_estimators(); that walks
+#: every sklearn package with pkgutil.walk_packages, which imports
+#: sklearn.externals.array_api_compat.torch, which imports torch when it is
+#: installed. The fix belongs where featx imports skops (featx.modelfile).
+FIT_LOADS_TORCH = pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="skops.io's import walks sklearn.externals.array_api_compat.torch",
+)
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Path:
+    """A folder with a cache dir holding the legacy Train and Test caches."""
+    (tmp_path / "cache").mkdir()
+    for name in CACHES:
+        shutil.copy2(LEGACY / name, tmp_path / "cache" / name)
+    return tmp_path
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "commands",
+    [
+        ("info",),
+        ("report",),
+        pytest.param(("fit",), marks=FIT_LOADS_TORCH),
+        pytest.param(("info", "fit", "report"), marks=FIT_LOADS_TORCH),
+    ],
+    ids="+".join,
+)
+def test_cache_reading_commands_load_no_torch(workdir, commands):
+    argv = json.dumps([COMMANDS[c] for c in commands])
+    done = subprocess.run(
+        [sys.executable, "-c", SCRIPT, argv],
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    line = next(x for x in done.stdout.splitlines() if x.startswith("STEPS "))
+    steps = json.loads(line[len("STEPS ") :])
+    assert [s for s, _ in steps] == ["import featx.cli", *commands]
+    loaded = [step for step, torch_loaded in steps if torch_loaded]
+    assert not loaded, f"torch is in sys.modules after: {', '.join(loaded)}"
+    if "report" in commands:
+        assert (workdir / "report" / "results.json").is_file()
+    if "fit" in commands:
+        assert list((workdir / "models").glob("Train-random-*-fc7-logreg.skops"))
