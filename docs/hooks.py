@@ -1,0 +1,38 @@
+"""MkDocs hooks: pages whose content comes from the code, so that it cannot drift.
+
+``docs/cache-format.md`` holds the marker ``<!-- featx:cache-format -->``; it is
+replaced by :func:`featx.cache.describe_format`, the tables of root attributes and
+datasets generated from ``CacheMeta`` and the code that writes a cache.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from mkdocs.exceptions import PluginError
+
+MARKER = "<!-- featx:cache-format -->"
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def on_config(config):
+    # Document the featx of this checkout, installed or not (mkdocs-click and the
+    # hook import it; mkdocstrings reads it through its own ``paths``).
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    return config
+
+
+def on_page_markdown(markdown: str, page, config, files) -> str:
+    if MARKER not in markdown:
+        return markdown
+    import featx.cache
+
+    describe = getattr(featx.cache, "describe_format", None)
+    if describe is None:
+        raise PluginError(
+            f"{page.file.src_path}: featx.cache has no describe_format(); "
+            "the cache format page is generated from it"
+        )
+    return markdown.replace(MARKER, describe().strip() + "\n")
