@@ -612,7 +612,7 @@ def export(cache, layer, fmt, out, cache_dir) -> None:
     left out as for `featx fit`.
     """
     from featx.cache import resolve_cache
-    from featx.export import export as run_export
+    from featx.cache.export import export as run_export
 
     path = run_export(resolve_cache(cache, cache_dir), layer, fmt, out)
     click.echo(f"wrote {path}")

@@ -32,9 +32,16 @@ from featx.cache import (
     remove_stale_temporaries,
     write_cache,
 )
+from featx.cache.identity import cache_meta, cache_path_for
+from featx.cache.reconcile import (
+    check_dtypes,
+    reconcile_cache,
+    scan_rows,
+    split_known,
+    up_to_date,
+)
 from featx.errors import ReadOnlyError, check_choice, check_int
 from featx.forward import Batch, compute_batches, resolve_device
-from featx.identity import cache_meta, cache_path_for
 from featx.images import ImageSet, Labelling, Preprocess, list_images
 from featx.model import (
     LoadedWeights,
@@ -43,13 +50,6 @@ from featx.model import (
     resolve_layers,
 )
 from featx.progress import Progress
-from featx.reconcile import (
-    check_dtypes,
-    reconcile_cache,
-    scan_rows,
-    split_known,
-    up_to_date,
-)
 from featx.views import VIEW_SETS, views_of
 
 SPATIAL_CHOICES = ("none", "avg", "max")

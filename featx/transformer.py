@@ -137,7 +137,7 @@ class AlexNetFeatures(TransformerMixin, BaseEstimator):
 
     def _cache_path(self, root: Path) -> Path:
         from featx.cache import default_cache_dir
-        from featx.identity import cache_path_for
+        from featx.cache.identity import cache_path_for
         from featx.model import preprocess_for
 
         cache_dir = (

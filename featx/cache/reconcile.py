@@ -14,15 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from featx.cache import (
-    CacheFiller,
-    CacheMeta,
-    CacheState,
-    Failure,
-    LayerDef,
-    Rows,
-    write_cache,
-)
+from featx.cache.schema import CacheMeta, CacheState, Failure, LayerDef, Rows
+from featx.cache.write import CacheFiller, write_cache
 from featx.digest import file_sha256
 from featx.errors import CacheError
 from featx.images import ImageSet
@@ -40,6 +33,23 @@ def _hash(path: Path) -> str | OSError:
         return exc
 
 
+def _known(
+    old: CacheState | None,
+) -> tuple[dict[str, tuple[str, int, int]], int]:
+    """What the cache ``old`` recorded of each file, ``(sha256, size, mtime_ns)``
+    by path (rows, then failures), and when it last scanned the folder."""
+    if old is None:
+        return {}, 0
+    r = old.rows
+    known = {
+        rel: (r.sha256[i], int(r.size[i]), int(r.mtime_ns[i]))
+        for i, rel in enumerate(r.paths)
+    }
+    for fail in old.failed:
+        known[fail.path] = (fail.sha256, fail.size, fail.mtime_ns)
+    return known, old.scanned_at_ns
+
+
 def scan_rows(
     images: ImageSet, old: CacheState | None, progress: Progress
 ) -> tuple[Rows, list[Failure]]:
@@ -51,15 +61,7 @@ def scan_rows(
     not one: those the listing skipped, then files that vanished or could not
     be read.
     """
-    known: dict[str, tuple[str, int, int]] = {}
-    scanned = 0
-    if old is not None:
-        scanned = old.scanned_at_ns
-        for i, rel in enumerate(old.rows.paths):
-            r = old.rows
-            known[rel] = (r.sha256[i], int(r.size[i]), int(r.mtime_ns[i]))
-        for fail in old.failed:
-            known[fail.path] = (fail.sha256, fail.size, fail.mtime_ns)
+    known, scanned = _known(old)
     unreadable = [Failure(x.path, x.reason) for x in images.skipped]
     keep, sizes, mtimes, hashes, todo = [], [], [], [], []
     for i, rel in enumerate(images.paths):

@@ -11,14 +11,14 @@ import hashlib
 import json
 import time
 from pathlib import Path
-
-import torch
-import torchvision
+from typing import TYPE_CHECKING
 
 from featx import __version__
-from featx.cache import CacheMeta, WeightsInfo
-from featx.images import ImageSet, Preprocess
-from featx.model import WEIGHTS, LoadedWeights
+from featx.cache.schema import CacheMeta, WeightsInfo
+
+if TYPE_CHECKING:
+    from featx.images import ImageSet, Preprocess
+    from featx.model import LoadedWeights
 
 
 def cache_identity(
@@ -57,6 +57,13 @@ def cache_meta(
     images: ImageSet, weights: LoadedWeights, preprocess: Preprocess
 ) -> CacheMeta:
     """The provenance a cache of ``images`` records."""
+    # Here, not at the top: only extraction (which has torch loaded) calls this,
+    # and importing featx.cache must not import torch.
+    import torch
+    import torchvision
+
+    from featx.model import WEIGHTS
+
     is_torchvision = weights.weights_id.startswith("torchvision:")
     return CacheMeta(
         data_root=str(images.root),

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from featx.cache import FeatureCache
+from featx.cache.read import FeatureCache
 from featx.errors import FeatxError, check_choice
 
 FORMATS = ("npz", "csv", "parquet")

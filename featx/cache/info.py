@@ -1,0 +1,53 @@
+"""A JSON-able summary of one cache, for ``featx info`` and reports."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from featx.cache.read import FeatureCache
+from featx.views import dataset_key
+
+
+def cache_info(path: Path) -> dict:
+    """A JSON-able summary of a cache: images, layers, classes, failures, weights."""
+    with FeatureCache(path) as cache:
+        meta = cache.meta
+        labels = cache.labels
+        counts = {name: int((labels == i).sum()) for i, name in enumerate(meta.classes)}
+        layers = {}
+        for key, layer in cache.layers.items():
+            done = cache.done(key)
+            views = {
+                view: {"rows_done": int(cache.done(dataset_key(key, view)).sum())}
+                for view in cache.views(key, complete=False)
+            }
+            layers[key] = {
+                "views": views,
+                "dim": layer.dim,
+                "dtype": layer.dtype,
+                "layer": layer.layer,
+                "module_path": layer.module_path,
+                "shape": list(layer.shape),
+                "spatial": layer.spatial,
+                "rows_done": int(done.sum()),
+                "complete": bool(done.all()),
+            }
+        failed = cache.failed
+        return {
+            "path": str(cache.path),
+            "format": int(cache.attrs["featx_format"]),
+            "data_root": meta.data_root,
+            "n_images": cache.n_rows,
+            "layers": layers,
+            "classes": counts,
+            "n_failed": len(failed),
+            "failed": [{"path": f.path, "reason": f.reason} for f in failed],
+            "model": meta.model,
+            "weights": meta.weights.to_dict(),
+            "transform": meta.transform,
+            "versions": {
+                "featx": meta.featx_version,
+                "torch": meta.torch_version,
+                "torchvision": meta.torchvision_version,
+            },
+        }
