@@ -3,16 +3,21 @@
 ``docs/cache-format.md`` holds the marker ``<!-- featx:cache-format -->``; it is
 replaced by :func:`featx.cache.describe_format`, the tables of root attributes and
 datasets generated from ``CacheMeta`` and the code that writes a cache.
+
+The docstrings mkdocstrings renders use Sphinx roles (``:class:`X```); Markdown
+leaves the role's name before the code, and :func:`on_page_content` drops it.
 """
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
 from mkdocs.exceptions import PluginError
 
 MARKER = "<!-- featx:cache-format -->"
+SPHINX_ROLE = re.compile(r":(?:class|func|meth|mod|attr|data|exc|obj):(?=<code>)")
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -36,3 +41,7 @@ def on_page_markdown(markdown: str, page, config, files) -> str:
             "the cache format page is generated from it"
         )
     return markdown.replace(MARKER, describe().strip() + "\n")
+
+
+def on_page_content(html: str, page, config, files) -> str:
+    return SPHINX_ROLE.sub("", html)
