@@ -1,6 +1,7 @@
 """MkDocs hooks: pages whose content comes from the code, so that it cannot drift.
 
-``docs/cache-format.md`` holds the marker ``<!-- featx:cache-format -->``; it is
+``docs/cache-format.md`` holds a block from ``<!-- featx:cache-format -->`` to
+``<!-- /featx:cache-format -->`` (a note for readers of the raw file); it is
 replaced by :func:`featx.cache.describe_format`, the tables of root attributes and
 datasets generated from ``CacheMeta`` and the code that writes a cache.
 
@@ -17,6 +18,7 @@ from pathlib import Path
 from mkdocs.exceptions import PluginError
 
 MARKER = "<!-- featx:cache-format -->"
+END_MARKER = "<!-- /featx:cache-format -->"
 SPHINX_ROLE = re.compile(r":(?:class|func|meth|mod|attr|data|exc|obj):(?=<code>)")
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -40,7 +42,11 @@ def on_page_markdown(markdown: str, page, config, files) -> str:
             f"{page.file.src_path}: featx.cache has no describe_format(); "
             "the cache format page is generated from it"
         )
-    return markdown.replace(MARKER, describe().strip() + "\n")
+    before, rest = markdown.split(MARKER, 1)
+    if END_MARKER not in rest:
+        raise PluginError(f"{page.file.src_path}: {MARKER} without {END_MARKER}")
+    after = rest.split(END_MARKER, 1)[1]
+    return before + describe().strip() + "\n" + after
 
 
 def on_page_content(html: str, page, config, files) -> str:
