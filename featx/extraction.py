@@ -183,8 +183,15 @@ def extract(
         Recompute the cache from nothing, ignoring (and replacing) the file
         there, for example a damaged one.
 
-    Returns the :class:`ExtractResult` of the run; raises a
-    :class:`~featx.errors.FeatxError` subclass when the run cannot go on.
+    Returns
+    -------
+    ExtractResult
+        What the run did.
+
+    Raises
+    ------
+    featx.errors.FeatxError
+        A subclass of it, when the run cannot go on.
     """
     progress = progress or Progress()
     _check_options(

@@ -40,6 +40,8 @@ class ViewEnsemble(ClassifierMixin, BaseEstimator):
         probabilities, for a classifier that has no decision function);
         ``"center"``: the first view's.
 
+    Notes
+    -----
     ``X`` may also hold one view only (``d`` columns): it is then the centre,
     and is classified on its own (a held-out cache extracted without views).
 
