@@ -1,0 +1,100 @@
+"""The preprocessing of the weights, split so that decode workers ship uint8
+crops and the device does the float maths."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from PIL import Image
+
+from featx.views import crop_views
+
+if TYPE_CHECKING:
+    import torch
+
+
+class Preprocess:
+    """The preprocessing of a torchvision weights entry, split for batching.
+
+    Parameters
+    ----------
+    transforms
+        ``weights.transforms()``: a torchvision ``ImageClassification`` preset.
+    """
+
+    #: A mean image file the input is centred with (caffe-alexnet's, if given).
+    mean_file: Path | None = None
+    #: How JPEGs are decoded, one of :data:`DECODE_MODES`: part of the identity.
+    decode: str = "exact"
+
+    @property
+    def scale_to(self) -> list[int] | None:
+        """The resize target a ``fast`` decode may scale a JPEG down to."""
+        return self.resize_size if self.decode == "fast" else None
+
+    def __init__(self, transforms) -> None:
+        self.transforms = transforms
+        self.resize_size = list(transforms.resize_size)
+        self.crop_size = list(transforms.crop_size)
+        self.mean = tuple(float(m) for m in transforms.mean)
+        self.std = tuple(float(s) for s in transforms.std)
+        self.interpolation = transforms.interpolation
+        self.antialias = transforms.antialias
+
+    @property
+    def crop_hw(self) -> tuple[int, int]:
+        """The crop's (height, width); torchvision spells a square one [side]."""
+        crop = self.crop_size
+        return (crop[0], crop[0]) if len(crop) == 1 else (crop[0], crop[1])
+
+    def _resize(self, img: Image.Image) -> Image.Image:
+        from torchvision.transforms import functional as F
+
+        return F.resize(
+            img,
+            self.resize_size,
+            interpolation=self.interpolation,
+            antialias=self.antialias,
+        )
+
+    def to_uint8(self, img: Image.Image) -> torch.Tensor:
+        """Resize and centre crop a PIL image; return a (3, H, W) uint8 tensor."""
+        from torchvision.transforms import functional as F
+
+        return F.pil_to_tensor(F.center_crop(self._resize(img), self.crop_size))
+
+    def views_uint8(self, img: Image.Image, views: tuple[str, ...]) -> torch.Tensor:
+        """Resize a PIL image once and cut ``views`` of it (:mod:`featx.views`);
+        return a (V, 3, H, W) uint8 tensor."""
+        from torchvision.transforms import functional as F
+
+        return crop_views(F.pil_to_tensor(self._resize(img)), self.crop_hw, views)
+
+    def normalize(self, batch: torch.Tensor) -> torch.Tensor:
+        """Turn a (N, 3, H, W) uint8 batch into the normalised float input."""
+        import torch
+
+        x = batch.float().div_(255.0)
+        mean = torch.tensor(self.mean, device=x.device).view(1, -1, 1, 1)
+        std = torch.tensor(self.std, device=x.device).view(1, -1, 1, 1)
+        return x.sub_(mean).div_(std)
+
+    def __repr__(self) -> str:
+        return repr(self.transforms)
+
+    def describe(self) -> dict:
+        """A JSON-able description; part of a cache's identity. A full decode
+        (``exact``) is described as before the mode existed, so caches made then
+        stay ``exact`` caches."""
+        scaled = {"decode": "fast"} if self.decode == "fast" else {}
+        return {
+            **scaled,
+            "decoder": "PIL; EXIF orientation; RGB (alpha over white, 16-bit scaled)",
+            "resize": self.resize_size,
+            "interpolation": str(self.interpolation.value),
+            "antialias": bool(self.antialias),
+            "center_crop": self.crop_size,
+            "mean": list(self.mean),
+            "std": list(self.std),
+        }
