@@ -10,6 +10,7 @@ the file changed since it was saved.
 from __future__ import annotations
 
 import os
+import sys
 import zipfile
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
@@ -104,9 +105,31 @@ def sidecar_path(path: Path | str) -> Path:
     return path.with_name(path.name + ".sha256")
 
 
+def _skops_io():
+    """``skops.io``, imported without torch.
+
+    skops builds its trusted types from scikit-learn's ``all_estimators()``,
+    which walks every sklearn package and so imports
+    ``sklearn.externals.array_api_compat.torch``, which imports torch (~2.5 s,
+    on commands that otherwise never need it). That one module is kept out of
+    the walk; no estimator lives in it.
+    """
+    name = "sklearn.externals.array_api_compat.torch"
+    if name in sys.modules or "skops.io" in sys.modules:
+        import skops.io as sio
+
+        return sio
+    sys.modules[name] = None  # an import of it fails; the walk skips it
+    try:
+        import skops.io as sio
+    finally:
+        del sys.modules[name]
+    return sio
+
+
 def save_model(path: Path, pipeline, meta: ModelMeta | dict) -> Path:
     """Write ``pipeline`` and ``meta`` to ``path`` and its sha256 sidecar."""
-    import skops.io as sio
+    sio = _skops_io()
 
     if isinstance(meta, ModelMeta):
         meta = meta.to_dict()
@@ -158,7 +181,7 @@ def read_model(path: Path) -> tuple[object, ModelMeta]:
 
 
 def _load_blob(path: Path) -> dict:
-    import skops.io as sio
+    sio = _skops_io()
 
     if not path.is_file():
         raise ModelFileError(f"model file {path} does not exist")

@@ -39,18 +39,6 @@ for args in json.loads(sys.argv[1]):
 print("STEPS " + json.dumps(steps))
 """
 
-#: Why `featx fit` loads torch today: saving the model imports skops.io, whose
-#: trusted-type list calls sklearn.utils.discovery.all_estimators(); that walks
-#: every sklearn package with pkgutil.walk_packages, which imports
-#: sklearn.externals.array_api_compat.torch, which imports torch when it is
-#: installed. The fix belongs where featx imports skops (featx.modelfile).
-FIT_LOADS_TORCH = pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="skops.io's import walks sklearn.externals.array_api_compat.torch",
-)
-
-
 @pytest.fixture
 def workdir(tmp_path: Path) -> Path:
     """A folder with a cache dir holding the legacy Train and Test caches."""
@@ -66,8 +54,8 @@ def workdir(tmp_path: Path) -> Path:
     [
         ("info",),
         ("report",),
-        pytest.param(("fit",), marks=FIT_LOADS_TORCH),
-        pytest.param(("info", "fit", "report"), marks=FIT_LOADS_TORCH),
+        ("fit",),
+        ("info", "fit", "report"),
     ],
     ids="+".join,
 )

@@ -14,7 +14,6 @@ from featx.cli.options import (
     fold_engine_options,
     held_out_for,
     jobs_option,
-    split_list,
 )
 from featx.cli.output import TqdmProgress, print_report
 
@@ -108,25 +107,18 @@ def report(
 
     Results already computed for the same data and settings are reused.
     """
-    from featx.report import make_report
+    from featx.report import ReportSpec, make_report
 
-    test = held_out_for(test, cache, cache_dir, quiet, layers=split_list(layers))
+    # the spec is read from the parsed options as the reproduce command is
+    # written from it: one mapping, in featx.report.spec
+    spec = ReportSpec.from_cli(click.get_current_context().params)
+    test = held_out_for(test, cache, cache_dir, quiet, layers=spec.layers)
     result = make_report(
-        cache=cache,
-        cache_dir=cache_dir,
-        test=test,
-        layers=split_list(layers),
-        clfs=split_list(clfs) or [],
-        cv=cv,
-        repeats=repeats,
-        seed=seed,
+        **{**vars(spec), "test": test},
         jobs=jobs,
-        out=out,
         force=force,
-        tune=not no_tune,
         progress=TqdmProgress(quiet),
         backend=backend or engine,
         address=address,
-        center_only=center_only,
     )
     print_report(result)

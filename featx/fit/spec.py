@@ -15,7 +15,7 @@ from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import Pipeline
 
 import pipelines
-from featx.choices import CLASSIFIERS, HEAD_TRAIN_LAYERS
+from featx.choices import CLASSIFIERS, ENGINES, HEAD_TRAIN_LAYERS
 from featx.errors import FeatxError, check_choice, check_int
 from featx.progress import Progress
 from pipelines.views import ViewEnsemble
@@ -94,7 +94,7 @@ class FitSpec:
         check_choice("clf", self.clf, CLASSIFIERS)
         check_choice("head_train", self.head_train, HEAD_TRAIN_LAYERS)
         check_choice("scale", self.scale, pipelines.SCALES)
-        check_choice("backend", self.backend, ("local", "ray"))
+        check_choice("backend", self.backend, ENGINES)
         check_int("cv", self.cv, low=2)
         check_int("repeats", self.repeats, low=1)
         if self.pca is not None:
