@@ -29,5 +29,9 @@ DTYPES = ("float32", "float16")
 SCALES = ("standard", "l2", "none")
 #: What ``featx export`` writes.
 EXPORT_FORMATS = ("npz", "csv", "parquet")
+#: How JPEGs are decoded, the default first: ``fast`` lets libjpeg scale in the
+#: DCT domain (1/2, 1/4 or 1/8) as far as the resize target allows; ``exact``
+#: decodes every pixel (:mod:`featx.images.decode`).
+DECODE_MODES = ("fast", "exact")
 #: Where the network runs (``cuda:N`` stands for any device index).
 DEVICES = ("auto", "cpu", "cuda", "cuda:N")

@@ -150,13 +150,20 @@ def extract(
     model: str = "alexnet",
     mean: Path | None = None,
     views: str = "center",
+    decode: str = "fast",
 ) -> ExtractResult:
     """Extract ``layers`` for every image under ``data_dir`` into the cache.
 
-    (Seventeen parameters: they mirror `featx extract`'s options one to one.)
+    (Eighteen parameters: they mirror `featx extract`'s options one to one.)
 
     Parameters
     ----------
+    decode
+        ``"fast"``: a JPEG decodes directly at 1/2, 1/4 or 1/8 of its size
+        (libjpeg's DCT scaling), the smallest that still covers the model's
+        resize target; images under twice the target decode in full either way.
+        ``"exact"``: every pixel is decoded. The mode is part of the cache's
+        identity: rows of the two modes never share a cache.
     views
         ``"center"`` (the centre crop), ``"flip"`` (and its mirror image) or
         ``"ten"`` (the four corners and the centre, and their mirrors), each
@@ -211,7 +218,7 @@ def extract(
     if isinstance(weights, LoadedWeights):
         model = weights.arch
     specs = resolve_layers(list(layers), model)  # an unknown model stops here
-    preprocess = preprocess_for(model, mean)  # a bad mean file stops here
+    preprocess = preprocess_for(model, mean, decode)  # a bad mean file stops here
     compute = Compute(resolve_device(device), batch_size, num_workers, engine)
     images = list_images(Path(data_dir), labelling)  # lists; reads no image
     images.root = images.root.resolve()
@@ -357,6 +364,7 @@ def _batches(run: Run, rows: Rows, pending: np.ndarray, done: dict[str, np.ndarr
             batch_size=compute.batch_size,
             engine=compute.engine,
             mean=run.preprocess.mean_file,
+            decode=run.preprocess.decode,
         )
     return compute_batches(
         files=files,

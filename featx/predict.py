@@ -167,7 +167,9 @@ def wanted_layers(meta: ModelMeta, center_only: bool) -> list[LayerDef]:
 def check_preprocessing(meta: ModelMeta):
     """This featx's preprocessing for the model, refused unless it is the one
     its features were made with."""
-    preprocess = preprocess_for(meta.model, _mean_file(meta))
+    # the decode mode its features were made with (absent: a full decode)
+    decode = meta.transform.get("decode", "exact")
+    preprocess = preprocess_for(meta.model, _mean_file(meta), decode)
     if meta.transform != preprocess.describe():
         raise ModelFileError(
             "the model was trained on features with other preprocessing than this "

@@ -99,9 +99,18 @@ def check_folder_visible(ray, root: Path, sample: Path) -> None:
 class ExtractActor:
     """One model per actor; called with blocks of ``{"row", "path"}`` rows."""
 
-    # Eight parameters: what a remote actor needs to rebuild the driver's model.
+    # Nine parameters: what a remote actor needs to rebuild the driver's model.
     def __init__(
-        self, spec, seed, expected_sha256, wanted, threads, use_gpu, arch, mean
+        self,
+        spec,
+        seed,
+        expected_sha256,
+        wanted,
+        threads,
+        use_gpu,
+        arch,
+        mean,
+        decode="exact",
     ):
         torch.set_num_threads(threads)
         loaded = load_weights(spec, seed=seed, model=arch)
@@ -112,7 +121,7 @@ class ExtractActor:
             )
         self.device = torch.device("cuda" if use_gpu else "cpu")
         self.wanted = wanted
-        self.preprocess = preprocess_for(arch, mean)
+        self.preprocess = preprocess_for(arch, mean, decode)
         self.net = build_net(loaded, wanted, self.device)
         self.views = views_in(wanted)
 
@@ -158,12 +167,14 @@ def joblib_backend(address: str | None):
     return joblib.parallel_config(backend="ray")
 
 
-def ray_batches(*, files, rows, wanted, loaded, batch_size, engine, mean=None):
+def ray_batches(
+    *, files, rows, wanted, loaded, batch_size, engine, mean=None, decode="exact"
+):
     """The Ray engine's stream of ``(rows, values, failures)``, like
     :func:`featx.forward.compute_batches`; ``engine`` is a
     :class:`featx.extraction.RayEngine` (its address and number of actors);
     ``mean`` is caffe-alexnet's mean image file, if one is used (every worker
-    reads it at the same path)."""
+    reads it at the same path); ``decode`` the JPEG decode mode."""
     ray = connect(engine.address)
     quiet_ray_data(ray)
     check_folder_visible(
@@ -191,6 +202,7 @@ def ray_batches(*, files, rows, wanted, loaded, batch_size, engine, mean=None):
             "use_gpu": bool(gpus),
             "arch": loaded.arch,
             "mean": mean,
+            "decode": decode,
         },
         batch_size=batch_size,
         compute=ray.data.ActorPoolStrategy(size=workers),

@@ -68,6 +68,9 @@ class AlexNetFeatures(TransformerMixin, BaseEstimator):
     model : {"alexnet", "caffe-alexnet"}
         torchvision's AlexNet or the original BVLC network (then ``weights`` is
         ``"random"`` or one of its weight files).
+    decode : {"fast", "exact"}
+        JPEGs decoded at the smallest DCT scale that covers the resize target,
+        or in full; as ``featx extract --decode``.
     """
 
     def __init__(
@@ -84,9 +87,11 @@ class AlexNetFeatures(TransformerMixin, BaseEstimator):
         seed=0,
         prefetch=DEFAULT_PREFETCH,
         model="alexnet",
+        decode="fast",
     ):
         self.layer = layer
         self.model = model
+        self.decode = decode
         self.weights = weights
         self.spatial = spatial
         self.dtype = dtype
@@ -143,7 +148,7 @@ class AlexNetFeatures(TransformerMixin, BaseEstimator):
         cache_dir = (
             self.cache_dir if self.cache_dir is not None else default_cache_dir()
         )
-        preprocess = preprocess_for(self.model)
+        preprocess = preprocess_for(self.model, decode=self.decode)
         return cache_path_for(Path(cache_dir), root, self._weights(), preprocess)
 
     def _read(self, root: Path, rels: list[str], *, strict: bool = False):
@@ -187,12 +192,18 @@ class AlexNetFeatures(TransformerMixin, BaseEstimator):
             num_workers=self.num_workers,
             dtype=self.dtype,
             cache_dir=self.cache_dir,
+            decode=self.decode,
         )
 
     def __getstate__(self):
         state = dict(self.__dict__)
         state.pop("_loaded", None)  # weights are reloaded, never pickled
         return state
+
+    def __setstate__(self, state):
+        # pickled before decode modes existed: its caches were decoded in full
+        state.setdefault("decode", "exact")
+        super().__setstate__(state)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

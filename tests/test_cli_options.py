@@ -33,6 +33,7 @@ VOCABULARIES = {
     "head_train": choices.HEAD_TRAIN_LAYERS,
     "scale": choices.SCALES,
     "fmt": choices.EXPORT_FORMATS,
+    "decode": choices.DECODE_MODES,
 }
 
 

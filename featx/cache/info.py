@@ -45,6 +45,8 @@ def cache_info(path: Path) -> dict:
             "model": meta.model,
             "weights": meta.weights.to_dict(),
             "transform": meta.transform,
+            # caches made before the mode existed decoded every pixel
+            "decode": meta.transform.get("decode", "exact"),
             "versions": {
                 "featx": meta.featx_version,
                 "torch": meta.torch_version,

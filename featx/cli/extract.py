@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from featx.choices import DTYPES, SPATIAL
+from featx.choices import DECODE_MODES, DTYPES, SPATIAL
 from featx.cli.app import main
 from featx.cli.options import engine_option, examples, extraction_options, model_option
 from featx.cli.output import TqdmProgress, print_extraction, random_weights_banner
@@ -105,6 +105,15 @@ EXTRACT_EXAMPLES = examples(
     "(flip); or the four corners, the centre and their mirrors (ten). Each view "
     "is stored and resumed on its own; fit, report and predict use them.",
 )
+@click.option(
+    "--decode",
+    type=click.Choice(DECODE_MODES),
+    default="fast",
+    show_default=True,
+    help="JPEGs: decode at the smallest DCT scale (1/2, 1/4, 1/8) that still "
+    "covers the model's resize target (fast), or every pixel (exact). Images "
+    "under twice the target decode in full either way; a cache holds one mode.",
+)
 @model_option
 @click.option(
     "--mean",
@@ -136,6 +145,7 @@ def extract(
     views,
     model,
     mean_file,
+    decode,
 ) -> None:
     """Extract AlexNet activations for every image under each DATA_DIR into the
     cache (one cache per folder, one model load for all).
@@ -176,5 +186,6 @@ def extract(
             labelling=labelling,
             mean=mean_file,
             views=views,
+            decode=decode,
         )
         print_extraction(result)

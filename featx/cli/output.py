@@ -153,6 +153,7 @@ def print_info(data: dict) -> None:
     click.echo(f"images:   {data['n_images']}   failed: {data['n_failed']}")
     click.echo(f"model:    {data['model']}")
     click.echo(f"weights:  {w['id']}  sha256 {w['sha256'][:16]}…")
+    click.echo(f"decode:   {data['decode']} (JPEGs; extract --decode)")
     v = data["versions"]
     click.echo(
         f"versions: featx {v['featx']}, torch {v['torch']}, "
