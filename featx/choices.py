@@ -33,5 +33,8 @@ EXPORT_FORMATS = ("npz", "csv", "parquet")
 #: DCT domain (1/2, 1/4 or 1/8) as far as the resize target allows; ``exact``
 #: decodes every pixel (:mod:`featx.images.decode`).
 DECODE_MODES = ("fast", "exact")
+#: The arithmetic of the forward pass: float32, or autocast to bfloat16 /
+#: float16 (the default is fp32 on a CPU and bf16 on CUDA).
+PRECISIONS = ("fp32", "bf16", "fp16")
 #: Where the network runs (``cuda:N`` stands for any device index).
 DEVICES = ("auto", "cpu", "cuda", "cuda:N")

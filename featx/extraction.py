@@ -42,7 +42,7 @@ from featx.cache.reconcile import (
 )
 from featx.choices import DTYPES, ENGINES, SPATIAL
 from featx.errors import ReadOnlyError, check_choice, check_int
-from featx.forward import Batch, compute_batches, resolve_device
+from featx.forward import Batch, compute_batches, default_precision, resolve_device
 from featx.images import ImageSet, Labelling, Preprocess, list_images
 from featx.model import (
     LoadedWeights,
@@ -151,10 +151,11 @@ def extract(
     mean: Path | None = None,
     views: str = "center",
     decode: str = "fast",
+    precision: str | None = None,
 ) -> ExtractResult:
     """Extract ``layers`` for every image under ``data_dir`` into the cache.
 
-    (Eighteen parameters: they mirror `featx extract`'s options one to one.)
+    (Nineteen parameters: they mirror `featx extract`'s options one to one.)
 
     Parameters
     ----------
@@ -164,6 +165,10 @@ def extract(
         resize target; images under twice the target decode in full either way.
         ``"exact"``: every pixel is decoded. The mode is part of the cache's
         identity: rows of the two modes never share a cache.
+    precision
+        The forward pass's arithmetic: ``"fp32"``, or autocast to ``"bf16"`` or
+        ``"fp16"``; None: fp32 on a CPU, bf16 on CUDA. Part of the cache's
+        identity, like ``decode``.
     views
         ``"center"`` (the centre crop), ``"flip"`` (and its mirror image) or
         ``"ten"`` (the four corners and the centre, and their mirrors), each
@@ -218,8 +223,10 @@ def extract(
     if isinstance(weights, LoadedWeights):
         model = weights.arch
     specs = resolve_layers(list(layers), model)  # an unknown model stops here
-    preprocess = preprocess_for(model, mean, decode)  # a bad mean file stops here
     compute = Compute(resolve_device(device), batch_size, num_workers, engine)
+    precision = precision or default_precision(compute.device)
+    # a bad mean file, decode mode or precision stops here
+    preprocess = preprocess_for(model, mean, decode, precision)
     images = list_images(Path(data_dir), labelling)  # lists; reads no image
     images.root = images.root.resolve()
     loaded = _resolve_weights(weights, seed, model)  # a bad file stops here
@@ -363,8 +370,7 @@ def _batches(run: Run, rows: Rows, pending: np.ndarray, done: dict[str, np.ndarr
             loaded=run.loaded,
             batch_size=compute.batch_size,
             engine=compute.engine,
-            mean=run.preprocess.mean_file,
-            decode=run.preprocess.decode,
+            preprocess=run.preprocess,
         )
     return compute_batches(
         files=files,

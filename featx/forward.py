@@ -29,6 +29,9 @@ TRIM_EVERY = 4
 #: Decode workers on a CPU-only machine: more only add contention.
 MAX_CPU_WORKERS = 8
 
+#: The autocast type of each precision but float32.
+AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
 DEVICE_CHOICES = DEVICES
 
 #: One batch: rows that decoded, ``{layer key: (n, dim) array}`` for them, and
@@ -212,15 +215,21 @@ def run_forward(
     return result
 
 
+def default_precision(device: torch.device) -> str:
+    """fp32 on a CPU; bf16 on CUDA (tensor cores, and float32's range)."""
+    return "bf16" if device.type == "cuda" else "fp32"
+
+
 def _forward_view(net, preprocess, images, layers, device) -> dict[str, np.ndarray]:
     x = images.to(device, non_blocking=True).contiguous(
         memory_format=torch.channels_last
     )
     x = preprocess.normalize(x)
     names = sorted({layer.layer for layer in layers})
+    cast = AUTOCAST.get(preprocess.precision)
     with torch.inference_mode():
-        if device.type == "cuda":
-            with torch.autocast("cuda", dtype=torch.float16):
+        if cast is not None:
+            with torch.autocast(device.type, dtype=cast):
                 outs = net(x, names)
         else:
             outs = net(x, names)

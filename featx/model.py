@@ -30,7 +30,7 @@ from torch import nn
 from torchvision.models import AlexNet_Weights, alexnet
 
 from featx import caffe, weightfiles
-from featx.choices import DECODE_MODES, MODELS
+from featx.choices import DECODE_MODES, MODELS, PRECISIONS
 from featx.digest import file_sha256
 from featx.errors import LayerError, WeightsError, check_choice
 from featx.images import Preprocess
@@ -113,13 +113,18 @@ def friendly_layers(model: str = "alexnet") -> dict[str, str]:
 
 
 def preprocess_for(
-    model: str = "alexnet", mean: Path | None = None, decode: str = "exact"
+    model: str = "alexnet",
+    mean: Path | None = None,
+    decode: str = "exact",
+    precision: str = "fp32",
 ) -> Preprocess:
     """The input preprocessing of ``model``; ``mean`` (a ``.npy`` mean image)
     only for caffe-alexnet; ``decode``, one of :data:`featx.choices.DECODE_MODES`
-    (``fast`` scales JPEGs down to the model's own resize target)."""
+    (``fast`` scales JPEGs down to the model's own resize target); ``precision``
+    one of :data:`featx.choices.PRECISIONS`."""
     architecture(model)  # an unknown name stops here
     check_choice("decode", decode, DECODE_MODES)
+    check_choice("precision", precision, PRECISIONS)
     if model == "caffe-alexnet":
         preprocess = caffe.CaffePreprocess(mean)
     elif mean is not None:
@@ -130,6 +135,7 @@ def preprocess_for(
     else:
         preprocess = Preprocess(WEIGHTS.transforms())
     preprocess.decode = decode
+    preprocess.precision = precision
     return preprocess
 
 

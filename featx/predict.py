@@ -167,9 +167,11 @@ def wanted_layers(meta: ModelMeta, center_only: bool) -> list[LayerDef]:
 def check_preprocessing(meta: ModelMeta):
     """This featx's preprocessing for the model, refused unless it is the one
     its features were made with."""
-    # the decode mode its features were made with (absent: a full decode)
+    # the decode mode and precision its features were made with (absent: a full
+    # decode, float32)
     decode = meta.transform.get("decode", "exact")
-    preprocess = preprocess_for(meta.model, _mean_file(meta), decode)
+    precision = meta.transform.get("precision", "fp32")
+    preprocess = preprocess_for(meta.model, _mean_file(meta), decode, precision)
     if meta.transform != preprocess.describe():
         raise ModelFileError(
             "the model was trained on features with other preprocessing than this "

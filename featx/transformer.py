@@ -71,6 +71,8 @@ class AlexNetFeatures(TransformerMixin, BaseEstimator):
     decode : {"fast", "exact"}
         JPEGs decoded at the smallest DCT scale that covers the resize target,
         or in full; as ``featx extract --decode``.
+    precision : {None, "fp32", "bf16", "fp16"}
+        The forward pass's arithmetic (None: fp32 on a CPU, bf16 on CUDA).
     """
 
     def __init__(
@@ -88,10 +90,12 @@ class AlexNetFeatures(TransformerMixin, BaseEstimator):
         prefetch=DEFAULT_PREFETCH,
         model="alexnet",
         decode="fast",
+        precision=None,
     ):
         self.layer = layer
         self.model = model
         self.decode = decode
+        self.precision = precision
         self.weights = weights
         self.spatial = spatial
         self.dtype = dtype
@@ -148,7 +152,10 @@ class AlexNetFeatures(TransformerMixin, BaseEstimator):
         cache_dir = (
             self.cache_dir if self.cache_dir is not None else default_cache_dir()
         )
-        preprocess = preprocess_for(self.model, decode=self.decode)
+        from featx.forward import default_precision, resolve_device
+
+        precision = self.precision or default_precision(resolve_device(self.device))
+        preprocess = preprocess_for(self.model, decode=self.decode, precision=precision)
         return cache_path_for(Path(cache_dir), root, self._weights(), preprocess)
 
     def _read(self, root: Path, rels: list[str], *, strict: bool = False):
@@ -193,6 +200,7 @@ class AlexNetFeatures(TransformerMixin, BaseEstimator):
             dtype=self.dtype,
             cache_dir=self.cache_dir,
             decode=self.decode,
+            precision=self.precision,
         )
 
     def __getstate__(self):
@@ -203,6 +211,7 @@ class AlexNetFeatures(TransformerMixin, BaseEstimator):
     def __setstate__(self, state):
         # pickled before decode modes existed: its caches were decoded in full
         state.setdefault("decode", "exact")
+        state.setdefault("precision", None)
         super().__setstate__(state)
 
     def __sklearn_tags__(self):

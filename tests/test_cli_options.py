@@ -34,6 +34,7 @@ VOCABULARIES = {
     "scale": choices.SCALES,
     "fmt": choices.EXPORT_FORMATS,
     "decode": choices.DECODE_MODES,
+    "precision": choices.PRECISIONS,
 }
 
 

@@ -47,6 +47,7 @@ def cache_info(path: Path) -> dict:
             "transform": meta.transform,
             # caches made before the mode existed decoded every pixel
             "decode": meta.transform.get("decode", "exact"),
+            "precision": meta.transform.get("precision", "fp32"),
             "versions": {
                 "featx": meta.featx_version,
                 "torch": meta.torch_version,

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from featx.choices import DECODE_MODES, DTYPES, SPATIAL
+from featx.choices import DECODE_MODES, DTYPES, PRECISIONS, SPATIAL
 from featx.cli.app import main
 from featx.cli.options import engine_option, examples, extraction_options, model_option
 from featx.cli.output import TqdmProgress, print_extraction, random_weights_banner
@@ -114,6 +114,13 @@ EXTRACT_EXAMPLES = examples(
     "covers the model's resize target (fast), or every pixel (exact). Images "
     "under twice the target decode in full either way; a cache holds one mode.",
 )
+@click.option(
+    "--precision",
+    type=click.Choice(PRECISIONS),
+    default=None,
+    help="Arithmetic of the forward pass [default: fp32 on a CPU, bf16 on CUDA]; "
+    "a cache holds one precision.",
+)
 @model_option
 @click.option(
     "--mean",
@@ -146,6 +153,7 @@ def extract(
     model,
     mean_file,
     decode,
+    precision,
 ) -> None:
     """Extract AlexNet activations for every image under each DATA_DIR into the
     cache (one cache per folder, one model load for all).
@@ -187,5 +195,6 @@ def extract(
             mean=mean_file,
             views=views,
             decode=decode,
+            precision=precision,
         )
         print_extraction(result)

@@ -27,6 +27,9 @@ class Preprocess:
     mean_file: Path | None = None
     #: How JPEGs are decoded, one of :data:`DECODE_MODES`: part of the identity.
     decode: str = "exact"
+    #: The forward pass's arithmetic, one of :data:`featx.choices.PRECISIONS`:
+    #: part of the identity too, so rows of two precisions never share a cache.
+    precision: str = "fp32"
 
     @property
     def scale_to(self) -> list[int] | None:
@@ -84,10 +87,12 @@ class Preprocess:
         return repr(self.transforms)
 
     def describe(self) -> dict:
-        """A JSON-able description; part of a cache's identity. A full decode
-        (``exact``) is described as before the mode existed, so caches made then
-        stay ``exact`` caches."""
+        """A JSON-able description of how an image becomes features; part of a
+        cache's identity. A full decode (``exact``) in float32 is described as
+        before either setting existed, so caches made then keep their identity."""
         scaled = {"decode": "fast"} if self.decode == "fast" else {}
+        if self.precision != "fp32":
+            scaled["precision"] = self.precision
         return {
             **scaled,
             "decoder": "PIL; EXIF orientation; RGB (alpha over white, 16-bit scaled)",
