@@ -36,5 +36,10 @@ DECODE_MODES = ("fast", "exact")
 #: The arithmetic of the forward pass: float32, or autocast to bfloat16 /
 #: float16 (the default is fp32 on a CPU and bf16 on CUDA).
 PRECISIONS = ("fp32", "bf16", "fp16")
+#: Who decodes JPEGs: PIL in the decode workers, or torchvision's
+#: ``decode_jpeg`` in batches on the network's device (nvJPEG on CUDA; on a CPU
+#: the same code runs with libjpeg-turbo). The default is torchvision on CUDA,
+#: PIL on a CPU.
+DECODERS = ("pil", "torchvision")
 #: Where the network runs (``cuda:N`` stands for any device index).
 DEVICES = ("auto", "cpu", "cuda", "cuda:N")

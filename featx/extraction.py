@@ -41,8 +41,14 @@ from featx.cache.reconcile import (
     up_to_date,
 )
 from featx.choices import DTYPES, ENGINES, SPATIAL
-from featx.errors import ReadOnlyError, check_choice, check_int
-from featx.forward import Batch, compute_batches, default_precision, resolve_device
+from featx.errors import ParameterError, ReadOnlyError, check_choice, check_int
+from featx.forward import (
+    Batch,
+    compute_batches,
+    default_decoder,
+    default_precision,
+    resolve_device,
+)
 from featx.images import ImageSet, Labelling, Preprocess, list_images
 from featx.model import (
     LoadedWeights,
@@ -152,10 +158,11 @@ def extract(
     views: str = "center",
     decode: str = "fast",
     precision: str | None = None,
+    decoder: str | None = None,
 ) -> ExtractResult:
     """Extract ``layers`` for every image under ``data_dir`` into the cache.
 
-    (Nineteen parameters: they mirror `featx extract`'s options one to one.)
+    (Twenty parameters: they mirror `featx extract`'s options one to one.)
 
     Parameters
     ----------
@@ -169,6 +176,12 @@ def extract(
         The forward pass's arithmetic: ``"fp32"``, or autocast to ``"bf16"`` or
         ``"fp16"``; None: fp32 on a CPU, bf16 on CUDA. Part of the cache's
         identity, like ``decode``.
+    decoder
+        ``"pil"`` (in the decode workers) or ``"torchvision"``: JPEGs decoded in
+        batches by ``torchvision.io.decode_jpeg`` on the network's device, then
+        resized and cropped there (other files, CMYK JPEGs and whatever the
+        device refuses go through PIL). None: torchvision on CUDA, PIL on a CPU.
+        Part of the cache's identity.
     views
         ``"center"`` (the centre crop), ``"flip"`` (and its mirror image) or
         ``"ten"`` (the four corners and the centre, and their mirrors), each
@@ -225,8 +238,12 @@ def extract(
     specs = resolve_layers(list(layers), model)  # an unknown model stops here
     compute = Compute(resolve_device(device), batch_size, num_workers, engine)
     precision = precision or default_precision(compute.device)
-    # a bad mean file, decode mode or precision stops here
-    preprocess = preprocess_for(model, mean, decode, precision)
+    ray = isinstance(engine, RayEngine)
+    decoder = decoder or ("pil" if ray else default_decoder(compute.device))
+    if ray and decoder != "pil":
+        raise ParameterError("decoder 'torchvision' runs with the local engine only")
+    # a bad mean file, decode mode, precision or decoder stops here
+    preprocess = preprocess_for(model, mean, decode, precision, decoder)
     images = list_images(Path(data_dir), labelling)  # lists; reads no image
     images.root = images.root.resolve()
     loaded = _resolve_weights(weights, seed, model)  # a bad file stops here
@@ -382,6 +399,7 @@ def _batches(run: Run, rows: Rows, pending: np.ndarray, done: dict[str, np.ndarr
         batch_size=compute.batch_size,
         num_workers=compute.num_workers,
         needed=lambda idx: [w for w in wanted if not done[w.key][idx].all()],
+        on_note=run.images.notes.append,
     )
 
 

@@ -30,7 +30,7 @@ from torch import nn
 from torchvision.models import AlexNet_Weights, alexnet
 
 from featx import caffe, weightfiles
-from featx.choices import DECODE_MODES, MODELS, PRECISIONS
+from featx.choices import DECODE_MODES, DECODERS, MODELS, PRECISIONS
 from featx.digest import file_sha256
 from featx.errors import LayerError, WeightsError, check_choice
 from featx.images import Preprocess
@@ -117,14 +117,17 @@ def preprocess_for(
     mean: Path | None = None,
     decode: str = "exact",
     precision: str = "fp32",
+    decoder: str = "pil",
 ) -> Preprocess:
     """The input preprocessing of ``model``; ``mean`` (a ``.npy`` mean image)
     only for caffe-alexnet; ``decode``, one of :data:`featx.choices.DECODE_MODES`
     (``fast`` scales JPEGs down to the model's own resize target); ``precision``
-    one of :data:`featx.choices.PRECISIONS`."""
+    one of :data:`featx.choices.PRECISIONS`; ``decoder`` one of
+    :data:`featx.choices.DECODERS`."""
     architecture(model)  # an unknown name stops here
     check_choice("decode", decode, DECODE_MODES)
     check_choice("precision", precision, PRECISIONS)
+    check_choice("decoder", decoder, DECODERS)
     if model == "caffe-alexnet":
         preprocess = caffe.CaffePreprocess(mean)
     elif mean is not None:
@@ -136,6 +139,7 @@ def preprocess_for(
         preprocess = Preprocess(WEIGHTS.transforms())
     preprocess.decode = decode
     preprocess.precision = precision
+    preprocess.decoder = decoder
     return preprocess
 
 

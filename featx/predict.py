@@ -171,7 +171,10 @@ def check_preprocessing(meta: ModelMeta):
     # decode, float32)
     decode = meta.transform.get("decode", "exact")
     precision = meta.transform.get("precision", "fp32")
-    preprocess = preprocess_for(meta.model, _mean_file(meta), decode, precision)
+    decoder = meta.transform.get("jpeg_decoder", "pil")
+    preprocess = preprocess_for(
+        meta.model, _mean_file(meta), decode, precision, decoder
+    )
     if meta.transform != preprocess.describe():
         raise ModelFileError(
             "the model was trained on features with other preprocessing than this "

@@ -35,6 +35,7 @@ VOCABULARIES = {
     "fmt": choices.EXPORT_FORMATS,
     "decode": choices.DECODE_MODES,
     "precision": choices.PRECISIONS,
+    "decoder": choices.DECODERS,
 }
 
 

@@ -48,6 +48,7 @@ def cache_info(path: Path) -> dict:
             # caches made before the mode existed decoded every pixel
             "decode": meta.transform.get("decode", "exact"),
             "precision": meta.transform.get("precision", "fp32"),
+            "decoder": meta.transform.get("jpeg_decoder", "pil"),
             "versions": {
                 "featx": meta.featx_version,
                 "torch": meta.torch_version,

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from featx.choices import DECODE_MODES, DTYPES, PRECISIONS, SPATIAL
+from featx.choices import DECODE_MODES, DECODERS, DTYPES, PRECISIONS, SPATIAL
 from featx.cli.app import main
 from featx.cli.options import engine_option, examples, extraction_options, model_option
 from featx.cli.output import TqdmProgress, print_extraction, random_weights_banner
@@ -121,6 +121,14 @@ EXTRACT_EXAMPLES = examples(
     help="Arithmetic of the forward pass [default: fp32 on a CPU, bf16 on CUDA]; "
     "a cache holds one precision.",
 )
+@click.option(
+    "--decoder",
+    type=click.Choice(DECODERS),
+    default=None,
+    help="Who decodes JPEGs: PIL in the decode workers, or torchvision's "
+    "decode_jpeg in batches on the network's device (nvJPEG on a GPU) "
+    "[default: torchvision on CUDA, pil on a CPU].",
+)
 @model_option
 @click.option(
     "--mean",
@@ -154,6 +162,7 @@ def extract(
     mean_file,
     decode,
     precision,
+    decoder,
 ) -> None:
     """Extract AlexNet activations for every image under each DATA_DIR into the
     cache (one cache per folder, one model load for all).
@@ -196,5 +205,6 @@ def extract(
             views=views,
             decode=decode,
             precision=precision,
+            decoder=decoder,
         )
         print_extraction(result)

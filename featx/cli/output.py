@@ -155,6 +155,7 @@ def print_info(data: dict) -> None:
     click.echo(f"weights:  {w['id']}  sha256 {w['sha256'][:16]}…")
     click.echo(f"decode:   {data['decode']} (JPEGs; extract --decode)")
     click.echo(f"precision: {data['precision']} (extract --precision)")
+    click.echo(f"decoder:  {data['decoder']} (extract --decoder)")
     v = data["versions"]
     click.echo(
         f"versions: featx {v['featx']}, torch {v['torch']}, "
