@@ -97,8 +97,11 @@ def wanted_layers(names, dtype="float32") -> list[LayerDef]:
     ]
 
 
-def forward_rate(loaded, layers, device, batch_size, n, preprocess) -> float:
-    """Pre-made uint8 batches through the same network and output handling."""
+def forward_rate(
+    loaded, layers, device, batch_size, n, preprocess, on_device=False
+) -> float:
+    """Pre-made uint8 batches through the same network and output handling
+    (``on_device``: the batch already on the device, no host copy)."""
     configure_threads(device)  # as extraction does
     net = build_net(loaded, layers, device)
     gen = torch.Generator().manual_seed(0)
@@ -106,7 +109,7 @@ def forward_rate(loaded, layers, device, batch_size, n, preprocess) -> float:
         0, 256, (batch_size, 3, 224, 224), dtype=torch.uint8, generator=gen
     )
     if device.type == "cuda":
-        batch = batch.pin_memory()
+        batch = batch.to(device) if on_device else batch.pin_memory()
     run_forward(
         net=net, preprocess=preprocess, images=batch, layers=layers, device=device
     )  # warm-up
