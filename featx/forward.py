@@ -205,21 +205,54 @@ def run_forward(
     layers: list[LayerDef],
     device: torch.device,
     views: tuple[str, ...] | None = None,
-) -> dict[str, np.ndarray]:
+    to_host: bool = True,
+) -> dict:
     """One batch of uint8 images → ``{layer key: (n, dim) array}``.
 
     ``images`` is (n, 3, H, W), or (n, V, 3, H, W) holding ``views``: then each
     view a layer of ``layers`` asks for is a forward pass of its own (the
-    memory of one view's batch; views no layer asks for cost nothing).
+    memory of one view's batch; views no layer asks for cost nothing). With
+    ``to_host=False`` the values stay tensors on the device.
     """
     if views is None:
-        return _forward_view(net, preprocess, images, layers, device)
-    result = {}
-    for i, view in enumerate(views):
-        wanted = [layer for layer in layers if layer.view == view]
-        if wanted:
-            result.update(_forward_view(net, preprocess, images[:, i], wanted, device))
+        result = _forward_view(net, preprocess, images, layers, device)
+    else:
+        result = {}
+        for i, view in enumerate(views):
+            wanted = [layer for layer in layers if layer.view == view]
+            if wanted:
+                result.update(
+                    _forward_view(net, preprocess, images[:, i], wanted, device)
+                )
+    if to_host:
+        return {key: value.cpu().numpy() for key, value in result.items()}
     return result
+
+
+class _HostCopy:
+    """A batch's values on their way to the host: on CUDA, copied into pinned
+    memory without blocking and marked by an event, so that the next batch's
+    forward pass is queued before this one is waited for; on a CPU, already
+    there."""
+
+    def __init__(self, values: dict, device: torch.device) -> None:
+        self.event = None
+        if device.type != "cuda":
+            self.values = {k: v.numpy() for k, v in values.items()}
+            return
+        self.values = {}
+        for key, value in values.items():
+            host = torch.empty(value.shape, dtype=value.dtype, pin_memory=True)
+            self.values[key] = host.copy_(value, non_blocking=True)
+        self.event = torch.cuda.Event()
+        self.event.record()
+
+    def result(self) -> dict[str, np.ndarray]:
+        if self.event is not None:
+            self.event.synchronize()
+            self.values = {k: v.numpy() for k, v in self.values.items()}
+            self.event = None
+        return self.values
 
 
 def default_decoder(device: torch.device) -> str:
@@ -249,7 +282,7 @@ def _forward_view(net, preprocess, images, layers, device) -> dict[str, np.ndarr
         result = {}
         for layer in layers:
             y = reduce_spatial(outs[layer.layer].float(), layer.spatial)
-            result[layer.key] = y.to(getattr(torch, layer.dtype)).cpu().numpy()
+            result[layer.key] = y.to(getattr(torch, layer.dtype))
     return result
 
 
@@ -302,6 +335,17 @@ def compute_batches(
         return out.to(device, non_blocking=True)
 
     def generate():
+        # one batch in flight: batch k+1's forward pass is queued on the device
+        # before batch k's values are waited for and handed to the writer
+        pending = None
+        for batch in computed():
+            if pending is not None:
+                yield pending[0], pending[1].result(), pending[2]
+            pending = batch
+        if pending is not None:
+            yield pending[0], pending[1].result(), pending[2]
+
+    def computed():
         for count, (batch_rows, batch_images, errors, said) in enumerate(batches, 1):
             if count % TRIM_EVERY == 0:
                 release_free_memory()
@@ -324,7 +368,8 @@ def compute_batches(
                     layers=needed(idx) if needed else wanted,
                     device=device,
                     views=views,
+                    to_host=False,
                 )
-            yield idx, values, failed
+            yield idx, _HostCopy(values, device), failed
 
     return generate()
