@@ -147,6 +147,23 @@ def test_the_record_follows_the_latest_listing(image_folder, cache_dir):
     assert third.not_images == [] and FeatureCache(third.cache_path).not_images == []
 
 
+def test_a_read_only_cache_serves_a_folder_with_a_new_text_file(tmp_path):
+    """The record follows the listing, but it is no reason to write: a cache on
+    read-only media still serves its folder when a README appears beside it."""
+    from tests.test_faults import remount, tmpfs
+
+    folder = write_folder(tmp_path / "data", {"cats": 2, "dogs": 2})
+    with tmpfs(tmp_path / "ro", "16m") as cache_dir:
+        run_extract(folder, cache_dir)
+        remount(cache_dir, "ro")
+        (folder / "README.txt").write_text("about these photos")
+        again = run_extract(folder, cache_dir)
+        assert again.n_reused == 4 and [x.path for x in again.not_images] == [
+            "README.txt"
+        ]
+        assert FeatureCache(again.cache_path).not_images == []  # unchanged
+
+
 def test_a_cache_written_before_the_record_reads_as_none(image_folder, cache_dir):
     (image_folder / "cats" / "notes.txt").write_text("x")
     path = run_extract(image_folder, cache_dir).cache_path
