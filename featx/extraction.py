@@ -326,12 +326,14 @@ def _update(run: Run, *, rebuild: bool) -> ExtractResult:
         batches = _batches(run, rows, pending, done, said)
         n_new, new_failures = fill_rows(path, rows, pending, batches, run.progress)
     seconds = time.perf_counter() - started
-    # Images decoded now replace what earlier runs recorded of them.
+    # Images decoded now replace what earlier runs recorded of them. (What a
+    # run stopped by Ctrl-C heard is lost with it: its rows are kept, and are
+    # not decoded again.)
     decoded = {rows.paths[r] for r in pending}
     warnings = {p: m for p, m in stored.items() if p not in decoded} | said
     warnings = dict(sorted(warnings.items()))
     if new_failures or warnings != stored:
-        _record_failures(
+        _record_decoding(
             path,
             rows,
             new_failures,
@@ -450,7 +452,7 @@ def fill_rows(path: Path, rows: Rows, pending: np.ndarray, batches, progress):
     return n_new, failures
 
 
-def _record_failures(
+def _record_decoding(
     path: Path,
     rows: Rows,
     new_failures: list[Failure],
