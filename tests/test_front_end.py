@@ -242,23 +242,38 @@ def test_the_damaged_files_are_noisy_without_featx():
     assert b"Corrupt EXIF data" in done.stderr
 
 
-@pytest.mark.parametrize("workers", ["0", "1"])
-def test_decoders_print_nothing_and_their_warnings_are_kept(noisy, tmp_path, workers):
+BANNER = "WARNING: random weights, NOT pretrained: these features are for testing only."
+
+
+def _featx_lines(stderr: str) -> list[str]:
+    """The lines on stderr that are not featx's progress bars."""
+    lines = [part.strip() for line in stderr.split("\n") for part in line.split("\r")]
+    bars = ("hashing:", "extracting:", "copying:")
+    return [x for x in lines if x and not x.startswith(bars)]
+
+
+@pytest.mark.parametrize(("workers", "quiet"), [("0", True), ("1", False)])
+def test_decoders_print_nothing_and_their_warnings_are_kept(
+    noisy, tmp_path, workers, quiet
+):
+    """In this process and in a decode worker, with and without the bar."""
     cache_dir = tmp_path / f"cache{workers}"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "FEATX_OFFLINE": "1"}
     done = subprocess.run(
         [
             sys.executable, "-m", "featx", "extract", str(noisy), "-l", "fc7",
             "--weights", "random", "--workers", workers, "--batch-size", "2",
-            "--cache-dir", str(cache_dir), "-q",
+            "--cache-dir", str(cache_dir), *(["-q"] if quiet else []),
         ],
         capture_output=True, text=True, env=env, timeout=600,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
-    # featx's own line is all that reaches stderr (-q: no progress bar)
-    assert done.stderr.splitlines() == [
-        "WARNING: random weights, NOT pretrained: these features are for testing only."
-    ], done.stderr
+    # featx's own line is all that reaches stderr, beside the progress bars
+    assert _featx_lines(done.stderr) == [BANNER], done.stderr
+    if quiet:
+        assert done.stderr.splitlines() == [BANNER]
+    else:
+        assert "extracting: 100%" in done.stderr
     assert "images:  6 (6 new, 0 reused, 0 failed)" in done.stdout
     assert (
         "warnings: 2 images decoded with warnings (featx info --warnings)"
