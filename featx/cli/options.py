@@ -202,8 +202,9 @@ def fold_engine_options(command: str):
     )
 
 
-#: Options shared by every command that extracts.
-extraction_options = bundle(
+#: Which weights, and where their caches go: what a user of ``extract`` sets
+#: most often after the layers (so --help lists them first).
+weights_options = bundle(
     click.option(
         "--weights",
         default="imagenet",
@@ -221,8 +222,10 @@ extraction_options = bundle(
         help="Seed for --weights random.",
     ),
     cache_dir_option,
-    device_options,
 )
+
+#: Options shared by every command that extracts.
+extraction_options = bundle(weights_options, device_options)
 
 
 def split_list(value: str | None) -> list[str] | None:

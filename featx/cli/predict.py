@@ -88,16 +88,17 @@ def predict(
     others go on. In a labelled folder (subfolders named like the model's
     classes) the true class is shown too, and the accuracy at the end.
     """
-    from featx.modelfile import load_model
-    from featx.predict import accuracy
-    from featx.predict import predict as run_predict
-
     model_file = model_file or old_model
     if model_file is None:
         raise click.UsageError("Missing option '--model-file'.")
     if as_json and as_csv:
         raise click.UsageError("choose one of --json and --csv")
-    model = load_model(model_file)
+    from featx.modelfile import load_model
+
+    model = load_model(model_file)  # a missing file is refused before torch loads
+    from featx.predict import accuracy
+    from featx.predict import predict as run_predict
+
     random_weights_banner(bool(model[1].get("weights_pretrained", False)))
     say_views(model[1], center_only)
     results = run_predict(

@@ -1,0 +1,130 @@
+"""Mistakes in a command's arguments are answered before torch is imported:
+one line, a non-zero exit, and the suggestion a typo deserves."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from featx.choices import FRIENDLY_LAYER_NAMES, LAYER_NAMES, MODELS
+from featx.cli import main
+
+#: Run a command in a fresh interpreter; print its exit code, its stderr and
+#: whether torch was imported by the time it exited.
+SCRIPT = """
+import json, sys
+from click.testing import CliRunner
+from featx.cli import main
+result = CliRunner().invoke(main, json.loads(sys.argv[1]))
+print("RESULT " + json.dumps(
+    [result.exit_code, result.output, "torch" in sys.modules]
+))
+"""
+
+
+def run_fresh(args: list[str], cwd: Path) -> tuple[int, str, bool]:
+    done = subprocess.run(
+        [sys.executable, "-c", SCRIPT, json.dumps(args)],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    line = next(x for x in done.stdout.splitlines() if x.startswith("RESULT "))
+    return tuple(json.loads(line[len("RESULT ") :]))
+
+
+def one_error_line(output: str) -> str:
+    lines = [x for x in output.splitlines() if x.startswith("Error:")]
+    assert len(lines) == 1 and "Traceback" not in output, output
+    return lines[0]
+
+
+CASES = {
+    "missing folder": (
+        ["extract", "--layer", "fc7", "data/Trian"],
+        "Error: data folder data/Trian does not exist",
+    ),
+    "unknown layer": (
+        ["extract", "--weights", "random", "--layer", "fc77", "."],
+        "did you mean 'fc7'?",
+    ),
+    "missing weights file": (
+        ["extract", "--weights", "nope.pth", "--layer", "fc7", "."],
+        "'nope.pth' is none of these (no such file)",
+    ),
+    "missing model file": (
+        ["predict", "--model-file", "nope.skops", "photo.jpg"],
+        "Error: model file nope.skops does not exist",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_mistakes_are_answered_before_torch_is_imported(tmp_path, case):
+    args, text = CASES[case]
+    exit_code, output, torch_loaded = run_fresh(args, tmp_path)
+    assert exit_code != 0
+    assert text in one_error_line(output)
+    assert not torch_loaded, "torch was imported before the mistake was answered"
+
+
+@pytest.mark.parametrize(
+    ("args", "text"),
+    [
+        (["--layer", "conv55"], "unknown layer 'conv55'; valid names: conv1"),
+        (["--layer", "fc6", "--layer", "pol5"], "did you mean 'pool5'?"),
+        (["--layer", "features.99"], "did you mean 'features.9'?"),
+        (["--model", "caffe-alexnet", "--layer", "nrm1"], "did you mean 'norm1'?"),
+        (["--layer", "fc7", "--mean", "m.npy"], "--mean is for --model caffe-alexnet"),
+        (
+            ["--model", "caffe-alexnet", "--layer", "fc7", "--mean", "m.npy"],
+            "--mean m.npy does not exist",
+        ),
+        (["--layer", "fc7", "--labels", "l.csv"], "--labels l.csv does not exist"),
+        (
+            ["--layer", "fc7", "--labels", "l.csv", "--label-from-name", "(a)"],
+            "give one of --labels and --label-from-name",
+        ),
+        (["--layer", "fc7", "--ray-actors", "2"], "--ray-actors is for --engine ray"),
+        (["--layer", "fc7", "--address", "auto"], "--address is for --engine ray"),
+        (
+            ["--model", "caffe-alexnet", "--layer", "fc7"],
+            "caffe-alexnet has no weights to download",
+        ),
+    ],
+)
+def test_extract_refuses_each_mistake_in_one_line(tmp_path, args, text):
+    result = CliRunner().invoke(
+        main, ["extract", *args, str(tmp_path)], catch_exceptions=False
+    )
+    assert result.exit_code != 0
+    assert text in one_error_line(result.output)
+    assert not (tmp_path / "cache").exists()
+
+
+def test_a_name_far_from_every_layer_gets_no_suggestion(tmp_path):
+    result = CliRunner().invoke(main, ["extract", "-l", "xyzzy", str(tmp_path)])
+    line = one_error_line(result.output)
+    assert "unknown layer 'xyzzy'" in line and "did you mean" not in line
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_the_torch_free_layer_names_are_the_models(model):
+    from featx.model import friendly_layers, layer_table
+
+    assert LAYER_NAMES[model] == tuple(spec.name for spec in layer_table(model))
+    assert FRIENDLY_LAYER_NAMES[model] == tuple(friendly_layers(model))
+
+
+def test_the_library_suggests_the_same_name():
+    from featx.errors import LayerError
+    from featx.model import resolve_layers
+
+    with pytest.raises(LayerError, match="did you mean 'pool5'"):
+        resolve_layers(["pool"])
