@@ -94,7 +94,7 @@ def main() -> None:
             results[name] = {**runs[-1], "seconds": best, "all_seconds": [
                 round(r["seconds"], 3) for r in runs
             ]}  # fmt: skip
-    print("| case | wall s (best of %d) | exit | one line |" % args.repeats)
+    print(f"| case | wall s (best of {args.repeats}) | exit | one line |")
     print("|---|---|---|---|")
     for name, r in results.items():
         print(f"| {name} | {r['seconds']:.2f} | {r['exit_code']} | {r['one_line']} |")
