@@ -39,7 +39,6 @@ for args in json.loads(sys.argv[1]):
 print("STEPS " + json.dumps(steps))
 """
 
-
 @pytest.fixture
 def workdir(tmp_path: Path) -> Path:
     """A folder with a cache dir holding the legacy Train and Test caches."""
