@@ -27,6 +27,21 @@ def say_views(meta: dict, center_only: bool) -> None:
         click.echo(f"views: {how}", err=True)
 
 
+def say_reused(results, cache_dir) -> None:
+    """On stderr, which caches features were read from, and how to choose."""
+    caches: dict[str, int] = {}
+    for r in results:
+        if r.cache:
+            caches[r.cache] = caches.get(r.cache, 0) + 1
+    for cache, n in caches.items():
+        click.echo(
+            f"features of {n} image(s) read from {cache} (same weights, "
+            "preprocessing and layer as the model); --no-reuse extracts them "
+            "anew, --cache-dir DIR looks elsewhere",
+            err=True,
+        )
+
+
 PREDICT_EXAMPLES = examples(
     "featx predict --model-file fc7-logreg.skops data/Test",
     "featx predict --model-file fc7-logreg.skops --json --top-k 3 photo.jpg",
@@ -61,6 +76,21 @@ PREDICT_EXAMPLES = examples(
     help="Also list the K best classes with their scores.",
 )
 @click.option(
+    "--cache-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    envvar="FEATX_CACHE_DIR",
+    default=None,
+    help="Where to look for caches of the folders given: one made with the "
+    "model's weights, preprocessing and layer is read instead of extracting "
+    "again (env FEATX_CACHE_DIR) [default: the folder of the model's training "
+    "cache].",
+)
+@click.option(
+    "--no-reuse",
+    is_flag=True,
+    help="Extract every image now, even where a matching cache holds it.",
+)
+@click.option(
     "--center-only",
     is_flag=True,
     help="A model fitted on several views: score the centre crop alone (one "
@@ -76,6 +106,8 @@ def predict(
     weights,
     top_k,
     center_only,
+    cache_dir,
+    no_reuse,
     device,
     batch_size,
     workers,
@@ -111,7 +143,9 @@ def predict(
         progress=TqdmProgress(quiet),
         top_k=top_k,
         center_only=center_only,
+        cache_dir=None if no_reuse else (cache_dir or Path(model[1]["cache"]).parent),
     )
+    say_reused(results, cache_dir)
     print_predictions(results, top_k=top_k, as_json=as_json, as_csv=as_csv)
     scored = accuracy(results)
     if scored is not None:
