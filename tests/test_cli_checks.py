@@ -128,3 +128,43 @@ def test_the_library_suggests_the_same_name():
 
     with pytest.raises(LayerError, match="did you mean 'pool5'"):
         resolve_layers(["pool"])
+
+
+# ------------------------------------------------- which cache, and where
+
+
+LEGACY = Path(__file__).parent / "data" / "legacy" / "cache"
+
+
+def test_no_cache_says_what_was_looked_for_and_where(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(main, ["fit", "--clf", "logreg"])
+    assert one_error_line(result.output) == (
+        "Error: no cache in ./cache: that folder does not exist; run `featx "
+        "extract DATA_DIR --layer fc7` first, or point --cache-dir / "
+        "FEATX_CACHE_DIR at your caches"
+    )
+    (tmp_path / "cache").mkdir()
+    result = CliRunner().invoke(main, ["info"])
+    assert "no cache in ./cache: no featx cache file (*.h5) there" in one_error_line(
+        result.output
+    )
+
+
+@pytest.mark.parametrize("command", ["info", "export"])
+def test_commands_that_pick_a_cache_say_which_and_how_to_choose(
+    tmp_path, monkeypatch, command
+):
+    import shutil
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "cache").mkdir()
+    name = "Train-random-12e3d9d749.h5"
+    shutil.copy2(LEGACY / name, tmp_path / "cache" / name)
+    extra = ["--layer", "fc7", "--out", str(tmp_path / "x.npz")]
+    args = [command, *(extra if command == "export" else [])]
+    result = CliRunner().invoke(main, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert f"note: training on {name} (" in result.stderr
+    assert "the only cache in ./cache; naming a CACHE chooses another" in result.stderr
+    assert "note:" not in result.stdout

@@ -199,3 +199,16 @@ def test_a_cache_that_does_not_match_is_not_read(
         cache_dir=None if change == "no-reuse" else tmp_path / "c",
     )  # fmt: skip
     assert len(count_decodes) == 100 and not any(r.cache for r in results)
+
+
+def test_predict_says_what_its_scores_are(digits, models):
+    for clf, text in (("svm", "decision values, not probabilities"),
+                      ("logreg", "probability of the class")):  # fmt: skip
+        result = CliRunner().invoke(
+            main,
+            ["predict", "--model-file", models[clf], "-q", "--no-reuse", "--workers",
+             "0", str(next((digits["test"] / "1").iterdir()))],
+            catch_exceptions=False,
+        )  # fmt: skip
+        assert result.exit_code == 0 and text in result.stderr
+        assert text not in result.stdout

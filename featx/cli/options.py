@@ -233,6 +233,20 @@ def split_list(value: str | None) -> list[str] | None:
     return [v.strip() for v in value.split(",") if v.strip()] if value else None
 
 
+def pick_cache(cache, cache_dir) -> Path:
+    """The cache a command that takes one CACHE argument reads: the one named,
+    or the one :func:`featx.cache.choose_caches` chooses, said on stderr with
+    how to choose another."""
+    from featx.cache import choose_caches, resolve_cache
+
+    if cache is not None:
+        return resolve_cache(cache, cache_dir)
+    choice = choose_caches(cache_dir, find_test=False, how="naming a CACHE")
+    for note in choice.notes:
+        click.echo(f"note: {note}", err=True)
+    return choice.train
+
+
 def held_out_for(test, cache, cache_dir, quiet, layers=None):
     """``--test`` as given, or, for a data folder, its cache with the training
     cache's layers (extracted now if missing, with the same weights)."""
@@ -242,10 +256,16 @@ def held_out_for(test, cache, cache_dir, quiet, layers=None):
     from featx.workflow import held_out_cache
 
     train = resolve_cache(cache, cache_dir) if cache else choose_caches(cache_dir).train
-    return held_out_cache(
+    path = held_out_cache(
         Path(test),
         train=train,
         cache_dir=cache_dir,
         layers=layers,
         progress=TqdmProgress(quiet),
     )
+    click.echo(
+        f"note: held-out set: {path.name}, the cache of {test} made with the "
+        f"weights of {train.name}; --test CACHE chooses another",
+        err=True,
+    )
+    return path

@@ -42,6 +42,23 @@ def say_reused(results, cache_dir) -> None:
         )
 
 
+#: What each kind of score ``predict`` prints is.
+SCORE_MEANINGS = {
+    "probability": "scores: the classifier's probability of the class (0 to 1; "
+    "the classes of an image sum to 1)",
+    "decision": "scores: decision values, not probabilities: w·x + b of the class "
+    "against the others (one-vs-rest; for two classes, the other's is its "
+    "negative); > 0 favours the class, 0 is the boundary, ±1 the margin the "
+    "classifier was fitted to; larger is surer",
+}
+
+
+def say_scores(results) -> None:
+    """On stderr, once, what the score column means."""
+    for kind in dict.fromkeys(r.score_kind for r in results if r.score_kind):
+        click.echo(SCORE_MEANINGS.get(kind, f"scores: {kind}"), err=True)
+
+
 PREDICT_EXAMPLES = examples(
     "featx predict --model-file fc7-logreg.skops data/Test",
     "featx predict --model-file fc7-logreg.skops --json --top-k 3 photo.jpg",
@@ -147,6 +164,7 @@ def predict(
     )
     say_reused(results, cache_dir)
     print_predictions(results, top_k=top_k, as_json=as_json, as_csv=as_csv)
+    say_scores(results)
     scored = accuracy(results)
     if scored is not None:
         click.echo(
