@@ -55,7 +55,7 @@ def info(cache, cache_dir, as_json) -> None:
     """
     from featx.cache import cache_info
 
-    data = cache_info(pick_cache(cache, cache_dir))
+    data = cache_info(pick_cache(cache, cache_dir, say=not as_json))
     if as_json:
         click.echo(json.dumps(data, indent=2))
     else:

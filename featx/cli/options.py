@@ -233,16 +233,16 @@ def split_list(value: str | None) -> list[str] | None:
     return [v.strip() for v in value.split(",") if v.strip()] if value else None
 
 
-def pick_cache(cache, cache_dir) -> Path:
+def pick_cache(cache, cache_dir, *, say: bool = True) -> Path:
     """The cache a command that takes one CACHE argument reads: the one named,
     or the one :func:`featx.cache.choose_caches` chooses, said on stderr with
-    how to choose another."""
+    how to choose another (unless not ``say``: output a program reads)."""
     from featx.cache import choose_caches, resolve_cache
 
     if cache is not None:
         return resolve_cache(cache, cache_dir)
     choice = choose_caches(cache_dir, find_test=False, how="naming a CACHE")
-    for note in choice.notes:
+    for note in choice.notes if say else ():
         click.echo(f"note: {note}", err=True)
     return choice.train
 
