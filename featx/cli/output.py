@@ -72,7 +72,7 @@ def random_weights_banner(pretrained: bool) -> None:
 def print_notes(notes: list[str]) -> None:
     """Choices a command made on the user's behalf, said before its results."""
     for note in notes:
-        click.echo(f"note: {note}", err=True)  # about the results, not of them
+        click.echo(f"note: {note}")
 
 
 def print_layers(table, as_json: bool) -> None:
