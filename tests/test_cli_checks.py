@@ -165,6 +165,6 @@ def test_commands_that_pick_a_cache_say_which_and_how_to_choose(
     args = [command, *(extra if command == "export" else [])]
     result = CliRunner().invoke(main, args, catch_exceptions=False)
     assert result.exit_code == 0, result.output
-    assert f"note: training on {name} (" in result.stderr
+    assert f"note: reading {name} (" in result.stderr
     assert "the only cache in ./cache; naming a CACHE chooses another" in result.stderr
     assert "note:" not in result.stdout

@@ -56,15 +56,19 @@ def shown_dir(folder: Path) -> str:
 
 
 def choose_caches(
-    cache_dir: Path | None = None, *, find_test: bool = True, how: str = "--cache"
+    cache_dir: Path | None = None,
+    *,
+    find_test: bool = True,
+    how: str = "--cache",
+    verb: str = "training on",
 ):
     """The training cache (and a held-out one) to use when none was named.
 
     Training: the only cache, or else the most recently written one whose data
     folder is not named like a held-out split (Test, Val, Valid, ...). Held out:
     a cache of a sibling folder named like a split, made with the same weights
-    and preprocessing. The notes say which was chosen, and that ``how`` (the
-    command's way of naming a cache) chooses another.
+    and preprocessing. The notes say which was chosen (``verb`` it), and that
+    ``how`` (the command's way of naming a cache) chooses another.
     """
     cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     caches = list_caches(cache_dir)
@@ -86,7 +90,7 @@ def choose_caches(
     if len(caches) == 1:
         train = caches[0]
         notes = [
-            f"training on {train.name} ({metas[train].data_root}), the only cache in "
+            f"{verb} {train.name} ({metas[train].data_root}), the only cache in "
             f"{where}; {how} chooses another"
         ]
     else:
@@ -99,7 +103,7 @@ def choose_caches(
             )
         train = max(candidates, key=lambda p: p.stat().st_mtime_ns)
         notes = [
-            f"training on {train.name} ({metas[train].data_root}), the most recent "
+            f"{verb} {train.name} ({metas[train].data_root}), the most recent "
             f"of {len(candidates)} training cache(s) in {where}; {how} chooses "
             "another"
         ]

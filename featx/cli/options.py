@@ -241,7 +241,9 @@ def pick_cache(cache, cache_dir, *, say: bool = True) -> Path:
 
     if cache is not None:
         return resolve_cache(cache, cache_dir)
-    choice = choose_caches(cache_dir, find_test=False, how="naming a CACHE")
+    choice = choose_caches(
+        cache_dir, find_test=False, how="naming a CACHE", verb="reading"
+    )
     for note in choice.notes if say else ():
         click.echo(f"note: {note}", err=True)
     return choice.train
