@@ -1,6 +1,7 @@
 """Extraction throughput against the machine's limit, memory, and fit times.
 
     python benchmarks/bench_extract.py [--images 800] [--repeats 3] [--device auto]
+    python benchmarks/bench_extract.py --large 100 --out benchmarks/results-large.json
 
 Makes N realistic JPEG photos (~500x375, quality 90) from the photos scikit-learn
 ships (random crops, scales, flips, colour shifts: every file differs), then
@@ -17,6 +18,11 @@ measures, with the same model, layers, batch size, dtype and loading code as
 - fit time of each classifier on pool5 and fc7.
 
 Prints one table and writes the numbers as JSON (--out).
+
+With ``--large N`` it measures instead, in one run, `featx extract` on N phone-size
+JPEGs (4032x3024, q92) and on N ~500x375 ones, each with ``--decode fast`` and
+``--decode exact``, and how far the large photos' pool5 and fc7 rows of the two
+modes are apart (relative L2).
 """
 
 from __future__ import annotations
@@ -91,8 +97,11 @@ def wanted_layers(names, dtype="float32") -> list[LayerDef]:
     ]
 
 
-def forward_rate(loaded, layers, device, batch_size, n, preprocess) -> float:
-    """Pre-made uint8 batches through the same network and output handling."""
+def forward_rate(
+    loaded, layers, device, batch_size, n, preprocess, on_device=False
+) -> float:
+    """Pre-made uint8 batches through the same network and output handling
+    (``on_device``: the batch already on the device, no host copy)."""
     configure_threads(device)  # as extraction does
     net = build_net(loaded, layers, device)
     gen = torch.Generator().manual_seed(0)
@@ -100,7 +109,7 @@ def forward_rate(loaded, layers, device, batch_size, n, preprocess) -> float:
         0, 256, (batch_size, 3, 224, 224), dtype=torch.uint8, generator=gen
     )
     if device.type == "cuda":
-        batch = batch.pin_memory()
+        batch = batch.to(device) if on_device else batch.pin_memory()
     run_forward(
         net=net, preprocess=preprocess, images=batch, layers=layers, device=device
     )  # warm-up
@@ -126,11 +135,13 @@ def decode_rate(files, device, batch_size, preprocess) -> float:
         num_workers=None,
     )
     start = time.perf_counter()
-    count = sum(len(rows) for rows, _, _ in loader)
+    count = sum(len(rows) for rows, *_ in loader)
     return count / (time.perf_counter() - start)
 
 
-def e2e_rate(root, loaded, names, device, batch_size, cache_dir) -> float:
+def e2e_rate(
+    root, loaded, names, device, batch_size, cache_dir, decode="fast"
+) -> float:
     start = time.perf_counter()
     result = extract(
         root,
@@ -139,10 +150,82 @@ def e2e_rate(root, loaded, names, device, batch_size, cache_dir) -> float:
         batch_size=batch_size,
         cache_dir=cache_dir,
         weights=loaded,
+        decode=decode,
     )
     elapsed = time.perf_counter() - start
     assert result.n_new == result.n_images, result
     return result.n_images / elapsed
+
+
+def make_large_photos(root: Path, n: int, seed: int = 1) -> list[Path]:
+    """N different phone-size JPEGs (4032x3024, q92): a random crop of one of
+    scikit-learn's sample photos, upscaled, with a fine grain, so that the files
+    (~2 MB) take the decoder's time a phone's photo takes."""
+    rng = np.random.default_rng(seed)
+    photos = [Image.fromarray(a) for a in load_sample_images().images]
+    files = []
+    for i in range(n):
+        src = photos[i % len(photos)]
+        w, h = src.size
+        cw, ch = int(w * 0.8), int(h * 0.8)
+        x, y = rng.integers(0, w - cw + 1), rng.integers(0, h - ch + 1)
+        img = src.crop((x, y, x + cw, y + ch)).resize(
+            (4032, 3024), Image.Resampling.BICUBIC
+        )
+        arr = np.asarray(img, np.float32) + rng.normal(0, 3, (3024, 4032, 3))
+        img = Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8))
+        folder = root / ("china" if i % len(photos) == 0 else "flower")
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"phone{i:05d}.jpg"
+        img.save(path, quality=92)
+        files.append(path)
+    return files
+
+
+def rel_l2(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = a.astype(np.float64), b.astype(np.float64)
+    return float(np.linalg.norm(a - b) / np.linalg.norm(b))
+
+
+def large_photo_mode(args, loaded, names, device) -> dict:
+    """E2E img/s on N phone-size and N ~500x375 JPEGs, each decode mode, in one
+    run; and the large photos' rows of the two modes compared."""
+    work = Path(tempfile.mkdtemp(prefix="featx-bench-large-"))
+    small = make_photos(work / "small", args.large)
+    large = make_large_photos(work / "large", args.large)
+    sizes = {
+        "500x375": statistics.median(f.stat().st_size for f in small),
+        "4032x3024": statistics.median(f.stat().st_size for f in large),
+    }
+    e2e_rate(work / "small", loaded, names, device, args.batch_size, work / "warm")
+    rates = {}
+    for label in ("4032x3024", "500x375"):
+        folder = work / ("large" if label == "4032x3024" else "small")
+        for mode in ("fast", "exact"):
+            rate = e2e_rate(
+                folder, loaded, names, device, args.batch_size,
+                work / f"cache-{label}-{mode}", decode=mode,
+            )  # fmt: skip
+            rates[f"{label} {mode}"] = rate
+            print(f"{label} {mode}: {rate:.1f} img/s", file=sys.stderr)
+    rows = {}
+    for mode in ("fast", "exact"):
+        (path,) = (work / f"cache-4032x3024-{mode}").glob("*.h5")
+        with FeatureCache(path) as cache:
+            rows[mode] = {layer: cache.read(layer) for layer in names}
+    return {
+        "images_each": args.large,
+        "median_file_bytes": sizes,
+        "img_per_s": rates,
+        "large_fast_over_small_fast": rates["4032x3024 fast"] / rates["500x375 fast"],
+        "large_exact_over_small_exact": (
+            rates["4032x3024 exact"] / rates["500x375 exact"]
+        ),
+        "fast_over_exact_on_large": rates["4032x3024 fast"] / rates["4032x3024 exact"],
+        "rel_l2_fast_vs_exact_large": {
+            layer: rel_l2(rows["fast"][layer], rows["exact"][layer]) for layer in names
+        },
+    }
 
 
 def no_write_rate(files, loaded, layers, device, batch_size, preprocess) -> float:
@@ -207,6 +290,22 @@ def fit_times(cache_path: Path, layers) -> dict:
     return out
 
 
+def machine(device) -> dict:
+    """What the numbers were measured on."""
+    gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else None
+    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    return {
+        "cpu_cores": len(os.sched_getaffinity(0)),
+        "processor": platform.processor() or platform.machine(),
+        "avx512f": " avx512f" in flags,
+        "device": str(device),
+        "gpu": gpu,
+        "torch": str(torch.__version__),
+        "torch_threads": torch.get_num_threads(),
+        "decode_workers": default_workers(device),
+    }
+
+
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--images", type=int, default=800, help="N photos")
@@ -220,6 +319,13 @@ def main(argv=None) -> dict:
         default=10,
         help="the second memory run uses this many times N images",
     )
+    parser.add_argument(
+        "--large",
+        type=int,
+        default=0,
+        metavar="N",
+        help="measure N phone-size and N ~500x375 JPEGs in both decode modes instead",
+    )
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results.json"))
     args = parser.parse_args(argv)
 
@@ -228,6 +334,16 @@ def main(argv=None) -> dict:
     layers = wanted_layers(names)
     preprocess = Preprocess(WEIGHTS.transforms())
     loaded = load_weights("random")
+    if args.large:
+        result = {
+            "machine": machine(device),
+            "settings": {"layers": names, "batch_size": args.batch_size},
+            "large_photos": large_photo_mode(args, loaded, names, device),
+        }
+        print(json.dumps(result, indent=2))
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(result, indent=2))
+        return result
     work = Path(tempfile.mkdtemp(prefix="featx-bench-"))
     files = make_photos(work / "photos", args.images)
     runs = []
@@ -252,17 +368,8 @@ def main(argv=None) -> dict:
     mem_n = peak_rss(work / "photos", names, device, args.batch_size, work / "mem1")
     mem_big = peak_rss(big, names, device, args.batch_size, work / "mem10")
     fits = fit_times(next((work / "cache0").glob("*.h5")), names)
-    gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else None
     result = {
-        "machine": {
-            "cpu_cores": len(os.sched_getaffinity(0)),
-            "processor": platform.processor() or platform.machine(),
-            "device": str(device),
-            "gpu": gpu,
-            "torch": str(torch.__version__),
-            "torch_threads": torch.get_num_threads(),
-            "decode_workers": default_workers(device),
-        },
+        "machine": machine(device),
         "settings": {
             "images": args.images,
             "layers": names,

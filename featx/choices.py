@@ -29,6 +29,18 @@ DTYPES = ("float32", "float16")
 SCALES = ("standard", "l2", "none")
 #: What ``featx export`` writes.
 EXPORT_FORMATS = ("npz", "csv", "parquet")
+#: How JPEGs are decoded, the default first: ``fast`` lets libjpeg scale in the
+#: DCT domain (1/2, 1/4 or 1/8) as far as the resize target allows; ``exact``
+#: decodes every pixel (:mod:`featx.images.decode`).
+DECODE_MODES = ("fast", "exact")
+#: The arithmetic of the forward pass: float32, or autocast to bfloat16 /
+#: float16 (the default is fp32 on a CPU and bf16 on CUDA).
+PRECISIONS = ("fp32", "bf16", "fp16")
+#: Who decodes JPEGs: PIL in the decode workers, or torchvision's
+#: ``decode_jpeg`` in batches on the network's device (nvJPEG on CUDA; on a CPU
+#: the same code runs with libjpeg-turbo). The default is torchvision on CUDA,
+#: PIL on a CPU.
+DECODERS = ("pil", "torchvision")
 #: Where the network runs (``cuda:N`` stands for any device index).
 DEVICES = ("auto", "cpu", "cuda", "cuda:N")
 

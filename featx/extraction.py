@@ -24,25 +24,35 @@ from featx.cache import (
     Failure,
     FeatureCache,
     LayerDef,
+    NotImage,
     Rows,
+    Warnings,
     cache_lock,
     default_cache_dir,
     read_done,
     read_state,
+    read_warnings,
     remove_stale_temporaries,
     write_cache,
 )
 from featx.cache.identity import cache_meta, cache_path_for
 from featx.cache.reconcile import (
     check_dtypes,
+    kept_warnings,
     reconcile_cache,
     scan_rows,
     split_known,
     up_to_date,
 )
 from featx.choices import DTYPES, ENGINES, SPATIAL
-from featx.errors import ReadOnlyError, check_choice, check_int
-from featx.forward import Batch, compute_batches, resolve_device
+from featx.errors import ParameterError, ReadOnlyError, check_choice, check_int
+from featx.forward import (
+    Batch,
+    compute_batches,
+    default_decoder,
+    default_precision,
+    resolve_device,
+)
 from featx.images import ImageSet, Labelling, Preprocess, list_images
 from featx.model import (
     LoadedWeights,
@@ -84,6 +94,12 @@ class ExtractResult:
     #: The views of each layer this run made sure of (:mod:`featx.views`).
     views: list[str] = field(default_factory=lambda: ["center"])
     notes: list[str] = field(default_factory=list)
+    #: The folder's files that are no image, hidden files and hidden folders:
+    #: with the rows and failures, every entry of the folder.
+    not_images: list[NotImage] = field(default_factory=list)
+    #: What the decoders said of each image, ``{path: lines}``: those decoded
+    #: in this run and those recorded by earlier ones.
+    warnings: Warnings = field(default_factory=dict)
 
     @property
     def n_failed(self) -> int:
@@ -150,13 +166,32 @@ def extract(
     model: str = "alexnet",
     mean: Path | None = None,
     views: str = "center",
+    decode: str = "fast",
+    precision: str | None = None,
+    decoder: str | None = None,
 ) -> ExtractResult:
     """Extract ``layers`` for every image under ``data_dir`` into the cache.
 
-    (Seventeen parameters: they mirror `featx extract`'s options one to one.)
+    (Twenty parameters: they mirror `featx extract`'s options one to one.)
 
     Parameters
     ----------
+    decode
+        ``"fast"``: a JPEG decodes directly at 1/2, 1/4 or 1/8 of its size
+        (libjpeg's DCT scaling), the smallest that still covers the model's
+        resize target; images under twice the target decode in full either way.
+        ``"exact"``: every pixel is decoded. The mode is part of the cache's
+        identity: rows of the two modes never share a cache.
+    precision
+        The forward pass's arithmetic: ``"fp32"``, or autocast to ``"bf16"`` or
+        ``"fp16"``; None: fp32 on a CPU, bf16 on CUDA. Part of the cache's
+        identity, like ``decode``.
+    decoder
+        ``"pil"`` (in the decode workers) or ``"torchvision"``: JPEGs decoded in
+        batches by ``torchvision.io.decode_jpeg`` on the network's device, then
+        resized and cropped there (other files, CMYK JPEGs and whatever the
+        device refuses go through PIL). None: torchvision on CUDA, PIL on a CPU.
+        Part of the cache's identity.
     views
         ``"center"`` (the centre crop), ``"flip"`` (and its mirror image) or
         ``"ten"`` (the four corners and the centre, and their mirrors), each
@@ -211,8 +246,14 @@ def extract(
     if isinstance(weights, LoadedWeights):
         model = weights.arch
     specs = resolve_layers(list(layers), model)  # an unknown model stops here
-    preprocess = preprocess_for(model, mean)  # a bad mean file stops here
     compute = Compute(resolve_device(device), batch_size, num_workers, engine)
+    precision = precision or default_precision(compute.device)
+    ray = isinstance(engine, RayEngine)
+    decoder = decoder or ("pil" if ray else default_decoder(compute.device))
+    if ray and decoder != "pil":
+        raise ParameterError("decoder 'torchvision' runs with the local engine only")
+    # a bad mean file, decode mode, precision or decoder stops here
+    preprocess = preprocess_for(model, mean, decode, precision, decoder)
     images = list_images(Path(data_dir), labelling)  # lists; reads no image
     images.root = images.root.resolve()
     loaded = _resolve_weights(weights, seed, model)  # a bad file stops here
@@ -256,8 +297,14 @@ class Run:
     compute: Compute
     progress: Progress
 
-    def result(self, rows: Rows, failures, skipped, n_new, new_failures, seconds):
-        """The :class:`ExtractResult` of this run. (Seven parameters: the
+    @property
+    def not_images(self) -> list[NotImage]:
+        return [NotImage(x.path, x.reason) for x in self.images.not_images]
+
+    def result(
+        self, rows: Rows, failures, skipped, n_new, new_failures, seconds, warnings
+    ):
+        """The :class:`ExtractResult` of this run. (Eight parameters: the
         counts of the run.)"""
         n_images = len(rows) - len(new_failures)
         return ExtractResult(
@@ -276,6 +323,8 @@ class Run:
             ignored=self.images.ignored,
             skipped=skipped,
             notes=self.images.notes,
+            not_images=self.not_images,
+            warnings=warnings,
         )
 
 
@@ -296,21 +345,42 @@ def _update(run: Run, *, rebuild: bool) -> ExtractResult:
         scanned_at_ns=scanned_at_ns,
         progress=run.progress,
         skipped=skipped,
+        not_images=run.not_images,
     )
     pending, done = _pending(path, run.wanted)
+    stored = read_warnings(path)
     started = time.perf_counter()
     new_failures: list[Failure] = []
+    said: Warnings = {}
     n_new = 0
     if len(pending):
-        batches = _batches(run, rows, pending, done)
+        batches = _batches(run, rows, pending, done, said)
         n_new, new_failures = fill_rows(path, rows, pending, batches, run.progress)
     seconds = time.perf_counter() - started
-    if new_failures:
-        _record_failures(
-            path, rows, new_failures, failed_known + skipped, run.meta, scanned_at_ns
+    # Images decoded now replace what earlier runs recorded of them. (What a
+    # run stopped by Ctrl-C heard is lost with it: its rows are kept, and are
+    # not decoded again.)
+    decoded = {rows.paths[r] for r in pending}
+    warnings = {p: m for p, m in stored.items() if p not in decoded} | said
+    warnings = dict(sorted(warnings.items()))
+    if new_failures or warnings != stored:
+        _record_decoding(
+            path,
+            rows,
+            new_failures,
+            failed_known + skipped,
+            run,
+            scanned_at_ns,
+            warnings,
         )
     return run.result(
-        rows, failed_known + new_failures, skipped, n_new, new_failures, seconds
+        rows,
+        failed_known + new_failures,
+        skipped,
+        n_new,
+        new_failures,
+        seconds,
+        warnings,
     )
 
 
@@ -339,11 +409,20 @@ def _unchanged(run: Run, exc: ReadOnlyError) -> ExtractResult:
             "--cache-dir (or FEATX_CACHE_DIR)"
         ) from exc
     failed, rows, _ = split_known(old, scanned, skipped)
-    return run.result(rows, failed, skipped, 0, [], 0.0)
+    warnings = kept_warnings(old, [*rows.paths, *(f.path for f in failed)])
+    return run.result(rows, failed, skipped, 0, [], 0.0, warnings)
 
 
-def _batches(run: Run, rows: Rows, pending: np.ndarray, done: dict[str, np.ndarray]):
-    """The stream of computed batches for the ``pending`` rows."""
+def _batches(
+    run: Run,
+    rows: Rows,
+    pending: np.ndarray,
+    done: dict[str, np.ndarray],
+    said: Warnings,
+):
+    """The stream of computed batches for the ``pending`` rows; what the
+    decoders say of an image goes into ``said``, by path (the Ray engine's
+    workers keep it to themselves)."""
     files = [run.images.root / rows.paths[r] for r in pending]
     compute, wanted = run.compute, run.wanted
     if isinstance(compute.engine, RayEngine):
@@ -356,7 +435,7 @@ def _batches(run: Run, rows: Rows, pending: np.ndarray, done: dict[str, np.ndarr
             loaded=run.loaded,
             batch_size=compute.batch_size,
             engine=compute.engine,
-            mean=run.preprocess.mean_file,
+            preprocess=run.preprocess,
         )
     return compute_batches(
         files=files,
@@ -368,7 +447,14 @@ def _batches(run: Run, rows: Rows, pending: np.ndarray, done: dict[str, np.ndarr
         batch_size=compute.batch_size,
         num_workers=compute.num_workers,
         needed=lambda idx: [w for w in wanted if not done[w.key][idx].all()],
+        on_note=run.images.notes.append,
+        on_said=lambda row, lines: said.__setitem__(rows.paths[row], _lines(lines)),
     )
+
+
+def _lines(messages: list[str]) -> list[str]:
+    """One message a line, as the cache stores them (joined by newlines)."""
+    return [line for message in messages for line in message.split("\n")]
 
 
 def fill_rows(path: Path, rows: Rows, pending: np.ndarray, batches, progress):
@@ -398,26 +484,32 @@ def fill_rows(path: Path, rows: Rows, pending: np.ndarray, batches, progress):
     return n_new, failures
 
 
-def _record_failures(
+def _record_decoding(
     path: Path,
     rows: Rows,
     new_failures: list[Failure],
     failed_known: list[Failure],
-    meta: CacheMeta,
+    run: Run,
     scanned_at_ns: int,
+    warnings: Warnings,
 ) -> None:
-    """Move images that failed to decode out of the rows and into /failed."""
+    """Move images that failed to decode out of the rows and into /failed, and
+    record what the decoders said. (A rewrite, as every change of structure:
+    it costs a copy of the cache at disk speed, far less than the decoding that
+    caused it, and a file is never left half-changed.)"""
     with FeatureCache(path) as cache:
         layers = list(cache.all_layers.values())
     bad = {f.path for f in new_failures}
     keep = np.array([i for i, p in enumerate(rows.paths) if p not in bad], np.int64)
     write_cache(
         path,
-        meta=meta,
+        meta=run.meta,
         scanned_at_ns=scanned_at_ns,
         rows=rows.take(keep),
         layers=layers,
         failed=sorted(failed_known + new_failures, key=lambda f: f.path),
         source=path,
         source_rows=keep,
+        not_images=run.not_images,
+        warnings=warnings,
     )

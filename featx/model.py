@@ -30,9 +30,15 @@ from torch import nn
 from torchvision.models import AlexNet_Weights, alexnet
 
 from featx import caffe, weightfiles
-from featx.choices import MODELS, unknown_layer_message
+from featx.choices import (
+    DECODE_MODES,
+    DECODERS,
+    MODELS,
+    PRECISIONS,
+    unknown_layer_message,
+)
 from featx.digest import file_sha256
-from featx.errors import LayerError, WeightsError
+from featx.errors import LayerError, WeightsError, check_choice
 from featx.images import Preprocess
 
 WEIGHTS = AlexNet_Weights.IMAGENET1K_V1
@@ -112,18 +118,35 @@ def friendly_layers(model: str = "alexnet") -> dict[str, str]:
     return architecture(model).friendly
 
 
-def preprocess_for(model: str = "alexnet", mean: Path | None = None) -> Preprocess:
+def preprocess_for(
+    model: str = "alexnet",
+    mean: Path | None = None,
+    decode: str = "exact",
+    precision: str = "fp32",
+    decoder: str = "pil",
+) -> Preprocess:
     """The input preprocessing of ``model``; ``mean`` (a ``.npy`` mean image)
-    only for caffe-alexnet."""
+    only for caffe-alexnet; ``decode``, one of :data:`featx.choices.DECODE_MODES`
+    (``fast`` scales JPEGs down to the model's own resize target); ``precision``
+    one of :data:`featx.choices.PRECISIONS`; ``decoder`` one of
+    :data:`featx.choices.DECODERS`."""
     architecture(model)  # an unknown name stops here
+    check_choice("decode", decode, DECODE_MODES)
+    check_choice("precision", precision, PRECISIONS)
+    check_choice("decoder", decoder, DECODERS)
     if model == "caffe-alexnet":
-        return caffe.CaffePreprocess(mean)
-    if mean is not None:
+        preprocess = caffe.CaffePreprocess(mean)
+    elif mean is not None:
         raise WeightsError(
             "--mean is for --model caffe-alexnet; torchvision's AlexNet normalises "
             "with its own mean and std"
         )
-    return Preprocess(WEIGHTS.transforms())
+    else:
+        preprocess = Preprocess(WEIGHTS.transforms())
+    preprocess.decode = decode
+    preprocess.precision = precision
+    preprocess.decoder = decoder
+    return preprocess
 
 
 def module_chain(model: nn.Module) -> list[tuple[str, nn.Module]]:

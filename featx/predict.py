@@ -170,7 +170,14 @@ def wanted_layers(meta: ModelMeta, center_only: bool) -> list[LayerDef]:
 def check_preprocessing(meta: ModelMeta):
     """This featx's preprocessing for the model, refused unless it is the one
     its features were made with."""
-    preprocess = preprocess_for(meta.model, _mean_file(meta))
+    # the decode mode and precision its features were made with (absent: a full
+    # decode, float32)
+    decode = meta.transform.get("decode", "exact")
+    precision = meta.transform.get("precision", "fp32")
+    decoder = meta.transform.get("jpeg_decoder", "pil")
+    preprocess = preprocess_for(
+        meta.model, _mean_file(meta), decode, precision, decoder
+    )
     if meta.transform != preprocess.describe():
         raise ModelFileError(
             "the model was trained on features with other preprocessing than this "

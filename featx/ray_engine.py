@@ -20,7 +20,7 @@ import torch
 from featx.cache import weights_spec
 from featx.errors import DataError, FeatxError, WeightsError
 from featx.forward import ImageDataset, build_net, run_forward, views_in
-from featx.model import load_weights, preprocess_for
+from featx.model import load_weights
 
 INSTALL_HINT = "pip install -e '.[ray]' (or pip install 'ray[data]')"
 
@@ -99,9 +99,10 @@ def check_folder_visible(ray, root: Path, sample: Path) -> None:
 class ExtractActor:
     """One model per actor; called with blocks of ``{"row", "path"}`` rows."""
 
-    # Eight parameters: what a remote actor needs to rebuild the driver's model.
+    # Eight parameters: what a remote actor needs to rebuild the driver's model
+    # (``preprocess`` carries the mean image, the decode mode and the precision).
     def __init__(
-        self, spec, seed, expected_sha256, wanted, threads, use_gpu, arch, mean
+        self, spec, seed, expected_sha256, wanted, threads, use_gpu, arch, preprocess
     ):
         torch.set_num_threads(threads)
         loaded = load_weights(spec, seed=seed, model=arch)
@@ -112,7 +113,7 @@ class ExtractActor:
             )
         self.device = torch.device("cuda" if use_gpu else "cpu")
         self.wanted = wanted
-        self.preprocess = preprocess_for(arch, mean)
+        self.preprocess = preprocess
         self.net = build_net(loaded, wanted, self.device)
         self.views = views_in(wanted)
 
@@ -158,12 +159,12 @@ def joblib_backend(address: str | None):
     return joblib.parallel_config(backend="ray")
 
 
-def ray_batches(*, files, rows, wanted, loaded, batch_size, engine, mean=None):
+def ray_batches(*, files, rows, wanted, loaded, batch_size, engine, preprocess):
     """The Ray engine's stream of ``(rows, values, failures)``, like
     :func:`featx.forward.compute_batches`; ``engine`` is a
     :class:`featx.extraction.RayEngine` (its address and number of actors);
-    ``mean`` is caffe-alexnet's mean image file, if one is used (every worker
-    reads it at the same path)."""
+    ``preprocess`` is the driver's, sent to every worker (with caffe-alexnet's
+    mean image, if one is used, already read)."""
     ray = connect(engine.address)
     quiet_ray_data(ray)
     check_folder_visible(
@@ -190,7 +191,7 @@ def ray_batches(*, files, rows, wanted, loaded, batch_size, engine, mean=None):
             "threads": threads,
             "use_gpu": bool(gpus),
             "arch": loaded.arch,
-            "mean": mean,
+            "preprocess": preprocess,
         },
         batch_size=batch_size,
         compute=ray.data.ActorPoolStrategy(size=workers),

@@ -68,6 +68,13 @@ class AlexNetFeatures(TransformerMixin, BaseEstimator):
     model : {"alexnet", "caffe-alexnet"}
         torchvision's AlexNet or the original BVLC network (then ``weights`` is
         ``"random"`` or one of its weight files).
+    decode : {"fast", "exact"}
+        JPEGs decoded at the smallest DCT scale that covers the resize target,
+        or in full; as ``featx extract --decode``.
+    precision : {None, "fp32", "bf16", "fp16"}
+        The forward pass's arithmetic (None: fp32 on a CPU, bf16 on CUDA).
+    decoder : {None, "pil", "torchvision"}
+        Who decodes JPEGs (None: torchvision on CUDA, PIL on a CPU).
     """
 
     def __init__(
@@ -84,9 +91,15 @@ class AlexNetFeatures(TransformerMixin, BaseEstimator):
         seed=0,
         prefetch=DEFAULT_PREFETCH,
         model="alexnet",
+        decode="fast",
+        precision=None,
+        decoder=None,
     ):
         self.layer = layer
         self.model = model
+        self.decode = decode
+        self.precision = precision
+        self.decoder = decoder
         self.weights = weights
         self.spatial = spatial
         self.dtype = dtype
@@ -138,12 +151,19 @@ class AlexNetFeatures(TransformerMixin, BaseEstimator):
     def _cache_path(self, root: Path) -> Path:
         from featx.cache import default_cache_dir
         from featx.cache.identity import cache_path_for
+        from featx.forward import default_decoder, default_precision, resolve_device
         from featx.model import preprocess_for
 
         cache_dir = (
             self.cache_dir if self.cache_dir is not None else default_cache_dir()
         )
-        preprocess = preprocess_for(self.model)
+        device = resolve_device(self.device)
+        preprocess = preprocess_for(
+            self.model,
+            decode=self.decode,
+            precision=self.precision or default_precision(device),
+            decoder=self.decoder or default_decoder(device),
+        )
         return cache_path_for(Path(cache_dir), root, self._weights(), preprocess)
 
     def _read(self, root: Path, rels: list[str], *, strict: bool = False):
@@ -187,12 +207,22 @@ class AlexNetFeatures(TransformerMixin, BaseEstimator):
             num_workers=self.num_workers,
             dtype=self.dtype,
             cache_dir=self.cache_dir,
+            decode=self.decode,
+            precision=self.precision,
+            decoder=self.decoder,
         )
 
     def __getstate__(self):
         state = dict(self.__dict__)
         state.pop("_loaded", None)  # weights are reloaded, never pickled
         return state
+
+    def __setstate__(self, state):
+        # pickled before decode modes existed: its caches were decoded in full
+        state.setdefault("decode", "exact")
+        state.setdefault("precision", None)
+        state.setdefault("decoder", None)
+        super().__setstate__(state)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

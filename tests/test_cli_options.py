@@ -33,6 +33,9 @@ VOCABULARIES = {
     "head_train": choices.HEAD_TRAIN_LAYERS,
     "scale": choices.SCALES,
     "fmt": choices.EXPORT_FORMATS,
+    "decode": choices.DECODE_MODES,
+    "precision": choices.PRECISIONS,
+    "decoder": choices.DECODERS,
 }
 
 

@@ -50,6 +50,7 @@ from featx.cache.read import (
     read_done,
     read_layer,
     read_state,
+    read_warnings,
 )
 from featx.cache.schema import (
     FORMAT_VERSION,
@@ -59,7 +60,9 @@ from featx.cache.schema import (
     CacheState,
     Failure,
     LayerDef,
+    NotImage,
     Rows,
+    Warnings,
     WeightsInfo,
     weights_spec,
 )
@@ -114,8 +117,10 @@ __all__ = [
     "LayerData",
     "LayerDef",
     "NoSpaceError",
+    "NotImage",
     "ReadOnlyError",
     "Rows",
+    "Warnings",
     "WeightsInfo",
     "cache_info",
     "cache_lock",
@@ -133,6 +138,7 @@ __all__ = [
     "read_done",
     "read_layer",
     "read_state",
+    "read_warnings",
     "reading",
     "remove_stale_temporaries",
     "reserve",

@@ -84,6 +84,9 @@ def reading(path: Path, data: str = "") -> Iterator[None]:
 
 REQUIRED = ("paths", "labels", "sha256", "size", "mtime_ns")
 FAILED = ("paths", "reasons", "sha256", "size", "mtime_ns")
+#: Optional groups, each of string datasets of one length: caches written before
+#: them have none, which reads as empty.
+OPTIONAL = {"not_images": ("paths", "reasons"), "warnings": ("paths", "messages")}
 
 
 def _check_layout(f: h5py.File, path: Path) -> None:
@@ -99,6 +102,11 @@ def _check_layout(f: h5py.File, path: Path) -> None:
     for key, ds in f["features"].items():
         if ds.shape[0] != n or f["done"][key].shape != (n,):
             raise ValueError(f"/features/{key} or /done/{key} has the wrong rows")
+    for group, names in OPTIONAL.items():
+        if group in f:
+            k = f[group][names[0]].shape
+            if len(k) != 1 or any(f[group][name].shape != k for name in names):
+                raise ValueError(f"/{group}/{names[1]} disagrees with its paths")
     if f["scanned_at_ns"].shape != (1,):
         raise ValueError("/scanned_at_ns is not one value")
     json.loads(f.attrs["classes"])

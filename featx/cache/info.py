@@ -9,7 +9,8 @@ from featx.views import dataset_key
 
 
 def cache_info(path: Path) -> dict:
-    """A JSON-able summary of a cache: images, layers, classes, failures, weights."""
+    """A JSON-able summary of a cache: images, layers, classes, failures, files
+    that are no image, decoder warnings, weights."""
     with FeatureCache(path) as cache:
         meta = cache.meta
         labels = cache.labels
@@ -33,6 +34,7 @@ def cache_info(path: Path) -> dict:
                 "complete": bool(done.all()),
             }
         failed = cache.failed
+        not_images, warnings = cache.not_images, cache.warnings
         return {
             "path": str(cache.path),
             "format": int(cache.attrs["featx_format"]),
@@ -42,9 +44,19 @@ def cache_info(path: Path) -> dict:
             "classes": counts,
             "n_failed": len(failed),
             "failed": [{"path": f.path, "reason": f.reason} for f in failed],
+            "n_not_images": len(not_images),
+            "not_images": [{"path": x.path, "reason": x.reason} for x in not_images],
+            "n_warnings": len(warnings),
+            "warnings": [
+                {"path": path, "messages": lines} for path, lines in warnings.items()
+            ],
             "model": meta.model,
             "weights": meta.weights.to_dict(),
             "transform": meta.transform,
+            # caches made before the mode existed decoded every pixel
+            "decode": meta.transform.get("decode", "exact"),
+            "precision": meta.transform.get("precision", "fp32"),
+            "decoder": meta.transform.get("jpeg_decoder", "pil"),
             "versions": {
                 "featx": meta.featx_version,
                 "torch": meta.torch_version,

@@ -75,6 +75,44 @@ DATASETS: tuple[Entry, ...] = (
     Entry("/failed/sha256", "(M,)", "ASCII (64 bytes)", "its sha256; empty if unread"),
     Entry("/failed/size", "(M,)", "int64", "its size in bytes; -1 if unknown"),
     Entry("/failed/mtime_ns", "(M,)", "int64", "its modification time; -1 if unknown"),
+    Entry(
+        "/not_images",
+        "",
+        "group",
+        "files of the folder that are no image, as last listed (absent in "
+        "older caches: read as none)",
+    ),
+    Entry(
+        "/not_images/paths",
+        "(K,)",
+        "UTF-8",
+        "each file (or hidden folder), relative to `data_root`",
+    ),
+    Entry(
+        "/not_images/reasons",
+        "(K,)",
+        "UTF-8",
+        "`not an image` (its extension is no format featx reads), `hidden file`, "
+        "`hidden folder`",
+    ),
+    Entry(
+        "/warnings",
+        "",
+        "group",
+        "what the decoders said of images (absent in older caches: none)",
+    ),
+    Entry(
+        "/warnings/paths",
+        "(W,)",
+        "UTF-8",
+        "each image that decoded with warnings (a row or a failure)",
+    ),
+    Entry(
+        "/warnings/messages",
+        "(W,)",
+        "UTF-8",
+        "its Python warnings and C libraries' stderr lines, joined by newlines",
+    ),
 )
 
 #: ``(name, stored as, meaning)`` of the attributes of every ``/features`` dataset.
@@ -111,7 +149,8 @@ def describe_format() -> str:
             [
                 f"Cache format version {FORMAT_VERSION}. Root attributes:",
                 _table(("Attribute", "Stored as", "Meaning"), attrs),
-                "Groups and datasets (N images, M failed files, D a layer's width):",
+                "Groups and datasets (N images, M failed files, K files that are "
+                "no image, W images decoded with warnings, D a layer's width):",
                 _table(("Path", "Shape", "Type", "Meaning"), datasets),
                 "Attributes of every dataset under `/features`:",
                 _table(("Attribute", "Stored as", "Meaning"), feature_attrs),

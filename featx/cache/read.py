@@ -19,7 +19,16 @@ from featx.cache.format import (
     damaged,
     reading,
 )
-from featx.cache.schema import MAX_ABS, CacheMeta, CacheState, Failure, LayerDef, Rows
+from featx.cache.schema import (
+    MAX_ABS,
+    CacheMeta,
+    CacheState,
+    Failure,
+    LayerDef,
+    NotImage,
+    Rows,
+    Warnings,
+)
 from featx.errors import CacheDamagedError, CacheError
 from featx.views import ALL_VIEWS, CENTER, dataset_key
 
@@ -36,6 +45,26 @@ def _layer_from_attrs(ds: h5py.Dataset) -> LayerDef:
         dtype=str(ds.dtype),
         view=str(a.get("view", CENTER)),
     )
+
+
+def _not_images(f: h5py.File) -> list[NotImage]:
+    """``/not_images``, empty where the cache has none (written before it)."""
+    if "not_images" not in f:
+        return []
+    g = f["not_images"]
+    return [
+        NotImage(p, r)
+        for p, r in zip(_decode(g["paths"][:]), _decode(g["reasons"][:]), strict=True)
+    ]
+
+
+def _warnings(f: h5py.File) -> Warnings:
+    """``/warnings`` as ``{path: lines}``, empty where the cache has none."""
+    if "warnings" not in f:
+        return {}
+    g = f["warnings"]
+    paths, messages = _decode(g["paths"][:]), _decode(g["messages"][:])
+    return {p: m.split("\n") for p, m in zip(paths, messages, strict=True)}
 
 
 def read_state(path: Path, data: str = "") -> CacheState:
@@ -76,7 +105,16 @@ def read_state(path: Path, data: str = "") -> CacheState:
             done,
             failed,
             scanned_at_ns=int(f["scanned_at_ns"][0]),
+            not_images=_not_images(f),
+            warnings=_warnings(f),
         )
+
+
+def read_warnings(path: Path) -> Warnings:
+    """The warnings a cache recorded, ``{path: lines}``."""
+    with _open(path) as f, reading(path):
+        _check_format(f, path)
+        return _warnings(f)
 
 
 def read_done(path: Path, keys) -> dict[str, np.ndarray]:
@@ -199,6 +237,19 @@ class FeatureCache:
                     _decode(g["paths"][:]), _decode(g["reasons"][:]), strict=True
                 )
             ]
+
+    @functools.cached_property
+    def not_images(self) -> list[NotImage]:
+        """The folder's files that are no image, as its last extract listed them
+        (none for caches written before featx recorded them)."""
+        with reading(self.path, self.meta.data_root):
+            return _not_images(self.file)
+
+    @functools.cached_property
+    def warnings(self) -> Warnings:
+        """What the decoders said of each image, by path (``{path: lines}``)."""
+        with reading(self.path, self.meta.data_root):
+            return _warnings(self.file)
 
     def dataset(self, layer: str) -> h5py.Dataset:
         """The feature dataset of ``layer``, checked to be complete."""

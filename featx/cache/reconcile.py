@@ -14,7 +14,15 @@ from pathlib import Path
 
 import numpy as np
 
-from featx.cache.schema import CacheMeta, CacheState, Failure, LayerDef, Rows
+from featx.cache.schema import (
+    CacheMeta,
+    CacheState,
+    Failure,
+    LayerDef,
+    NotImage,
+    Rows,
+    Warnings,
+)
 from featx.cache.write import CacheFiller, write_cache
 from featx.digest import file_sha256
 from featx.errors import CacheError
@@ -128,17 +136,25 @@ def reconcile_cache(
     scanned_at_ns: int,
     progress: Progress,
     skipped: list[Failure] = (),
+    not_images: list[NotImage] = (),
 ) -> tuple[list[Failure], Rows]:
     """Bring the cache at ``path`` in line with the folder's ``scanned`` rows.
 
     An unchanged structure is refreshed in place (changed files marked undone);
     anything else writes a new file that keeps every computed row still valid.
-    ``skipped`` (entries never read) are recorded in ``/failed`` too. Returns
-    the failures already recorded for unchanged files, and the rows.
+    ``skipped`` (entries never read) are recorded in ``/failed`` too, and
+    ``not_images`` in ``/not_images`` (a change of them is a change of
+    structure: the file is rewritten, as for a new failure). Recorded warnings
+    are kept for the images still in the cache. Returns the failures already
+    recorded for unchanged files, and the rows.
     """
     failed_known, rows, recorded = split_known(old, scanned, skipped)
     layers = _layers_after(old, wanted)
-    if old is not None and _same_structure(old, rows, meta, layers, recorded):
+    if (
+        old is not None
+        and _same_structure(old, rows, meta, layers, recorded)
+        and same_not_images(old.not_images, not_images)
+    ):
         changed = np.array(
             [i for i in range(len(rows)) if old.rows.sha256[i] != rows.sha256[i]],
             np.int64,
@@ -163,10 +179,28 @@ def reconcile_cache(
         source=path if old else None,
         source_rows=source_rows,
         on_rows=progress.advance,
+        not_images=not_images,
+        warnings=kept_warnings(old, [*rows.paths, *(f.path for f in recorded)]),
     )
     if old is not None:
         progress.finish()
     return failed_known, rows
+
+
+def same_not_images(old: list[NotImage], new: list[NotImage]) -> bool:
+    """Whether two lists of files that are no image say the same."""
+    return sorted((x.path, x.reason) for x in old) == sorted(
+        (x.path, x.reason) for x in new
+    )
+
+
+def kept_warnings(old: CacheState | None, paths) -> Warnings:
+    """The warnings ``old`` recorded for images among ``paths`` (those no longer
+    in the cache go)."""
+    if old is None:
+        return {}
+    present = set(paths)
+    return {p: lines for p, lines in old.warnings.items() if p in present}
 
 
 def split_known(

@@ -69,6 +69,21 @@ class Failure:
     mtime_ns: int = -1
 
 
+@dataclass(frozen=True)
+class NotImage:
+    """A file of the data folder that is no image (by its extension), a hidden
+    file or a hidden folder: never an error, but recorded with its reason so
+    that every entry of the folder is accounted for."""
+
+    path: str
+    reason: str
+
+
+#: What the decoders said of each image, by path: Python warnings and the lines
+#: C libraries wrote to stderr while it decoded (:func:`featx.images.quiet_decoding`).
+Warnings = dict[str, list[str]]
+
+
 @dataclass
 class Rows:
     """The per-image columns of a cache."""
@@ -272,6 +287,9 @@ class CacheState:
     done: dict[str, np.ndarray]
     failed: list[Failure] = field(default_factory=list)
     scanned_at_ns: int = 0
+    #: Optional groups (caches written before them have none).
+    not_images: list[NotImage] = field(default_factory=list)
+    warnings: Warnings = field(default_factory=dict)
 
     @property
     def classes(self) -> list[str]:

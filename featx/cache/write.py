@@ -20,7 +20,16 @@ import h5py
 import numpy as np
 
 from featx.cache.format import _open
-from featx.cache.schema import FORMAT_VERSION, STR, CacheMeta, Failure, LayerDef, Rows
+from featx.cache.schema import (
+    FORMAT_VERSION,
+    STR,
+    CacheMeta,
+    Failure,
+    LayerDef,
+    NotImage,
+    Rows,
+    Warnings,
+)
 from featx.cache.space import check_free, disk_full_as_error, reserve
 
 COPY_BLOCK_BYTES = 64 << 20
@@ -86,30 +95,51 @@ def write_cache(
     source: Path | None = None,
     source_rows: np.ndarray | None = None,
     on_rows=None,
+    not_images: list[NotImage] = (),
+    warnings: Warnings | None = None,
 ) -> None:
     """Write a complete cache to ``path`` atomically (temporary file + rename).
 
     ``source_rows[i]`` names the row of ``source`` whose computed features row
     ``i`` takes over (-1: none); features of layers missing there start undone.
+    ``not_images`` and ``warnings`` fill the groups of the same names (written
+    empty when there are none).
     """
     tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
     need = _estimate(rows, layers)
     check_free(path.parent, need)
+    notes = (list(not_images), dict(warnings or {}))
     try:
         with disk_full_as_error(path.parent, need):
             _write_layout(
                 tmp, meta, scanned_at_ns, rows, layers, failed, source, source_rows,
-                on_rows,
+                on_rows, notes,
             )  # fmt: skip
             tmp.replace(path)
     finally:
         tmp.unlink(missing_ok=True)
 
 
+def _strings(group: h5py.Group, name: str, values) -> None:
+    group.create_dataset(name, data=np.array(list(values), dtype=object), dtype=STR)
+
+
+def _write_notes(f: h5py.File, not_images: list[NotImage], warnings: Warnings) -> None:
+    """The groups ``/not_images`` and ``/warnings``, sorted by path."""
+    g = f.create_group("not_images")
+    listed = sorted(not_images, key=lambda x: x.path)
+    _strings(g, "paths", [x.path for x in listed])
+    _strings(g, "reasons", [x.reason for x in listed])
+    g = f.create_group("warnings")
+    said = sorted(warnings)
+    _strings(g, "paths", said)
+    _strings(g, "messages", ["\n".join(warnings[p]) for p in said])
+
+
 def _write_layout(
-    tmp, meta, scanned_at_ns, rows, layers, failed, source, source_rows, on_rows
+    tmp, meta, scanned_at_ns, rows, layers, failed, source, source_rows, on_rows, notes
 ) -> None:
-    """Write the new file ``tmp`` (see :func:`write_cache`). (Nine parameters:
+    """Write the new file ``tmp`` (see :func:`write_cache`). (Ten parameters:
     those of write_cache.)"""
     n = len(rows)
     with h5py.File(tmp, "w") as f:
@@ -138,6 +168,7 @@ def _write_layout(
         g.create_dataset(
             "mtime_ns", data=np.array([x.mtime_ns for x in failed], np.int64)
         )
+        _write_notes(f, *notes)
         feats, dones = f.create_group("features"), f.create_group("done")
         created = [_create_features(feats, layer, n) for layer in layers]
         f.flush()

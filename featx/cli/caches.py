@@ -11,7 +11,12 @@ import click
 from featx.choices import EXPORT_FORMATS
 from featx.cli.app import main
 from featx.cli.options import cache_dir_option, examples, model_option, pick_cache
-from featx.cli.output import print_info, print_layers
+from featx.cli.output import (
+    print_info,
+    print_layers,
+    print_skipped,
+    print_warnings,
+)
 
 LAYERS_EXAMPLES = examples(
     "featx layers",
@@ -20,6 +25,7 @@ LAYERS_EXAMPLES = examples(
 INFO_EXAMPLES = examples(
     "featx info",
     "featx info data/Test --json",
+    "featx info data/Train --skipped",
 )
 EXPORT_EXAMPLES = examples(
     "featx export --layer fc7 data/Train",
@@ -46,19 +52,35 @@ def layers(as_json: bool, model: str) -> None:
 @click.argument("cache", required=False)
 @cache_dir_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def info(cache, cache_dir, as_json) -> None:
-    """Describe a cache: images, layers, classes, failures, model, weights,
-    versions.
+@click.option(
+    "--skipped",
+    is_flag=True,
+    help="List the folder's files that are no image (path: reason), and nothing else.",
+)
+@click.option(
+    "--warnings",
+    "show_warnings",
+    is_flag=True,
+    help="List each image the decoders warned about, with what they said.",
+)
+def info(cache, cache_dir, as_json, skipped, show_warnings) -> None:
+    """Describe a cache: images, layers, classes, failures, files that are no
+    image, decoder warnings, model, weights, versions.
 
-    CACHE is a path or a name in the cache directory; it may be left out when
-    there is only one cache.
+    CACHE is a path, a name in the cache directory or a data folder; it may be
+    left out when there is only one cache.
     """
     from featx.cache import cache_info
 
     data = cache_info(pick_cache(cache, cache_dir, say=not as_json))
     if as_json:
         click.echo(json.dumps(data, indent=2))
-    else:
+        return
+    if skipped:
+        print_skipped(data)
+    if show_warnings:
+        print_warnings(data)
+    if not (skipped or show_warnings):
         print_info(data)
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from featx.choices import DTYPES, SPATIAL
+from featx.choices import DECODE_MODES, DECODERS, DTYPES, PRECISIONS, SPATIAL
 from featx.cli.app import main
 from featx.cli.checks import check_extract_arguments
 from featx.cli.options import (
@@ -99,6 +99,30 @@ EXTRACT_EXAMPLES = examples(
     "damaged cache).",
 )
 @device_options
+@click.option(
+    "--decode",
+    type=click.Choice(DECODE_MODES),
+    default="fast",
+    show_default=True,
+    help="JPEGs: decode at the smallest DCT scale (1/2, 1/4, 1/8) that still "
+    "covers the model's resize target (fast), or every pixel (exact). Images "
+    "under twice the target decode in full either way; a cache holds one mode.",
+)
+@click.option(
+    "--precision",
+    type=click.Choice(PRECISIONS),
+    default=None,
+    help="Arithmetic of the forward pass [default: fp32 on a CPU, bf16 on CUDA]; "
+    "a cache holds one precision.",
+)
+@click.option(
+    "--decoder",
+    type=click.Choice(DECODERS),
+    default=None,
+    help="Who decodes JPEGs: PIL in the decode workers, or torchvision's "
+    "decode_jpeg in batches on the network's device (nvJPEG on a GPU) "
+    "[default: torchvision on CUDA, pil on a CPU].",
+)
 @model_option
 @click.option(
     "--mean",
@@ -144,6 +168,9 @@ def extract(
     views,
     model,
     mean_file,
+    decode,
+    precision,
+    decoder,
 ) -> None:
     """Extract AlexNet activations for every image under each DATA_DIR into the
     cache (one cache per folder, one model load for all).
@@ -196,5 +223,8 @@ def extract(
             labelling=labelling,
             mean=mean_file,
             views=views,
+            decode=decode,
+            precision=precision,
+            decoder=decoder,
         )
         print_extraction(result)

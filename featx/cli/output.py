@@ -122,8 +122,36 @@ def print_extraction(result) -> None:
             click.echo(f"{label + ':':<9}{printable(item.path)}: {item.reason}")
         if len(items) > 20:
             click.echo(f"{label + ':':<9}... and {len(items) - 20} more (`featx info`)")
+    if result.not_images:
+        click.echo(skipped_line(result.not_images))
+    if result.warnings:
+        click.echo(warnings_line(len(result.warnings)))
     if result.n_images == 0:
         raise click.ClickException("no image could be decoded; nothing to extract")
+
+
+#: Kinds of file the skip line names before it says ``…``.
+SKIP_GROUPS_SHOWN = 6
+
+
+def skipped_line(not_images) -> str:
+    """One line for the files of a folder that are no image, by extension:
+    ``skipped: 354 files that are not images (.txt 12, .pdf 3, …); …``."""
+    from featx.images import skip_groups
+
+    groups = skip_groups(not_images)
+    shown = [f"{printable(kind)} {n}" for kind, n in groups[:SKIP_GROUPS_SHOWN]]
+    if len(groups) > SKIP_GROUPS_SHOWN:
+        shown.append("…")
+    n = len(not_images)
+    what = "file that is not an image" if n == 1 else "files that are not images"
+    return f"skipped: {n} {what} ({', '.join(shown)}); featx info --skipped lists them"
+
+
+def warnings_line(n: int) -> str:
+    """The line that sums up the images whose decoders said something."""
+    what = "image" if n == 1 else "images"
+    return f"warnings: {n} {what} decoded with warnings (featx info --warnings)"
 
 
 def _layer_state(layer: dict, n_images: int) -> str:
@@ -150,9 +178,16 @@ def print_info(data: dict) -> None:
     random_weights_banner(w["pretrained"])
     click.echo(f"cache:    {data['path']}  (format {data['format']})")
     click.echo(f"data:     {data['data_root']}")
-    click.echo(f"images:   {data['n_images']}   failed: {data['n_failed']}")
+    click.echo(
+        f"images:   {data['n_images']}   failed: {data['n_failed']}   "
+        f"not images: {data['n_not_images']}   "
+        f"with warnings: {data['n_warnings']}"
+    )
     click.echo(f"model:    {data['model']}")
     click.echo(f"weights:  {w['id']}  sha256 {w['sha256'][:16]}…")
+    click.echo(f"decode:   {data['decode']} (JPEGs; extract --decode)")
+    click.echo(f"precision: {data['precision']} (extract --precision)")
+    click.echo(f"decoder:  {data['decoder']} (extract --decoder)")
     v = data["versions"]
     click.echo(
         f"versions: featx {v['featx']}, torch {v['torch']}, "
@@ -168,6 +203,20 @@ def print_info(data: dict) -> None:
             click.echo(f"  {name:<20}{count:>7}")
     for f in data["failed"]:
         click.echo(f"failed:   {printable(f['path'])}: {f['reason']}")
+
+
+def print_skipped(data: dict) -> None:
+    """`featx info --skipped`: every file of the folder that is no image."""
+    for x in data["not_images"]:
+        click.echo(f"{printable(x['path'])}: {x['reason']}")
+
+
+def print_warnings(data: dict) -> None:
+    """`featx info --warnings`: each image's path, then what its decoders said."""
+    for w in data["warnings"]:
+        click.echo(f"{printable(w['path'])}:")
+        for line in w["messages"]:
+            click.echo(f"    {printable(line)}")
 
 
 def describe_views(views: list[str], augmented: bool = True) -> str:

@@ -25,6 +25,13 @@ def default_block_rows() -> int:
     return featx.fit.SGD_BLOCK_ROWS
 
 
+def default_epochs() -> int:
+    """Passes over the rows: ``featx.fit.SGD_EPOCHS``, looked up when used."""
+    import featx.fit
+
+    return featx.fit.SGD_EPOCHS
+
+
 def _blocks(cache: FeatureCache, layer: str, mask: np.ndarray, block_rows: int):
     """Yield ``(rows, features)`` for the rows in ``mask``, one block at a time."""
     for rows, block in cache.iter_chunks(layer, chunk_rows=block_rows):
@@ -43,7 +50,7 @@ def fit_sgd_streaming(
     *,
     n_classes: int,
     seed: int,
-    epochs: int = SGD_EPOCHS,
+    epochs: int | None = None,
     block_rows: int | None = None,
 ):
     """Fit a partial_fit pipeline on the ``mask`` rows, streaming from the cache.
@@ -51,6 +58,7 @@ def fit_sgd_streaming(
     At most ``block_rows`` rows (default :data:`SGD_BLOCK_ROWS`) are in memory.
     """
     block_rows = block_rows or default_block_rows()
+    epochs = epochs or default_epochs()
     n_steps = len(pipeline.steps) - 1
     for i in range(n_steps):
         step = pipeline[i]

@@ -4,6 +4,7 @@ captured per image."""
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import functools
 import io
@@ -114,8 +115,10 @@ def decode_image(data: bytes | Path, *, scale_to=None) -> Image.Image:
 @functools.cache
 def _stderr_sink():
     """One scratch file per process that file descriptor 2 points at while an
-    image decodes."""
-    return tempfile.TemporaryFile()
+    image decodes (closed at exit, so that nothing is left to warn about)."""
+    sink = tempfile.TemporaryFile()  # noqa: SIM115 (lives as long as the process)
+    atexit.register(sink.close)
+    return sink
 
 
 @contextlib.contextmanager

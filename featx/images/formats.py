@@ -9,13 +9,12 @@ from typing import TYPE_CHECKING
 
 from PIL import Image
 
+from featx.choices import DECODE_MODES  # noqa: F401  (re-exported)
+
 if TYPE_CHECKING:
     pass
 
 
-#: How JPEGs are decoded: ``fast`` lets libjpeg scale in the DCT domain (1/2,
-#: 1/4 or 1/8) as far as the resize target allows; ``exact`` decodes in full.
-DECODE_MODES = ("fast", "exact")
 #: Formats Pillow registers that give no pixels here: the MPEG plugin only reads
 #: a header, and the others are stubs that wait for a handler featx never sets.
 NO_PIXELS = frozenset({"MPEG"})

@@ -27,6 +27,12 @@ class Preprocess:
     mean_file: Path | None = None
     #: How JPEGs are decoded, one of :data:`DECODE_MODES`: part of the identity.
     decode: str = "exact"
+    #: The forward pass's arithmetic, one of :data:`featx.choices.PRECISIONS`:
+    #: part of the identity too, so rows of two precisions never share a cache.
+    precision: str = "fp32"
+    #: Who decodes JPEGs, one of :data:`featx.choices.DECODERS` (identity too:
+    #: a tensor resize differs from PIL's by ~2e-3).
+    decoder: str = "pil"
 
     @property
     def scale_to(self) -> list[int] | None:
@@ -71,6 +77,25 @@ class Preprocess:
 
         return crop_views(F.pil_to_tensor(self._resize(img)), self.crop_hw, views)
 
+    def crop_tensor(
+        self, image: torch.Tensor, views: tuple[str, ...] | None = None
+    ) -> torch.Tensor:
+        """Resize and crop a decoded (3, H, W) uint8 tensor where it lies (the
+        GPU, for the torchvision decoder): (3, h, w), or (V, 3, h, w) with
+        ``views``. The same sizes and interpolation as the PIL path, computed on
+        the tensor."""
+        from torchvision.transforms import functional as F
+
+        resized = F.resize(
+            image,
+            self.resize_size,
+            interpolation=self.interpolation,
+            antialias=self.antialias,
+        )
+        if views is None:
+            return F.center_crop(resized, self.crop_size)
+        return crop_views(resized, self.crop_hw, views)
+
     def normalize(self, batch: torch.Tensor) -> torch.Tensor:
         """Turn a (N, 3, H, W) uint8 batch into the normalised float input."""
         import torch
@@ -84,13 +109,22 @@ class Preprocess:
         return repr(self.transforms)
 
     def describe(self) -> dict:
-        """A JSON-able description; part of a cache's identity. A full decode
-        (``exact``) is described as before the mode existed, so caches made then
-        stay ``exact`` caches."""
+        """A JSON-able description of how an image becomes features; part of a
+        cache's identity. A full decode (``exact``) in float32 is described as
+        before either setting existed, so caches made then keep their identity."""
         scaled = {"decode": "fast"} if self.decode == "fast" else {}
+        if self.precision != "fp32":
+            scaled["precision"] = self.precision
+        decoder = "PIL; EXIF orientation; RGB (alpha over white, 16-bit scaled)"
+        if self.decoder == "torchvision":
+            scaled["jpeg_decoder"] = "torchvision"
+            decoder = (
+                "torchvision.io.decode_jpeg on the network's device, EXIF "
+                "orientation, tensor resize; other files " + decoder
+            )
         return {
             **scaled,
-            "decoder": "PIL; EXIF orientation; RGB (alpha over white, 16-bit scaled)",
+            "decoder": decoder,
             "resize": self.resize_size,
             "interpolation": str(self.interpolation.value),
             "antialias": bool(self.antialias),

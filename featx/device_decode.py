@@ -1,0 +1,133 @@
+"""JPEGs decoded in batches on the network's device (the torchvision decoder).
+
+The decode workers hand over a JPEG's bytes (:func:`device_jpeg`); the main
+loop decodes a batch of them with ``torchvision.io.decode_jpeg`` on the device
+(nvJPEG on CUDA, libjpeg-turbo on a CPU: the twin the tests run), then resizes
+and crops there. Whatever the device refuses goes through PIL, image by image,
+and a sample of every run is checked against the CPU decoder first.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+import featx.images
+from featx.errors import ImageDecodeError
+from featx.images import Preprocess
+
+
+def device_jpeg(path: Path, preprocess: Preprocess) -> tuple[torch.Tensor, str] | None:
+    """With the torchvision decoder: a JPEG that the device can decode, as its
+    file's bytes (a 1-D uint8 tensor) for :func:`decode_on_device`; None for
+    every other file (PIL decodes it in the worker). The header is read to leave
+    CMYK, and images over PIL's pixel limit, to PIL."""
+    if preprocess.decoder != "torchvision":
+        return None
+    try:
+        data = path.read_bytes()
+        if data[:3] != b"\xff\xd8\xff":
+            return None
+        with Image.open(io.BytesIO(data)) as img:
+            w, h = img.size
+            if img.mode not in ("RGB", "L") or w * h > Image.MAX_IMAGE_PIXELS:
+                return None
+    except (OSError, SyntaxError, ValueError):
+        return None
+    return torch.frombuffer(bytearray(data), dtype=torch.uint8), ""
+
+
+#: JPEGs whose device decode is compared with the CPU's at the start of a run.
+CHECK_SAMPLE = 8
+
+
+def _jpeg_batch(datas: list[torch.Tensor], device: torch.device) -> list:
+    """``decode_jpeg`` of a batch on ``device``; one by one where the batch is
+    refused, None for each file it refuses."""
+    from torchvision.io import ImageReadMode, decode_jpeg
+
+    kw = {"mode": ImageReadMode.RGB, "device": device, "apply_exif_orientation": True}
+
+    def one(data):
+        try:
+            return decode_jpeg(data, **kw)
+        except RuntimeError:
+            return None
+
+    if not datas:
+        return []
+    try:
+        return list(decode_jpeg(datas, **kw))
+    except RuntimeError:
+        return [one(d) for d in datas]
+
+
+def device_decoder_mismatch(datas: list[torch.Tensor], device: torch.device) -> str:
+    """Why the device's JPEG decoder is not to be trusted on this run, or "".
+
+    CUDA's ``decode_jpeg`` has returned corrupted pixels on H100s when the
+    stream still had queued work (torchvision PR #9606): a sample is decoded
+    on the device and on the CPU, and compared."""
+    if device.type == "cpu" or not datas:
+        return ""
+    sample = datas[:CHECK_SAMPLE]
+    on_device = _jpeg_batch(sample, device)
+    if device.type == "cuda" and torch.cuda.is_available():
+        torch.cuda.synchronize(device)
+    on_cpu = _jpeg_batch(sample, torch.device("cpu"))
+    for got, want in zip(on_device, on_cpu, strict=True):
+        if got is None or want is None:
+            continue
+        if got.shape != want.shape:
+            return f"a {tuple(want.shape)} image decoded as {tuple(got.shape)}"
+        diff = (got.cpu().int() - want.int()).abs().float()
+        # nvJPEG and libjpeg-turbo round IDCT and colour conversion differently by
+        # a level or two; corruption is whole blocks off
+        if diff.mean() > 2.0 or (diff > 32).float().mean() > 0.01:
+            return f"mean pixel difference {diff.mean():.1f} from the CPU decoder"
+    return ""
+
+
+def decode_on_device(
+    items: list[torch.Tensor],
+    errors: list[str],
+    preprocess: Preprocess,
+    device: torch.device,
+    views: tuple[str, ...] | None,
+) -> torch.Tensor:
+    """A batch whose JPEGs arrived as bytes: decode them together on
+    ``device``, resize and crop them there; whatever the device decoder refuses
+    goes through PIL here, image by image (its failure lands in ``errors``).
+    Returns the stacked uint8 batch on ``device``."""
+    raw = [i for i, item in enumerate(items) if item.dim() == 1]
+    decoded = dict(zip(raw, _jpeg_batch([items[i] for i in raw], device), strict=True))
+    out = []
+    for i, item in enumerate(items):
+        if item.dim() != 1:
+            out.append(item.to(device))
+        elif decoded[i] is not None:
+            out.append(preprocess.crop_tensor(decoded[i], views))
+        else:
+            out.append(_pil_fallback(item, errors, i, preprocess, views).to(device))
+    return torch.stack(out)
+
+
+def _pil_fallback(data, errors, i, preprocess, views) -> torch.Tensor:
+    """One JPEG the device decoder refused, through PIL."""
+    with featx.images.quiet_decoding():
+        try:
+            img = featx.images.decode_image(
+                bytes(data.numpy()), scale_to=preprocess.scale_to
+            )
+            if views is None:
+                return preprocess.to_uint8(img)
+            return preprocess.views_uint8(img, views)
+        except ImageDecodeError as exc:
+            errors[i] = str(exc)
+    h, w = preprocess.crop_hw
+    return torch.zeros(
+        (3, h, w) if views is None else (len(views), 3, h, w), dtype=torch.uint8
+    )

@@ -1,0 +1,44 @@
+"""`--precision`: the forward pass's arithmetic is part of the cache's identity,
+and bf16 on the CPU stays close to float32."""
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from featx import FeatureCache, extract
+from featx.cli import main
+from featx.forward import default_precision, resolve_device
+from featx.model import preprocess_for
+
+
+def rel_l2(a, b) -> float:
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return float(np.linalg.norm(a - b) / np.linalg.norm(b))
+
+
+def test_fp32_is_described_as_before_and_others_are_recorded():
+    assert "precision" not in preprocess_for("alexnet").describe()
+    assert preprocess_for("alexnet", precision="bf16").describe()["precision"] == "bf16"
+    assert default_precision(resolve_device("cpu")) == "fp32"
+    with pytest.raises(ValueError, match="`precision` must be one of 'fp32', 'bf16'"):
+        preprocess_for("alexnet", precision="int8")
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_reduced_precision_has_its_own_cache_and_stays_close(
+    image_folder, tmp_path, state_dict_file, precision
+):
+    kw = {"layers": ["conv5", "pool5", "fc7"], "weights": str(state_dict_file)}
+    kw.update(cache_dir=tmp_path / "cache", num_workers=0)
+    full = extract(image_folder, **kw)  # the CPU default: fp32
+    low = extract(image_folder, precision=precision, **kw)
+    assert low.cache_path != full.cache_path and low.n_new == full.n_new == 12
+    with FeatureCache(full.cache_path) as a, FeatureCache(low.cache_path) as b:
+        assert "precision" not in a.meta.transform
+        assert b.meta.transform["precision"] == precision
+        for layer in ("conv5", "pool5", "fc7"):
+            # bf16 keeps 8 bits of mantissa: ~0.4% per operation, a few % in all
+            err = rel_l2(b.read(layer), a.read(layer))
+            assert 0 < err < 0.05, (layer, err)
+    out = CliRunner().invoke(main, ["info", str(low.cache_path)])
+    assert f"precision: {precision}" in out.output
