@@ -12,6 +12,7 @@ import functools  # noqa: E402
 
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.colors import PowerNorm  # noqa: E402
 
 if TYPE_CHECKING:
     from featx.report.records import ResultRow
@@ -147,8 +148,9 @@ def confusion(
 def confusions(rows: list[ResultRow], classes: list[str], path: Path) -> Path:
     """Every combination's out-of-fold confusion matrix, as small multiples:
     each row normalised to the share of its true class (so combinations and
-    classes of different sizes compare), on one colour scale with one colour
-    bar, and no counts in the cells (the best combination's figure has them)."""
+    classes of different sizes compare), on one square-root colour scale with
+    one colour bar, and no counts in the cells (the best combination's figure
+    has them)."""
     n = len(rows)
     cols = min(2, n)  # two across: the page shows them at about 3/4 size
     grid = -(-n // cols)
@@ -165,7 +167,8 @@ def confusions(rows: list[ResultRow], classes: list[str], path: Path) -> Path:
         m = np.asarray(row.cv_confusion, dtype=float)
         totals = m.sum(axis=1, keepdims=True)
         share = np.divide(m, totals, out=np.zeros_like(m), where=totals > 0)
-        image = ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
+        # square-root colour scale: a 2% confusion shows, the diagonal saturates
+        image = ax.imshow(share, cmap="Blues", norm=PowerNorm(0.5, vmin=0, vmax=1))
         ax.set_xticks(ticks, labels, rotation=45, ha="right", fontsize=11)
         ax.set_yticks(ticks, labels, fontsize=11)
         ax.set_xlabel("predicted", fontsize=12)
