@@ -43,3 +43,44 @@ PRECISIONS = ("fp32", "bf16", "fp16")
 DECODERS = ("pil", "torchvision")
 #: Where the network runs (``cuda:N`` stands for any device index).
 DEVICES = ("auto", "cpu", "cuda", "cuda:N")
+
+#: The friendly layer names of each network (``featx.model.ARCHITECTURES``'
+#: ``friendly`` keys, in order; a test holds them equal).
+FRIENDLY_LAYER_NAMES = {
+    "alexnet": ("conv1", "conv2", "conv3", "conv4", "conv5", "pool5", "fc6", "fc7",
+                "fc8"),
+    "caffe-alexnet": ("conv1", "norm1", "conv2", "norm2", "conv3", "conv4", "conv5",
+                      "pool5", "fc6", "fc7", "fc8"),
+}  # fmt: skip
+#: Every name ``--layer`` accepts for each network: the friendly names, then the
+#: module paths (what ``featx.model.layer_table`` lists; a test holds them equal).
+#: Written here so that a typo is answered without importing torch.
+LAYER_NAMES = {
+    "alexnet": (
+        *FRIENDLY_LAYER_NAMES["alexnet"],
+        *(f"features.{i}" for i in range(13)),
+        "avgpool",
+        *(f"classifier.{i}" for i in range(7)),
+    ),
+    "caffe-alexnet": (
+        *FRIENDLY_LAYER_NAMES["caffe-alexnet"],
+        *(f"features.{i}" for i in range(15)),
+        *(f"classifier.{i}" for i in range(7)),
+    ),
+}
+
+
+def unknown_layer_message(name: str, model: str = "alexnet") -> str:
+    """What a user who asked ``model`` for layer ``name`` is told: the valid
+    names, and the closest one (difflib) when there is one."""
+    import difflib
+
+    friendly = ", ".join(FRIENDLY_LAYER_NAMES[model])
+    close = difflib.get_close_matches(name, LAYER_NAMES[model], n=1, cutoff=0.6)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return (
+        f"unknown layer {name!r}; valid names: {friendly}, or a module path such "
+        "as features.10 or classifier.4 (`featx layers"
+        + ("" if model == "alexnet" else f" --model {model}")
+        + f"` lists all){hint}"
+    )

@@ -87,6 +87,26 @@ def choose_best(rows: list[ResultRow], depth) -> ResultRow:
     return best
 
 
+#: How the report picks "the simplest" of several tied combinations.
+SIMPLEST_RULE = (
+    "the simplest is the one with the fewest features, then the simplest "
+    "classifier (ridge, logreg, svm, sgd, mlp), then the shallower layer"
+)
+
+
+def simplest_of(rows: list[ResultRow], depth=None) -> ResultRow:
+    """The simplest of ``rows`` by :data:`SIMPLEST_RULE` (``depth(layer)``
+    orders layers; by name without it)."""
+
+    def key(row):
+        clf = row.classifier or row.clf
+        simple = SIMPLICITY.index(clf) if clf in SIMPLICITY else len(SIMPLICITY)
+        return (row.n_features, simple, "+" in row.clf,
+                depth(row.layer) if depth else 0, row.layer)  # fmt: skip
+
+    return min(rows, key=key)
+
+
 def per_class(y_true, y_pred, classes: list[str]) -> dict:
     """Precision, recall, F1 and support of every class."""
     p, r, f, s = precision_recall_fscore_support(

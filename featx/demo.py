@@ -57,6 +57,12 @@ def write_digits(
     return root / "Train", root / "Test"
 
 
+#: What the demo extracts, in one run per folder (conv5 pooled to 256 values per
+#: image; fc6 and fc7, 4,096 each), and the cache keys it reports on.
+DEMO_LAYERS = ("conv5", "fc6", "fc7")
+DEMO_KEYS = ["conv5_avg", "fc6", "fc7"]
+
+
 @dataclass
 class DemoResult:
     report: object
@@ -105,27 +111,25 @@ def run_demo(
     loaded, note = demo_weights(weights)
     train, test = write_digits(out / "data", per_class=per_class)
     cache_dir = out / "cache"
-    caches = []
-    for folder in (train, test):
-        # conv5 is pooled to 256 values per image; fc6 and fc7 are 4096 wide.
-        for layers, spatial in ((["conv5"], "avg"), (["fc6", "fc7"], "none")):
-            result = extract(
-                folder,
-                layers=layers,
-                spatial=spatial,
-                device=device,
-                batch_size=batch_size,
-                num_workers=num_workers,
-                cache_dir=cache_dir,
-                progress=progress,
-                weights=loaded,
-            )
-        caches.append(result.cache_path)
+    caches = [
+        extract(
+            folder,
+            layers=DEMO_LAYERS,
+            spatial="avg",  # pools conv5; fc6 and fc7 are vectors already
+            device=device,
+            batch_size=batch_size,
+            num_workers=num_workers,
+            cache_dir=cache_dir,
+            progress=progress,
+            weights=loaded,
+        ).cache_path
+        for folder in (train, test)
+    ]  # one run per folder: each image is decoded once, for every layer
     report = make_report(
         cache=caches[0],
         test=caches[1],
         cache_dir=cache_dir,
-        layers=["conv5_avg", "fc6", "fc7"],
+        layers=DEMO_KEYS,
         clfs=["svm", "logreg", "mlp"],
         cv=cv,
         out=out / "report",

@@ -30,7 +30,13 @@ from torch import nn
 from torchvision.models import AlexNet_Weights, alexnet
 
 from featx import caffe, weightfiles
-from featx.choices import DECODE_MODES, DECODERS, MODELS, PRECISIONS
+from featx.choices import (
+    DECODE_MODES,
+    DECODERS,
+    MODELS,
+    PRECISIONS,
+    unknown_layer_message,
+)
 from featx.digest import file_sha256
 from featx.errors import LayerError, WeightsError, check_choice
 from featx.images import Preprocess
@@ -183,13 +189,7 @@ def resolve_layers(
     table = {spec.name: spec for spec in layer_table(model)}
     unknown = [n for n in names if n not in table]
     if unknown:
-        friendly = ", ".join(friendly_layers(model))
-        raise LayerError(
-            f"unknown layer {unknown[0]!r}; valid names: {friendly}, or a module "
-            "path such as features.10 or classifier.4 (`featx layers"
-            + ("" if model == "alexnet" else f" --model {model}")
-            + "` lists all)"
-        )
+        raise LayerError(unknown_layer_message(unknown[0], model))
     if not names:
         raise LayerError("no layer given; use --layer, e.g. --layer fc7")
     seen, specs = set(), []

@@ -181,10 +181,10 @@ def read_model(path: Path) -> tuple[object, ModelMeta]:
 
 
 def _load_blob(path: Path) -> dict:
-    sio = _skops_io()
-
     if not path.is_file():
         raise ModelFileError(f"model file {path} does not exist")
+    sio = _skops_io()
+
     if not zipfile.is_zipfile(path):
         raise ModelFileError(
             f"{path} is not a featx model file (featx saves models with skops.io; "

@@ -40,6 +40,9 @@ class Prediction:
     true_label: str | None = None
     #: The ``top_k`` best classes and their scores, best first.
     top: list[tuple[str, float]] = field(default_factory=list)
+    #: The cache its features were read from (:mod:`featx.reuse`); "" when
+    #: they were computed now.
+    cache: str = ""
 
 
 def true_labels(inputs: list[Path], files: list[Path], classes: list[str]) -> list:
@@ -194,21 +197,32 @@ def predict(
     progress: Progress | None = None,
     top_k: int = 1,
     center_only: bool = False,
+    cache_dir: Path | None = None,
 ) -> list[Prediction]:
     """Predict the class of every image in ``inputs`` (files or folders).
 
     ``model`` is a model file, or the ``(pipeline, meta)`` that
     :func:`featx.modelfile.load_model` returned for one. A model fitted on
     several views of each image (``featx extract --views``) scores the same
-    views of each new image and averages them, unless ``center_only``.
+    views of each new image and averages them, unless ``center_only``. A folder
+    with a matching cache in ``cache_dir`` is read from it instead of being
+    extracted again (:mod:`featx.reuse` says what matches); each such
+    prediction names its ``cache``.
     """
     progress = progress or Progress()
     check_int("top_k", top_k, low=1)
     pipeline, meta = as_model(model)
     preprocess = check_preprocessing(meta)
-    files, bad = gather_images(inputs)
     wanted = wanted_layers(meta, center_only)
     loaded = weights_for(meta, weights)
+    reused, inputs_left = _reuse_caches(
+        inputs, cache_dir, meta, wanted, loaded, preprocess
+    )
+    done = [
+        p for found in reused for p in _classify_cached(found, pipeline, meta, top_k)
+    ]
+    inputs = inputs_left
+    files, bad = gather_images(inputs)
     dev = resolve_device(device)
     truth = true_labels(inputs, files, meta.classes)
     results = [
@@ -226,7 +240,7 @@ def predict(
         num_workers=num_workers,
     )
     if not files:
-        return bad
+        return done + bad
     progress.start("predicting", len(files))
     try:
         for idx, values, failed in batches:
@@ -240,7 +254,48 @@ def predict(
             progress.advance(len(idx) + len(failed))
     finally:
         progress.finish()
-    return results + bad
+    return done + results + bad
+
+
+def _reuse_caches(inputs, cache_dir, meta: ModelMeta, wanted, loaded, preprocess):
+    """The folders of ``inputs`` whose features a cache in ``cache_dir`` holds
+    (:func:`featx.reuse.cached_features`), and the inputs left to extract."""
+    if cache_dir is None:
+        return [], list(inputs)
+    from dataclasses import replace
+
+    from featx.reuse import cached_features
+
+    stored = [replace(w, dtype=meta.dtype) for w in wanted]  # as the cache has it
+    reused, left = [], []
+    for item in inputs:
+        found = None
+        if Path(item).is_dir():
+            found = cached_features(
+                Path(item), cache_dir=Path(cache_dir), layer=meta.layer,
+                wanted=stored, loaded=loaded, preprocess=preprocess,
+            )  # fmt: skip
+        if found is None:
+            left.append(item)
+        else:
+            reused.append(found)
+    return reused, left
+
+
+def _classify_cached(found, pipeline, meta: ModelMeta, top_k: int) -> list:
+    """The predictions of one folder's images from their cached features."""
+    truth = true_labels([found.folder], found.files, meta.classes)
+    results = [
+        Prediction(path=printable(str(f)), true_label=t, cache=str(found.cache))
+        for f, t in zip(found.files, truth, strict=True)
+    ]
+    if len(results):
+        _classify(pipeline, found.X, meta.classes, top_k, results)
+    failed = [
+        Prediction(path=printable(str(f)), error=reason, cache=str(found.cache))
+        for f, reason in found.failed
+    ]
+    return results + failed
 
 
 def _classify(pipeline, X, classes: list[str], top_k: int, out: list[Prediction]):

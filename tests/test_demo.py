@@ -42,3 +42,30 @@ def test_demo_offline_makes_a_complete_report(tmp_path):
     assert 'id="random-weights"' in html
     assert (out / "data" / "Train" / "9").is_dir() and (out / "data" / "Test").is_dir()
     assert f"Open {out / 'report' / 'report.html'}" in result.output
+
+
+def test_demo_extracts_every_layer_in_one_pass_per_folder(tmp_path, monkeypatch):
+    import featx.images
+    import featx.report
+    from featx.cache import FeatureCache
+    from featx.demo import DEMO_KEYS, run_demo
+
+    decoded = []
+    real = featx.images.decode_image
+    monkeypatch.setattr(
+        featx.images,
+        "decode_image",
+        lambda f, **kw: decoded.append(str(f)) or real(f, **kw),
+    )
+    asked = {}
+    monkeypatch.setattr(
+        featx.report, "make_report", lambda **kw: asked.update(kw) or "report"
+    )
+    run_demo(tmp_path, per_class=5, num_workers=0, weights="random")
+    images = sorted(str(p.resolve()) for p in (tmp_path / "data").rglob("*.png"))
+    assert len(images) == 50
+    assert sorted(str(type(tmp_path)(p).resolve()) for p in decoded) == images
+    for cache in (asked["cache"], asked["test"]):
+        with FeatureCache(cache) as opened:
+            assert set(DEMO_KEYS) <= set(opened.complete_layers())
+    assert asked["layers"] == DEMO_KEYS

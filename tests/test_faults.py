@@ -29,6 +29,7 @@ import torch
 
 from featx import extract
 from featx.cache import FeatureCache, cache_lock
+from featx.errors import CacheBusyError
 from tests.conftest import write_folder
 
 ROOT = os.geteuid() == 0
@@ -352,6 +353,52 @@ def test_writers_and_foreign_readers_get_their_own_messages(clean, tmp_path):
         )
     assert_same_arrays(arrays(cache), before)  # the refused writer changed nothing
     assert_ok(extract_cmd(folder, cache_dir, layers=("fc7",)))
+
+
+def test_no_lock_file_remains_after_extract_fit_and_report(clean, tmp_path):
+    folder, cache_dir = copy_clean(clean, tmp_path)
+    assert_ok(extract_cmd(folder, cache_dir, layers=("fc7",)))
+    common = ["--cache-dir", cache_dir, "--layer", "fc7", "--cv", "2", "-q"]
+    assert_ok(featx("fit", *common, "--clf", "logreg", "--jobs", "1"))
+    assert_ok(
+        featx(
+            "report", "--cache-dir", cache_dir, "--layers", "fc7", "--clfs",
+            "logreg", "--cv", "2", "--repeats", "1", "--no-tune", "-q",
+            "--out", tmp_path / "report",
+        )
+    )  # fmt: skip
+    assert not list(tmp_path.rglob("*.lock")), list(tmp_path.rglob("*.lock"))
+
+
+#: Take a cache's lock and die without letting go (as a killed run does).
+KILLED_WRITER = """
+import os, signal, sys
+from pathlib import Path
+from featx.cache import cache_lock
+with cache_lock(Path(sys.argv[1])):
+    os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_a_lock_file_left_by_a_killed_process_does_not_block(clean, tmp_path):
+    folder, cache_dir = copy_clean(clean, tmp_path)
+    assert_ok(extract_cmd(folder, cache_dir, layers=("fc7",)))
+    cache = next(cache_dir.glob("*.h5"))
+    killed = subprocess.run([sys.executable, "-c", KILLED_WRITER, str(cache)])
+    assert killed.returncode == -9
+    stale = cache.with_name(f".{cache.name}.lock")
+    assert stale.exists()  # what a killed writer leaves
+    assert_ok(extract_cmd(folder, cache_dir, layers=("fc7", "pool5")))
+    assert not stale.exists()  # taken over, then removed at the normal end
+
+
+def test_a_live_writer_blocks_and_its_lock_file_goes_with_it(tmp_path):
+    cache = tmp_path / "a.h5"
+    with cache_lock(cache), pytest.raises(CacheBusyError), cache_lock(cache):
+        pass
+    assert not list(tmp_path.iterdir())  # no lock file left
+    with cache_lock(cache):  # and the next writer gets it at once
+        assert cache.with_name(".a.h5.lock").exists()
 
 
 # ----------------------------------------------- classifiers, reports, models

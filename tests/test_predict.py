@@ -133,3 +133,82 @@ def test_top_k_in_json(digits, models):
     results = predict(models["svm"], [image], num_workers=0, top_k=4)
     assert len(results[0].top) == 4 and results[0].top[0][0] == results[0].label
     assert results[0].true_label is None  # a file given alone has no known class
+
+
+# ------------------------------------- a folder whose cache exists is not re-run
+
+
+@pytest.fixture
+def count_decodes(monkeypatch):
+    import featx.images
+
+    decoded = []
+    real = featx.images.decode_image
+    monkeypatch.setattr(
+        featx.images, "decode_image", lambda f, **kw: decoded.append(f) or real(f, **kw)
+    )
+    return decoded
+
+
+def test_a_matching_cache_is_read_instead_of_extracting(digits, models, count_decodes):
+    extracted = predict(models["svm"], [digits["test"]], num_workers=0)
+    assert len(count_decodes) == 100
+    count_decodes.clear()
+    reused = predict(
+        models["svm"], [digits["test"]], num_workers=0, cache_dir=digits["cache_dir"]
+    )
+    assert not count_decodes  # no image was decoded: the cache had them all
+    assert {r.cache for r in reused} == {str(digits["test_cache"])}
+    by_path = {r.path: (r.label, round(r.score, 4)) for r in extracted}
+    assert {r.path: (r.label, round(r.score, 4)) for r in reused} == by_path
+
+
+def test_the_cli_says_which_cache_it_read(digits, models):
+    result = CliRunner().invoke(
+        main,
+        ["predict", "--model-file", models["logreg"], str(digits["test"]), "-q"],
+        catch_exceptions=False,
+    )
+    assert result.exit_code == 0, result.output
+    assert (
+        f"features of 100 image(s) read from {digits['test_cache']} (same weights, "
+        "preprocessing and layer as the model); --no-reuse extracts them anew"
+    ) in result.stderr
+    assert "accuracy:" in result.stdout
+
+
+@pytest.mark.parametrize("change", ["layer", "image", "no-reuse"])
+def test_a_cache_that_does_not_match_is_not_read(
+    digits, models, tmp_path, count_decodes, change
+):
+    import shutil
+
+    from featx import extract
+
+    folder = tmp_path / "Test"
+    shutil.copytree(digits["test"], folder)
+    layers = ["pool5"] if change == "layer" else ["fc7"]
+    extract(folder, layers=layers, weights="random", cache_dir=tmp_path / "c",
+            num_workers=0)  # fmt: skip
+    if change == "image":  # one image changed since the cache was made
+        victim = next((folder / "3").iterdir())
+        shutil.copy(next((folder / "4").iterdir()), victim)
+    count_decodes.clear()
+    results = predict(
+        models["logreg"], [folder], num_workers=0,
+        cache_dir=None if change == "no-reuse" else tmp_path / "c",
+    )  # fmt: skip
+    assert len(count_decodes) == 100 and not any(r.cache for r in results)
+
+
+def test_predict_says_what_its_scores_are(digits, models):
+    for clf, text in (("svm", "decision values, not probabilities"),
+                      ("logreg", "probability of the class")):  # fmt: skip
+        result = CliRunner().invoke(
+            main,
+            ["predict", "--model-file", models[clf], "-q", "--no-reuse", "--workers",
+             "0", str(next((digits["test"] / "1").iterdir()))],
+            catch_exceptions=False,
+        )  # fmt: skip
+        assert result.exit_code == 0 and text in result.stderr
+        assert text not in result.stdout

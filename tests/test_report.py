@@ -299,3 +299,111 @@ def test_report_cli(report, digits, tmp_path):
     assert result.exit_code == 0
     assert "4 results (0 computed, 4 reused)" in result.output, result.output
     assert "report.html" in result.output
+
+
+# ------------------------------------------------ the headline and the gallery
+
+
+def result_row(layer, clf, accuracies, n_features):
+    """A report row with these fold accuracies (3-fold CV × 2 repeats)."""
+    from featx.report.records import ResultRow
+
+    mean = sum(accuracies) / len(accuracies)
+    return ResultRow(
+        cache="c.h5", layer=layer, clf=clf, n_rows=90, n_features=n_features,
+        classes=["a", "b"], cv=3, seed=0, scale="standard", pca=None, tuned=True,
+        cv_scores={"accuracy": accuracies, "f1_macro": accuracies},
+        fit_times=[0.1] * len(accuracies), cv_accuracy_mean=mean,
+        cv_accuracy_std=0.01, cv_f1_macro_mean=mean, cv_f1_macro_std=0.01,
+        fit_time_mean=0.1, cv_accuracy_ci95=[mean - 0.05, mean + 0.05], repeats=2,
+        classifier=clf,
+    )  # fmt: skip
+
+
+def ranked(rows):
+    from featx.compare import choose_best
+
+    depth = {"pool5": 0, "fc6": 1, "fc7": 2}
+    return choose_best(rows, depth.__getitem__)
+
+
+def test_headline_says_no_clear_winner_when_everything_ties():
+    from featx.report.render import headline
+
+    rows = [
+        result_row("pool5", "svm", [0.81, 0.79, 0.80, 0.82, 0.78, 0.80], 9216),
+        result_row("fc6", "logreg", [0.80, 0.80, 0.79, 0.81, 0.79, 0.80], 4096),
+        result_row("fc7", "mlp", [0.79, 0.80, 0.81, 0.80, 0.78, 0.81], 4096),
+        result_row("fc7", "logreg", [0.80, 0.79, 0.80, 0.81, 0.79, 0.79], 4096),
+    ]
+    best = ranked(rows)
+    line = headline(rows, best)
+    assert line.startswith(
+        "No clear winner: 4 of 4 combinations are statistically tied with the "
+        "best; the simplest of them is fc6 + logreg"  # fewest features, then clf
+    )
+    assert "Best" not in line
+    assert f"highest mean: {best.layer} + {best.clf}" in line
+
+
+def test_headline_names_the_best_only_when_it_beats_every_other():
+    from featx.report.render import headline
+
+    rows = [
+        result_row("pool5", "svm", [0.95, 0.96, 0.95, 0.96, 0.95, 0.96], 9216),
+        result_row("fc6", "logreg", [0.60, 0.61, 0.60, 0.62, 0.61, 0.60], 4096),
+        result_row("fc7", "logreg", [0.62, 0.61, 0.60, 0.61, 0.60, 0.62], 4096),
+    ]
+    best = ranked(rows)
+    assert not any(r.tied_with_best for r in rows if r is not best)
+    assert headline(rows, best).startswith("Best: pool5 + svm, CV accuracy 0.9550")
+
+
+def test_the_report_headline_is_its_first_line(report):
+    text = (report.out / "report.md").read_text()
+    first = next(x for x in text.splitlines() if x and not x.startswith(("#", ">")))
+    tied = [r for r in report.rows if r.tied_with_best]
+    if len(tied) > 1:
+        assert first.startswith(f"No clear winner: {len(tied)} of 4 combinations")
+    else:
+        assert first.startswith("Best: ")
+
+
+def test_gallery_ranks_by_confidence_and_shares_the_cap_between_classes():
+    from featx.report.analyses import gallery_order
+
+    # class 0 has six confident mistakes, class 1 two shy ones
+    index = [10, 11, 12, 13, 14, 15, 20, 21]
+    true = [0, 0, 0, 0, 0, 0, 1, 1]
+    confidence = [0.9, 0.95, 0.8, 0.99, 0.85, 0.7, 0.3, 0.4]
+    assert gallery_order(index, true, confidence, cap=4) == [13, 11, 21, 20]
+    everything = gallery_order(index, true, confidence, cap=48)
+    assert everything == [13, 11, 10, 14, 12, 15, 21, 20]
+
+
+def test_the_gallery_follows_the_figures_most_confident_first(report):
+    text = (report.out / "report.md").read_text()
+    assert text.index("## Figures") < text.index("## Misclassified")
+    items = report.analyses["gallery"]["items"]
+    scores = [item["confidence"] for item in items]
+    assert scores == sorted(scores, reverse=True) and len(items) <= 48
+    html = report.files["html"].read_text()
+    assert html.index("<h2>Figures</h2>") < html.index('id="gallery"')
+
+
+def test_the_reproduce_commands_wrap_and_still_parse():
+    import shlex
+
+    from featx.report.render import wrap_command
+
+    command = (
+        "featx report --cache /a/very/long/path/to/the/cache/Train-random-7da96.h5 "
+        "--test '/a path/with spaces/Test.h5' --layers pool5,fc7 --clfs svm,logreg "
+        "--cv 3 --repeats 2 --seed 0 --out /tmp/report"
+    )
+    wrapped = wrap_command(command)
+    lines = wrapped.splitlines()
+    assert len(lines) > 1 and all(len(x) <= 78 for x in lines[1:])
+    assert lines[0].startswith("featx report --cache ")
+    assert all(x.endswith(" \\") for x in lines[:-1])
+    assert shlex.split(wrapped.replace("\\\n", " ")) == shlex.split(command)

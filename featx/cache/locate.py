@@ -49,20 +49,39 @@ def _labelled(path: Path) -> bool:
         return bool(cache.classes)
 
 
-def choose_caches(cache_dir: Path | None = None, *, find_test: bool = True):
+def shown_dir(folder: Path) -> str:
+    """A folder as a user would type it: ``./cache`` rather than ``cache``."""
+    text = str(folder)
+    return text if Path(text).is_absolute() or text.startswith(".") else f"./{text}"
+
+
+def choose_caches(
+    cache_dir: Path | None = None,
+    *,
+    find_test: bool = True,
+    how: str = "--cache",
+    verb: str = "training on",
+):
     """The training cache (and a held-out one) to use when none was named.
 
     Training: the only cache, or else the most recently written one whose data
     folder is not named like a held-out split (Test, Val, Valid, ...). Held out:
     a cache of a sibling folder named like a split, made with the same weights
-    and preprocessing.
+    and preprocessing. The notes say which was chosen (``verb`` it), and that
+    ``how`` (the command's way of naming a cache) chooses another.
     """
     cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     caches = list_caches(cache_dir)
+    where = shown_dir(cache_dir)
     if not caches:
+        why = (
+            "no featx cache file (*.h5) there"
+            if cache_dir.is_dir()
+            else "that folder does not exist"
+        )
         raise CacheError(
-            f"no cache in {cache_dir}; run `featx extract DATA_DIR --layer fc7` "
-            "first (or point --cache-dir / FEATX_CACHE_DIR at your caches)"
+            f"no cache in {where}: {why}; run `featx extract DATA_DIR --layer fc7` "
+            "first, or point --cache-dir / FEATX_CACHE_DIR at your caches"
         )
     metas = {}
     for path in caches:
@@ -70,7 +89,10 @@ def choose_caches(cache_dir: Path | None = None, *, find_test: bool = True):
             metas[path] = cache.meta
     if len(caches) == 1:
         train = caches[0]
-        notes = []
+        notes = [
+            f"{verb} {train.name} ({metas[train].data_root}), the only cache in "
+            f"{where}; {how} chooses another"
+        ]
     else:
         candidates = [p for p in caches if not is_held_out_name(metas[p].data_root)]
         if not candidates:
@@ -81,8 +103,8 @@ def choose_caches(cache_dir: Path | None = None, *, find_test: bool = True):
             )
         train = max(candidates, key=lambda p: p.stat().st_mtime_ns)
         notes = [
-            f"training on {train.name} ({metas[train].data_root}), the most recent "
-            f"of {len(candidates)} training cache(s) in {cache_dir}; --cache chooses "
+            f"{verb} {train.name} ({metas[train].data_root}), the most recent "
+            f"of {len(candidates)} training cache(s) in {where}; {how} chooses "
             "another"
         ]
     choice = CacheChoice(train, None, notes)

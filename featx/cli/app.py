@@ -56,7 +56,7 @@ def main() -> None:
 
     \b
     Typical session:
-      featx extract --layer conv5 --layer fc7 data/Train
+      featx extract --layer conv5 --layer fc7 --weights random data/Train data/Test
       featx fit --clf svm
       featx report
     """

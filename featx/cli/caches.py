@@ -10,7 +10,7 @@ import click
 
 from featx.choices import EXPORT_FORMATS
 from featx.cli.app import main
-from featx.cli.options import cache_dir_option, examples, model_option
+from featx.cli.options import cache_dir_option, examples, model_option, pick_cache
 from featx.cli.output import (
     print_info,
     print_layers,
@@ -70,9 +70,9 @@ def info(cache, cache_dir, as_json, skipped, show_warnings) -> None:
     CACHE is a path, a name in the cache directory or a data folder; it may be
     left out when there is only one cache.
     """
-    from featx.cache import cache_info, resolve_cache
+    from featx.cache import cache_info
 
-    data = cache_info(resolve_cache(cache, cache_dir))
+    data = cache_info(pick_cache(cache, cache_dir, say=not as_json))
     if as_json:
         click.echo(json.dumps(data, indent=2))
         return
@@ -109,8 +109,7 @@ def export(cache, layer, fmt, out, cache_dir) -> None:
     CACHE is a path, a name in the cache directory, or a data folder; it may be
     left out as for `featx fit`.
     """
-    from featx.cache import resolve_cache
     from featx.cache.export import export as run_export
 
-    path = run_export(resolve_cache(cache, cache_dir), layer, fmt, out)
+    path = run_export(pick_cache(cache, cache_dir), layer, fmt, out)
     click.echo(f"wrote {path}")

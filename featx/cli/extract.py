@@ -8,17 +8,24 @@ import click
 
 from featx.choices import DECODE_MODES, DECODERS, DTYPES, PRECISIONS, SPATIAL
 from featx.cli.app import main
-from featx.cli.options import engine_option, examples, extraction_options, model_option
+from featx.cli.checks import check_extract_arguments
+from featx.cli.options import (
+    device_options,
+    engine_option,
+    examples,
+    model_option,
+    weights_options,
+)
 from featx.cli.output import TqdmProgress, print_extraction, random_weights_banner
 from featx.views import VIEW_SETS
 
 
-def check_before_work(layer_names, model, mean_file, engine) -> None:
-    """Refuse a typo in a layer, a bad mean file or a missing Ray before any
-    image is read or any weights are loaded."""
-    from featx.model import preprocess_for, resolve_layers
+def check_before_work(model, mean_file, engine) -> None:
+    """Refuse a bad mean file or a missing Ray before any image is read or any
+    weights are loaded (the torch-free checks of :mod:`featx.cli.checks` ran
+    before)."""
+    from featx.model import preprocess_for
 
-    resolve_layers(list(layer_names), model)
     preprocess_for(model, mean_file)
     if engine == "ray":
         from featx.ray_engine import require_ray
@@ -45,6 +52,7 @@ EXTRACT_EXAMPLES = examples(
     help="Layer to extract; repeat for several (conv1..conv5, pool5, fc6, "
     "fc7, fc8, or a module path such as features.10).",
 )
+@weights_options
 @click.option(
     "--spatial",
     type=click.Choice(SPATIAL),
@@ -53,26 +61,20 @@ EXTRACT_EXAMPLES = examples(
     help="Conv maps: keep C*H*W (none) or pool globally to C (avg/max).",
 )
 @click.option(
+    "--views",
+    type=click.Choice(tuple(VIEW_SETS)),
+    default="center",
+    show_default=True,
+    help="Crops of each image to store: the centre; the centre and its mirror "
+    "(flip); or the four corners, the centre and their mirrors (ten). Each view "
+    "is stored and resumed on its own; fit, report and predict use them.",
+)
+@click.option(
     "--dtype",
     type=click.Choice(DTYPES),
     default="float32",
     show_default=True,
     help="Storage type of the features.",
-)
-@engine_option("Run here, or on a Ray cluster (pip install -e '.[ray]').")
-@click.option(
-    "--address",
-    default=None,
-    help="Ray cluster: auto, ray://HOST:PORT [default: start a local one].",
-)
-@click.option(
-    "--ray-actors",
-    "--num-workers",
-    "ray_actors",
-    type=click.IntRange(min=1),
-    default=None,
-    help="With --engine ray: model actors [default: one per GPU, or half the "
-    "CPUs]. (--num-workers is the old name.)",
 )
 @click.option(
     "--labels",
@@ -96,15 +98,7 @@ EXTRACT_EXAMPLES = examples(
     help="Recompute the cache from nothing, replacing the file there (for a "
     "damaged cache).",
 )
-@click.option(
-    "--views",
-    type=click.Choice(tuple(VIEW_SETS)),
-    default="center",
-    show_default=True,
-    help="Crops of each image to store: the centre; the centre and its mirror "
-    "(flip); or the four corners, the centre and their mirrors (ten). Each view "
-    "is stored and resumed on its own; fit, report and predict use them.",
-)
+@device_options
 @click.option(
     "--decode",
     type=click.Choice(DECODE_MODES),
@@ -138,7 +132,21 @@ EXTRACT_EXAMPLES = examples(
     help="caffe-alexnet: subtract this mean image (ilsvrc_2012_mean.npy, BGR "
     "3x256x256, its centre 227x227) instead of the per-channel ImageNet mean.",
 )
-@extraction_options
+@engine_option("Run here, or on a Ray cluster (pip install -e '.[ray]').")
+@click.option(
+    "--address",
+    default=None,
+    help="Ray cluster: auto, ray://HOST:PORT [default: start a local one].",
+)
+@click.option(
+    "--ray-actors",
+    "--num-workers",
+    "ray_actors",
+    type=click.IntRange(min=1),
+    default=None,
+    help="With --engine ray: model actors [default: one per GPU, or half the "
+    "CPUs]. (--num-workers is the old name.)",
+)
 def extract(
     data_dirs,
     layer_names,
@@ -174,11 +182,23 @@ def extract(
     Re-running computes only what is missing: new images, changed images and new
     layers. An interrupted run resumes where it stopped.
     """
+    check_extract_arguments(
+        data_dirs=data_dirs,
+        layer_names=layer_names,
+        model=model,
+        weights=weights,
+        mean_file=mean_file,
+        labels_csv=labels_csv,
+        name_regex=name_regex,
+        engine=engine,
+        address=address,
+        ray_actors=ray_actors,
+    )  # before torch is imported: a typo is answered at once
     from featx.extraction import RayEngine
     from featx.extraction import extract as run_extract
     from featx.model import load_weights
 
-    check_before_work(layer_names, model, mean_file, engine)
+    check_before_work(model, mean_file, engine)
     labelling = None
     if labels_csv is not None or name_regex is not None:
         from featx.images import Labelling

@@ -202,8 +202,9 @@ def fold_engine_options(command: str):
     )
 
 
-#: Options shared by every command that extracts.
-extraction_options = bundle(
+#: Which weights, and where their caches go: what a user of ``extract`` sets
+#: most often after the layers (so --help lists them first).
+weights_options = bundle(
     click.option(
         "--weights",
         default="imagenet",
@@ -221,13 +222,31 @@ extraction_options = bundle(
         help="Seed for --weights random.",
     ),
     cache_dir_option,
-    device_options,
 )
+
+#: Options shared by every command that extracts.
+extraction_options = bundle(weights_options, device_options)
 
 
 def split_list(value: str | None) -> list[str] | None:
     """A comma-separated option as a list; None when it was not given."""
     return [v.strip() for v in value.split(",") if v.strip()] if value else None
+
+
+def pick_cache(cache, cache_dir, *, say: bool = True) -> Path:
+    """The cache a command that takes one CACHE argument reads: the one named,
+    or the one :func:`featx.cache.choose_caches` chooses, said on stderr with
+    how to choose another (unless not ``say``: output a program reads)."""
+    from featx.cache import choose_caches, resolve_cache
+
+    if cache is not None:
+        return resolve_cache(cache, cache_dir)
+    choice = choose_caches(
+        cache_dir, find_test=False, how="naming a CACHE", verb="reading"
+    )
+    for note in choice.notes if say else ():
+        click.echo(f"note: {note}", err=True)
+    return choice.train
 
 
 def held_out_for(test, cache, cache_dir, quiet, layers=None):
@@ -239,10 +258,16 @@ def held_out_for(test, cache, cache_dir, quiet, layers=None):
     from featx.workflow import held_out_cache
 
     train = resolve_cache(cache, cache_dir) if cache else choose_caches(cache_dir).train
-    return held_out_cache(
+    path = held_out_cache(
         Path(test),
         train=train,
         cache_dir=cache_dir,
         layers=layers,
         progress=TqdmProgress(quiet),
     )
+    click.echo(
+        f"note: held-out set: {path.name}, the cache of {test} made with the "
+        f"weights of {train.name}; --test CACHE chooses another",
+        err=True,
+    )
+    return path

@@ -275,6 +275,15 @@ def _print_test(result) -> None:
         click.echo(f"{name:<{width}}" + "".join(f"{v:>9}" for v in row))
 
 
+def protocol(cv: int, repeats: int) -> str:
+    """``5-fold CV × 2 repeats (10 folds)``: what a mean of fold scores is over;
+    fit and report print it beside their numbers, since their defaults differ."""
+    return (
+        f"{cv}-fold CV × {repeats} repeat{'s' if repeats > 1 else ''} "
+        f"({cv * repeats} folds)"
+    )
+
+
 def print_fit(result) -> None:
     """The short table `featx fit` prints."""
     random_weights_banner(result.pretrained)
@@ -290,8 +299,9 @@ def print_fit(result) -> None:
     how = "tuned inside each training fold" if result.tuned else "fixed"
     param = ", ".join(f"{k} {v:g}" for k, v in result.params.items())
     click.echo(
-        f"{result.cv}-fold stratified CV, shuffled, seed {result.seed}; "
-        f"scale {result.scale}" + (f", PCA {result.pca}" if result.pca else "")
+        f"protocol: {protocol(result.cv, result.repeats)}, stratified, shuffled, "
+        f"seed {result.seed}; scale {result.scale}"
+        + (f", PCA {result.pca}" if result.pca else "")
     )
     if param:
         click.echo(f"regularisation {how}; final model: {param}")
@@ -356,14 +366,16 @@ def print_predictions(results, *, top_k: int, as_json: bool, as_csv: bool) -> No
 
 def print_report(report) -> None:
     """The ranking `featx report` (and `featx demo`) prints, and its files."""
-    from featx.report.render import describe_best
+    from featx.report.render import headline
 
     random_weights_banner(report.pretrained)
     print_notes(report.notes)
     click.echo(
         f"{len(report.rows)} results ({report.computed} computed, {report.reused} "
-        f"reused). Best: {describe_best(report.best)}"
+        f"reused). {headline(report.rows, report.best)}"
     )
+    best = report.best
+    click.echo(f"protocol: {protocol(best.cv, best.repeats)}, every combination")
     width = max([8, *(len(r["clf"]) + 2 for r in report.rows)])
     for r in report.rows:
         test = r.get("test_accuracy")

@@ -27,6 +27,38 @@ def say_views(meta: dict, center_only: bool) -> None:
         click.echo(f"views: {how}", err=True)
 
 
+def say_reused(results, cache_dir) -> None:
+    """On stderr, which caches features were read from, and how to choose."""
+    caches: dict[str, int] = {}
+    for r in results:
+        if r.cache:
+            caches[r.cache] = caches.get(r.cache, 0) + 1
+    for cache, n in caches.items():
+        click.echo(
+            f"features of {n} image(s) read from {cache} (same weights, "
+            "preprocessing and layer as the model); --no-reuse extracts them "
+            "anew, --cache-dir DIR looks elsewhere",
+            err=True,
+        )
+
+
+#: What each kind of score ``predict`` prints is.
+SCORE_MEANINGS = {
+    "probability": "scores: the classifier's probability of the class (0 to 1; "
+    "the classes of an image sum to 1)",
+    "decision": "scores: decision values, not probabilities: w·x + b of the class "
+    "against the others (one-vs-rest; for two classes, the other's is its "
+    "negative); > 0 favours the class, 0 is the boundary, ±1 the margin the "
+    "classifier was fitted to; larger is surer",
+}
+
+
+def say_scores(results) -> None:
+    """On stderr, once, what the score column means."""
+    for kind in dict.fromkeys(r.score_kind for r in results if r.score_kind):
+        click.echo(SCORE_MEANINGS.get(kind, f"scores: {kind}"), err=True)
+
+
 PREDICT_EXAMPLES = examples(
     "featx predict --model-file fc7-logreg.skops data/Test",
     "featx predict --model-file fc7-logreg.skops --json --top-k 3 photo.jpg",
@@ -61,6 +93,21 @@ PREDICT_EXAMPLES = examples(
     help="Also list the K best classes with their scores.",
 )
 @click.option(
+    "--cache-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    envvar="FEATX_CACHE_DIR",
+    default=None,
+    help="Where to look for caches of the folders given: one made with the "
+    "model's weights, preprocessing and layer is read instead of extracting "
+    "again (env FEATX_CACHE_DIR) [default: the folder of the model's training "
+    "cache].",
+)
+@click.option(
+    "--no-reuse",
+    is_flag=True,
+    help="Extract every image now, even where a matching cache holds it.",
+)
+@click.option(
     "--center-only",
     is_flag=True,
     help="A model fitted on several views: score the centre crop alone (one "
@@ -76,6 +123,8 @@ def predict(
     weights,
     top_k,
     center_only,
+    cache_dir,
+    no_reuse,
     device,
     batch_size,
     workers,
@@ -88,16 +137,17 @@ def predict(
     others go on. In a labelled folder (subfolders named like the model's
     classes) the true class is shown too, and the accuracy at the end.
     """
-    from featx.modelfile import load_model
-    from featx.predict import accuracy
-    from featx.predict import predict as run_predict
-
     model_file = model_file or old_model
     if model_file is None:
         raise click.UsageError("Missing option '--model-file'.")
     if as_json and as_csv:
         raise click.UsageError("choose one of --json and --csv")
-    model = load_model(model_file)
+    from featx.modelfile import load_model
+
+    model = load_model(model_file)  # a missing file is refused before torch loads
+    from featx.predict import accuracy
+    from featx.predict import predict as run_predict
+
     random_weights_banner(bool(model[1].get("weights_pretrained", False)))
     say_views(model[1], center_only)
     results = run_predict(
@@ -110,8 +160,11 @@ def predict(
         progress=TqdmProgress(quiet),
         top_k=top_k,
         center_only=center_only,
+        cache_dir=None if no_reuse else (cache_dir or Path(model[1]["cache"]).parent),
     )
+    say_reused(results, cache_dir)
     print_predictions(results, top_k=top_k, as_json=as_json, as_csv=as_csv)
+    say_scores(results)
     scored = accuracy(results)
     if scored is not None:
         click.echo(

@@ -8,6 +8,7 @@ from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
 
 from featx.cache import FeatureCache, weights_spec
 from featx.fit.result import CVOutcome
+from featx.fit.scoring import top_score
 from featx.fit.spec import FitError
 from featx.fit.streaming import predict_streaming
 from featx.views import CENTER
@@ -72,14 +73,15 @@ def evaluate_test(
     mapping = np.array([classes.index(c) for c in test.classes], np.int64)
     y_true = mapping[test.labels]
     if streaming:
-        rows, y_pred, _ = predict_streaming(
+        rows, y_pred, y_score = predict_streaming(
             test, layer, pipeline, np.ones(len(y_true), bool)
         )
         y_true = y_true[rows]
     else:
         if not set(views) <= set(test.views(layer)):
             views = (CENTER,)
-        y_pred = pipeline.predict(test.read_views(layer, views))
+        X = test.read_views(layer, views)
+        y_pred, y_score = pipeline.predict(X), top_score(pipeline, X)
     return {
         "views": list(views),
         "cache": str(test.path),
@@ -91,6 +93,8 @@ def evaluate_test(
         ).tolist(),
         "true": [int(v) for v in y_true],
         "pred": [int(v) for v in y_pred],
+        #: the score of each predicted class (the report's gallery ranks by it)
+        "score": [round(float(v), 6) for v in y_score],
     }
 
 

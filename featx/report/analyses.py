@@ -48,29 +48,60 @@ def write_predictions(path: Path, rows: list[ResultRow], cache: FeatureCache) ->
 
 def misclassified(best: ResultRow, cache: FeatureCache, test: FeatureCache | None):
     """The best combination's misclassified images (the test set's when the
-    result has one, out-of-fold otherwise): dicts of ``path``, ``true``,
-    ``predicted`` and an inline JPEG thumbnail ``src`` (None if unreadable)."""
+    result has one, out-of-fold otherwise), the most confidently wrong first:
+    dicts of ``path``, ``true``, ``predicted``, ``confidence`` (the classifier's
+    score of the wrong class it chose) and an inline JPEG thumbnail ``src``
+    (None if unreadable). At most :data:`GALLERY_MAX`, shared fairly between
+    the true classes (:func:`gallery_order`)."""
     if test is not None and best.test and "pred" in best.test:
         source, true, pred = test, best.test["true"], best.test["pred"]
+        score = best.test.get("score") or [0.0] * len(pred)
         where = "held-out test set"
     else:
         source, true, pred = cache, cache.labels.tolist(), best.oof_pred
+        score = best.oof_score or [0.0] * len(pred)
         where = "out-of-fold predictions"
     classes = cache.classes
     root = Path(source.meta.data_root)
     wrong = [i for i, (t, p) in enumerate(zip(true, pred, strict=True)) if t != p]
     items = []
-    for i in wrong[:GALLERY_MAX]:
+    for i in gallery_order(wrong, [true[i] for i in wrong], [score[i] for i in wrong]):
         rel = source.paths[i]
         items.append(
             {
                 "path": printable(rel),
                 "true": classes[true[i]],
                 "predicted": classes[pred[i]],
+                "confidence": float(score[i]),
                 "src": _thumbnail(root / rel),
             }
         )
-    return {"where": where, "n_wrong": len(wrong), "items": items}
+    return {
+        "where": where,
+        "n_wrong": len(wrong),
+        "items": items,
+        "order": "most confident first, at most "
+        f"{GALLERY_MAX}, shared between the true classes",
+    }
+
+
+def gallery_order(index, true, confidence, cap: int = GALLERY_MAX) -> list:
+    """Which of ``index`` the gallery shows, in order: each true class's images
+    ranked by ``confidence`` (highest first), taken in turns, one per class per
+    round, until ``cap``; then all of them ranked by confidence. A class with
+    many mistakes cannot crowd out another's."""
+    by_class: dict = {}
+    for i, t, c in sorted(
+        zip(index, true, confidence, strict=True), key=lambda x: (-x[2], x[0])
+    ):
+        by_class.setdefault(t, []).append((i, c))
+    chosen: list = []
+    queues = list(by_class.values())
+    while len(chosen) < cap and any(queues):
+        for queue in queues:
+            if queue and len(chosen) < cap:
+                chosen.append(queue.pop(0))
+    return [i for i, _ in sorted(chosen, key=lambda x: (-x[1], x[0]))]
 
 
 def _thumbnail(path: Path) -> str | None:

@@ -160,25 +160,35 @@ def _write(
     shown = list(dict.fromkeys(r.clf for r in rows))  # with +views rows
     depth = {k: v.depth for k, v in train.layers.items()}
     best = choose_best(rows, depth.__getitem__)
-    analyses = _analyses(train, spec, base, rows, best, depth)
-    files = write_results(out, rows, best, analyses)
-    files["predictions"] = write_predictions(out / "predictions.csv", rows, train)
-    files.update(draw_figures(train, rows, best, spec.layers, shown, out, analyses))
-    context = {
-        "provenance": provenance(spec),
-        "rows": rows,
-        "best": best,
-        "analyses": analyses,
-        "layers": spec.layers,
-        "clfs": shown,
-        "classes": train.classes,
-        "files": files,
-        "out": out,
-    }
-    files["md"] = out / "report.md"
-    files["md"].write_text(render_markdown(context), encoding="utf-8")
-    files["html"] = out / "report.html"
-    files["html"].write_text(render_html(context), encoding="utf-8")
+    progress = base.progress
+    # the last stage (a minute on the demo) shows its steps like the others
+    progress.start("analysing", 4 + (len(spec.layers) > 1))
+    try:
+        analyses = _analyses(train, spec, base, rows, best, depth)
+        progress.describe("figures")
+        files = write_results(out, rows, best, analyses)
+        files["predictions"] = write_predictions(out / "predictions.csv", rows, train)
+        files.update(draw_figures(train, rows, best, spec.layers, shown, out, analyses))
+        progress.advance(1)
+        progress.describe("report pages")
+        context = {
+            "provenance": provenance(spec),
+            "rows": rows,
+            "best": best,
+            "analyses": analyses,
+            "layers": spec.layers,
+            "clfs": shown,
+            "classes": train.classes,
+            "files": files,
+            "out": out,
+        }
+        files["md"] = out / "report.md"
+        files["md"].write_text(render_markdown(context), encoding="utf-8")
+        files["html"] = out / "report.html"
+        files["html"].write_text(render_html(context), encoding="utf-8")
+        progress.advance(1)
+    finally:
+        progress.finish()
     return context
 
 
@@ -265,13 +275,17 @@ def _analyses(train, spec: ReportSpec, base: FitSpec, rows, best, depth) -> dict
     ]
     progress.describe("learning curve")
     curve = learning_curve(train, per_layer, curve_spec)
+    progress.advance(1)
     similarity = None
     if len(spec.layers) > 1:
         progress.describe("layer similarity")
         similarity = layer_similarity(train, spec.layers, spec.seed).round(4).tolist()
+        progress.advance(1)
+    progress.describe("misclassified images")
     if spec.test is not None:
         with FeatureCache(spec.test) as held_out:
             gallery = misclassified(best, train, held_out)
     else:
         gallery = misclassified(best, train, None)
+    progress.advance(1)
     return {"learning_curve": curve, "layer_similarity": similarity, "gallery": gallery}

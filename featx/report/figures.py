@@ -12,6 +12,7 @@ import functools  # noqa: E402
 
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.colors import PowerNorm  # noqa: E402
 
 if TYPE_CHECKING:
     from featx.report.records import ResultRow
@@ -30,7 +31,8 @@ def literal_text(draw):
 
 
 def _save(fig, path: Path) -> Path:
-    fig.tight_layout()
+    if fig.get_layout_engine() is None:  # a figure laid out as it was made keeps it
+        fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
@@ -103,11 +105,11 @@ def accuracy_by_layer(
     return _save(fig, path)
 
 
-def _draw_confusion(ax, m: np.ndarray, classes: list[str], title: str, small=False):
+def _draw_confusion(ax, m: np.ndarray, classes: list[str], title: str):
     image = ax.imshow(m, cmap="Blues")
     ticks = np.arange(len(classes))
     labels = [c if len(c) <= 14 else c[:13] + "…" for c in classes]
-    size = 6 if small else 8
+    size = 8
     ax.set_xticks(ticks, labels, rotation=45, ha="right", fontsize=size)
     ax.set_yticks(ticks, labels, fontsize=size)
     ax.set_xlabel("predicted", fontsize=size + 1)
@@ -117,10 +119,6 @@ def _draw_confusion(ax, m: np.ndarray, classes: list[str], title: str, small=Fal
         limit = m.max() / 2 if m.size else 0
         for i in range(m.shape[0]):
             for j in range(m.shape[1]):
-                if small and not m[i, j] and i != j:
-                    # small multiples: blank where nothing was confused, so the
-                    # errors stand out (and a 3 x 3 grid draws 80% less text)
-                    continue
                 ax.text(
                     j,
                     i,
@@ -148,19 +146,38 @@ def confusion(
 
 @literal_text
 def confusions(rows: list[ResultRow], classes: list[str], path: Path) -> Path:
-    """Every combination's out-of-fold confusion matrix, as small multiples."""
+    """Every combination's out-of-fold confusion matrix, as small multiples:
+    each row normalised to the share of its true class (so combinations and
+    classes of different sizes compare), on one square-root colour scale with
+    one colour bar, and no counts in the cells (the best combination's figure
+    has them)."""
     n = len(rows)
-    cols = min(3, n)
+    cols = min(2, n)  # two across: the page shows them at about 3/4 size
     grid = -(-n // cols)
     fig, axes = plt.subplots(
-        grid, cols, figsize=(4.2 * cols, 3.9 * grid), squeeze=False
-    )
+        grid, cols, figsize=(5.0 * cols + 1.2, 4.8 * grid), squeeze=False,
+        layout="constrained",
+    )  # fmt: skip
     for ax in axes.flat[n:]:
         ax.axis("off")
+    image = None
+    ticks = np.arange(len(classes))
+    labels = [c if len(c) <= 14 else c[:13] + "…" for c in classes]
     for ax, row in zip(axes.flat, rows, strict=False):
-        m = np.asarray(row.cv_confusion)
-        image = _draw_confusion(ax, m, classes, f"{row.layer} + {row.clf}", small=True)
-        fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+        m = np.asarray(row.cv_confusion, dtype=float)
+        totals = m.sum(axis=1, keepdims=True)
+        share = np.divide(m, totals, out=np.zeros_like(m), where=totals > 0)
+        # square-root colour scale: a 2% confusion shows, the diagonal saturates
+        image = ax.imshow(share, cmap="Blues", norm=PowerNorm(0.5, vmin=0, vmax=1))
+        ax.set_xticks(ticks, labels, rotation=45, ha="right", fontsize=11)
+        ax.set_yticks(ticks, labels, fontsize=11)
+        ax.set_xlabel("predicted", fontsize=12)
+        ax.set_ylabel("true", fontsize=12)
+        ax.set_title(f"{row.layer} + {row.clf}", fontsize=14)
+    if image is not None:
+        fig.colorbar(
+            image, ax=axes, shrink=0.6, label="share of the true class's images"
+        )
     return _save(fig, path)
 
 

@@ -135,7 +135,7 @@ class ResultRow(Mapping):
         data = {k: v for k, v in self.to_dict().items() if k not in BULKY}
         if self.test:
             data["test"] = {
-                k: v for k, v in self.test.items() if k not in ("true", "pred")
+                k: v for k, v in self.test.items() if k not in ("true", "pred", "score")
             }
         return data
 

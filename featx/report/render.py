@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import base64
 import html
+import shlex
 from pathlib import Path
 
-from featx.compare import TIE_RULE
+from featx.compare import SIMPLEST_RULE, TIE_RULE, simplest_of
 from featx.report.records import ResultRow
 
 RANDOM_BANNER = (
@@ -30,6 +31,27 @@ def describe_best(best: ResultRow, esc=str) -> str:
     if best.test_accuracy is not None:
         text += f", test accuracy {best.test_accuracy:.4f}"
     return text
+
+
+def headline(rows: list[ResultRow], best: ResultRow, esc=str) -> str:
+    """The report's first line: ``Best: …`` only when the best combination beats
+    every other; otherwise how many are tied with it, and the simplest of them
+    (:data:`featx.compare.SIMPLEST_RULE`)."""
+    tied = [r for r in rows if r.tied_with_best or r is best]
+    if len(tied) < 2:
+        return f"Best: {describe_best(best, esc)}"
+    simplest = simplest_of(tied)
+    return (
+        f"No clear winner: {len(tied)} of {len(rows)} combinations are "
+        "statistically tied with the best; the simplest of them is "
+        f"{describe_best(simplest, esc)}"
+        + (
+            ""
+            if simplest is best
+            else f" (highest mean: {esc(best.layer)} + "
+            f"{esc(best.clf)}, {best.cv_accuracy_mean:.4f})"
+        )  # fmt: skip
+    )
 
 
 #: The characters that mean something to Markdown (and HTML inside it).
@@ -55,7 +77,8 @@ def how_chosen(ctx) -> str:
         f"How the best was chosen: {TIE_RULE}, over {n_folds} folds "
         f"({ctx['best']['cv']}-fold CV × {ctx['best'].get('repeats', 1)} repeat(s)). "
         + (
-            f"{len(tied)} other combination(s) are tied with it."
+            f"{len(tied)} other combination(s) are tied with it; of the tied ones, "
+            f"{SIMPLEST_RULE}."
             if tied
             else "No other combination is tied with it."
         )
@@ -148,6 +171,60 @@ def _figures(ctx) -> list[tuple[str, Path]]:
     return figs
 
 
+#: Tokens of a command line that must stay unquoted.
+SHELL_OPERATORS = ("&&", "||", "|", ";")
+
+
+def wrap_command(command: str, width: int = 78) -> str:
+    """A shell command broken into lines of at most ``width`` characters with
+    backslash continuations, so that it reads and copies whole, in a terminal
+    as in the report. Lines break only between options: an option stays beside
+    its value, the command beside its first option, ``--weights`` beside its
+    ``--seed``; a word longer than a line gets a line of its own."""
+    try:
+        tokens = shlex.split(command)
+    except ValueError:  # not shell syntax: shown as it is
+        return command
+    words: list[str] = []
+    for token in tokens:
+        word = token if token in SHELL_OPERATORS else shlex.quote(token)
+        if words and _continues(words[-1], word):
+            words[-1] += " " + word
+        else:
+            words.append(word)
+    while len(words) > 1 and not words[0].split(" ")[-1].startswith("-"):
+        if words[1] in SHELL_OPERATORS:
+            break
+        first = words.pop(1)  # the command and its words up to its first option
+        words[0] += " " + first
+        if first.startswith("-"):
+            break
+    lines, line = [], ""
+    for word in words:
+        if line and len(line) + 1 + len(word) > width - 2:
+            lines.append(line + " \\")
+            line = "    " + word
+        else:
+            line = f"{line} {word}" if line else word
+    return "\n".join([*lines, line])
+
+
+def _continues(previous: str, word: str) -> bool:
+    """Whether ``word`` stays on the line of the word before it, ``previous``:
+    an option's value, and ``--seed`` after ``--weights``."""
+    if word in SHELL_OPERATORS or previous in SHELL_OPERATORS:
+        return False
+    if word.startswith("--seed") and previous.startswith("--weights"):
+        return True
+    return previous.split(" ")[-1].startswith("-") and not word.startswith("-")
+
+
+def _confidence(item: dict) -> str:
+    """`` (score 0.93)``: how sure the classifier was of its wrong answer."""
+    value = item.get("confidence")
+    return "" if value is None else f" (score {value:.3g})"
+
+
 def render_markdown(ctx) -> str:
     p = ctx["provenance"]
     best = ctx["best"]
@@ -156,7 +233,7 @@ def render_markdown(ctx) -> str:
         lines += [f"> **WARNING: {RANDOM_BANNER}**", ""]
     head = header(ctx)
     lines += [
-        f"Best: {describe_best(best, md)}",
+        headline(ctx["rows"], best, md),
         "",
         how_chosen(ctx),
         "",
@@ -174,19 +251,25 @@ def render_markdown(ctx) -> str:
     ]
     lines += ["", "Every combination's per-class scores are in results.json; every "
               "image's out-of-fold prediction is in predictions.csv."]  # fmt: skip
-    gallery = ctx["analyses"]["gallery"]
-    lines += ["", f"## Misclassified ({gallery['n_wrong']}, {gallery['where']})", ""]
-    lines += [
-        f"- {md(item['path'])}: true {md(item['true'])}, predicted "
-        f"{md(item['predicted'])}"
-        for item in gallery["items"]
-    ]
     lines += ["", "## Figures", ""]
     for title, path in _figures(ctx):
         lines += [f"![{md(title)}]({Path(path).name})", ""]
+    gallery = ctx["analyses"]["gallery"]
+    lines += [f"## Misclassified ({gallery['n_wrong']}, {gallery['where']})", ""]
+    if gallery.get("order"):
+        lines += [f"Shown: {gallery['order']}.", ""]
+    lines += [
+        f"- {md(item['path'])}: true {md(item['true'])}, predicted "
+        f"{md(item['predicted'])}" + _confidence(item)
+        for item in gallery["items"]
+    ]
+    if gallery["n_wrong"] > len(gallery["items"]):
+        lines.append(f"- … and {gallery['n_wrong'] - len(gallery['items'])} more")
+    lines.append("")
     lines += ["## Provenance", ""]
     lines += _provenance_lines(p, md)
-    lines += ["", "Reproduce:", "", "```sh", *p["commands"], "```", ""]
+    commands = [wrap_command(c) for c in p["commands"]]
+    lines += ["", "Reproduce:", "", "```sh", *commands, "```", ""]
     return "\n".join(lines)
 
 
@@ -239,6 +322,7 @@ tr.best{background:#e8f4e8;font-weight:600} tr.tied{background:#f4f8e8}
 .banner{background:#fdd;border:2px solid #c00;color:#900;padding:1em;font-weight:700}
 figure{margin:1.5em 0} img{max-width:100%} figcaption{color:#555}
 pre{background:#f5f5f5;padding:1em;overflow-x:auto}
+pre.reproduce{white-space:pre-wrap;overflow-wrap:anywhere}
 """
 
 CHECK_IMAGES = """
@@ -290,6 +374,7 @@ def _html_gallery(gallery: dict, e) -> list[str]:
     parts = [
         f"<h2>Misclassified: {gallery['n_wrong']} image(s), best combination, "
         f"{e(gallery['where'])}</h2>",
+        f"<p>Shown: {e(gallery['order'])}.</p>" if gallery.get("order") else "",
         '<div id="gallery" style="display:flex;flex-wrap:wrap;gap:8px">',
     ]
     for item in gallery["items"]:
@@ -302,7 +387,8 @@ def _html_gallery(gallery: dict, e) -> list[str]:
             '<figure style="margin:0;width:110px;font-size:11px">'
             + image
             + f"<figcaption>{e(item['path'])}<br>true: {e(item['true'])}<br>"
-            f"predicted: {e(item['predicted'])}</figcaption></figure>"
+            f"predicted: {e(item['predicted'])}{e(_confidence(item))}"
+            "</figcaption></figure>"
         )
     if gallery["n_wrong"] > len(gallery["items"]):
         parts.append(f"<p>… and {gallery['n_wrong'] - len(gallery['items'])} more</p>")
@@ -327,7 +413,8 @@ def render_html(ctx) -> str:
         parts.append(
             f'<div class="banner" id="random-weights">WARNING: {e(RANDOM_BANNER)}</div>'
         )
-    parts.append(f"<p>Best: {describe_best(best, e)}</p>")
+    first = headline(ctx["rows"], best, e)
+    parts.append(f'<p id="headline"><strong>{first}</strong></p>')
     parts.append(f'<p id="how-chosen">{e(how_chosen(ctx))}</p>')
     parts.append(
         '<table id="results"><thead><tr>'
@@ -343,15 +430,19 @@ def render_html(ctx) -> str:
         parts.append(f"<tr{cls}>" + "".join(f"<td>{e(c)}</td>" for c in row) + "</tr>")
     parts.append("</tbody></table>")
     parts += _html_per_class(ctx, e)
-    parts += _html_gallery(ctx["analyses"]["gallery"], e)
     parts.append("<h2>Figures</h2>")
     for title, path in _figures(ctx):
         parts.append(
             f'<figure><img alt="{e(title)}" src="{_img(path)}">'
             f"<figcaption>{e(title)}</figcaption></figure>"
         )
+    parts += _html_gallery(ctx["analyses"]["gallery"], e)
     parts.append("<h2>Provenance</h2><ul>")
     parts += [f"<li>{line[2:]}</li>" for line in _provenance_lines(p, e)]
-    parts.append("</ul><p>Reproduce:</p><pre>" + e("\n".join(p["commands"])) + "</pre>")
+    parts.append(
+        '</ul><p>Reproduce:</p><pre class="reproduce">'
+        + e("\n".join(map(wrap_command, p["commands"])))
+        + "</pre>"
+    )
     parts.append("</body></html>")
     return "\n".join(parts)

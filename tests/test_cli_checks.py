@@ -1,0 +1,170 @@
+"""Mistakes in a command's arguments are answered before torch is imported:
+one line, a non-zero exit, and the suggestion a typo deserves."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from featx.choices import FRIENDLY_LAYER_NAMES, LAYER_NAMES, MODELS
+from featx.cli import main
+
+#: Run a command in a fresh interpreter; print its exit code, its stderr and
+#: whether torch was imported by the time it exited.
+SCRIPT = """
+import json, sys
+from click.testing import CliRunner
+from featx.cli import main
+result = CliRunner().invoke(main, json.loads(sys.argv[1]))
+print("RESULT " + json.dumps(
+    [result.exit_code, result.output, "torch" in sys.modules]
+))
+"""
+
+
+def run_fresh(args: list[str], cwd: Path) -> tuple[int, str, bool]:
+    done = subprocess.run(
+        [sys.executable, "-c", SCRIPT, json.dumps(args)],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    line = next(x for x in done.stdout.splitlines() if x.startswith("RESULT "))
+    return tuple(json.loads(line[len("RESULT ") :]))
+
+
+def one_error_line(output: str) -> str:
+    lines = [x for x in output.splitlines() if x.startswith("Error:")]
+    assert len(lines) == 1 and "Traceback" not in output, output
+    return lines[0]
+
+
+CASES = {
+    "missing folder": (
+        ["extract", "--layer", "fc7", "data/Trian"],
+        "Error: data folder data/Trian does not exist",
+    ),
+    "unknown layer": (
+        ["extract", "--weights", "random", "--layer", "fc77", "."],
+        "did you mean 'fc7'?",
+    ),
+    "missing weights file": (
+        ["extract", "--weights", "nope.pth", "--layer", "fc7", "."],
+        "'nope.pth' is none of these (no such file)",
+    ),
+    "missing model file": (
+        ["predict", "--model-file", "nope.skops", "photo.jpg"],
+        "Error: model file nope.skops does not exist",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_mistakes_are_answered_before_torch_is_imported(tmp_path, case):
+    args, text = CASES[case]
+    exit_code, output, torch_loaded = run_fresh(args, tmp_path)
+    assert exit_code != 0
+    assert text in one_error_line(output)
+    assert not torch_loaded, "torch was imported before the mistake was answered"
+
+
+@pytest.mark.parametrize(
+    ("args", "text"),
+    [
+        (["--layer", "conv55"], "unknown layer 'conv55'; valid names: conv1"),
+        (["--layer", "fc6", "--layer", "pol5"], "did you mean 'pool5'?"),
+        (["--layer", "features.99"], "did you mean 'features.9'?"),
+        (["--model", "caffe-alexnet", "--layer", "nrm1"], "did you mean 'norm1'?"),
+        (["--layer", "fc7", "--mean", "m.npy"], "--mean is for --model caffe-alexnet"),
+        (
+            ["--model", "caffe-alexnet", "--layer", "fc7", "--mean", "m.npy"],
+            "--mean m.npy does not exist",
+        ),
+        (["--layer", "fc7", "--labels", "l.csv"], "--labels l.csv does not exist"),
+        (
+            ["--layer", "fc7", "--labels", "l.csv", "--label-from-name", "(a)"],
+            "give one of --labels and --label-from-name",
+        ),
+        (["--layer", "fc7", "--ray-actors", "2"], "--ray-actors is for --engine ray"),
+        (["--layer", "fc7", "--address", "auto"], "--address is for --engine ray"),
+        (
+            ["--model", "caffe-alexnet", "--layer", "fc7"],
+            "caffe-alexnet has no weights to download",
+        ),
+    ],
+)
+def test_extract_refuses_each_mistake_in_one_line(tmp_path, args, text):
+    result = CliRunner().invoke(
+        main, ["extract", *args, str(tmp_path)], catch_exceptions=False
+    )
+    assert result.exit_code != 0
+    assert text in one_error_line(result.output)
+    assert not (tmp_path / "cache").exists()
+
+
+def test_a_name_far_from_every_layer_gets_no_suggestion(tmp_path):
+    result = CliRunner().invoke(main, ["extract", "-l", "xyzzy", str(tmp_path)])
+    line = one_error_line(result.output)
+    assert "unknown layer 'xyzzy'" in line and "did you mean" not in line
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_the_torch_free_layer_names_are_the_models(model):
+    from featx.model import friendly_layers, layer_table
+
+    assert LAYER_NAMES[model] == tuple(spec.name for spec in layer_table(model))
+    assert FRIENDLY_LAYER_NAMES[model] == tuple(friendly_layers(model))
+
+
+def test_the_library_suggests_the_same_name():
+    from featx.errors import LayerError
+    from featx.model import resolve_layers
+
+    with pytest.raises(LayerError, match="did you mean 'pool5'"):
+        resolve_layers(["pool"])
+
+
+# ------------------------------------------------- which cache, and where
+
+
+LEGACY = Path(__file__).parent / "data" / "legacy" / "cache"
+
+
+def test_no_cache_says_what_was_looked_for_and_where(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(main, ["fit", "--clf", "logreg"])
+    assert one_error_line(result.output) == (
+        "Error: no cache in ./cache: that folder does not exist; run `featx "
+        "extract DATA_DIR --layer fc7` first, or point --cache-dir / "
+        "FEATX_CACHE_DIR at your caches"
+    )
+    (tmp_path / "cache").mkdir()
+    result = CliRunner().invoke(main, ["info"])
+    assert "no cache in ./cache: no featx cache file (*.h5) there" in one_error_line(
+        result.output
+    )
+
+
+@pytest.mark.parametrize("command", ["info", "export"])
+def test_commands_that_pick_a_cache_say_which_and_how_to_choose(
+    tmp_path, monkeypatch, command
+):
+    import shutil
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "cache").mkdir()
+    name = "Train-random-12e3d9d749.h5"
+    shutil.copy2(LEGACY / name, tmp_path / "cache" / name)
+    extra = ["--layer", "fc7", "--out", str(tmp_path / "x.npz")]
+    args = [command, *(extra if command == "export" else [])]
+    result = CliRunner().invoke(main, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert f"note: reading {name} (" in result.stderr
+    assert "the only cache in ./cache; naming a CACHE chooses another" in result.stderr
+    assert "note:" not in result.stdout
