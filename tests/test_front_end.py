@@ -98,9 +98,9 @@ def test_every_entry_is_a_row_a_failure_or_a_skip(cluttered, cache_dir):
         assert inside or entry in rows | failed | set(skipped), entry
     assert rows.isdisjoint(failed) and rows.isdisjoint(skipped)
 
-    listed = invoke("info", "--cache-dir", cache_dir, "--skipped").output
+    listed = invoke("info", "--cache-dir", cache_dir, "--skipped").stdout
     assert listed.splitlines() == [f"{p}: {why}" for p, why in skipped.items()]
-    text = invoke("info", "--cache-dir", cache_dir).output
+    text = invoke("info", "--cache-dir", cache_dir).stdout
     assert "failed: 1   not images: 7   with warnings: 0" in text
 
 
@@ -279,7 +279,7 @@ def test_decoders_print_nothing_and_their_warnings_are_kept(
         "warnings: 2 images decoded with warnings (featx info --warnings)"
         in done.stdout
     )
-    shown = invoke("info", "--cache-dir", cache_dir, "--warnings").output.splitlines()
+    shown = invoke("info", "--cache-dir", cache_dir, "--warnings").stdout.splitlines()
     assert shown[0] == "a/fax.tif:" and shown[1].startswith(
         "    Fax4Decode: Bad code word"
     )
