@@ -322,54 +322,67 @@ def compute_batches(
         views=views,
     )
     batches = iter(loader)  # forks the workers here, before any HDF5 file opens
-    jpeg_device = [device, None]  # where JPEG bytes decode; None: not checked yet
+    stream = _Stream(net, preprocess, wanted, device, views)
+    stream.needed, stream.on_said, stream.on_note = needed, on_said, on_note
+    return iter(stream.ahead(batches))
 
-    def decode(items, errors):
-        if jpeg_device[1] is None:
-            raw = [item for item in items if item.dim() == 1]
-            why = device_decoder_mismatch(raw, device)
-            if why and on_note is not None:
-                on_note(f"GPU JPEG decoding refused ({why}); decoding on the CPU")
-            jpeg_device[:] = [torch.device("cpu") if why else device, why]
-        out = decode_on_device(items, errors, preprocess, jpeg_device[0], views)
-        return out.to(device, non_blocking=True)
 
-    def generate():
-        # one batch in flight: batch k+1's forward pass is queued on the device
-        # before batch k's values are waited for and handed to the writer
+class _Stream:
+    """The computing of one :func:`compute_batches` call, one batch ahead."""
+
+    needed = on_said = on_note = None
+
+    def __init__(self, net, preprocess, wanted, device, views) -> None:
+        self.net, self.preprocess, self.wanted = net, preprocess, wanted
+        self.device, self.views = device, views
+        self.jpeg_device: torch.device | None = None  # None: not checked yet
+
+    def ahead(self, batches):
+        """Batch k+1's forward pass is queued on the device before batch k's
+        values are waited for and handed on (to the writer)."""
         pending = None
-        for batch in computed():
+        for batch in self.computed(batches):
             if pending is not None:
                 yield pending[0], pending[1].result(), pending[2]
             pending = batch
         if pending is not None:
             yield pending[0], pending[1].result(), pending[2]
 
-    def computed():
-        for count, (batch_rows, batch_images, errors, said) in enumerate(batches, 1):
+    def computed(self, batches):
+        for count, (rows, images, errors, said) in enumerate(batches, 1):
             if count % TRIM_EVERY == 0:
                 release_free_memory()
-            for row, lines in zip(batch_rows.tolist(), said, strict=True):
-                if lines and on_said is not None:
-                    on_said(row, lines)
-            if isinstance(batch_images, list):  # JPEG bytes for the device
-                batch_images = decode(batch_images, errors)
-            failed = [
-                (r, e) for r, e in zip(batch_rows.tolist(), errors, strict=True) if e
-            ]
+            for row, lines in zip(rows.tolist(), said, strict=True):
+                if lines and self.on_said is not None:
+                    self.on_said(row, lines)
+            if isinstance(images, list):  # JPEG bytes for the device
+                images = self.decode(images, errors)
+            failed = [(r, e) for r, e in zip(rows.tolist(), errors, strict=True) if e]
             ok = np.array([not e for e in errors])
-            idx = batch_rows.numpy()[ok]
+            idx = rows.numpy()[ok]
             values = {}
             if ok.any():
                 values = run_forward(
-                    net=net,
-                    preprocess=preprocess,
-                    images=batch_images[torch.from_numpy(ok).to(batch_images.device)],
-                    layers=needed(idx) if needed else wanted,
-                    device=device,
-                    views=views,
+                    net=self.net,
+                    preprocess=self.preprocess,
+                    images=images[torch.from_numpy(ok).to(images.device)],
+                    layers=self.needed(idx) if self.needed else self.wanted,
+                    device=self.device,
+                    views=self.views,
                     to_host=False,
                 )
-            yield idx, _HostCopy(values, device), failed
+            yield idx, _HostCopy(values, self.device), failed
 
-    return generate()
+    def decode(self, items: list, errors: list[str]) -> torch.Tensor:
+        """A batch with JPEG bytes, decoded on the device (checked against the
+        CPU decoder once, before the first batch)."""
+        if self.jpeg_device is None:
+            raw = [item for item in items if item.dim() == 1]
+            why = device_decoder_mismatch(raw, self.device)
+            if why and self.on_note is not None:
+                self.on_note(f"GPU JPEG decoding refused ({why}); decoding on the CPU")
+            self.jpeg_device = torch.device("cpu") if why else self.device
+        out = decode_on_device(
+            items, errors, self.preprocess, self.jpeg_device, self.views
+        )
+        return out.to(self.device, non_blocking=True)

@@ -241,7 +241,14 @@ def predict(
     )
     if not files:
         return done + bad
-    progress.start("predicting", len(files))
+    _predict_batches(batches, results, pipeline, meta, wanted, top_k, progress)
+    return done + results + bad
+
+
+def _predict_batches(batches, results, pipeline, meta, wanted, top_k, progress):
+    """Classify each computed batch into its ``results``; a failure's reason
+    becomes its error. (Seven parameters: the stream, the model and its use.)"""
+    progress.start("predicting", len(results))
     try:
         for idx, values, failed in batches:
             for row, reason in failed:
@@ -254,7 +261,6 @@ def predict(
             progress.advance(len(idx) + len(failed))
     finally:
         progress.finish()
-    return done + results + bad
 
 
 def _reuse_caches(inputs, cache_dir, meta: ModelMeta, wanted, loaded, preprocess):

@@ -159,6 +159,7 @@ def joblib_backend(address: str | None):
     return joblib.parallel_config(backend="ray")
 
 
+# Long: one Ray Data pipeline (actors, blocks, resources), configured in one place.
 def ray_batches(*, files, rows, wanted, loaded, batch_size, engine, preprocess):
     """The Ray engine's stream of ``(rows, values, failures)``, like
     :func:`featx.forward.compute_batches`; ``engine`` is a

@@ -275,6 +275,7 @@ def _keras_layer(group) -> tuple[np.ndarray, np.ndarray] | None:
     return np.asarray(group[names[0]]), np.asarray(group[names[1]])
 
 
+# Long: the caffemodel protobuf schema, declared; data, not logic.
 def _caffe_schema():
     """Message classes for the parts of ``caffe.proto`` a caffemodel's weights
     need: NetParameter → layers (V1) / layer → name, blobs → shape and data."""

@@ -141,6 +141,7 @@ class TunedClassifier(ClassifierMixin, BaseEstimator):
             return None
         return clone(self.estimator).set_params(warm_start=True)
 
+    # Long: the inner search and the refit share one Gram matrix and its basis.
     def fit(self, X, y, groups=None):
         """Choose the regularisation by inner CV, then refit on every row.
 

@@ -55,6 +55,18 @@ def shown_dir(folder: Path) -> str:
     return text if Path(text).is_absolute() or text.startswith(".") else f"./{text}"
 
 
+def _no_cache(cache_dir: Path, where: str) -> CacheError:
+    why = (
+        "no featx cache file (*.h5) there"
+        if cache_dir.is_dir()
+        else "that folder does not exist"
+    )
+    return CacheError(
+        f"no cache in {where}: {why}; run `featx extract DATA_DIR --layer fc7` "
+        "first, or point --cache-dir / FEATX_CACHE_DIR at your caches"
+    )
+
+
 def choose_caches(
     cache_dir: Path | None = None,
     *,
@@ -74,15 +86,7 @@ def choose_caches(
     caches = list_caches(cache_dir)
     where = shown_dir(cache_dir)
     if not caches:
-        why = (
-            "no featx cache file (*.h5) there"
-            if cache_dir.is_dir()
-            else "that folder does not exist"
-        )
-        raise CacheError(
-            f"no cache in {where}: {why}; run `featx extract DATA_DIR --layer fc7` "
-            "first, or point --cache-dir / FEATX_CACHE_DIR at your caches"
-        )
+        raise _no_cache(cache_dir, where)
     metas = {}
     for path in caches:
         with FeatureCache(path) as cache:
@@ -109,24 +113,30 @@ def choose_caches(
         ]
     choice = CacheChoice(train, None, notes)
     if find_test:
-        parent = Path(metas[train].data_root).parent
-        tests = [
-            p
-            for p in caches
-            if p != train
-            and Path(metas[p].data_root).parent == parent
-            and is_held_out_name(metas[p].data_root)
-            and metas[p].same_source(metas[train])
-            and _labelled(p)
-        ]
-        if tests:
-            choice.test = max(tests, key=lambda p: p.stat().st_mtime_ns)
-            choice.notes.append(
-                f"held-out set: {choice.test.name} ({metas[choice.test].data_root}), "
-                "a sibling folder extracted with the same weights; --test chooses "
-                "another"
-            )
+        choice.test = _sibling_test(train, metas)
+    if choice.test is not None:
+        choice.notes.append(
+            f"held-out set: {choice.test.name} ({metas[choice.test].data_root}), "
+            "a sibling folder extracted with the same weights; --test chooses "
+            "another"
+        )
     return choice
+
+
+def _sibling_test(train: Path, metas: dict) -> Path | None:
+    """The most recent cache of a labelled sibling folder of ``train``'s that is
+    named like a held-out split and made with the same weights, if any."""
+    parent = Path(metas[train].data_root).parent
+    tests = [
+        p
+        for p in metas
+        if p != train
+        and Path(metas[p].data_root).parent == parent
+        and is_held_out_name(metas[p].data_root)
+        and metas[p].same_source(metas[train])
+        and _labelled(p)
+    ]
+    return max(tests, key=lambda p: p.stat().st_mtime_ns) if tests else None
 
 
 def resolve_caches(

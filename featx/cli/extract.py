@@ -147,6 +147,7 @@ EXTRACT_EXAMPLES = examples(
     help="With --engine ray: model actors [default: one per GPU, or half the "
     "CPUs]. (--num-workers is the old name.)",
 )
+# Long: one parameter per option, as click passes them, and one call per folder.
 def extract(
     data_dirs,
     layer_names,

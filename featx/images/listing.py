@@ -218,6 +218,26 @@ def _labelled_by(root: Path, labelling: Labelling) -> ImageSet:
     )
 
 
+def _image_folder(root: Path, per_class: dict, top_files, walker) -> ImageSet:
+    """An ImageFolder's images: each class's, sorted; the images lying in
+    ``root`` itself are ``ignored``."""
+    classes = sorted(per_class)
+    rows = sorted(
+        (p.relative_to(root).as_posix(), classes.index(name))
+        for name, files in per_class.items()
+        for p in files
+    )
+    return ImageSet(
+        root=root,
+        paths=[r[0] for r in rows],
+        labels=np.array([r[1] for r in rows], dtype=np.int64),
+        classes=classes,
+        ignored=[p.relative_to(root).as_posix() for p in top_files],
+        skipped=walker.skipped,
+        not_images=walker.not_images,
+    )
+
+
 def list_images(root: Path, labelling: Labelling | None = None) -> ImageSet:
     """List the images under ``root``.
 
@@ -260,22 +280,7 @@ def list_images(root: Path, labelling: Labelling | None = None) -> ImageSet:
             top_files.append(path)
     per_class = {name: files for name, files in per_class.items() if files}
     if per_class:
-        classes = sorted(per_class)
-        rows = sorted(
-            (p.relative_to(root).as_posix(), classes.index(name))
-            for name, files in per_class.items()
-            for p in files
-        )
-        ignored = [p.relative_to(root).as_posix() for p in top_files]
-        return ImageSet(
-            root=root,
-            paths=[r[0] for r in rows],
-            labels=np.array([r[1] for r in rows], dtype=np.int64),
-            classes=classes,
-            ignored=ignored,
-            skipped=walker.skipped,
-            not_images=walker.not_images,
-        )
+        return _image_folder(root, per_class, top_files, walker)
     if not top_files:
         why = "".join(f"; skipped {s.path}: {s.reason}" for s in walker.skipped[:3])
         raise DataError(

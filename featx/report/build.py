@@ -19,10 +19,11 @@ from featx.report.analyses import (
     misclassified,
     write_predictions,
 )
+from featx.report.html import render_html
 from featx.report.outputs import draw_figures, write_results
 from featx.report.provenance import extract_commands, provenance
 from featx.report.records import ResultRow
-from featx.report.render import render_html, render_markdown
+from featx.report.render import render_markdown
 from featx.report.spec import DEFAULT_CLFS, ReportSpec
 from featx.report.store import ResultStore, fingerprint
 from featx.views import CENTER, setting_of

@@ -1,0 +1,201 @@
+"""`featx.extract`: check the options, resolve the model, weights, device and
+preprocessing, then update the folder's cache under its lock."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from featx.cache import (
+    LayerDef,
+    cache_lock,
+    default_cache_dir,
+)
+from featx.cache.identity import cache_meta, cache_path_for
+from featx.choices import DTYPES, ENGINES, SPATIAL
+from featx.errors import ParameterError, ReadOnlyError, check_choice, check_int
+from featx.extraction.records import Compute, ExtractResult, RayEngine
+from featx.extraction.run import Run, make_folder, unchanged, update
+from featx.forward import (
+    default_decoder,
+    default_precision,
+    resolve_device,
+)
+from featx.images import Labelling, Preprocess, list_images
+from featx.model import (
+    LoadedWeights,
+    load_weights,
+    preprocess_for,
+    resolve_layers,
+)
+from featx.progress import Progress
+from featx.views import VIEW_SETS, views_of
+
+
+def _resolve_weights(
+    weights: str | LoadedWeights, seed: int, model: str
+) -> LoadedWeights:
+    if isinstance(weights, LoadedWeights):
+        return weights
+    return load_weights(weights, seed=seed, model=model)
+
+
+def _preprocess(model, mean, decode, precision, decoder, compute) -> Preprocess:
+    """The preprocessing of ``model`` with the decode mode, the precision
+    (default: the device's) and the JPEG decoder (default: the device's; PIL
+    with Ray, whose workers decode on their own)."""
+    precision = precision or default_precision(compute.device)
+    ray = isinstance(compute.engine, RayEngine)
+    decoder = decoder or ("pil" if ray else default_decoder(compute.device))
+    if ray and decoder != "pil":
+        raise ParameterError("decoder 'torchvision' runs with the local engine only")
+    return preprocess_for(model, mean, decode, precision, decoder)
+
+
+def _wanted(specs, spatial: str, dtype: str, views: str) -> list[LayerDef]:
+    """One dataset for each layer of ``specs`` and each view."""
+    return [
+        LayerDef(
+            s.name,
+            s.module_path,
+            s.shape,
+            spatial if s.spatial else "none",
+            dtype,
+            view,
+        )
+        for s in specs
+        for view in views_of(views)
+    ]
+
+
+def _check_options(*, spatial, dtype, batch_size, num_workers, engine, views) -> None:
+    check_choice("spatial", spatial, SPATIAL)
+    check_choice("dtype", dtype, DTYPES)
+    check_choice("views", views, tuple(VIEW_SETS))
+    check_int("batch_size", batch_size, low=1)
+    if num_workers is not None:
+        check_int("num_workers", num_workers, low=0)
+    if not isinstance(engine, RayEngine):
+        check_choice("engine", engine, ENGINES)
+
+
+# Long: mostly its docstring and the one locked sequence scan -> reconcile ->
+# fill -> record; each step is a function of its own.
+def extract(
+    data_dir: Path,
+    *,
+    layers: list[str] | tuple[str, ...] = ("fc7",),
+    spatial: str = "none",
+    weights: str | LoadedWeights = "imagenet",
+    seed: int = 0,
+    device: str = "auto",
+    batch_size: int = 64,
+    num_workers: int | None = None,
+    dtype: str = "float32",
+    cache_dir: Path | None = None,
+    engine: str | RayEngine = "local",
+    progress: Progress | None = None,
+    rebuild: bool = False,
+    labelling: Labelling | None = None,
+    model: str = "alexnet",
+    mean: Path | None = None,
+    views: str = "center",
+    decode: str = "fast",
+    precision: str | None = None,
+    decoder: str | None = None,
+) -> ExtractResult:
+    """Extract ``layers`` for every image under ``data_dir`` into the cache.
+
+    (Twenty parameters: they mirror `featx extract`'s options one to one.)
+
+    Parameters
+    ----------
+    decode
+        ``"fast"``: a JPEG decodes directly at 1/2, 1/4 or 1/8 of its size
+        (libjpeg's DCT scaling), the smallest that still covers the model's
+        resize target; images under twice the target decode in full either way.
+        ``"exact"``: every pixel is decoded. The mode is part of the cache's
+        identity: rows of the two modes never share a cache.
+    precision
+        The forward pass's arithmetic: ``"fp32"``, or autocast to ``"bf16"`` or
+        ``"fp16"``; None: fp32 on a CPU, bf16 on CUDA. Part of the cache's
+        identity, like ``decode``.
+    decoder
+        ``"pil"`` (in the decode workers) or ``"torchvision"``: JPEGs decoded in
+        batches by ``torchvision.io.decode_jpeg`` on the network's device, then
+        resized and cropped there (other files, CMYK JPEGs and whatever the
+        device refuses go through PIL). None: torchvision on CUDA, PIL on a CPU.
+        Part of the cache's identity.
+    views
+        ``"center"`` (the centre crop), ``"flip"`` (and its mirror image) or
+        ``"ten"`` (the four corners and the centre, and their mirrors), each
+        stored and resumed as a dataset of its own (:mod:`featx.views`).
+    model
+        ``"alexnet"`` (torchvision's) or ``"caffe-alexnet"`` (BVLC's original;
+        its weights from ``bvlc_alexnet.npy``, ``alexnet_weights.h5`` or
+        ``bvlc_alexnet.caffemodel``). Weights already loaded bring their own.
+    mean
+        caffe-alexnet only: a ``.npy`` mean image (``ilsvrc_2012_mean.npy``)
+        instead of its per-channel mean.
+    weights
+        ``"imagenet"``, ``"random"`` (seeded by ``seed``), a state-dict file, or
+        weights already loaded with :func:`featx.model.load_weights`.
+    num_workers
+        Decode worker processes, as torch's DataLoader counts them (0: decode in
+        this process; None: one per core).
+    engine
+        ``"local"``, ``"ray"`` (a local Ray), or a :class:`RayEngine`.
+    labelling
+        Labels from a CSV or from file names (:class:`featx.images.Labelling`)
+        instead of class subfolders.
+    rebuild
+        Recompute the cache from nothing, ignoring (and replacing) the file
+        there, for example a damaged one.
+
+    Returns
+    -------
+    ExtractResult
+        What the run did.
+
+    Raises
+    ------
+    featx.errors.FeatxError
+        A subclass of it, when the run cannot go on.
+    """
+    progress = progress or Progress()
+    _check_options(
+        spatial=spatial,
+        dtype=dtype,
+        batch_size=batch_size,
+        num_workers=num_workers,
+        engine=engine,
+        views=views,
+    )
+    if engine == "ray":
+        engine = RayEngine()
+    if isinstance(engine, RayEngine):
+        from featx.ray_engine import require_ray
+
+        require_ray()  # before any work: say how to install it
+    if isinstance(weights, LoadedWeights):
+        model = weights.arch
+    specs = resolve_layers(list(layers), model)  # an unknown model stops here
+    compute = Compute(resolve_device(device), batch_size, num_workers, engine)
+    # a bad mean file, decode mode, precision or decoder stops here
+    preprocess = _preprocess(model, mean, decode, precision, decoder, compute)
+    images = list_images(Path(data_dir), labelling)  # lists; reads no image
+    images.root = images.root.resolve()
+    loaded = _resolve_weights(weights, seed, model)  # a bad file stops here
+    wanted = _wanted(specs, spatial, dtype, views)
+    cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    path = cache_path_for(cache_dir, images.root, loaded, preprocess)
+    meta = cache_meta(images, loaded, preprocess)
+    run = Run(path, images, wanted, meta, loaded, preprocess, compute, progress)
+    try:
+        make_folder(cache_dir)
+        with cache_lock(path):
+            return update(run, rebuild=rebuild)
+    except ReadOnlyError as exc:
+        if rebuild:
+            raise
+        # Nothing may be written here: fine if there is nothing to write.
+        return unchanged(run, exc)
