@@ -115,19 +115,35 @@ def decode_on_device(
     return torch.stack(out)
 
 
+def pil_crop(
+    data: bytes | Path, preprocess: Preprocess, views: tuple[str, ...] | None
+) -> tuple[torch.Tensor | None, str]:
+    """The PIL path for one file (or its bytes): its crop (or (V, 3, H, W)
+    views), or None and why it could not be decoded. Shared by the decode
+    workers and :func:`decode_on_device`'s fallback; it calls
+    ``featx.images.decode_image`` through the package, where tests count the
+    decodes."""
+    try:
+        img = featx.images.decode_image(data, scale_to=preprocess.scale_to)
+    except ImageDecodeError as exc:
+        return None, str(exc)
+    if views is None:
+        return preprocess.to_uint8(img), ""
+    return preprocess.views_uint8(img, views), ""
+
+
+def blank(preprocess: Preprocess, views: tuple[str, ...] | None) -> torch.Tensor:
+    """The zeros that stand in for an image that could not be decoded."""
+    h, w = preprocess.crop_hw
+    shape = (3, h, w) if views is None else (len(views), 3, h, w)
+    return torch.zeros(shape, dtype=torch.uint8)
+
+
 def _pil_fallback(data, errors, i, preprocess, views) -> torch.Tensor:
     """One JPEG the device decoder refused, through PIL."""
     with featx.images.quiet_decoding():
-        try:
-            img = featx.images.decode_image(
-                bytes(data.numpy()), scale_to=preprocess.scale_to
-            )
-            if views is None:
-                return preprocess.to_uint8(img)
-            return preprocess.views_uint8(img, views)
-        except ImageDecodeError as exc:
-            errors[i] = str(exc)
-    h, w = preprocess.crop_hw
-    return torch.zeros(
-        (3, h, w) if views is None else (len(views), 3, h, w), dtype=torch.uint8
-    )
+        crop, error = pil_crop(bytes(data.numpy()), preprocess, views)
+    if crop is None:
+        errors[i] = error
+        return blank(preprocess, views)
+    return crop

@@ -18,8 +18,14 @@ import torch
 import featx.images
 from featx.cache import LayerDef
 from featx.choices import DEVICES
-from featx.device_decode import decode_on_device, device_decoder_mismatch, device_jpeg
-from featx.errors import ImageDecodeError, ParameterError
+from featx.device_decode import (
+    blank,
+    decode_on_device,
+    device_decoder_mismatch,
+    device_jpeg,
+    pil_crop,
+)
+from featx.errors import ParameterError
 from featx.images import Preprocess
 from featx.model import FeatureNet, LoadedWeights, resolve_layers
 from featx.runtime import release_free_memory
@@ -62,9 +68,7 @@ class ImageDataset(torch.utils.data.Dataset):
         self.rows = rows
         self.preprocess = preprocess
         self.views = views
-        height, width = preprocess.crop_hw
-        shape = (3, height, width) if views is None else (len(views), 3, height, width)
-        self.blank = torch.zeros(shape, dtype=torch.uint8)
+        self.blank = blank(preprocess, views)
 
     def __len__(self) -> int:
         return len(self.files)
@@ -77,16 +81,8 @@ class ImageDataset(torch.utils.data.Dataset):
         return self.rows[i], image, error, said
 
     def _decode(self, i: int) -> tuple[torch.Tensor, str]:
-        try:
-            # through the module: tests count decodes by patching it there
-            img = featx.images.decode_image(
-                self.files[i], scale_to=self.preprocess.scale_to
-            )
-            if self.views is None:
-                return self.preprocess.to_uint8(img), ""
-            return self.preprocess.views_uint8(img, self.views), ""
-        except ImageDecodeError as exc:
-            return self.blank, str(exc)
+        crop, error = pil_crop(self.files[i], self.preprocess, self.views)
+        return (self.blank if crop is None else crop), error
 
 
 def _device_error(device: str, why: str = "") -> ParameterError:
