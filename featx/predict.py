@@ -16,6 +16,7 @@ from featx.cache import LayerDef, weights_spec
 from featx.errors import WeightsError, check_int, printable
 from featx.forward import compute_batches, resolve_device
 from featx.images import FolderWalker, entry_kind
+from featx.images.preprocess import computed_with
 from featx.model import (
     LoadedWeights,
     load_weights,
@@ -170,13 +171,9 @@ def wanted_layers(meta: ModelMeta, center_only: bool) -> list[LayerDef]:
 def check_preprocessing(meta: ModelMeta):
     """This featx's preprocessing for the model, refused unless it is the one
     its features were made with."""
-    # the decode mode and precision its features were made with (absent: a full
-    # decode, float32)
-    decode = meta.transform.get("decode", "exact")
-    precision = meta.transform.get("precision", "fp32")
-    decoder = meta.transform.get("jpeg_decoder", "pil")
+    # decoded, and computed, as its features were
     preprocess = preprocess_for(
-        meta.model, _mean_file(meta), decode, precision, decoder
+        meta.model, _mean_file(meta), **computed_with(meta.transform)
     )
     if meta.transform != preprocess.describe():
         raise ModelFileError(

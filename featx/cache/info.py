@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from featx.cache.read import FeatureCache
+from featx.images.preprocess import computed_with
 from featx.views import dataset_key
 
 
@@ -54,9 +55,7 @@ def cache_info(path: Path) -> dict:
             "weights": meta.weights.to_dict(),
             "transform": meta.transform,
             # caches made before the mode existed decoded every pixel
-            "decode": meta.transform.get("decode", "exact"),
-            "precision": meta.transform.get("precision", "fp32"),
-            "decoder": meta.transform.get("jpeg_decoder", "pil"),
+            **computed_with(meta.transform),
             "versions": {
                 "featx": meta.featx_version,
                 "torch": meta.torch_version,

@@ -14,6 +14,17 @@ if TYPE_CHECKING:
     import torch
 
 
+def computed_with(transform: dict) -> dict[str, str]:
+    """The decode mode, precision and JPEG decoder a recorded
+    :meth:`Preprocess.describe` was made with; files written before a setting
+    existed lack its key and used ``exact``, ``fp32`` and ``pil``."""
+    return {
+        "decode": transform.get("decode", "exact"),
+        "precision": transform.get("precision", "fp32"),
+        "decoder": transform.get("jpeg_decoder", "pil"),
+    }
+
+
 class Preprocess:
     """The preprocessing of a torchvision weights entry, split for batching.
 
