@@ -66,3 +66,9 @@ def scores_of(model):
     if hasattr(model, "decision_function"):
         return model.decision_function
     return model.predict_proba
+
+
+def rel_l2(a, b) -> float:
+    """``‖a − b‖ / ‖b‖``, in float64: how far two arrays of features are apart."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return float(np.linalg.norm(a - b) / np.linalg.norm(b))

@@ -17,6 +17,7 @@ from featx.errors import ImageDecodeError
 from featx.images import decode_image, draft_size
 from featx.model import load_weights, preprocess_for
 from tests.conftest import reference
+from tests.numerics import rel_l2
 
 RNG = np.random.default_rng(5)
 
@@ -42,11 +43,6 @@ def jpeg(img: Image.Image, **kw) -> bytes:
     buf = io.BytesIO()
     img.save(buf, "JPEG", quality=kw.pop("quality", 90), **kw)
     return buf.getvalue()
-
-
-def rel_l2(a, b) -> float:
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    return float(np.linalg.norm(a - b) / np.linalg.norm(b))
 
 
 def test_draft_size_keeps_the_resize_target_covered():

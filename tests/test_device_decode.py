@@ -16,13 +16,9 @@ from featx import FeatureCache, extract
 from featx.cli import main
 from featx.device_decode import device_decoder_mismatch
 from tests.conftest import make_image
+from tests.numerics import rel_l2
 
 RNG = np.random.default_rng(3)
-
-
-def rel_l2(a, b) -> float:
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    return float(np.linalg.norm(a - b) / np.linalg.norm(b))
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,6 @@
 """`--precision`: the forward pass's arithmetic is part of the cache's identity,
 and bf16 on the CPU stays close to float32."""
 
-import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -9,11 +8,7 @@ from featx import FeatureCache, extract
 from featx.cli import main
 from featx.forward import default_precision, resolve_device
 from featx.model import preprocess_for
-
-
-def rel_l2(a, b) -> float:
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    return float(np.linalg.norm(a - b) / np.linalg.norm(b))
+from tests.numerics import rel_l2
 
 
 def test_fp32_is_described_as_before_and_others_are_recorded():
