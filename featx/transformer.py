@@ -151,19 +151,16 @@ class AlexNetFeatures(TransformerMixin, BaseEstimator):
     def _cache_path(self, root: Path) -> Path:
         from featx.cache import default_cache_dir
         from featx.cache.identity import cache_path_for
-        from featx.forward import default_decoder, default_precision, resolve_device
-        from featx.model import preprocess_for
+        from featx.extraction.api import resolve_preprocess
+        from featx.forward import resolve_device
 
         cache_dir = (
             self.cache_dir if self.cache_dir is not None else default_cache_dir()
         )
-        device = resolve_device(self.device)
-        preprocess = preprocess_for(
-            self.model,
-            decode=self.decode,
-            precision=self.precision or default_precision(device),
-            decoder=self.decoder or default_decoder(device),
-        )
+        preprocess = resolve_preprocess(
+            self.model, None, self.decode, self.precision, self.decoder,
+            device=resolve_device(self.device),
+        )  # fmt: skip
         return cache_path_for(Path(cache_dir), root, self._weights(), preprocess)
 
     def _read(self, root: Path, rels: list[str], *, strict: bool = False):

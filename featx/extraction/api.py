@@ -4,6 +4,7 @@ preprocessing, then update the folder's cache under its lock."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from featx.cache import (
     LayerDef,
@@ -30,6 +31,9 @@ from featx.model import (
 from featx.progress import Progress
 from featx.views import VIEW_SETS, views_of
 
+if TYPE_CHECKING:
+    import torch
+
 
 def _resolve_weights(
     weights: str | LoadedWeights, seed: int, model: str
@@ -39,13 +43,15 @@ def _resolve_weights(
     return load_weights(weights, seed=seed, model=model)
 
 
-def _preprocess(model, mean, decode, precision, decoder, compute) -> Preprocess:
+def resolve_preprocess(
+    model, mean, decode, precision, decoder, *, device: torch.device, ray=False
+) -> Preprocess:
     """The preprocessing of ``model`` with the decode mode, the precision
     (default: the device's) and the JPEG decoder (default: the device's; PIL
-    with Ray, whose workers decode on their own)."""
-    precision = precision or default_precision(compute.device)
-    ray = isinstance(compute.engine, RayEngine)
-    decoder = decoder or ("pil" if ray else default_decoder(compute.device))
+    with Ray, whose workers decode on their own); the transformer resolves its
+    cache the same way."""
+    precision = precision or default_precision(device)
+    decoder = decoder or ("pil" if ray else default_decoder(device))
     if ray and decoder != "pil":
         raise ParameterError("decoder 'torchvision' runs with the local engine only")
     return preprocess_for(model, mean, decode, precision, decoder)
@@ -181,7 +187,10 @@ def extract(
     specs = resolve_layers(list(layers), model)  # an unknown model stops here
     compute = Compute(resolve_device(device), batch_size, num_workers, engine)
     # a bad mean file, decode mode, precision or decoder stops here
-    preprocess = _preprocess(model, mean, decode, precision, decoder, compute)
+    preprocess = resolve_preprocess(
+        model, mean, decode, precision, decoder,
+        device=compute.device, ray=isinstance(engine, RayEngine),
+    )  # fmt: skip
     images = list_images(Path(data_dir), labelling)  # lists; reads no image
     images.root = images.root.resolve()
     loaded = _resolve_weights(weights, seed, model)  # a bad file stops here
