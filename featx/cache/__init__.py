@@ -10,7 +10,8 @@ One module per concern, all re-exported here (``from featx.cache import X``):
 - :mod:`~featx.cache.read`: :class:`FeatureCache` and :func:`read_layer`;
 - :mod:`~featx.cache.write`: atomic rewrites and in-place fills;
   :mod:`~featx.cache.space`: disk space; :mod:`~featx.cache.lock`: one writer;
-- :mod:`~featx.cache.locate`: finding or choosing a cache;
+- :mod:`~featx.cache.locate`: finding a cache; :mod:`~featx.cache.choice`:
+  choosing the caches a command reads (one per model to compare);
   :mod:`~featx.cache.info`: a summary of one.
 
 Beside them, imported only by those who need them: :mod:`~featx.cache.identity`
@@ -20,6 +21,12 @@ parquet). Nothing here imports torch: ``fit``, ``report`` and ``info`` read
 caches without it.
 """
 
+from featx.cache.choice import (
+    CacheChoice,
+    ModelCaches,
+    choose_caches,
+    resolve_caches,
+)
 from featx.cache.format import (
     DAMAGED_MESSAGE,
     FAILED,
@@ -33,14 +40,11 @@ from featx.cache.info import cache_info
 from featx.cache.layout import DATASETS, ROOT_ATTRS, describe_format
 from featx.cache.locate import (
     HELD_OUT_NAME,
-    CacheChoice,
     cache_of_folder,
-    choose_caches,
     default_cache_dir,
     is_held_out_name,
     list_caches,
     resolve_cache,
-    resolve_caches,
 )
 from featx.cache.lock import BUSY_MESSAGE, cache_lock, remove_stale_temporaries
 from featx.cache.read import (
@@ -116,6 +120,7 @@ __all__ = [
     "FeatureCache",
     "LayerData",
     "LayerDef",
+    "ModelCaches",
     "NoSpaceError",
     "NotImage",
     "ReadOnlyError",
