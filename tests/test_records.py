@@ -39,6 +39,7 @@ OTHER_REPORT_VALUES = {
     "test": Path("Test-x.h5"),
     "layers": ["conv5_avg", "fc7"],
     "clfs": ["ridge", "head"],
+    "models": ["alexnet", "caffe-alexnet"],
     "cv": 3,
     "repeats": 4,
     "seed": 7,

@@ -25,7 +25,24 @@ FIT_EXAMPLES = examples(
     "featx fit --clf svm",
     "featx fit --clf logreg --layer fc7 --test data/Test --out fc7-logreg.skops",
     "featx fit --clf ridge --layer conv5_avg --repeats 3 --json",
+    "featx fit --clf logreg --models alexnet,caffe-alexnet",
 )
+
+#: ``--models``, which fit and report share: a comma-separated list, as --clfs.
+models_option = click.option(
+    "--models",
+    default=None,
+    help="Comma-separated models to compare (e.g. alexnet,resnet18): the most "
+    "recent cache of each made of the training folder's images, on the same folds "
+    "[default: every model of that folder in --cache-dir; with --cache, that "
+    "cache alone].",
+)
+
+
+def split_models(text: str | None) -> list[str] | None:
+    """``--models a,b`` as a list; None when not given."""
+    names = [m.strip() for m in (text or "").split(",") if m.strip()]
+    return names or None
 
 
 @main.command(epilog=FIT_EXAMPLES)
@@ -58,6 +75,7 @@ FIT_EXAMPLES = examples(
     "--cache-dir whose folder is not named Test/Val/...].",
 )
 @cache_dir_option
+@models_option
 @cv_option
 @click.option(
     "--repeats",
@@ -123,6 +141,7 @@ def fit(
     layer,
     cache,
     cache_dir,
+    models,
     cv,
     repeats,
     test,
@@ -153,7 +172,9 @@ def fit(
     the defaults.
 
     With one cache in the cache directory holding one layer, `featx fit --clf svm`
-    needs nothing else.
+    needs nothing else. Where the training folder was extracted with several
+    models, each model's cache is cross-validated on the same folds and the best
+    (model, layer) is kept.
     """
     from featx.fit import fit as run_fit
 
@@ -161,6 +182,7 @@ def fit(
     result = run_fit(
         cache=cache,
         cache_dir=cache_dir,
+        models=split_models(models),
         layer=layer,
         clf=clf,
         cv=cv,

@@ -231,7 +231,19 @@ def describe_views(views: list[str], augmented: bool = True) -> str:
 
 
 def _print_layer_scores(result) -> None:
-    if result.layer_scores:
+    if result.model_scores:
+        click.echo(
+            f"models and layers compared ({result.cv}-fold CV accuracy), best kept:"
+        )
+        width = max(len(row["model"]) for row in result.model_scores) + 2
+        for row in result.model_scores:
+            best = (row["model"], row["layer"]) == (result.model, result.layer)
+            click.echo(
+                f"  {row['model']:<{width}}{row['layer']:<14}"
+                f"{row['cv_accuracy_mean']:.4f} ± {row['cv_accuracy_std']:.4f}"
+                + ("  <- best" if best else "")
+            )
+    elif result.layer_scores:
         click.echo(f"layers compared ({result.cv}-fold CV accuracy), best kept:")
         for row in result.layer_scores:
             mark = "  <- best" if row["layer"] == result.layer else ""
@@ -290,9 +302,10 @@ def print_fit(result) -> None:
     print_notes(result.notes)
     _print_layer_scores(result)
     click.echo(
-        f"cache: {Path(result.cache).name}   layer: {result.layer} "
-        f"({result.n_features})   clf: {result.clf}   rows: {result.n_rows}, "
-        f"{len(result.classes)} classes"
+        f"cache: {Path(result.cache).name}   "
+        + (f"model: {result.model}   " if result.model_scores else "")
+        + f"layer: {result.layer} ({result.n_features})   clf: {result.clf}   "
+        f"rows: {result.n_rows}, {len(result.classes)} classes"
     )
     if result.views != ["center"]:
         click.echo(f"views: {describe_views(result.views, result.train_views)}")
@@ -377,12 +390,15 @@ def print_report(report) -> None:
     best = report.best
     click.echo(f"protocol: {protocol(best.cv, best.repeats)}, every combination")
     width = max([8, *(len(r["clf"]) + 2 for r in report.rows)])
+    several = len(report.models) > 1
+    model_width = max(len(m) for m in report.models) + 2 if several else 0
     for r in report.rows:
         test = r.get("test_accuracy")
         low, high = r["cv_accuracy_ci95"]
         mark = "best" if r is report.best else ("tied" if r["tied_with_best"] else "")
+        model = f"{r.model:<{model_width}}" if several else ""
         click.echo(
-            f"  {r['layer']:<12}{r['clf']:<{width}}{r['cv_accuracy_mean']:.4f} "
+            f"  {model}{r['layer']:<12}{r['clf']:<{width}}{r['cv_accuracy_mean']:.4f} "
             f"[{low:.4f}, {high:.4f}]"
             + (f"   test {test:.4f}" if test is not None else "")
             + (f"   {mark}" if mark else "")

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from featx.cli.app import main
+from featx.cli.fit import models_option
 from featx.cli.options import (
     cache_dir_option,
     cv_option,
@@ -20,6 +21,7 @@ from featx.cli.output import TqdmProgress, print_report
 REPORT_EXAMPLES = examples(
     "featx report",
     "featx report --layers conv5_avg,fc7 --clfs logreg,ridge --test data/Test",
+    "featx report --models alexnet,caffe-alexnet --layers fc6,fc7",
 )
 
 
@@ -50,6 +52,7 @@ REPORT_EXAMPLES = examples(
     "fc6-fc8 fine-tuned on pool5). On a cache with --views flip/ten, each but "
     "head is also fitted on every view (rows named like svm+ten).",
 )
+@models_option
 @click.option(
     "--center-only",
     is_flag=True,
@@ -88,6 +91,7 @@ def report(
     test,
     layers,
     clfs,
+    models,
     cv,
     repeats,
     seed,
@@ -105,6 +109,8 @@ def report(
     """Compare layers × classifiers: cross-validate each (and score it on --test),
     then write report.html, report.md, results.json, results.csv and figures.
 
+    Where the training folder was extracted with several models, every (model,
+    layer, classifier) is ranked in one table, on the same images and folds.
     Results already computed for the same data and settings are reused.
     """
     from featx.report import ReportSpec, make_report

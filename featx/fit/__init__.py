@@ -14,10 +14,12 @@ caches read), :mod:`~featx.fit.run` (:func:`fit` itself and the model file).
 from featx.choices import CLASSIFIERS
 from featx.fit.cv import cross_validate, cv_in_memory, used_views
 from featx.fit.data import (
+    HEAD_MODELS,
     best_layer,
     check_compatible,
     check_head_layer,
     evaluate_test,
+    has_head,
     head_source,
     is_head_layer,
     labelled_rows,
@@ -36,6 +38,7 @@ from featx.fit.streaming import (
 __all__ = [
     "CLASSIFIERS",
     "DEFAULT_VALUES",
+    "HEAD_MODELS",
     "SCORING",
     "SGD_BLOCK_ROWS",
     "SGD_EPOCHS",
@@ -56,6 +59,7 @@ __all__ = [
     "fit",
     "fit_sgd_streaming",
     "folds",
+    "has_head",
     "head_source",
     "is_head_layer",
     "labelled_rows",

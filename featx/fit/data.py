@@ -7,6 +7,7 @@ import numpy as np
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
 
 from featx.cache import FeatureCache, weights_spec
+from featx.choices import CLASSIFIERS
 from featx.fit.result import CVOutcome
 from featx.fit.scoring import top_score
 from featx.fit.spec import FitError
@@ -110,6 +111,16 @@ def head_source(meta) -> dict:
     }
 
 
+#: The networks ``--clf head`` fine-tunes: the head is AlexNet's fc6-fc8.
+HEAD_MODELS = ("alexnet", "caffe-alexnet")
+
+
+def has_head(model: str) -> bool:
+    """Whether the head (:class:`~featx.head.HeadClassifier`) can fine-tune on
+    caches of ``model``: AlexNet's, either of them."""
+    return model in HEAD_MODELS
+
+
 def is_head_layer(ldef) -> bool:
     """Whether a stored layer (a :class:`~featx.cache.LayerDef`) is what the
     head fine-tunes on: pool5, unpooled."""
@@ -117,7 +128,15 @@ def is_head_layer(ldef) -> bool:
 
 
 def check_head_layer(cache: FeatureCache, layer: str | None) -> str:
-    """The layer the head fine-tunes on: pool5, unpooled."""
+    """The layer the head fine-tunes on: pool5, unpooled, of an AlexNet."""
+    model = cache.meta.model
+    if not has_head(model):
+        others = ", ".join(c for c in CLASSIFIERS if c != "head")
+        raise FitError(
+            f"--clf head fine-tunes AlexNet's fc6-fc8 on pool5; this cache is of "
+            f"{model} ({cache.path.name}), which has no such head; choose another "
+            f"--clf ({others})"
+        )
     layer = layer or "pool5"
     ldef = cache.layers.get(layer)
     if ldef is None or not is_head_layer(ldef):

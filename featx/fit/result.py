@@ -45,6 +45,13 @@ class FitResult:
     views: list[str] = field(default_factory=lambda: [CENTER])
     #: Whether every view was a training row (else the centre alone was).
     train_views: bool = True
+    #: The network of the cache (``cache``'s, the winner where several were
+    #: compared).
+    model: str = "alexnet"
+    #: With caches of several models compared: every (model, layer)'s score
+    #: (``model``, ``layer``, ``cache``, ``cv_accuracy_mean``,
+    #: ``cv_accuracy_std``). Empty, and left out of JSON, with one model.
+    model_scores: list[dict] = field(default_factory=list)
 
     def mean(self, metric: str) -> float:
         return float(np.mean(self.cv_scores[metric]))
@@ -54,6 +61,8 @@ class FitResult:
 
     def to_json(self) -> dict:
         data = asdict(self)
+        if not self.model_scores:
+            del data["model_scores"]
         data.update(
             cv_accuracy_mean=self.mean("accuracy"),
             cv_accuracy_std=self.std("accuracy"),

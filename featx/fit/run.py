@@ -1,17 +1,19 @@
-"""``fit``: resolve the caches, cross-validate each layer, keep the best, score
-it on a held-out cache and save the model."""
+"""``fit``: resolve the caches, cross-validate each layer (of each model's
+cache, where several are compared), keep the best, score it on a held-out cache
+and save the model."""
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import sklearn
 
 from featx import __version__
-from featx.cache import FORMAT_VERSION, FeatureCache, resolve_caches
+from featx.cache import FORMAT_VERSION, FeatureCache, ModelCaches, resolve_caches
 from featx.compare import per_class
+from featx.errors import FeatxError
 from featx.fit.cv import cross_validate
 from featx.fit.data import (
     best_layer,
@@ -35,6 +37,7 @@ def fit(
     test: str | Path | None = None,
     out: Path | None = None,
     save: bool = True,
+    models: list[str] | None = None,
     **options,
 ) -> FitResult:
     """Cross-validate a classifier on a cached layer, refit on all rows, save it.
@@ -48,24 +51,33 @@ def fit(
     With no ``cache``, the training cache is chosen (:func:`choose_caches`) and a
     held-out sibling cache becomes ``test`` unless one is given. With no
     ``layer`` and several complete layers, each is cross-validated and the best
-    is kept (``layer_scores``). Returns a :class:`FitResult`; raises
-    :class:`FitError` (or another :class:`~featx.errors.FeatxError`) for data or
-    options that cannot work.
+    is kept (``layer_scores``). Where the training folder was extracted with
+    several models (no ``cache``, or ``models`` given: see
+    :func:`~featx.cache.resolve_caches`), each model's cache is
+    cross-validated the same way on the same folds and the best (model, layer)
+    is kept (``model``, ``model_scores``). Returns a :class:`FitResult`; raises
+    :class:`FitError` (or another :class:`~featx.errors.FeatxError`) for data
+    or options that cannot work.
     """
     spec = FitSpec(**options)
     spec.check()
-    choice = resolve_caches(cache, test, cache_dir)
-    with FeatureCache(choice.train) as train:
-        if spec.clf == "head":
-            layer = check_head_layer(train, layer)
-            spec = replace(spec, source=head_source(train.meta))
-        labels, classes, outcomes = _cross_validate_layers(train, layer, spec)
-        layer = best_layer(train, outcomes)
-        outcome = outcomes[layer]
-        result = _result(train, layer, spec, outcomes, labels, classes)
-        result.notes = choice.notes
-        if choice.test is not None:
-            with FeatureCache(choice.test) as held_out:
+    choice = resolve_caches(cache, test, cache_dir, models=models)
+    notes = list(choice.notes)
+    entries = choice.models or [ModelCaches("", choice.train, choice.test)]
+    if len(entries) > 1:
+        entries = _comparable(entries, layer, spec.clf, notes)
+    runs = [_cross_validate_model(entry, layer, spec) for entry in entries]
+    # the best model by its best layer's score; an exact tie goes to the first
+    run = max(runs, key=lambda r: np.mean(r.outcomes[r.layer].scores["accuracy"]))
+    entry, layer, classes = run.entry, run.layer, run.classes
+    outcome = run.outcomes[layer]
+    with FeatureCache(entry.train) as train:
+        result = _result(train, layer, run.spec, run.outcomes, run.labels, classes)
+        result.notes = notes
+        if len(runs) > 1:
+            result.model_scores = _model_scores(runs)
+        if entry.test is not None:
+            with FeatureCache(entry.test) as held_out:
                 check_compatible(train, held_out, layer)
                 result.test = evaluate_test(
                     outcome.final,
@@ -77,10 +89,75 @@ def fit(
                 )
         meta = model_meta(train, layer, spec.clf, classes, views=outcome.views)
     if save:
-        out = Path(out) if out else default_model_path(choice.train, layer, spec.clf)
+        out = Path(out) if out else default_model_path(entry.train, layer, spec.clf)
         meta = record_fit(meta, result)
         result.model_path = str(save_model(out, outcome.final, meta))
     return result
+
+
+def _comparable(
+    entries: list[ModelCaches], layer: str | None, clf: str, notes: list[str]
+) -> list[ModelCaches]:
+    """The models of a comparison whose cache can be fitted as asked (the head
+    needs an AlexNet's pool5; ``layer`` must be there and complete); the others
+    are left out with a note, and when none is left, the first one's reason is
+    the error."""
+    kept, reasons = [], []
+    for entry in entries:
+        with FeatureCache(entry.train) as train:
+            try:
+                if clf == "head":
+                    check_head_layer(train, layer)
+                elif layer is not None:
+                    train.dataset(layer)
+            except FeatxError as exc:
+                reasons.append(exc)
+                notes.append(f"left out {entry.model}: {exc}")
+                continue
+        kept.append(entry)
+    if not kept:
+        raise reasons[0]
+    return kept
+
+
+@dataclass
+class _ModelRun:
+    """One model's cross-validation: every layer's outcome and the best."""
+
+    entry: ModelCaches
+    #: The spec it ran with (the head's carries the cache's weights).
+    spec: FitSpec
+    labels: np.ndarray
+    classes: list[str]
+    outcomes: dict[str, CVOutcome]
+    layer: str
+
+
+def _cross_validate_model(
+    entry: ModelCaches, layer: str | None, spec: FitSpec
+) -> _ModelRun:
+    with FeatureCache(entry.train) as train:
+        if spec.clf == "head":
+            layer = check_head_layer(train, layer)
+            spec = replace(spec, source=head_source(train.meta))
+        labels, classes, outcomes = _cross_validate_layers(train, layer, spec)
+        best = best_layer(train, outcomes)
+    return _ModelRun(entry, spec, labels, classes, outcomes, best)
+
+
+def _model_scores(runs: list[_ModelRun]) -> list[dict]:
+    """Every (model, layer)'s mean CV accuracy, in the order compared."""
+    return [
+        {
+            "model": run.entry.model,
+            "layer": name,
+            "cache": run.entry.train.name,
+            "cv_accuracy_mean": float(np.mean(o.scores["accuracy"])),
+            "cv_accuracy_std": float(np.std(o.scores["accuracy"])),
+        }
+        for run in runs
+        for name, o in run.outcomes.items()
+    ]
 
 
 def _cross_validate_layers(
@@ -138,6 +215,7 @@ def _result(
         per_class=per_class(labels, outcome.oof_pred, classes),
         views=outcome.views,
         train_views=spec.train_views,
+        model=train.meta.model,
     )
     if len(outcomes) > 1:
         result.layer_scores = [

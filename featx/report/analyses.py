@@ -19,6 +19,7 @@ from featx.errors import printable
 from featx.fit import FitSpec, consensus, one_blas_thread
 from featx.images import ImageDecodeError, decode_image
 from featx.report.records import ResultRow
+from featx.report.sources import several_models
 
 #: Training images per class of the learning curve (and "all" the folds hold).
 CURVE_SIZES = (5, 10, 25, 50, 100)
@@ -30,18 +31,23 @@ THUMB_PX = 96
 
 def write_predictions(path: Path, rows: list[ResultRow], cache: FeatureCache) -> Path:
     """``predictions.csv``: each image's out-of-fold prediction and its score,
-    for every combination."""
+    for every combination (with a ``model`` column first where the rows are of
+    several models, whose caches hold the same images as ``cache``)."""
     paths, labels, classes = cache.paths, cache.labels, cache.classes
+    several = several_models(rows)
     with path.open("w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
-        writer.writerow(["layer", "clf", "path", "true", "predicted", "score"])
+        writer.writerow(
+            ["model"] * several + ["layer", "clf", "path", "true", "predicted", "score"]
+        )
         for r in rows:
             for i, (pred, score) in enumerate(
                 zip(r.oof_pred, r.oof_score, strict=True)
             ):
                 writer.writerow(
-                    [r.layer, r.clf, paths[i], classes[labels[i]],
-                     classes[pred], f"{score:.6g}"]
+                    [r.model] * several
+                    + [r.layer, r.clf, paths[i], classes[labels[i]],
+                       classes[pred], f"{score:.6g}"]
                 )  # fmt: skip
     return path
 
@@ -185,11 +191,20 @@ def _value(row: ResultRow) -> float | None:
 def layer_similarity(cache: FeatureCache, layers: list[str], seed: int) -> np.ndarray:
     """Linear CKA between every pair of ``layers`` on the same (at most
     :data:`CKA_ROWS`) rows."""
-    n = cache.n_rows
+    return column_similarity([(cache, layer) for layer in layers], seed)
+
+
+def column_similarity(
+    columns: list[tuple[FeatureCache, str]], seed: int
+) -> np.ndarray:
+    """Linear CKA between every pair of ``columns`` (a cache and one of its
+    layers; caches of one folder made with several models hold the same rows)
+    on the same (at most :data:`CKA_ROWS`) rows."""
+    n = columns[0][0].n_rows
     rows = np.sort(np.random.default_rng(seed).permutation(n)[: min(n, CKA_ROWS)])
-    feats = {layer: cache.read(layer, rows=rows) for layer in layers}
-    out = np.eye(len(layers))
-    for i, a in enumerate(layers):
-        for j in range(i + 1, len(layers)):
-            out[i, j] = out[j, i] = linear_cka(feats[a], feats[layers[j]])
+    feats = [cache.read(layer, rows=rows) for cache, layer in columns]
+    out = np.eye(len(columns))
+    for i in range(len(columns)):
+        for j in range(i + 1, len(columns)):
+            out[i, j] = out[j, i] = linear_cka(feats[i], feats[j])
     return out

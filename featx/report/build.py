@@ -4,33 +4,31 @@ results) and write the report's files. Reports read caches; they never extract."
 from __future__ import annotations
 
 import tempfile
+from contextlib import ExitStack
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 import pipelines
 from featx.cache import FeatureCache, default_cache_dir, resolve_caches
 from featx.compare import best_of, choose_best
-from featx.errors import FeatxError, ReadOnlyError, check_choice
-from featx.fit import CLASSIFIERS, FitSpec, is_head_layer
+from featx.errors import ReadOnlyError, check_choice
+from featx.fit import CLASSIFIERS, FitSpec
 from featx.progress import Progress
 from featx.report.analyses import (
-    layer_similarity,
+    column_similarity,
     learning_curve,
     misclassified,
     write_predictions,
 )
 from featx.report.html import render_html
 from featx.report.outputs import draw_figures, write_results
-from featx.report.provenance import extract_commands, provenance
+from featx.report.plan import ReportError, open_sources, plan_fits
+from featx.report.provenance import provenance
 from featx.report.records import ResultRow
 from featx.report.render import render_markdown
+from featx.report.sources import Source, columns_of
 from featx.report.spec import DEFAULT_CLFS, ReportSpec
 from featx.report.store import ResultStore, fingerprint
-from featx.views import CENTER, setting_of
-
-
-class ReportError(FeatxError, ValueError):
-    """A report that cannot be made as asked."""
 
 
 @dataclass
@@ -46,6 +44,8 @@ class Report:
     pretrained: bool = True
     notes: list[str] = field(default_factory=list)
     analyses: dict = field(default_factory=dict)
+    #: The models compared, one cache of each (one model: one name).
+    models: list[str] = field(default_factory=list)
 
 
 #: The :class:`ReportSpec` fields that are also :class:`FitSpec` fields.
@@ -59,6 +59,7 @@ def make_report(
     test: str | Path | None = None,
     layers: list[str] | None = None,
     clfs: list[str] | tuple[str, ...] = DEFAULT_CLFS,
+    models: list[str] | None = None,
     out: Path | None = None,
     force: bool = False,
     center_only: bool = False,
@@ -68,7 +69,10 @@ def make_report(
 
     On a cache with views (``featx extract --views``) each classifier but the
     head is also fitted on every view, on the same folds (see :func:`variants`),
-    unless ``center_only``.
+    unless ``center_only``. Where the training folder was extracted with several
+    models (no ``cache``, or ``models`` given: see
+    :func:`~featx.cache.resolve_caches`), every (model, layer, classifier) is
+    ranked in one table, on the same images and folds.
 
     ``options`` are the fields of :class:`featx.fit.FitSpec` but ``clf``
     (``cv``, ``seed``, ``jobs``, ``backend``, ``address``, ``progress``).
@@ -78,6 +82,7 @@ def make_report(
         test=test,
         layers=layers,
         clfs=list(clfs),
+        models=models,
         center_only=center_only,
         cache_dir=cache_dir,
         out=out,
@@ -85,16 +90,28 @@ def make_report(
     )
     base = _base_fit_spec(spec, options)
     cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    choice = resolve_caches(cache, test, cache_dir)
+    choice = resolve_caches(cache, test, cache_dir, models=models)
     out = Path(out) if out else Path("reports") / choice.train.stem
     check_writable(out, "--out")
-    spec = replace(spec, cache=choice.train, test=choice.test, cache_dir=cache_dir)
-    spec = replace(spec, out=out)
     store = ResultStore(cache_dir / "results", force=force)
-    with FeatureCache(choice.train) as train:
-        spec = replace(spec, layers=choose_layers(train, layers))
-        rows = _results(train, spec, base, store)
-        context = _write(train, spec, base, rows)
+    notes = list(choice.notes)
+    with ExitStack() as stack:
+        sources = open_sources(choice, layers, stack, notes)
+        plan = plan_fits(sources, spec, notes)
+        sources = [s for s in sources if any(plan[c] for c in s.columns)]
+        first = next((s for s in sources if s.train.path == choice.train), sources[0])
+        spec = replace(
+            spec,
+            cache=first.train.path,
+            test=first.test,
+            cache_dir=cache_dir,
+            out=out,
+            layers=list(dict.fromkeys(c[1] for c in columns_of(sources))),
+            models=[s.model for s in sources] if len(sources) > 1 else models,
+        )
+        rows = _results(sources, plan, base, store)
+        context = _write(sources, spec, base, rows)
+        pretrained = all(s.train.meta.weights.pretrained for s in sources)
     return Report(
         out=out,
         rows=rows,
@@ -102,9 +119,10 @@ def make_report(
         files=context["files"],
         reused=store.reused,
         computed=store.computed,
-        pretrained=context["provenance"]["weights"]["pretrained"],
-        notes=choice.notes + store.notes,
+        pretrained=pretrained,
+        notes=notes + store.notes,
         analyses=context["analyses"],
+        models=[s.model for s in sources],
     )
 
 
@@ -124,60 +142,62 @@ def _base_fit_spec(spec: ReportSpec, options: dict) -> FitSpec:
 
 
 def _results(
-    train: FeatureCache, spec: ReportSpec, base: FitSpec, store: ResultStore
+    sources: list[Source], plan: dict, base: FitSpec, store: ResultStore
 ) -> list[ResultRow]:
-    """Every row of the report, stored or fitted, layer by layer."""
-    plan = {
-        layer: variants(train, layer, spec.clfs, spec.center_only)
-        for layer in spec.layers
-    }
-    if not any(plan.values()):
-        raise ReportError(
-            "--clfs head fine-tunes on pool5 alone, and no layer of the report "
-            "is pool5; add --layers pool5 or another classifier"
-        )
+    """Every row of the report, stored or fitted, model by model, layer by
+    layer."""
     progress = base.progress
     progress.start("fitting", sum(len(v) for v in plan.values()))
     try:
         rows = []
-        for layer in spec.layers:  # fingerprints hash every row: once per layer
-            prints = (fingerprint(train, layer), _test_fingerprint(spec.test, layer))
-            for clf, views in plan[layer]:
-                fit_spec = replace(base, clf=clf, center_only=views is None)
-                rows.append(
-                    store.result(train, spec.test, layer, fit_spec, prints, views)
-                )
+        for source in sources:
+            train, test = source.train, source.test
+            for column in source.columns:
+                layer = column[1]
+                # fingerprints hash every row: once per layer
+                prints = (fingerprint(train, layer), _test_fingerprint(test, layer))
+                for clf, views in plan[column]:
+                    fit_spec = replace(base, clf=clf, center_only=views is None)
+                    row = store.result(train, test, layer, fit_spec, prints, views)
+                    row.model = source.model  # the cache's, stored before or not
+                    rows.append(row)
     finally:
         progress.finish()
     return rows
 
 
 def _write(
-    train: FeatureCache, spec: ReportSpec, base: FitSpec, rows: list[ResultRow]
+    sources: list[Source], spec: ReportSpec, base: FitSpec, rows: list[ResultRow]
 ) -> dict:
     """Compare the rows, run the analyses and write every file of the report;
     returns what the report's text was rendered from."""
     out = spec.out
     shown = list(dict.fromkeys(r.clf for r in rows))  # with +views rows
-    depth = {k: v.depth for k, v in train.layers.items()}
+    depth = {}
+    for source in sources:  # a tie-breaker: each layer's place in its network
+        for key, ldef in source.train.layers.items():
+            depth.setdefault(key, ldef.depth)
     best = choose_best(rows, depth.__getitem__)
+    columns = columns_of(sources)
+    train = sources[0].train  # every source holds the same images
     progress = base.progress
     # the last stage (a minute on the demo) shows its steps like the others
-    progress.start("analysing", 4 + (len(spec.layers) > 1))
+    progress.start("analysing", 4 + (len(columns) > 1))
     try:
-        analyses = _analyses(train, spec, base, rows, best, depth)
+        analyses = _analyses(sources, spec, base, rows, best, depth)
         progress.describe("figures")
         files = write_results(out, rows, best, analyses)
         files["predictions"] = write_predictions(out / "predictions.csv", rows, train)
-        files.update(draw_figures(train, rows, best, spec.layers, shown, out, analyses))
+        files.update(draw_figures(sources, rows, best, shown, out, analyses))
         progress.advance(1)
         progress.describe("report pages")
         context = {
-            "provenance": provenance(spec),
+            "provenance": provenance(spec, sources),
             "rows": rows,
             "best": best,
             "analyses": analyses,
             "layers": spec.layers,
+            "columns": columns,
             "clfs": shown,
             "classes": train.classes,
             "files": files,
@@ -205,56 +225,6 @@ def check_writable(folder: Path, option: str) -> None:
         ) from exc
 
 
-def choose_layers(cache: FeatureCache, wanted: list[str] | None) -> list[str]:
-    """Requested layers (checked), or every complete layer, shallow to deep."""
-    have = cache.layers
-    if wanted:
-        missing = [w for w in wanted if w not in have]
-        if missing:
-            pairs = []
-            for name in missing:
-                base, _, pooled = name.partition("_")
-                pooled_ok = pooled in ("avg", "max")
-                pairs.append(
-                    (base if pooled_ok else name, pooled if pooled_ok else "none")
-                )
-            commands = "; ".join(extract_commands(cache.meta, pairs))
-            raise ReportError(
-                f"{cache.path.name} lacks {', '.join(missing)}; extract first: "
-                f"{commands}"
-            )
-        for w in wanted:
-            cache.dataset(w)
-        layers = list(wanted)
-    else:
-        layers = cache.complete_layers()
-        if not layers:
-            raise ReportError(f"{cache.path.name} has no complete layer")
-    return sorted(layers, key=lambda k: (have[k].depth, k))
-
-
-def variants(
-    cache: FeatureCache, layer: str, clfs: list[str], center_only: bool = False
-) -> list[tuple[str, str | None]]:
-    """What a report fits on ``layer``: each classifier on the centre crop,
-    and where the cache holds more views of the layer, each but the head again
-    on every view (the head fine-tunes on pool5 only, and on the centre: ten
-    views would cost ten times its fit)."""
-    views = (CENTER,) if center_only else cache.views(layer)
-    ldef = cache.layers[layer]
-    setting = setting_of(views) if len(views) > 1 else None
-    plan: list[tuple[str, str | None]] = []
-    for clf in clfs:
-        if clf == "head":
-            if is_head_layer(ldef):
-                plan.append((clf, None))
-            continue
-        plan.append((clf, None))
-        if setting and clf != "sgd":
-            plan.append((clf, setting))
-    return plan
-
-
 def _test_fingerprint(test_path: Path | None, layer: str) -> str | None:
     """The held-out cache's fingerprint of ``layer``; None without one."""
     if test_path is None:
@@ -263,30 +233,40 @@ def _test_fingerprint(test_path: Path | None, layer: str) -> str | None:
         return fingerprint(held_out, layer) if layer in held_out.layers else None
 
 
-def _analyses(train, spec: ReportSpec, base: FitSpec, rows, best, depth) -> dict:
+def _analyses(sources, spec: ReportSpec, base: FitSpec, rows, best, depth) -> dict:
     """Learning curve, layer similarity and the misclassified gallery."""
     progress = base.progress
     curve_spec = replace(base, progress=Progress())
-    # the curve refits many times: of the classifiers on the centre crop
-    plain = [r for r in rows if r.clf in pipelines.CLASSIFIERS]
-    per_layer = [
-        best_of([r for r in plain if r.layer == layer], depth.__getitem__)
-        for layer in spec.layers
-        if any(r.layer == layer for r in plain)
-    ]
+    several = len(sources) > 1
     progress.describe("learning curve")
-    curve = learning_curve(train, per_layer, curve_spec)
+    curve = []
+    for source in sources:
+        # the curve refits many times: of the classifiers on the centre crop
+        plain = [
+            r
+            for r in rows
+            if r.clf in pipelines.CLASSIFIERS and r.model == source.model
+        ]
+        per_layer = [
+            best_of([r for r in plain if r.layer == layer], depth.__getitem__)
+            for layer in source.layers
+            if any(r.layer == layer for r in plain)
+        ]
+        points = learning_curve(source.train, per_layer, curve_spec)
+        curve += [{"model": source.model, **p} if several else p for p in points]
     progress.advance(1)
     similarity = None
-    if len(spec.layers) > 1:
+    columns = [(s.train, layer) for s in sources for layer in s.layers]
+    if len(columns) > 1:
         progress.describe("layer similarity")
-        similarity = layer_similarity(train, spec.layers, spec.seed).round(4).tolist()
+        similarity = column_similarity(columns, spec.seed).round(4).tolist()
         progress.advance(1)
     progress.describe("misclassified images")
-    if spec.test is not None:
-        with FeatureCache(spec.test) as held_out:
-            gallery = misclassified(best, train, held_out)
+    source = next(s for s in sources if s.model == best.model)
+    if source.test is not None:
+        with FeatureCache(source.test) as held_out:
+            gallery = misclassified(best, source.train, held_out)
     else:
-        gallery = misclassified(best, train, None)
+        gallery = misclassified(best, source.train, None)
     progress.advance(1)
     return {"learning_curve": curve, "layer_similarity": similarity, "gallery": gallery}

@@ -14,6 +14,12 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.colors import PowerNorm  # noqa: E402
 
+from featx.report.sources import (  # noqa: E402
+    column_names,
+    combination,
+    several_models,
+)
+
 if TYPE_CHECKING:
     from featx.report.records import ResultRow
 
@@ -53,26 +59,35 @@ def _offsets(n: int, width: float = 0.6) -> np.ndarray:
     return (np.arange(n) - (n - 1) / 2) * (width / max(1, n))
 
 
+def _ticks(columns: list[tuple[str, str]]) -> list[str]:
+    """Tick labels of (model, layer) columns: the layer alone with one model,
+    else the model above the layer."""
+    return [name.replace(" ", "\n", 1) for name in column_names(columns)]
+
+
 @literal_text
 def accuracy_by_layer(
-    rows: list[ResultRow], layers: list[str], clfs: list[str], path: Path
+    rows: list[ResultRow], columns: list[tuple[str, str]], clfs: list[str], path: Path
 ) -> Path:
-    """Mean CV accuracy of each classifier across layers with its 95% interval
-    (dodged, so no marker hides another), and test accuracy where there is one."""
-    fig, ax = plt.subplots(figsize=(9, 4.4))
-    x = np.arange(len(layers))
+    """Mean CV accuracy of each classifier across the (model, layer) columns
+    with its 95% interval (dodged, so no marker hides another), and test
+    accuracy where there is one."""
+    several = len({m for m, _ in columns}) > 1
+    width = max(9, 1.1 * len(columns) + 3) if several else 9
+    fig, ax = plt.subplots(figsize=(width, 4.4))
+    x = np.arange(len(columns))
     cmap = plt.get_cmap("tab10")
     top = 0.0
     for k, (clf, dx) in enumerate(zip(clfs, _offsets(len(clfs)), strict=True)):
-        mine = {r.layer: r for r in rows if r.clf == clf}
+        mine = {(r.model, r.layer): r for r in rows if r.clf == clf}
         mean = np.array(
-            [mine[la]["cv_accuracy_mean"] if la in mine else np.nan for la in layers]
+            [mine[c]["cv_accuracy_mean"] if c in mine else np.nan for c in columns]
         )
         low = np.array(
-            [mine[la]["cv_accuracy_ci95"][0] if la in mine else np.nan for la in layers]
+            [mine[c]["cv_accuracy_ci95"][0] if c in mine else np.nan for c in columns]
         )
         high = np.array(
-            [mine[la]["cv_accuracy_ci95"][1] if la in mine else np.nan for la in layers]
+            [mine[c]["cv_accuracy_ci95"][1] if c in mine else np.nan for c in columns]
         )
         ax.errorbar(
             x + dx,
@@ -80,11 +95,15 @@ def accuracy_by_layer(
             yerr=[mean - low, high - mean],
             marker="o",
             capsize=4,
-            linestyle="-",
+            linestyle="none" if several else "-",
             color=cmap(k),
             label=f"{clf} (CV, 95% interval)",
         )
-        test = [mine[la].test_accuracy if la in mine else None for la in layers]
+        if several:  # a line joins the layers of one model, not two models
+            for model in dict.fromkeys(m for m, _ in columns):
+                mine_x = [i for i, (m, _) in enumerate(columns) if m == model]
+                ax.plot(x[mine_x] + dx, mean[mine_x], linestyle="-", color=cmap(k))
+        test = [mine[c].test_accuracy if c in mine else None for c in columns]
         if any(t is not None for t in test):
             ax.scatter(
                 x + dx,
@@ -95,11 +114,11 @@ def accuracy_by_layer(
                 label=f"{clf} (test)",
             )
         top = max(top, np.nanmax(high) if np.isfinite(high).any() else 0)
-    ax.set_xticks(x, layers)
-    ax.set_xlabel("layer")
+    ax.set_xticks(x, _ticks(columns))
+    ax.set_xlabel("model, layer" if several else "layer")
     ax.set_ylabel("accuracy")
     ax.set_ylim(top=min(1.0, top + 0.02) if top else 1.0)
-    ax.set_title("Accuracy by layer")
+    ax.set_title("Accuracy by model and layer" if several else "Accuracy by layer")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
     return _save(fig, path)
@@ -163,6 +182,7 @@ def confusions(rows: list[ResultRow], classes: list[str], path: Path) -> Path:
     image = None
     ticks = np.arange(len(classes))
     labels = [c if len(c) <= 14 else c[:13] + "…" for c in classes]
+    several = several_models(rows)
     for ax, row in zip(axes.flat, rows, strict=False):
         m = np.asarray(row.cv_confusion, dtype=float)
         totals = m.sum(axis=1, keepdims=True)
@@ -173,7 +193,7 @@ def confusions(rows: list[ResultRow], classes: list[str], path: Path) -> Path:
         ax.set_yticks(ticks, labels, fontsize=11)
         ax.set_xlabel("predicted", fontsize=12)
         ax.set_ylabel("true", fontsize=12)
-        ax.set_title(f"{row.layer} + {row.clf}", fontsize=14)
+        ax.set_title(combination(row, several), fontsize=14)
     if image is not None:
         fig.colorbar(
             image, ax=axes, shrink=0.6, label="share of the true class's images"
@@ -185,13 +205,14 @@ def confusions(rows: list[ResultRow], classes: list[str], path: Path) -> Path:
 def learning_curve(points: list[dict], path: Path) -> Path:
     """Accuracy (with its interval) against training images per class."""
     fig, ax = plt.subplots(figsize=(7.5, 4.4))
-    for key in dict.fromkeys((p["layer"], p["clf"]) for p in points):
-        mine = [p for p in points if (p["layer"], p["clf"]) == key]
+    for key in dict.fromkeys((p.get("model"), p["layer"], p["clf"]) for p in points):
+        mine = [p for p in points if (p.get("model"), p["layer"], p["clf"]) == key]
         n = [p["n_per_class"] for p in mine]
         mean = np.array([p["accuracy_mean"] for p in mine])
         low = np.array([p["accuracy_ci95"][0] for p in mine])
         high = np.array([p["accuracy_ci95"][1] for p in mine])
-        ax.plot(n, mean, marker="o", label=f"{key[0]} + {key[1]}")
+        where = key[1] if key[0] is None else f"{key[0]} {key[1]}"
+        ax.plot(n, mean, marker="o", label=f"{where} + {key[2]}")
         ax.fill_between(n, low, high, alpha=0.15)
     ax.set_xscale("log")
     _plain_log(ax.xaxis)
@@ -206,7 +227,8 @@ def learning_curve(points: list[dict], path: Path) -> Path:
 
 @literal_text
 def similarity(matrix: np.ndarray, layers: list[str], path: Path) -> Path:
-    """Linear CKA between every pair of layers, as a heat map."""
+    """Linear CKA between every pair of layers (named ``layers``: of several
+    models, ``model layer``), as a heat map."""
     size = max(4.5, 0.7 * len(layers) + 2.5)
     fig, ax = plt.subplots(figsize=(size + 0.8, size * 0.85))
     image = ax.imshow(matrix, cmap="viridis", vmin=0, vmax=1)
@@ -232,21 +254,25 @@ def similarity(matrix: np.ndarray, layers: list[str], path: Path) -> Path:
 
 @literal_text
 def fit_times(
-    rows: list[ResultRow], layers: list[str], clfs: list[str], path: Path
+    rows: list[ResultRow], columns: list[tuple[str, str]], clfs: list[str], path: Path
 ) -> Path:
-    """Mean fit time per fold, grouped by layer, one bar per classifier."""
-    fig, ax = plt.subplots(figsize=(7, 4.2))
+    """Mean fit time per fold, grouped by (model, layer), one bar per
+    classifier."""
+    several = len({m for m, _ in columns}) > 1
+    fig, ax = plt.subplots(
+        figsize=(max(7, 0.9 * len(columns) + 3) if several else 7, 4.2)
+    )
     width = 0.8 / max(1, len(clfs))
-    x = np.arange(len(layers))
+    x = np.arange(len(columns))
     for k, clf in enumerate(clfs):
-        mine = {r.layer: r.fit_time_mean for r in rows if r.clf == clf}
+        mine = {(r.model, r.layer): r.fit_time_mean for r in rows if r.clf == clf}
         ax.bar(
             x + (k - (len(clfs) - 1) / 2) * width,
-            [mine.get(layer, np.nan) for layer in layers],
+            [mine.get(column, np.nan) for column in columns],
             width,
             label=clf,
         )
-    ax.set_xticks(x, layers)
+    ax.set_xticks(x, _ticks(columns))
     ax.set_yscale("log")
     _plain_log(ax.yaxis)
     ax.set_ylabel("seconds per fit (log scale)")

@@ -9,18 +9,18 @@ import base64
 import html
 from pathlib import Path
 
+from featx.report.provenance_text import provenance_lines, wrap_command
 from featx.report.render import (
     PER_CLASS_HEADER,
-    RANDOM_BANNER,
     _confidence,
     _figures,
-    _provenance_lines,
     _table_rows,
     header,
     headline,
     how_chosen,
     per_class_rows,
-    wrap_command,
+    per_class_title,
+    random_banner,
 )
 
 CSS = """
@@ -29,6 +29,7 @@ margin:2em auto;padding:0 1em;color:#222}
 table{border-collapse:collapse;margin:1em 0}
 th,td{border:1px solid #ccc;padding:.3em .7em;text-align:right}
 th:nth-child(-n+2),td:nth-child(-n+2){text-align:left}
+.models th:nth-child(3),.models td:nth-child(3){text-align:left}
 tr.best{background:#e8f4e8;font-weight:600} tr.tied{background:#f4f8e8}
 .banner{background:#fdd;border:2px solid #c00;color:#900;padding:1em;font-weight:700}
 figure{margin:1.5em 0} img{max-width:100%} figcaption{color:#555}
@@ -66,7 +67,7 @@ def _html_table(head, rows, e, attrs="") -> str:
 def _html_per_class(ctx, e) -> list[str]:
     best = ctx["best"]
     parts = [
-        f"<h2>Per class: {e(best.layer)} + {e(best.clf)}</h2>",
+        f"<h2>Per class: {per_class_title(ctx, best, e)}</h2>",
         _html_table(PER_CLASS_HEADER, per_class_rows(best), e, ' id="per-class"'),
         "<p>Out-of-fold predictions of every combination are in predictions.csv.</p>",
     ]
@@ -74,7 +75,7 @@ def _html_per_class(ctx, e) -> list[str]:
         if r is best:
             continue
         parts.append(
-            f"<details><summary>Per class: {e(r.layer)} + {e(r.clf)}</summary>"
+            f"<details><summary>Per class: {per_class_title(ctx, r, e)}</summary>"
             + _html_table(PER_CLASS_HEADER, per_class_rows(r), e)
             + "</details>"
         )
@@ -120,16 +121,19 @@ def render_html(ctx) -> str:
         "</head><body>",
         "<h1>featx report</h1>",
     ]
-    if not p["weights"]["pretrained"]:
+    banner = random_banner(p)
+    if banner:
         parts.append(
-            f'<div class="banner" id="random-weights">WARNING: {e(RANDOM_BANNER)}</div>'
+            f'<div class="banner" id="random-weights">WARNING: {e(banner)}</div>'
         )
     first = headline(ctx["rows"], best, e)
     parts.append(f'<p id="headline"><strong>{first}</strong></p>')
     parts.append(f'<p id="how-chosen">{e(how_chosen(ctx))}</p>')
+    head = header(ctx)
+    models = ' class="models"' if head[0] == "model" else ""
     parts.append(
-        '<table id="results"><thead><tr>'
-        + "".join(f"<th>{e(h)}</th>" for h in header(ctx))
+        f'<table id="results"{models}><thead><tr>'
+        + "".join(f"<th>{e(h)}</th>" for h in head)
         + "</tr></thead><tbody>"
     )
     for r, row in zip(ctx["rows"], _table_rows(ctx), strict=True):
@@ -149,7 +153,7 @@ def render_html(ctx) -> str:
         )
     parts += _html_gallery(ctx["analyses"]["gallery"], e)
     parts.append("<h2>Provenance</h2><ul>")
-    parts += [f"<li>{line[2:]}</li>" for line in _provenance_lines(p, e)]
+    parts += [f"<li>{line[2:]}</li>" for line in provenance_lines(p, e)]
     parts.append(
         '</ul><p>Reproduce:</p><pre class="reproduce">'
         + e("\n".join(map(wrap_command, p["commands"])))

@@ -15,6 +15,14 @@ from featx.cache import FeatureCache
 from featx.compare import TIE_RULE
 from featx.report import figures
 from featx.report.records import ResultRow, ResultsDocument
+from featx.report.sources import (
+    Source,
+    column_names,
+    columns_of,
+    combination,
+    file_key,
+    several_models,
+)
 
 PROJECTION_ROWS = 1500
 COLUMNS = (
@@ -36,14 +44,16 @@ COLUMNS = (
 def write_results(
     out: Path, rows: list[ResultRow], best: ResultRow, analyses: dict
 ) -> dict[str, Path]:
-    """``results.json`` (:class:`ResultsDocument`) and ``results.csv``."""
+    """``results.json`` (:class:`ResultsDocument`) and ``results.csv`` (with a
+    ``model`` column first where the rows are of several models)."""
     document = ResultsDocument.of_report(rows, best, TIE_RULE, analyses)
     (out / "results.json").write_text(json.dumps(document.to_dict(), indent=2))
+    columns = ("model", *COLUMNS) if several_models(rows) else COLUMNS
     with (out / "results.csv").open("w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(COLUMNS)
+        writer.writerow(columns)
         for r in rows:
-            writer.writerow(["" if r.get(c) is None else r.get(c) for c in COLUMNS])
+            writer.writerow(["" if r.get(c) is None else r.get(c) for c in columns])
     return {"json": out / "results.json", "csv": out / "results.csv"}
 
 
@@ -60,14 +70,17 @@ def projection(cache: FeatureCache, layer: str, seed: int):
     return points, labels[rows], tuple(float(v) for v in pca.explained_variance_ratio_)
 
 
-# Seven parameters: what the report computed, and where it goes.
 def draw_figures(
-    train: FeatureCache, rows, best: ResultRow, layers, clfs, out: Path, analyses
+    sources: list[Source], rows, best: ResultRow, clfs, out: Path, analyses
 ) -> dict[str, Path]:
-    """The report's PNG figures, drawn from the results and the train cache."""
+    """The report's PNG figures, drawn from the results and the training
+    caches (one per model: ``sources``)."""
+    columns = columns_of(sources)
+    several = len(sources) > 1
+    classes = sources[0].train.classes
     files = {
         "accuracy": figures.accuracy_by_layer(
-            rows, layers, clfs, out / "accuracy_by_layer.png"
+            rows, columns, clfs, out / "accuracy_by_layer.png"
         )
     }
     if best.test:
@@ -76,31 +89,32 @@ def draw_figures(
         matrix, where = best.cv_confusion, "cross-validation folds"
     files["confusion"] = figures.confusion(
         matrix,
-        train.classes,
-        f"{best.layer} + {best.clf} ({where})",
+        classes,
+        f"{combination(best, several)} ({where})",
         out / "confusion_best.png",
     )
-    files["confusions"] = figures.confusions(
-        rows, train.classes, out / "confusion_all.png"
-    )
-    files["fit_time"] = figures.fit_times(rows, layers, clfs, out / "fit_time.png")
+    files["confusions"] = figures.confusions(rows, classes, out / "confusion_all.png")
+    files["fit_time"] = figures.fit_times(rows, columns, clfs, out / "fit_time.png")
     files["learning_curve"] = figures.learning_curve(
         analyses["learning_curve"], out / "learning_curve.png"
     )
     if analyses["layer_similarity"] is not None:
         files["similarity"] = figures.similarity(
             np.asarray(analyses["layer_similarity"]),
-            layers,
+            column_names(columns),
             out / "layer_similarity.png",
         )
-    for layer in layers:
-        points, labels, explained = projection(train, layer, best.seed)
-        files[f"pca_{layer}"] = figures.projection(
-            points,
-            labels,
-            train.classes,
-            f"PCA of {layer}",
-            out / f"pca_{layer}.png",
-            explained,
-        )
+    names = dict(zip(columns, column_names(columns), strict=True))
+    for source in sources:
+        for column in source.columns:
+            points, labels, explained = projection(source.train, column[1], best.seed)
+            key = file_key(column, several)
+            files[f"pca_{key}"] = figures.projection(
+                points,
+                labels,
+                classes,
+                f"PCA of {names[column]}",
+                out / f"pca_{key}.png",
+                explained,
+            )
     return files

@@ -80,13 +80,32 @@ def _extract_commands(infos: list[dict], layers: list[str], cache_dir) -> list[s
     return commands
 
 
-def provenance(spec: ReportSpec) -> dict:
+def provenance(spec: ReportSpec, sources: list | None = None) -> dict:
     """Where the data and weights came from, and the commands that redo it all;
-    ``spec`` names the caches, layers and folders the report resolved."""
+    ``spec`` names the caches, layers and folders the report resolved, and
+    ``sources`` (:class:`~featx.report.sources.Source`, one per model) each
+    model's caches where several are compared: then ``models`` lists each
+    one's caches and weights, and the commands rebuild every cache."""
     info = cache_info(spec.cache)
     test_info = cache_info(spec.test) if spec.test else None
-    infos = [i for i in (info, test_info) if i]
-    return {
+    parts = [(info, test_info, spec.layers)]
+    if sources and len(sources) > 1:
+        parts = [
+            (
+                cache_info(s.train.path),
+                cache_info(s.test) if s.test else None,
+                s.layers,
+            )
+            for s in sources
+        ]
+    commands = [
+        command
+        for train, test, layers in parts
+        for command in _extract_commands(
+            [i for i in (train, test) if i], layers, spec.cache_dir
+        )
+    ]
+    found = {
         "generated": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         "data_root": info["data_root"],
         "cache": info["path"],
@@ -114,8 +133,16 @@ def provenance(spec: ReportSpec) -> dict:
             "cache written by featx": info["versions"]["featx"],
         },
         "protocol": protocol(spec),
-        "commands": [
-            *_extract_commands(infos, spec.layers, spec.cache_dir),
-            spec.command(),
-        ],
+        "commands": [*commands, spec.command()],
     }
+    if len(parts) > 1:
+        found["models"] = [
+            {
+                "model": train["model"],
+                "cache": train["path"],
+                "weights": train["weights"],
+                "test": test["path"] if test else None,
+            }
+            for train, test, _ in parts
+        ]
+    return found

@@ -14,6 +14,7 @@ from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 
 from featx import __version__
 from featx.errors import FeatxError
+from featx.report.sources import several_models
 from featx.views import CENTER
 
 #: 2: out-of-fold predictions and per-class scores.
@@ -21,7 +22,13 @@ RESULT_FORMAT = 2
 #: 1: the first results.json (which did not say so).
 RESULTS_FORMAT = 1
 #: Keys a row leaves out of JSON while they are unset.
-_OPTIONAL = ("test_accuracy", "test_f1_macro", "tied_with_best", "p_vs_best")
+_OPTIONAL = (
+    "test_accuracy",
+    "test_f1_macro",
+    "tied_with_best",
+    "p_vs_best",
+    "model_scores",
+)
 #: What results.json and results.csv leave out of each combination: per-image
 #: arrays (predictions.csv has them).
 BULKY = ("oof_pred", "oof_score")
@@ -41,8 +48,8 @@ def _newer(what: str, found, ours: int, writer) -> RecordError:
 
 @dataclass(eq=True)
 class ResultRow(Mapping):
-    """One (layer, classifier) result: ``featx fit --json`` plus the report's
-    label and comparison."""
+    """One (model, layer, classifier) result: ``featx fit --json`` plus the
+    report's label and comparison."""
 
     cache: str
     layer: str
@@ -79,6 +86,12 @@ class ResultRow(Mapping):
     per_class: dict = field(default_factory=dict)
     views: list[str] = field(default_factory=lambda: [CENTER])
     train_views: bool = True
+    #: The network of the cache the row was fitted on; rows stored before
+    #: featx recorded it read as ``alexnet`` (a report sets it from the cache).
+    model: str = "alexnet"
+    #: A fit that compared models: every (model, layer)'s score
+    #: (:attr:`featx.fit.FitResult.model_scores`); a report's rows have none.
+    model_scores: list[dict] | None = None
     #: The classifier alone (``svm`` of ``svm+ten``).
     classifier: str = ""
     test_accuracy: float | None = None
@@ -176,7 +189,8 @@ class ResultsDocument:
         cls, rows: list[ResultRow], best: ResultRow, tie_rule: str, analyses: dict
     ) -> ResultsDocument:
         return cls(
-            best={"layer": best.layer, "clf": best.clf},
+            best={"layer": best.layer, "clf": best.clf}
+            | ({"model": best.model} if several_models(rows) else {}),
             tie_rule=tie_rule,
             results=[r.summary() for r in rows],
             learning_curve=analyses["learning_curve"],

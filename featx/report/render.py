@@ -6,11 +6,17 @@ backslash-escapes every ASCII punctuation character in them.
 
 from __future__ import annotations
 
-import shlex
 from pathlib import Path
 
 from featx.compare import SIMPLEST_RULE, TIE_RULE, simplest_of
+from featx.report.provenance_text import (  # noqa: F401 (re-exported)
+    MODEL_NAMES,
+    describe_model,
+    provenance_lines,
+    wrap_command,
+)
 from featx.report.records import ResultRow
+from featx.report.sources import column_names, file_key, several_models
 
 RANDOM_BANNER = (
     "These features come from RANDOM weights, not a pretrained network: the "
@@ -18,10 +24,31 @@ RANDOM_BANNER = (
 )
 
 
-def describe_best(best: ResultRow, esc=str) -> str:
+def random_banner(p: dict) -> str | None:
+    """The warning atop a report whose features (some of them, with several
+    models) come from random weights; None when every model's are trained."""
+    if "models" not in p:
+        return None if p["weights"]["pretrained"] else RANDOM_BANNER
+    random = [m["model"] for m in p["models"] if not m["weights"]["pretrained"]]
+    if not random:
+        return None
+    return (
+        f"The features of {', '.join(random)} come from RANDOM weights, not a "
+        "pretrained network: their numbers below say nothing about what the "
+        "network knows."
+    )
+
+
+def _where(row: ResultRow, esc, several: bool) -> str:
+    """A row's layer, after its model when ``several`` are compared."""
+    return f"{esc(row.model)} {esc(row.layer)}" if several else esc(row.layer)
+
+
+def describe_best(best: ResultRow, esc=str, several: bool = False) -> str:
     """``fc7 + svm, CV accuracy 0.9800 (95% CI 0.9712–0.9888), test accuracy
-    0.9867``, with the layer and classifier names passed through ``esc``."""
-    text = f"{esc(best.layer)} + {esc(best.clf)}, CV accuracy " + (
+    0.9867``, with the layer and classifier names passed through ``esc`` (and
+    the model's before the layer, ``alexnet fc7 + svm``, with ``several``)."""
+    text = f"{_where(best, esc, several)} + {esc(best.clf)}, CV accuracy " + (
         _acc(best)
         if "cv_accuracy_ci95" in best
         else f"{best.cv_accuracy_mean:.4f} ± {best.cv_accuracy_std:.4f}"
@@ -35,18 +62,19 @@ def headline(rows: list[ResultRow], best: ResultRow, esc=str) -> str:
     """The report's first line: ``Best: …`` only when the best combination beats
     every other; otherwise how many are tied with it, and the simplest of them
     (:data:`featx.compare.SIMPLEST_RULE`)."""
+    several = several_models(rows)
     tied = [r for r in rows if r.tied_with_best or r is best]
     if len(tied) < 2:
-        return f"Best: {describe_best(best, esc)}"
+        return f"Best: {describe_best(best, esc, several)}"
     simplest = simplest_of(tied)
     return (
         f"No clear winner: {len(tied)} of {len(rows)} combinations are "
         "statistically tied with the best; the simplest of them is "
-        f"{describe_best(simplest, esc)}"
+        f"{describe_best(simplest, esc, several)}"
         + (
             ""
             if simplest is best
-            else f" (highest mean: {esc(best.layer)} + "
+            else f" (highest mean: {_where(best, esc, several)} + "
             f"{esc(best.clf)}, {best.cv_accuracy_mean:.4f})"
         )  # fmt: skip
     )
@@ -81,6 +109,19 @@ def how_chosen(ctx) -> str:
             else "No other combination is tied with it."
         )
         + variants_note(ctx["rows"])
+        + models_note(ctx["rows"])
+    )
+
+
+def models_note(rows: list[ResultRow]) -> str:
+    """How models are compared, where the rows are of several."""
+    models = list(dict.fromkeys(r.model for r in rows))
+    if len(models) < 2:
+        return ""
+    return (
+        f" The {len(models)} models ({', '.join(models)}) are compared on the "
+        "same images and the same folds, so their scores pair like those of "
+        "layers; an exact tie between models goes to the one listed first."
     )
 
 
@@ -100,6 +141,11 @@ def variants_note(rows: list[ResultRow]) -> str:
             " head is AlexNet's fc6-fc8 fine-tuned on pool5 (fc6 and fc7 from the "
             "weights, a new fc8)."
         )
+        fine_tuned = {r.model for r in rows if r.clf == "head"}
+        models = dict.fromkeys(r.model for r in rows)
+        headless = [m for m in models if m not in fine_tuned]
+        if headless:
+            note += f" {', '.join(headless)} have no head rows: the head is AlexNet's."
     if note:
         note += " Every row is scored on the same folds."
     return note
@@ -116,9 +162,11 @@ def _has_test(ctx) -> bool:
 def _table_rows(ctx) -> list[list[str]]:
     """Cells of the results table; names are left for the renderer to escape."""
     out = []
+    several = several_models(ctx["rows"])
     for r in ctx["rows"]:
         tied = "best" if r is ctx["best"] else ("tied" if r.tied_with_best else "")
-        cells = [
+        cells = [r.model] if several else []
+        cells += [
             r.layer,
             r.clf,
             _acc(r),
@@ -134,7 +182,8 @@ def _table_rows(ctx) -> list[list[str]]:
 
 
 def header(ctx) -> list[str]:
-    cols = ["layer", "classifier", "CV accuracy (Fig. 1)", "vs best", "p vs best"]
+    cols = ["model"] if several_models(ctx["rows"]) else []
+    cols += ["layer", "classifier", "CV accuracy (Fig. 1)", "vs best", "p vs best"]
     cols += ["CV macro-F1", "fit s (Fig. 4)"]
     return cols + (["test accuracy (Fig. 1)"] if _has_test(ctx) else [])
 
@@ -150,6 +199,11 @@ def per_class_rows(r: ResultRow) -> list[list[str]]:
 PER_CLASS_HEADER = ["class", "precision", "recall", "F1", "support"]
 
 
+def per_class_title(ctx, row: ResultRow, esc) -> str:
+    """``fc7 + svm``: whose per-class scores a table holds."""
+    return f"{_where(row, esc, several_models(ctx['rows']))} + {esc(row.clf)}"
+
+
 def _figures(ctx) -> list[tuple[str, Path]]:
     files = ctx["files"]
     figs = [
@@ -163,58 +217,13 @@ def _figures(ctx) -> list[tuple[str, Path]]:
     ]  # fmt: skip
     if "similarity" in files:
         figs.append(("Fig. 6: Layer similarity (linear CKA)", files["similarity"]))
+    columns = ctx["columns"]
+    several = len({m for m, _ in columns}) > 1
     figs += [
-        (f"PCA projection of {layer}", files[f"pca_{layer}"]) for layer in ctx["layers"]
+        (f"PCA projection of {name}", files[f"pca_{file_key(column, several)}"])
+        for column, name in zip(columns, column_names(columns), strict=True)
     ]
     return figs
-
-
-#: Tokens of a command line that must stay unquoted.
-SHELL_OPERATORS = ("&&", "||", "|", ";")
-
-
-def wrap_command(command: str, width: int = 78) -> str:
-    """A shell command broken into lines of at most ``width`` characters with
-    backslash continuations, so that it reads and copies whole, in a terminal
-    as in the report. Lines break only between options: an option stays beside
-    its value, the command beside its first option, ``--weights`` beside its
-    ``--seed``; a word longer than a line gets a line of its own."""
-    try:
-        tokens = shlex.split(command)
-    except ValueError:  # not shell syntax: shown as it is
-        return command
-    words: list[str] = []
-    for token in tokens:
-        word = token if token in SHELL_OPERATORS else shlex.quote(token)
-        if words and _continues(words[-1], word):
-            words[-1] += " " + word
-        else:
-            words.append(word)
-    while len(words) > 1 and not words[0].split(" ")[-1].startswith("-"):
-        if words[1] in SHELL_OPERATORS:
-            break
-        first = words.pop(1)  # the command and its words up to its first option
-        words[0] += " " + first
-        if first.startswith("-"):
-            break
-    lines, line = [], ""
-    for word in words:
-        if line and len(line) + 1 + len(word) > width - 2:
-            lines.append(line + " \\")
-            line = "    " + word
-        else:
-            line = f"{line} {word}" if line else word
-    return "\n".join([*lines, line])
-
-
-def _continues(previous: str, word: str) -> bool:
-    """Whether ``word`` stays on the line of the word before it, ``previous``:
-    an option's value, and ``--seed`` after ``--weights``."""
-    if word in SHELL_OPERATORS or previous in SHELL_OPERATORS:
-        return False
-    if word.startswith("--seed") and previous.startswith("--weights"):
-        return True
-    return previous.split(" ")[-1].startswith("-") and not word.startswith("-")
 
 
 def _confidence(item: dict) -> str:
@@ -227,9 +236,11 @@ def render_markdown(ctx) -> str:
     p = ctx["provenance"]
     best = ctx["best"]
     lines = ["# featx report", ""]
-    if not p["weights"]["pretrained"]:
-        lines += [f"> **WARNING: {RANDOM_BANNER}**", ""]
+    banner = random_banner(p)
+    if banner:
+        lines += [f"> **WARNING: {banner}**", ""]
     head = header(ctx)
+    names = len(head) - 5  # the cells that hold names: model, layer, classifier
     lines += [
         headline(ctx["rows"], best, md),
         "",
@@ -239,10 +250,10 @@ def render_markdown(ctx) -> str:
         "|" + "---|" * len(head),
     ]
     lines += [
-        "| " + " | ".join([md(row[0]), md(row[1]), *row[2:]]) + " |"
+        "| " + " | ".join([*map(md, row[:names]), *row[names:]]) + " |"
         for row in _table_rows(ctx)
     ]
-    lines += ["", f"## Per class: {md(best.layer)} + {md(best.clf)}", ""]
+    lines += ["", f"## Per class: {per_class_title(ctx, best, md)}", ""]
     lines += ["| " + " | ".join(PER_CLASS_HEADER) + " |", "|---|---|---|---|---|"]
     lines += [
         "| " + " | ".join([md(row[0]), *row[1:]]) + " |" for row in per_class_rows(best)
@@ -265,46 +276,7 @@ def render_markdown(ctx) -> str:
         lines.append(f"- … and {gallery['n_wrong'] - len(gallery['items'])} more")
     lines.append("")
     lines += ["## Provenance", ""]
-    lines += _provenance_lines(p, md)
+    lines += provenance_lines(p, md)
     commands = [wrap_command(c) for c in p["commands"]]
     lines += ["", "Reproduce:", "", "```sh", *commands, "```", ""]
     return "\n".join(lines)
-
-
-#: How the report names each architecture.
-MODEL_NAMES = {
-    "alexnet": "alexnet (torchvision's AlexNet, 224 input)",
-    "caffe-alexnet": "caffe-alexnet (the original BVLC AlexNet: 227 input, LRN, "
-    "grouped convolutions)",
-}
-
-
-def _provenance_lines(p, esc) -> list[str]:
-    classes = ", ".join(
-        f"{esc(name)} ({count})" for name, count in p["classes"].items()
-    )
-    w = p["weights"]
-    lines = [
-        f"- Data: {esc(p['data_root'])}: {p['n_images']} images, "
-        f"{len(p['classes'])} classes: {classes}",
-        f"- Failed images: {p['n_failed']}"
-        + ("".join(f"; {esc(f['path'])}: {esc(f['reason'])}" for f in p["failed"][:5])),
-    ]
-    if p["test"]:
-        t = p["test"]
-        lines.append(
-            f"- Test data: {esc(t['data_root'])}: {t['n_images']} images, "
-            f"{t['n_failed']} failed"
-        )
-    name = p.get("model", "alexnet")
-    lines += [
-        f"- Model: {MODEL_NAMES.get(name) or esc(name)}",
-        f"- Weights: {esc(w['id'])} (sha256 {esc(w['sha256'])})"
-        + ("" if w["pretrained"] else " — NOT pretrained"),
-        f"- Protocol: {esc(p['protocol'])}",
-        "- Versions: "
-        + ", ".join(f"{esc(k)} {esc(v)}" for k, v in p["versions"].items()),
-        f"- Cache: {esc(p['cache'])}",
-        f"- Generated: {esc(p['generated'])}",
-    ]
-    return lines

@@ -38,6 +38,9 @@ class ReportSpec:
     test: Path | None = _option("test", "path")
     layers: list[str] | None = _option("layers", "csv")
     clfs: list[str] = _option("clfs", "csv", factory=lambda: list(DEFAULT_CLFS))
+    #: The models compared (None: every model of the training folder's images,
+    #: or with ``cache``, that cache's alone).
+    models: list[str] | None = _option("models", "csv")
     cv: int = _option("cv", default=5)
     repeats: int = _option("repeats", default=REPORT_REPEATS)
     seed: int = _option("seed", default=0)

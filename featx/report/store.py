@@ -25,26 +25,27 @@ KEY_ROLES = ("always", "changed", "label", "views", "cache")
 
 
 def fingerprint(cache: FeatureCache, layer: str) -> str:
-    """Changes whenever the rows, labels, weights or stored layer change."""
+    """Changes whenever the rows, labels, model, weights or stored layer change
+    (the model only where it is not alexnet, so that results stored before
+    caches recorded it keep their key)."""
     digest = hashlib.sha256()
     digest.update(np.ascontiguousarray(cache.sha256).tobytes())
     digest.update(np.ascontiguousarray(cache.labels).tobytes())
     digest.update("\0".join(cache.paths).encode())
     ldef = cache.layers[layer]
     meta = cache.meta
-    digest.update(
-        json.dumps(
-            [
-                meta.weights.sha256,
-                json.dumps(meta.transform, sort_keys=True),
-                meta.classes,
-                layer,
-                ldef.dtype,
-                ldef.spatial,
-                ldef.module_path,
-            ]
-        ).encode()
-    )
+    identity = [
+        meta.weights.sha256,
+        json.dumps(meta.transform, sort_keys=True),
+        meta.classes,
+        layer,
+        ldef.dtype,
+        ldef.spatial,
+        ldef.module_path,
+    ]
+    if meta.model != "alexnet":  # one weights file may fit two architectures
+        identity.append(meta.model)
+    digest.update(json.dumps(identity).encode())
     return digest.hexdigest()
 
 
