@@ -57,10 +57,25 @@ def write_digits(
     return root / "Train", root / "Test"
 
 
-#: What the demo extracts, in one run per folder (conv5 pooled to 256 values per
-#: image; fc6 and fc7, 4,096 each), and the cache keys it reports on.
+#: What the demo extracts of AlexNet (either), in one run per folder (conv5
+#: pooled to 256 values per image; fc6 and fc7, 4,096 each), and the cache keys
+#: it reports on.
 DEMO_LAYERS = ("conv5", "fc6", "fc7")
 DEMO_KEYS = ["conv5_avg", "fc6", "fc7"]
+#: The networks whose demo layers are :data:`DEMO_LAYERS`.
+ALEXNETS = ("alexnet", "caffe-alexnet")
+
+
+def demo_layers(model: str) -> tuple[str, ...]:
+    """The layers the demo extracts of ``model``: :data:`DEMO_LAYERS` of an
+    AlexNet; of another network, the three friendly layers before its output
+    (conv maps are average-pooled)."""
+    if model in ALEXNETS:
+        return DEMO_LAYERS
+    from featx.model import friendly_layers
+
+    names = list(friendly_layers(model))
+    return tuple(names[-4:-1] if len(names) > 3 else names)
 
 
 @dataclass
@@ -71,19 +86,19 @@ class DemoResult:
     weights_note: str = ""
 
 
-def demo_weights(weights="imagenet"):
-    """``(loaded weights, note)``: the pretrained weights when they can be had,
-    else random ones and a note that says why."""
+def demo_weights(weights="imagenet", *, model: str = "alexnet"):
+    """``(loaded weights, note)``: ``model``'s pretrained weights when they can
+    be had, else random ones and a note that says why."""
     from featx.errors import WeightsError
     from featx.model import LoadedWeights, load_weights
 
     if isinstance(weights, LoadedWeights):
         return weights, ""
     try:
-        return load_weights(weights), ""
+        return load_weights(weights, model=model), ""
     except WeightsError as exc:
         note = f"{exc} Continuing with random weights: the report carries a banner."
-        return load_weights("random"), note
+        return load_weights("random", model=model), note
 
 
 def run_demo(
@@ -96,43 +111,58 @@ def run_demo(
     num_workers: int | None = None,
     progress=None,
     weights="imagenet",
+    models: list[str] | tuple[str, ...] = ("alexnet",),
 ) -> DemoResult:
     """The whole pipeline on scikit-learn's digits: images → cache → report.
 
     ``weights`` is a name for :func:`featx.model.load_weights` or weights already
-    loaded (see :func:`demo_weights`). With a name, it uses the pretrained weights
-    when they are cached or downloadable, else random weights, and says why in
-    ``weights_note``.
+    loaded (see :func:`demo_weights`), or a mapping of each of ``models`` to
+    one of those. With a name, it uses the pretrained weights when they are
+    cached or downloadable, else random weights, and says why in
+    ``weights_note``. With several ``models``, each one's features are
+    extracted (:func:`demo_layers`) and the report ranks them all in one table.
     """
     from featx.extraction import extract
     from featx.report import make_report
 
     out = Path(out)
-    loaded, note = demo_weights(weights)
+    models = list(dict.fromkeys(models))
+    chosen = weights if isinstance(weights, dict) else dict.fromkeys(models, weights)
     train, test = write_digits(out / "data", per_class=per_class)
     cache_dir = out / "cache"
-    caches = [
-        extract(
-            folder,
-            layers=DEMO_LAYERS,
-            spatial="avg",  # pools conv5; fc6 and fc7 are vectors already
-            device=device,
-            batch_size=batch_size,
-            num_workers=num_workers,
-            cache_dir=cache_dir,
-            progress=progress,
-            weights=loaded,
-        ).cache_path
-        for folder in (train, test)
-    ]  # one run per folder: each image is decoded once, for every layer
+    caches, keys, notes = {}, [], []
+    for model in models:
+        loaded, note = demo_weights(chosen[model], model=model)
+        notes += [note] if note else []
+        results = [
+            extract(
+                folder,
+                layers=demo_layers(model),
+                spatial="avg",  # pools conv maps; fc6 and fc7 are vectors already
+                device=device,
+                batch_size=batch_size,
+                num_workers=num_workers,
+                cache_dir=cache_dir,
+                progress=progress,
+                weights=loaded,
+            )
+            for folder in (train, test)
+        ]  # one run per folder: each image is decoded once, for every layer
+        caches[model] = [r.cache_path for r in results]
+        keys += [k for k in results[0].layers if k not in keys]
+    first = caches[models[0]]
     report = make_report(
-        cache=caches[0],
-        test=caches[1],
+        cache=first[0],
+        test=first[1],
         cache_dir=cache_dir,
-        layers=DEMO_KEYS,
+        # several models: each one's own layers, every one its cache holds
+        layers=keys if len(models) == 1 else None,
+        models=models if len(models) > 1 else None,
         clfs=["svm", "logreg", "mlp"],
         cv=cv,
         out=out / "report",
         progress=progress,
     )
-    return DemoResult(report=report, train=train, test=test, weights_note=note)
+    return DemoResult(
+        report=report, train=train, test=test, weights_note=" ".join(notes)
+    )

@@ -118,6 +118,58 @@ def digits(tmp_path_factory):
     }
 
 
+#: The models of :func:`two_models`' caches, and their layers.
+TWO_MODELS = ("alexnet", "caffe-alexnet")
+TWO_MODELS_LAYERS = ("fc7", "pool5")
+
+
+@pytest.fixture(scope="session")
+def two_models(tmp_path_factory):
+    """One folder (three classes of ten images) and its held-out sibling Test
+    (four each), extracted with a seeded random alexnet and caffe-alexnet into
+    one cache directory: caches of one folder made with two models."""
+    from featx import extract
+
+    root = tmp_path_factory.mktemp("two_models")
+    folders = {
+        "Train": write_folder(root / "Train", {"a": 10, "b": 10, "c": 10}, seed=1),
+        "Test": write_folder(root / "Test", {"a": 4, "b": 4, "c": 4}, seed=2),
+    }
+    cache_dir = root / "cache"
+    caches = {}
+    for model in TWO_MODELS:
+        for name, folder in folders.items():
+            caches[model, name] = extract(
+                folder,
+                layers=TWO_MODELS_LAYERS,
+                weights="random",
+                model=model,
+                cache_dir=cache_dir,
+                num_workers=0,
+            ).cache_path
+    return {"cache_dir": cache_dir, "caches": caches, **folders}
+
+
+@pytest.fixture
+def models_cache_dir(two_models, tmp_path) -> Path:
+    """A copy of :func:`two_models`' caches (no stored results) to change."""
+    import shutil
+
+    copy = tmp_path / "cache"
+    copy.mkdir()
+    for path in two_models["caches"].values():
+        shutil.copy2(path, copy / path.name)
+    return copy
+
+
+def set_model(path: Path, model: str) -> None:
+    """Write ``model`` as the network a cache records (root attribute)."""
+    import h5py
+
+    with h5py.File(path, "r+") as f:
+        f.attrs["model"] = model
+
+
 def reference(model: nn.Module, nodes: list[str], x: torch.Tensor, *, inplace: bool):
     """torchvision's create_feature_extractor, optionally with out-of-place ReLUs."""
     model = copy.deepcopy(model).eval()
