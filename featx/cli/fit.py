@@ -24,8 +24,7 @@ from featx.cli.output import TqdmProgress, print_fit
 FIT_EXAMPLES = examples(
     "featx fit --clf svm",
     "featx fit --clf logreg --layer fc7 --test data/Test --out fc7-logreg.skops",
-    "featx fit --clf ridge --layer conv5_avg --repeats 3 --json",
-    "featx fit --clf logreg --models alexnet,caffe-alexnet",
+    "featx fit --clf ridge --models alexnet,caffe-alexnet --repeats 3 --json",
 )
 
 #: ``--models``, which fit and report share: a comma-separated list, as --clfs.
