@@ -180,6 +180,13 @@ class HeadClassifier(ClassifierMixin, BaseEstimator):
         )
 
     def _check(self, n_features: int) -> None:
+        from featx.fit.data import HEAD_MODELS  # torch-free, beside the fit's check
+
+        if self.model not in HEAD_MODELS:
+            raise ParameterError(
+                f"`model` must be one of {', '.join(HEAD_MODELS)}: the head is "
+                f"AlexNet's fc6-fc8. Got {self.model!r}."
+            )
         if self.train_layers not in TRAIN_LAYERS:
             raise ParameterError(
                 f"`train_layers` must be one of {', '.join(TRAIN_LAYERS)}. "

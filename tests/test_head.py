@@ -91,6 +91,12 @@ def test_other_weights_at_the_same_place_are_refused(head_cache, tmp_path):
         head.fit(X, y)
     with pytest.raises(ValueError, match="pool5 rows of 9216 features"):
         _head(head_cache).fit(X[:, :100], y)
+    with pytest.raises(
+        ValueError,
+        match=r"^`model` must be one of alexnet, caffe-alexnet: the head is "
+        r"AlexNet's fc6-fc8. Got 'resnet18'.$",
+    ):
+        _head(head_cache, model="resnet18").fit(X, y)
 
 
 def test_cli_fit_head_saves_a_safe_model_and_predicts(head_cache, tmp_path):
