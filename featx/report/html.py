@@ -22,6 +22,7 @@ from featx.report.render import (
     per_class_title,
     random_banner,
 )
+from featx.report.sources import several_models
 
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;max-width:1000px;
@@ -29,13 +30,15 @@ margin:2em auto;padding:0 1em;color:#222}
 table{border-collapse:collapse;margin:1em 0}
 th,td{border:1px solid #ccc;padding:.3em .7em;text-align:right}
 th:nth-child(-n+2),td:nth-child(-n+2){text-align:left}
-.models th:nth-child(3),.models td:nth-child(3){text-align:left}
 tr.best{background:#e8f4e8;font-weight:600} tr.tied{background:#f4f8e8}
 .banner{background:#fdd;border:2px solid #c00;color:#900;padding:1em;font-weight:700}
 figure{margin:1.5em 0} img{max-width:100%} figcaption{color:#555}
 pre{background:#f5f5f5;padding:1em;overflow-x:auto}
 pre.reproduce{white-space:pre-wrap;overflow-wrap:anywhere}
 """
+
+#: With a model column, the table's third column holds names too.
+MODELS_CSS = ".models th:nth-child(3),.models td:nth-child(3){text-align:left}"
 
 CHECK_IMAGES = """
 window.addEventListener('load', function () {
@@ -116,7 +119,7 @@ def render_html(ctx) -> str:
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
         "<title>featx report</title>",
-        f"<style>{CSS}</style>",
+        f"<style>{CSS}{MODELS_CSS if several_models(ctx['rows']) else ''}</style>",
         f"<script>{CHECK_IMAGES}</script>",
         "</head><body>",
         "<h1>featx report</h1>",
@@ -130,7 +133,7 @@ def render_html(ctx) -> str:
     parts.append(f'<p id="headline"><strong>{first}</strong></p>')
     parts.append(f'<p id="how-chosen">{e(how_chosen(ctx))}</p>')
     head = header(ctx)
-    models = ' class="models"' if head[0] == "model" else ""
+    models = ' class="models"' if several_models(ctx["rows"]) else ""
     parts.append(
         f'<table id="results"{models}><thead><tr>'
         + "".join(f"<th>{e(h)}</th>" for h in head)

@@ -240,7 +240,7 @@ def render_markdown(ctx) -> str:
     if banner:
         lines += [f"> **WARNING: {banner}**", ""]
     head = header(ctx)
-    names = len(head) - 5  # the cells that hold names: model, layer, classifier
+    names = 3 if head[0] == "model" else 2  # cells of names: model, layer, clf
     lines += [
         headline(ctx["rows"], best, md),
         "",
