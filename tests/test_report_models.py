@@ -92,6 +92,7 @@ def test_rows_equal_each_models_report_alone(cross, two_models, tmp_path):
 def test_the_pages_name_the_model_of_each_row(cross, two_models):
     text = (cross.out / "report.md").read_text()
     assert "| model | layer | classifier | CV accuracy" in text
+    assert " (95% CI " in text and "\\(95% CI" not in text  # numbers unescaped
     for model in TWO_MODELS:
         assert f"| {model} | fc7 | ridge |" in text
         assert f"![PCA projection of {model} fc7](pca_{model}_fc7.png)" in text
@@ -138,6 +139,8 @@ def test_one_model_report_is_as_before(two_models, tmp_path):
     assert {r.model for r in report.rows} == {"alexnet"}
     text = (report.out / "report.md").read_text()
     assert "| layer | classifier | CV accuracy" in text and "| model |" not in text
+    assert " (95% CI " in text and "\\(95% CI" not in text  # numbers unescaped
+    assert ".models" not in report.files["html"].read_text()
     assert "![PCA projection of fc7](pca_fc7.png)" in text
     assert "- Model: alexnet (torchvision's AlexNet, 224 input)" in text
     assert "- Cache: " in text and "--models" not in text
