@@ -136,7 +136,7 @@ class AlexNetBackbone(Backbone):
                 "AlexNet",
                 target,
                 WEIGHTS.url,
-                reason + "; set TORCH_HOME to use another hub cache",
+                reason,
                 "a torchvision AlexNet state dict",
             )
 

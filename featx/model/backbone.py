@@ -116,12 +116,14 @@ class Backbone:
 
 
 def offline_message(title: str, target: Path, url: str, reason: str, what: str) -> str:
-    """What a user is told when pretrained weights are neither here nor
-    downloadable: where to put the file, and the other choices."""
+    """What a user is told when pretrained weights in torch's hub cache are
+    neither there nor downloadable: where to put the file, and the other
+    choices (AlexNet's words, for every torchvision model)."""
     return (
         f"pretrained {title} weights are not cached and could not be downloaded "
-        f"({reason}). Place {target.name} (from {url}) at {target}, or pass "
-        f"--weights PATH to {what}, or --weights random to run untrained."
+        f"({reason}). Place {target.name} (from {url}) at {target} (set TORCH_HOME "
+        f"to use another hub cache), or pass --weights PATH to {what}, or "
+        "--weights random to run untrained."
     )
 
 

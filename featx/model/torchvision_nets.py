@@ -113,7 +113,7 @@ class TorchvisionBackbone(Backbone):
                 self.name,
                 target,
                 self.entry.url,
-                reason + "; set TORCH_HOME to use another hub cache",
+                reason,
                 f"a torchvision {self.name} state dict",
             )
 
