@@ -351,3 +351,35 @@ def test_every_torchvision_model_lists_its_layers():
         assert len(table) > 10, name
         last = table[-1]
         assert last.kind == "vector" and last.shape == (1000,), (name, last)
+
+
+def test_batch_norms_fold_into_their_convolutions_but_not_under_a_capture():
+    """The capture folds resnet18's batch norms (and keeps the loaded network's
+    own); a convolution asked for keeps its pre-norm output."""
+    from featx.model import backbone
+
+    torch.manual_seed(0)
+    net = get_model("resnet18", weights=None).eval()
+    for module in net.modules():  # non-trivial statistics, or folding is a no-op
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.5, 0.5)
+            module.running_var.uniform_(0.5, 2.0)
+    specs = resolve_layers(["layer1.0.conv2", "layer4", "fc"], "resnet18")
+    capture = backbone("resnet18").capture(net, specs)
+    graph = capture.graph
+    norms = [
+        n
+        for n in graph.graph.nodes
+        if n.op == "call_module"
+        and isinstance(graph.get_submodule(n.target), torch.nn.BatchNorm2d)
+    ]
+    assert [n.target for n in norms] == ["layer1.0.bn2"]  # under the captured conv
+    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in net.modules()) == 20
+    x = torch.randn(2, 3, 96, 96)
+    with torch.no_grad():
+        got = capture(x)
+        want = create_feature_extractor(
+            copy.deepcopy(net), ["layer1.0.conv2", "layer4", "fc"]
+        )(x)
+    for name in ("layer1.0.conv2", "layer4", "fc"):
+        assert rel_l2(got[name], want[name]) < 1e-5, name

@@ -14,6 +14,7 @@ of it.
 
 from __future__ import annotations
 
+import copy
 import operator
 import warnings
 from functools import cache
@@ -285,8 +286,58 @@ def _make_out_of_place(
     return False
 
 
+def fold_batch_norms(graph: torch.fx.GraphModule) -> int:
+    """Fold each eval-mode BatchNorm2d into the Conv2d before it, where nothing
+    else reads the convolution's output (a captured convolution keeps its own);
+    returns how many were folded. The result is the batch norm's output, to
+    float32 rounding."""
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    modules = dict(graph.named_modules())
+    calls: dict[str, int] = {}
+    for node in graph.graph.nodes:
+        if node.op == "call_module":
+            calls[node.target] = calls.get(node.target, 0) + 1
+    folded = 0
+    for target in calls:  # conv-norm blocks the tracer keeps whole (leaves)
+        block = modules[target]
+        if (
+            isinstance(block, nn.Sequential)
+            and len(block) >= 2
+            and isinstance(block[0], nn.Conv2d)
+            and isinstance(block[1], nn.BatchNorm2d)
+        ):
+            block = copy.deepcopy(block)  # the loaded network keeps its own
+            block[0] = fuse_conv_bn_eval(block[0], block[1])
+            block[1] = nn.Identity()
+            parent, _, leaf = target.rpartition(".")
+            setattr(graph.get_submodule(parent) if parent else graph, leaf, block)
+            folded += 1
+    for node in list(graph.graph.nodes):
+        conv = node.args[0] if node.op == "call_module" and node.args else None
+        if not (
+            isinstance(modules.get(node.target), nn.BatchNorm2d)
+            and isinstance(conv, torch.fx.Node)
+            and conv.op == "call_module"
+            and isinstance(modules.get(conv.target), nn.Conv2d)
+            and len(conv.users) == 1
+            and calls[conv.target] == calls[node.target] == 1
+        ):
+            continue
+        parent, _, leaf = conv.target.rpartition(".")
+        fused = fuse_conv_bn_eval(modules[conv.target], modules[node.target])
+        setattr(graph.get_submodule(parent) if parent else graph, leaf, fused)
+        node.replace_all_uses_with(conv)
+        graph.graph.erase_node(node)
+        folded += 1
+    graph.recompile()
+    return folded
+
+
 class GraphCapture(nn.Module):
-    """Runs a torchvision model's graph up to the deepest node asked for.
+    """Runs a torchvision model's graph up to the deepest node asked for, with
+    in-place operations made out-of-place and batch norms folded into their
+    convolutions.
 
     ``forward(x, names)`` returns ``{name: tensor of shape (N, *layer.shape)}``.
     """
@@ -294,8 +345,10 @@ class GraphCapture(nn.Module):
     def __init__(self, net: nn.Module, layers: list[LayerSpec]) -> None:
         super().__init__()
         self.layers = {spec.name: spec for spec in layers}
-        self.graph = _extractor(net, list(dict.fromkeys(s.module_path for s in layers)))
+        nodes = list(dict.fromkeys(s.module_path for s in layers))
+        self.graph = _extractor(net.eval(), nodes).eval()
         out_of_place(self.graph)
+        fold_batch_norms(self.graph)
 
     def forward(self, x: torch.Tensor, names=None) -> dict[str, torch.Tensor]:
         out = self.graph(x)
