@@ -383,3 +383,29 @@ def test_batch_norms_fold_into_their_convolutions_but_not_under_a_capture():
         )(x)
     for name in ("layer1.0.conv2", "layer4", "fc"):
         assert rel_l2(got[name], want[name]) < 1e-5, name
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--model", "resnet50", "--layer", "layr4"], "did you mean 'layer4'?"),
+        (
+            ["--model", "resnet50", "--layer", "layer4", "--spatial", "cls"],
+            "--spatial cls does not apply to layer4, a map of shape [2048, 7, 7]",
+        ),
+        (["--model", "resnt50", "--layer", "fc"], "did you mean 'resnet50'?"),
+    ],
+)
+def test_the_cli_refuses_layers_and_models_before_loading_weights(
+    folder, args, message
+):
+    """Offline with --weights imagenet, loading would fail: the layer, the
+    pooling and the model are refused first, in one line."""
+    from click.testing import CliRunner
+
+    from featx.cli import main
+
+    result = CliRunner().invoke(main, ["extract", *args, str(folder)])
+    assert result.exit_code != 0
+    [line] = [x for x in result.output.splitlines() if x.startswith("Error")]
+    assert message in line and "weights" not in line
