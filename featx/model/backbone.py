@@ -101,18 +101,22 @@ class Backbone:
         return None
 
     def unknown_layer(self, name: str) -> str:
-        """What a user who asked for layer ``name`` is told."""
-        table = self.layer_table()
-        names = [spec.name for spec in table]
+        """What a user who asked for layer ``name`` is told: the short names
+        where there are some, how to list them all, and the closest one."""
+        names = [spec.name for spec in self.layer_table()]
         close = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
         hint = f"; did you mean {close[0]!r}?" if close else ""
-        friendly = ", ".join(self.friendly()) or ", ".join(names[-3:])
-        example = table[len(self.friendly())].name if len(table) > 1 else names[0]
-        return (
-            f"unknown layer {name!r} of {self.name}; valid names: {friendly}, or a "
-            f"path such as {example} (`featx layers --model {self.name}` lists "
-            f"all){hint}"
-        )
+        friendly = list(self.friendly())
+        listing = f"`featx layers --model {self.name}`"
+        if friendly:
+            valid = (
+                f"valid names: {', '.join(friendly)}, or any of the "
+                f"{len(names) - len(friendly)} paths {listing} lists"
+            )
+        else:
+            valid = f"{listing} lists its {len(names)} layers (the deepest: "
+            valid += f"{', '.join(names[-3:])})"
+        return f"unknown layer {name!r} of {self.name}; {valid}{hint}"
 
 
 def offline_message(title: str, target: Path, url: str, reason: str, what: str) -> str:
