@@ -19,6 +19,14 @@ measures, with the same model, layers, batch size, dtype and loading code as
 
 Prints one table and writes the numbers as JSON (--out).
 
+With ``--model NAME`` (``resnet18``, ``resnet50``, any network featx runs) it
+measures that network instead of AlexNet (layers default: ``avgpool`` for ResNets,
+the last layer of the table otherwise), and beside L the plain bound that a user
+without featx would reach: torchvision's ``create_feature_extractor`` on the same
+layers (channels-last, inference mode) fed by PIL and ``weights.transforms()`` in
+a DataLoader with a worker per core, ``L_plain = 1 / (1/F_plain + 1/D_plain)``;
+E2E / L_plain is the figure to hold at 1.0 or more.
+
 With ``--large N`` it measures instead, in one run, `featx extract` on N phone-size
 JPEGs (4032x3024, q92) and on N ~500x375 ones, each with ``--decode fast`` and
 ``--decode exact``, and how far the large photos' pool5 and fc7 rows of the two
@@ -59,8 +67,7 @@ from featx.forward import (
     resolve_device,
     run_forward,
 )
-from featx.images import Preprocess
-from featx.model import WEIGHTS, load_weights, resolve_layers
+from featx.model import layer_table, load_weights, preprocess_for, resolve_layers
 
 
 def make_photos(root: Path, n: int, seed: int = 0) -> list[Path]:
@@ -90,11 +97,18 @@ def make_photos(root: Path, n: int, seed: int = 0) -> list[Path]:
     return files
 
 
-def wanted_layers(names, dtype="float32") -> list[LayerDef]:
-    return [
-        LayerDef(s.name, s.module_path, s.shape, "none", dtype)
-        for s in resolve_layers(names)
-    ]
+def wanted_layers(names, dtype="float32", model="alexnet") -> list[LayerDef]:
+    from featx.extraction.api import wanted_layers as featx_layers
+
+    return featx_layers(resolve_layers(names, model), "none", dtype, "center", model)
+
+
+def default_layers(model: str) -> str:
+    """What --layers means when not given."""
+    if model in ("alexnet", "caffe-alexnet"):
+        return "pool5,fc7"
+    names = [spec.name for spec in layer_table(model)]
+    return "avgpool" if "avgpool" in names else names[-1]
 
 
 def forward_rate(
@@ -105,8 +119,9 @@ def forward_rate(
     configure_threads(device)  # as extraction does
     net = build_net(loaded, layers, device)
     gen = torch.Generator().manual_seed(0)
+    height, width = preprocess.crop_hw
     batch = torch.randint(
-        0, 256, (batch_size, 3, 224, 224), dtype=torch.uint8, generator=gen
+        0, 256, (batch_size, 3, height, width), dtype=torch.uint8, generator=gen
     )
     if device.type == "cuda":
         batch = batch.to(device) if on_device else batch.pin_memory()
@@ -137,6 +152,57 @@ def decode_rate(files, device, batch_size, preprocess) -> float:
     start = time.perf_counter()
     count = sum(len(rows) for rows, *_ in loader)
     return count / (time.perf_counter() - start)
+
+
+class PlainImages(torch.utils.data.Dataset):
+    """What a torchvision user writes: PIL, then the weights' transforms."""
+
+    def __init__(self, files, transforms) -> None:
+        self.files, self.transforms = files, transforms
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        with Image.open(self.files[i]) as img:
+            return self.transforms(img.convert("RGB"))
+
+
+def plain_rates(model, loaded, layers, files, device, batch_size) -> dict:
+    """F_plain, D_plain and L_plain: torchvision's create_feature_extractor on
+    the same weights and nodes, and PIL + weights.transforms() in a DataLoader."""
+    from torchvision.models.feature_extraction import create_feature_extractor
+
+    from featx.model import backbone
+
+    transforms = backbone(model).transforms()
+    nodes = sorted({layer.module_path for layer in layers})
+    net = create_feature_extractor(loaded.model, {n: n for n in nodes})
+    net = net.to(device).eval().to(memory_format=torch.channels_last)
+    configure_threads(device)
+    height, width = preprocess_for(model).crop_hw
+    x = torch.randn(batch_size, 3, height, width, generator=torch.Generator())
+    x = x.to(device).contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        net(x)  # warm-up
+        done, start = 0, time.perf_counter()
+        while done < len(files):
+            {k: v.cpu() for k, v in net(x).items()}
+            done += batch_size
+    f_plain = done / (time.perf_counter() - start)
+    loader = torch.utils.data.DataLoader(
+        PlainImages(files, transforms),
+        batch_size=batch_size,
+        num_workers=default_workers(device),
+    )
+    start = time.perf_counter()
+    count = sum(len(batch) for batch in loader)
+    d_plain = count / (time.perf_counter() - start)
+    if device.type == "cuda":
+        l_plain = min(f_plain, d_plain)
+    else:
+        l_plain = 1 / (1 / f_plain + 1 / d_plain)
+    return {"F_plain": f_plain, "D_plain": d_plain, "L_plain": l_plain}
 
 
 def e2e_rate(
@@ -249,7 +315,9 @@ def no_write_rate(files, loaded, layers, device, batch_size, preprocess) -> floa
     return count / (time.perf_counter() - start)
 
 
-def peak_rss(root: Path, names, device, batch_size, cache_dir: Path) -> dict:
+def peak_rss(
+    root: Path, names, device, batch_size, cache_dir: Path, model: str = "alexnet"
+) -> dict:
     """Run one extraction in a fresh process; its peak RSS (MiB)."""
     code = (
         "import json, resource, sys\n"
@@ -257,6 +325,7 @@ def peak_rss(root: Path, names, device, batch_size, cache_dir: Path) -> dict:
         "configure_openmp()\n"
         "from featx import extract\n"
         f"extract({str(root)!r}, layers={list(names)!r}, weights='random', "
+        f"model={model!r}, "
         f"device={str(device)!r}, batch_size={batch_size}, "
         f"cache_dir={str(cache_dir)!r})\n"
         "me = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024\n"
@@ -315,7 +384,10 @@ def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--images", type=int, default=800, help="N photos")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--layers", default="pool5,fc7")
+    parser.add_argument("--model", default="alexnet", help="the network")
+    parser.add_argument(
+        "--layers", default=None, help="comma list [default: pool5,fc7 for AlexNet]"
+    )
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--device", default="auto")
     parser.add_argument(
@@ -341,10 +413,10 @@ def main(argv=None) -> dict:
     args = parser.parse_args(argv)
 
     device = resolve_device(args.device)
-    names = args.layers.split(",")
-    layers = wanted_layers(names)
-    preprocess = Preprocess(WEIGHTS.transforms())
-    loaded = load_weights("random")
+    names = (args.layers or default_layers(args.model)).split(",")
+    layers = wanted_layers(names, model=args.model)
+    preprocess = preprocess_for(args.model)
+    loaded = load_weights("random", model=args.model)
     if args.large:
         result = {
             "machine": machine(device),
@@ -357,6 +429,8 @@ def main(argv=None) -> dict:
         return result
     work = Path(tempfile.mkdtemp(prefix="featx-bench-"))
     files = make_photos(work / "photos", args.images)
+    # untimed: the first repeat should not pay for cold files and first calls
+    e2e_rate(work / "photos", loaded, names, device, args.batch_size, work / "warm")
     runs = []
     for r in range(args.repeats):
         F = forward_rate(
@@ -368,21 +442,35 @@ def main(argv=None) -> dict:
         )
         W = no_write_rate(files, loaded, layers, device, args.batch_size, preprocess)
         L = min(F, D) if device.type == "cuda" else 1 / (1 / F + 1 / D)
-        runs.append({"F": F, "D": D, "L": L, "E2E": E, "ratio": E / L, "no_write": W})
+        run = {"F": F, "D": D, "L": L, "E2E": E, "ratio": E / L, "no_write": W}
+        if args.model != "alexnet":
+            plain = plain_rates(
+                args.model, loaded, layers, files, device, args.batch_size
+            )
+            run.update(plain, ratio_plain=E / plain["L_plain"])
+        runs.append(run)
         print(
             f"repeat {r + 1}: F {F:.1f}  D {D:.1f}  L {L:.1f}  E2E {E:.1f}  "
-            f"E2E/L {E / L:.3f}  no-write {W:.1f} img/s",
+            f"E2E/L {E / L:.3f}  no-write {W:.1f} img/s"
+            + (
+                f"  L_plain {run['L_plain']:.1f}  E2E/L_plain {run['ratio_plain']:.3f}"
+                if "L_plain" in run
+                else ""
+            ),
             file=sys.stderr,
         )
     med = {k: statistics.median(run[k] for run in runs) for k in runs[0]}
     big = replicate(files, work / "big", args.memory_factor)
-    mem_n = peak_rss(work / "photos", names, device, args.batch_size, work / "mem1")
-    mem_big = peak_rss(big, names, device, args.batch_size, work / "mem10")
+    mem_n = peak_rss(
+        work / "photos", names, device, args.batch_size, work / "mem1", args.model
+    )
+    mem_big = peak_rss(big, names, device, args.batch_size, work / "mem10", args.model)
     fits = fit_times(next((work / "cache0").glob("*.h5")), names)
     result = {
         "machine": machine(device),
         "settings": {
             "images": args.images,
+            "model": args.model,
             "layers": names,
             "batch_size": args.batch_size,
             "repeats": args.repeats,
@@ -405,7 +493,8 @@ def main(argv=None) -> dict:
 def print_table(res: dict) -> None:
     m, med = res["machine"], res["median"]
     print(
-        f"featx extraction benchmark: {res['settings']['images']} JPEGs ~500x375, "
+        f"featx extraction benchmark: {res['settings']['model']}, "
+        f"{res['settings']['images']} JPEGs ~500x375, "
         f"layers {','.join(res['settings']['layers'])}, batch "
         f"{res['settings']['batch_size']}, device {m['device']}"
         + (f" ({m['gpu']})" if m["gpu"] else f", {m['cpu_cores']} cores")
@@ -419,10 +508,17 @@ def print_table(res: dict) -> None:
         ("E2E / L", med["ratio"]),
         ("same loop without writing (img/s)", med["no_write"]),
     ]
+    if "L_plain" in med:
+        rows += [
+            ("F_plain torchvision forward (img/s)", med["F_plain"]),
+            ("D_plain PIL + weights.transforms() (img/s)", med["D_plain"]),
+            ("L_plain plain bound (img/s)", med["L_plain"]),
+            ("E2E / L_plain", med["ratio_plain"]),
+        ]
     for name, value in rows:
         print(
             f"{name:<44}{value:>10.3f}"
-            if name == "E2E / L"
+            if name.startswith("E2E / L")
             else f"{name:<44}{value:>10.1f}"
         )
     for label, mem in res["memory_mib"].items():

@@ -1,5 +1,6 @@
-"""featx: pretrained AlexNet activations from any layer, cached in HDF5, and
-classical scikit-learn classifiers trained and compared on them.
+"""featx: pretrained activations from any layer of AlexNet (the default) or any
+torchvision or timm network, cached in HDF5, and classical scikit-learn
+classifiers trained and compared on them.
 
 The public names load their modules (and torch) on first use, so that the
 command line can set up the runtime before torch is imported.
@@ -15,6 +16,7 @@ except PackageNotFoundError:  # running from a source tree that is not installed
 
 _LAZY = {
     "AlexNetFeatures": "featx.transformer",
+    "Features": "featx.transformer",
     "ExtractResult": "featx.extraction",
     "extract": "featx.extraction",
     "FeatureCache": "featx.cache",

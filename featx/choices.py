@@ -9,8 +9,9 @@ import of :mod:`featx.fit` for them.
 
 from __future__ import annotations
 
-#: The networks featx runs (the keys of ``featx.model.ARCHITECTURES``), the
-#: default first.
+#: The networks featx names itself, the default first; ``--model`` also takes
+#: any torchvision classification model (``torchvision.models.list_models``)
+#: and ``timm:NAME`` (:func:`featx.model.backbone`).
 MODELS = ("alexnet", "caffe-alexnet")
 #: Every classifier: scikit-learn's (the keys of ``pipelines.CLASSIFIERS``, a
 #: test holds them equal) and AlexNet's own head, fine-tuned in torch on pool5.
@@ -20,8 +21,10 @@ CLASSIFIERS = ("svm", "logreg", "ridge", "mlp", "sgd", "head")
 HEAD_TRAIN_LAYERS = ("fc6-fc8", "fc7-fc8", "fc8")
 #: Where extraction and cross-validation folds run: here, or on a Ray cluster.
 ENGINES = ("local", "ray")
-#: What a convolutional map is stored as: whole (C*H*W), or pooled to C.
-SPATIAL = ("none", "avg", "max")
+#: What a convolutional map or a sequence of tokens is stored as: whole
+#: (C*H*W, T*D), or pooled to C (D): the mean or the max over the positions, or
+#: a ViT's class token (``cls``, token layers only).
+SPATIAL = ("none", "avg", "max", "cls")
 #: Storage types of the features.
 DTYPES = ("float32", "float16")
 #: Preprocessing of features before a classifier (``pipelines.SCALES``, which
@@ -44,17 +47,18 @@ DECODERS = ("pil", "torchvision")
 #: Where the network runs (``cuda:N`` stands for any device index).
 DEVICES = ("auto", "cpu", "cuda", "cuda:N")
 
-#: The friendly layer names of each network (``featx.model.ARCHITECTURES``'
-#: ``friendly`` keys, in order; a test holds them equal).
+#: The friendly layer names of AlexNet and caffe-alexnet (their backbones'
+#: ``friendly()`` keys, in order; a test holds them equal).
 FRIENDLY_LAYER_NAMES = {
     "alexnet": ("conv1", "conv2", "conv3", "conv4", "conv5", "pool5", "fc6", "fc7",
                 "fc8"),
     "caffe-alexnet": ("conv1", "norm1", "conv2", "norm2", "conv3", "conv4", "conv5",
                       "pool5", "fc6", "fc7", "fc8"),
 }  # fmt: skip
-#: Every name ``--layer`` accepts for each network: the friendly names, then the
-#: module paths (what ``featx.model.layer_table`` lists; a test holds them equal).
-#: Written here so that a typo is answered without importing torch.
+#: Every name ``--layer`` accepts for AlexNet and caffe-alexnet: the friendly
+#: names, then the module paths (what ``featx.model.layer_table`` lists; a test
+#: holds them equal). Written here so that a typo is answered without importing
+#: torch; other networks' layers are checked once torch is loaded.
 LAYER_NAMES = {
     "alexnet": (
         *FRIENDLY_LAYER_NAMES["alexnet"],

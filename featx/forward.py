@@ -27,7 +27,7 @@ from featx.device_decode import (
 )
 from featx.errors import ParameterError
 from featx.images import Preprocess
-from featx.model import FeatureNet, LoadedWeights, resolve_layers
+from featx.model import LoadedWeights, capture_net, resolve_layers
 from featx.runtime import release_free_memory
 from featx.views import ALL_VIEWS, CENTER
 
@@ -132,10 +132,12 @@ def configure_threads(device: torch.device) -> None:
 
 def build_net(
     loaded: LoadedWeights, wanted: list[LayerDef], device: torch.device
-) -> FeatureNet:
-    """The truncated, channels-last network for ``wanted`` on ``device``."""
+) -> torch.nn.Module:
+    """The truncated, channels-last network for ``wanted`` on ``device``: its
+    ``forward(x, names)`` returns ``{layer: activation}``, and ``layers`` maps
+    each name to its :class:`featx.model.LayerSpec`."""
     specs = resolve_layers(list(dict.fromkeys(w.layer for w in wanted)), loaded.arch)
-    net = FeatureNet(loaded.model, specs).to(device).eval()
+    net = capture_net(loaded, specs).to(device).eval()
     return net.to(memory_format=torch.channels_last)
 
 
@@ -184,18 +186,34 @@ def make_loader(
     )
 
 
-def reduce_spatial(x: torch.Tensor, spatial: str) -> torch.Tensor:
-    """``(n, C, H, W)`` → ``(n, C)`` by ``avg`` or ``max``; else flatten."""
-    if x.dim() == 4 and spatial == "avg":
-        return x.mean(dim=(2, 3))
-    if x.dim() == 4 and spatial == "max":
-        return x.amax(dim=(2, 3))
+#: The axes each kind of activation (``featx.model.POOLINGS``) pools over, of
+#: a batch of that many axes.
+POOL_AXES = {
+    "map": ((2, 3), 4),
+    "hwc": ((1, 2), 4),
+    "tokens": ((1,), 3),
+    "seq": ((1,), 3),
+}
+
+
+def reduce_spatial(x: torch.Tensor, spatial: str, kind: str = "map") -> torch.Tensor:
+    """A batch of activations of ``kind`` → ``(n, width)``: ``avg`` or ``max``
+    over the positions (``(n, C, H, W)`` → ``(n, C)``; ``(n, T, D)`` → ``(n, D)``),
+    ``cls`` the class token (``(n, T, D)`` → ``(n, D)``); else flattened."""
+    axes, ndim = POOL_AXES.get(kind or "map", ((), 0))
+    pooled = x.dim() == ndim
+    if spatial == "cls" and kind == "tokens":
+        return x[:, 0]
+    if pooled and spatial == "avg":
+        return x.mean(dim=axes)
+    if pooled and spatial == "max":
+        return x.amax(dim=axes)
     return x.reshape(x.shape[0], -1)
 
 
 def run_forward(
     *,
-    net: FeatureNet,
+    net: torch.nn.Module,
     preprocess: Preprocess,
     images: torch.Tensor,
     layers: list[LayerDef],
@@ -277,7 +295,8 @@ def _forward_view(net, preprocess, images, layers, device) -> dict[str, np.ndarr
             outs = net(x, names)
         result = {}
         for layer in layers:
-            y = reduce_spatial(outs[layer.layer].float(), layer.spatial)
+            kind = net.layers[layer.layer].kind
+            y = reduce_spatial(outs[layer.layer].float(), layer.spatial, kind)
             result[layer.key] = y.to(getattr(torch, layer.dtype))
     return result
 

@@ -163,7 +163,16 @@ def wanted_layers(meta: ModelMeta, center_only: bool) -> list[LayerDef]:
     spec = resolve_layers([meta.layer_name], meta.model)[0]
     views = (CENTER,) if center_only else tuple(meta.views)
     return [
-        LayerDef(spec.name, spec.module_path, spec.shape, meta.spatial, "float32", v)
+        LayerDef(
+            spec.name,
+            spec.module_path,
+            spec.shape,
+            meta.spatial,
+            "float32",
+            v,
+            kind=spec.kind,
+            order=spec.index,
+        )
         for v in views
     ]
 

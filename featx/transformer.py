@@ -1,16 +1,19 @@
-"""``AlexNetFeatures``: AlexNet activations as a scikit-learn transformer.
+"""``Features``: a network's activations as a scikit-learn transformer.
 
 ``transform(paths)`` returns one layer's features for image files, through
 featx's cache: the folder that holds the files is extracted once (resumably,
 like ``featx extract``), and every later call — another fold, another clone,
 another layer of ``prefetch`` — reads rows from the cache. So::
 
-    pipe = make_pipeline(AlexNetFeatures(layer="fc6"), LogisticRegression())
-    GridSearchCV(pipe, {"alexnetfeatures__layer": ["pool5", "fc6", "fc7"]})
+    pipe = make_pipeline(Features(layer="fc6"), LogisticRegression())
+    GridSearchCV(pipe, {"features__layer": ["pool5", "fc6", "fc7"]})
 
 decodes and forwards each image once: on a miss, the layers of ``prefetch``
-(by default pool5, fc6, fc7 and fc8, which together cost one forward pass and
-~73 KB per image) are computed with the one asked for.
+(for AlexNet by default pool5, fc6, fc7 and fc8, which together cost one forward
+pass and ~73 KB per image) are computed with the one asked for. Any network
+``featx extract --model`` runs works: ``Features(model="resnet50",
+layer="avgpool")``. ``AlexNetFeatures`` is ``Features`` under its first name,
+with the step name ``alexnetfeatures`` its users' searches spell.
 """
 
 from __future__ import annotations
@@ -24,26 +27,27 @@ from sklearn.utils.validation import check_is_fitted
 
 from featx.errors import DataError, ParameterError
 
+#: AlexNet's layers computed beside the one asked for, by default.
 DEFAULT_PREFETCH = ("pool5", "fc6", "fc7", "fc8")
 
 
-def _as_paths(X) -> list[Path]:
+def _as_paths(X, who: str = "Features") -> list[Path]:
     """Image paths from a list, a 1-D array, or a one-column 2-D array."""
     array = np.asarray(X, dtype=object)
     if array.ndim == 2 and array.shape[1] == 1:
         array = array[:, 0]
     if array.ndim != 1 or not len(array):
         raise ValueError(
-            "AlexNetFeatures takes a non-empty list of image paths, got an array of "
+            f"{who} takes a non-empty list of image paths, got an array of "
             f"shape {array.shape}"
         )
     if not all(isinstance(p, str | os.PathLike) for p in array):
-        raise ValueError("AlexNetFeatures takes image paths (str or Path)")
+        raise ValueError(f"{who} takes image paths (str or Path)")
     return [Path(p).resolve() for p in array]
 
 
-class AlexNetFeatures(TransformerMixin, BaseEstimator):
-    """Pretrained AlexNet activations of image files, cached in HDF5.
+class Features(TransformerMixin, BaseEstimator):
+    """Pretrained activations of image files, cached in HDF5.
 
     The constructor only stores its parameters (scikit-learn's convention);
     they mean what the options of ``featx extract`` mean.
@@ -51,23 +55,28 @@ class AlexNetFeatures(TransformerMixin, BaseEstimator):
     Parameters
     ----------
     layer : str
-        conv1..conv5, pool5, fc6, fc7, fc8, or a module path.
+        A layer of ``model`` (``featx layers --model NAME`` lists them): for
+        AlexNet conv1..conv5, pool5, fc6, fc7, fc8, or a module path.
     weights : str
-        ``"imagenet"``, ``"random"`` (seeded by ``seed``) or a state-dict file.
-    spatial : {"none", "avg", "max"}
-        Keep conv maps whole or pool them globally.
+        ``"imagenet"``, ``"random"`` (seeded by ``seed``) or a weights file.
+    spatial : {"none", "avg", "max", "cls"}
+        Keep maps and token sequences whole, or pool them globally (``cls``: a
+        ViT's class token).
     dtype : {"float32", "float16"}
         Storage type in the cache; ``transform`` returns float32.
     cache_dir : str or Path, optional
         Where caches live (default: ``$FEATX_CACHE_DIR`` or ``./cache``).
     device, batch_size, num_workers, seed
         As for ``featx extract``.
-    prefetch : tuple of str
+    prefetch : tuple of str, optional
         Layers computed together with ``layer`` when images must be extracted,
-        so that a search over them extracts each image once.
-    model : {"alexnet", "caffe-alexnet"}
-        torchvision's AlexNet or the original BVLC network (then ``weights`` is
-        ``"random"`` or one of its weight files).
+        so that a search over them extracts each image once (default: AlexNet's
+        pool5, fc6, fc7, fc8; for other networks none). Those that ``spatial``
+        does not apply to are left out.
+    model : str
+        The network, as ``featx extract --model`` takes it: ``"alexnet"``,
+        ``"caffe-alexnet"`` (then ``weights`` is ``"random"`` or one of its
+        weight files), a torchvision model (``"resnet50"``) or ``"timm:NAME"``.
     decode : {"fast", "exact"}
         JPEGs decoded at the smallest DCT scale that covers the resize target,
         or in full; as ``featx extract --decode``.
@@ -89,7 +98,7 @@ class AlexNetFeatures(TransformerMixin, BaseEstimator):
         batch_size=64,
         num_workers=None,
         seed=0,
-        prefetch=DEFAULT_PREFETCH,
+        prefetch=None,
         model="alexnet",
         decode="fast",
         precision=None,
@@ -112,19 +121,21 @@ class AlexNetFeatures(TransformerMixin, BaseEstimator):
 
     def fit(self, X, y=None):
         """Check the parameters and ``X``; learns nothing from the data."""
+        from featx.extraction.api import layer_spatial
         from featx.model import resolve_layers
 
-        _as_paths(X)
+        _as_paths(X, type(self).__name__)
         spec = resolve_layers([self.layer], self.model)[0]
-        pooled = spec.spatial and self.spatial != "none"
-        self.layer_key_ = f"{spec.name}_{self.spatial}" if pooled else spec.name
-        self.n_features_out_ = spec.shape[0] if pooled else int(np.prod(spec.shape))
+        spatial = layer_spatial(spec, self.spatial)  # cls of a map stops here
+        pooled = spatial != "none"
+        self.layer_key_ = f"{spec.name}_{spatial}" if pooled else spec.name
+        self.n_features_out_ = spec.pooled_dim if pooled else spec.dim
         return self
 
     def transform(self, X) -> np.ndarray:
         """The features of the images ``X`` (paths), as float32 (n, d)."""
         check_is_fitted(self, "layer_key_")
-        paths = _as_paths(X)
+        paths = _as_paths(X, type(self).__name__)
         root = Path(os.path.commonpath([p.parent for p in paths]))
         rels = [p.relative_to(root).as_posix() for p in paths]
         found = self._read(root, rels)
@@ -190,13 +201,9 @@ class AlexNetFeatures(TransformerMixin, BaseEstimator):
         the cache lacks)."""
         from featx.extraction import extract
 
-        if not isinstance(self.prefetch, tuple | list):
-            raise ParameterError(
-                f"`prefetch` must be a tuple of layers. Got {self.prefetch!r}."
-            )
         extract(
             root,
-            layers=list(dict.fromkeys([self.layer, *self.prefetch])),
+            layers=self._layers(),
             spatial=self.spatial,
             weights=self._weights(),
             device=self.device,
@@ -208,6 +215,27 @@ class AlexNetFeatures(TransformerMixin, BaseEstimator):
             precision=self.precision,
             decoder=self.decoder,
         )
+
+    def _layers(self) -> list[str]:
+        """The layer, then those of ``prefetch`` that ``spatial`` applies to."""
+        from featx.extraction.api import layer_spatial
+        from featx.model import resolve_layers
+
+        prefetch = self.prefetch
+        if prefetch is None:
+            prefetch = DEFAULT_PREFETCH if self.model == "alexnet" else ()
+        if not isinstance(prefetch, tuple | list):
+            raise ParameterError(
+                f"`prefetch` must be a tuple of layers. Got {prefetch!r}."
+            )
+        fits = []
+        for spec in resolve_layers(list(prefetch), self.model) if prefetch else []:
+            try:
+                layer_spatial(spec, self.spatial)
+            except ParameterError:
+                continue
+            fits.append(spec.name)
+        return list(dict.fromkeys([self.layer, *fits]))
 
     def __getstate__(self):
         state = dict(self.__dict__)
@@ -227,3 +255,9 @@ class AlexNetFeatures(TransformerMixin, BaseEstimator):
         tags.input_tags.string = True
         tags.requires_fit = True
         return tags
+
+
+class AlexNetFeatures(Features):
+    """:class:`Features`, by its first name: AlexNet's activations by default,
+    in a pipeline step named ``alexnetfeatures``. Its parameters are
+    :class:`Features`' own."""

@@ -60,8 +60,9 @@ _NUMPY_GLOBALS = {
 
 
 def file_kind(path: Path) -> str:
-    """``npy``, ``keras-h5``, ``caffemodel`` or ``torch``, by the file's first
-    bytes (and its suffix for the caffemodel, which has no signature)."""
+    """``npy``, ``keras-h5``, ``caffemodel``, ``safetensors`` or ``torch``, by the
+    file's first bytes (and its suffix for the caffemodel and safetensors, which
+    have no signature)."""
     with path.open("rb") as f:
         head = f.read(8)
     if head.startswith(b"\x93NUMPY"):
@@ -70,6 +71,8 @@ def file_kind(path: Path) -> str:
         return "keras-h5"
     if path.suffix.lower() == ".caffemodel":
         return "caffemodel"
+    if path.suffix.lower() == ".safetensors":
+        return "safetensors"
     return "torch"
 
 

@@ -53,7 +53,11 @@ def test_layers_lists_names_shapes_and_sizes():
         "module_path": "features.1",
         "shape": [64, 55, 55],
         "dim": 193600,
+        "kind": "map",
+        "spatial": ["none", "avg", "max"],
     } in rows
+    fc7 = next(row for row in rows if row["name"] == "fc7")
+    assert fc7["kind"] == "vector" and fc7["spatial"] == ["none"]
 
 
 def test_extract_then_info(image_folder, cache_dir):

@@ -41,13 +41,14 @@ def cache_path_for(
     """One file per (data folder, weights, preprocessing)."""
     tag = (
         "imagenet"
-        if weights.weights_id.startswith("torchvision:")
+        if weights.weights_id.startswith(("torchvision:", "timm:"))
         else "random"
         if not weights.pretrained
         else "file"
     )
     if weights.arch != "alexnet":
-        tag = f"{weights.arch}-{tag}"
+        model = "".join(c if c.isalnum() or c in "-_." else "-" for c in weights.arch)
+        tag = f"{model}-{tag}"
     stem = "".join(c if c.isalnum() or c in "-_" else "_" for c in data_root.name)
     ident = cache_identity(data_root, weights, preprocess)
     return Path(cache_dir) / f"{stem or 'data'}-{tag}-{ident}.h5"
@@ -62,9 +63,10 @@ def cache_meta(
     import torch
     import torchvision
 
-    from featx.model import WEIGHTS
+    from featx.model import backbone
 
-    is_torchvision = weights.weights_id.startswith("torchvision:")
+    net_def = backbone(weights.arch)
+    is_hub = bool(net_def.imagenet_id) and weights.weights_id == net_def.imagenet_id
     return CacheMeta(
         data_root=str(images.root),
         classes=list(images.classes),
@@ -73,7 +75,7 @@ def cache_meta(
             sha256=weights.sha256,
             pretrained=weights.pretrained,
             source=weights.source,
-            url=WEIGHTS.url if is_torchvision else "",
+            url=net_def.url if is_hub else "",
         ),
         transform=preprocess.describe(),
         transform_repr=repr(preprocess),

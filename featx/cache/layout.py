@@ -120,9 +120,30 @@ FEATURE_ATTRS: tuple[tuple[str, str, str], ...] = (
     ("layer", "string", "the layer (`fc7`, `conv5`)"),
     ("module_path", "string", "its module in the network (`classifier.5`)"),
     ("shape", "int64 array", "its activation's shape before pooling (`[256, 13, 13]`)"),
-    ("spatial", "string", "the spatial reduction: `none`, `avg` or `max`"),
+    (
+        "spatial",
+        "string",
+        "the reduction: `none`, `avg`, `max`, or `cls` (a ViT's class token)",
+    ),
     ("view", "string", "the crop: `center` or another view (`flip`, `tl`, ...)"),
+    (
+        "kind",
+        "string",
+        "its layout, where the shape does not say it: `map` (C, H, W), `hwc`, "
+        "`tokens` (class token first), `seq`, `vector`, `other` (absent for "
+        "AlexNet's)",
+    ),
+    (
+        "order",
+        "int",
+        "its position in the network, for ordering (absent for AlexNet's, "
+        "whose module path says it)",
+    ),
 )
+
+
+#: The attributes of :data:`FEATURE_ATTRS` that only some datasets have.
+OPTIONAL_FEATURE_ATTRS = ("kind", "order")
 
 
 def _cell(text: str) -> str:

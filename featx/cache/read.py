@@ -44,6 +44,8 @@ def _layer_from_attrs(ds: h5py.Dataset) -> LayerDef:
         spatial=str(a["spatial"]),
         dtype=str(ds.dtype),
         view=str(a.get("view", CENTER)),
+        kind=str(a.get("kind", "")),
+        order=int(a.get("order", -1)),
     )
 
 

@@ -34,6 +34,14 @@ class LayerDef:
     dtype: str
     #: The crop of the image (:mod:`featx.views`); every layer has ``center``.
     view: str = CENTER
+    #: How the activation is laid out (:data:`featx.model.POOLINGS`' keys):
+    #: ``map`` (C, H, W), ``hwc``, ``tokens``, ``seq``, ``vector``; empty for
+    #: AlexNet's, whose shape says it. Not part of equality: the layer and the
+    #: model fix it.
+    kind: str = field(default="", compare=False)
+    #: The layer's position in the network, for ordering (-1 where the module
+    #: path says it, as AlexNet's ``features.N`` / ``classifier.N`` do).
+    order: int = field(default=-1, compare=False)
 
     @property
     def base(self) -> str:
@@ -49,12 +57,16 @@ class LayerDef:
     @property
     def dim(self) -> int:
         if self.spatial != "none":
-            return self.shape[0]
+            return self.shape[0] if self.kind in ("", "map") else self.shape[-1]
         return int(np.prod(self.shape))
 
     @property
     def depth(self) -> tuple[int, int]:
-        """Position in AlexNet's chain, for ordering (features, then classifier)."""
+        """Position in the network, for ordering: :attr:`order`, or for
+        AlexNet's module paths their place in the chain (features, then
+        classifier)."""
+        if self.order >= 0:
+            return 0, self.order
         block, _, index = self.module_path.partition(".")
         order = {"features": 0, "avgpool": 1, "classifier": 2}.get(block, 3)
         return order, int(index) if index.isdigit() else 0

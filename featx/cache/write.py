@@ -62,6 +62,10 @@ def _create_features(group: h5py.Group, layer: LayerDef, n: int) -> h5py.Dataset
         spatial=layer.spatial,
         view=layer.view,
     )
+    if layer.kind:
+        ds.attrs["kind"] = layer.kind
+    if layer.order >= 0:
+        ds.attrs["order"] = layer.order
     return ds
 
 

@@ -20,7 +20,8 @@ from featx.cli.output import (
 
 LAYERS_EXAMPLES = examples(
     "featx layers",
-    "featx layers --model caffe-alexnet --json",
+    "featx layers --model resnet50",
+    "featx layers --model timm:efficientnet_lite0 --json",
 )
 INFO_EXAMPLES = examples(
     "featx info",
@@ -37,11 +38,14 @@ EXPORT_EXAMPLES = examples(
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @model_option
 def layers(as_json: bool, model: str) -> None:
-    """List every layer name with its activation shape and flattened size.
+    """List every layer name with its activation shape, flattened size and the
+    --spatial reductions it takes.
 
-    Friendly names come first (conv1..conv5 after ReLU, pool5, fc6 and fc7 after
-    ReLU, fc8 logits; caffe-alexnet adds norm1 and norm2, after LRN), then every
-    module path.
+    Friendly names come first (AlexNet: conv1..conv5 after ReLU, pool5, fc6 and
+    fc7 after ReLU, fc8 logits; caffe-alexnet adds norm1 and norm2, after LRN;
+    ResNets layer1..layer4, avgpool, fc; VGGs conv1_1..conv5_3, pool1..pool5,
+    fc6..fc8), then every module path (AlexNet) or graph node (torchvision;
+    a module's name also stands for its last node) or feature tap (timm).
     """
     from featx.model import layer_table
 

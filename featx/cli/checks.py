@@ -39,9 +39,11 @@ def check_file(path: Path | None, option: str) -> None:
 
 def check_layers(names, model: str = "alexnet") -> None:
     """Every one of ``names`` is a layer of ``model``, or a LayerError that says
-    which names are valid and which one was probably meant."""
+    which names are valid and which one was probably meant. Only AlexNet's
+    layers are known without torch; other networks' are checked when the
+    network is built."""
     if model not in MODELS:
-        raise LayerError(f"unknown model {model!r}; featx runs {' and '.join(MODELS)}")
+        return
     for name in names:
         if name not in LAYER_NAMES[model]:
             raise LayerError(unknown_layer_message(name, model))
@@ -82,9 +84,10 @@ def check_extract_arguments(
     """Everything ``featx extract`` can refuse before torch is imported."""
     check_layers(layer_names, model)
     if mean_file is not None and model != "caffe-alexnet":
+        title = "torchvision's AlexNet" if model == "alexnet" else model
         raise ParameterError(
-            "--mean is for --model caffe-alexnet; torchvision's AlexNet normalises "
-            "with its own mean and std"
+            f"--mean is for --model caffe-alexnet; {title} normalises with its own "
+            "mean and std"
         )
     check_file(mean_file, "--mean")
     if labels_csv is not None and name_regex is not None:

@@ -20,12 +20,15 @@ from featx.cli.output import TqdmProgress, print_extraction, random_weights_bann
 from featx.views import VIEW_SETS
 
 
-def check_before_work(model, mean_file, engine) -> None:
-    """Refuse a bad mean file or a missing Ray before any image is read or any
-    weights are loaded (the torch-free checks of :mod:`featx.cli.checks` ran
-    before)."""
-    from featx.model import preprocess_for
+def check_before_work(model, mean_file, engine, layers=(), spatial="none") -> None:
+    """Refuse an unknown model, a layer it lacks, a pooling that does not apply,
+    a bad mean file or a missing Ray before any image is read or any weights
+    are loaded (the torch-free checks of :mod:`featx.cli.checks` ran before)."""
+    from featx.extraction.api import layer_spatial
+    from featx.model import preprocess_for, resolve_layers
 
+    for spec in resolve_layers(list(layers), model) if layers else ():
+        layer_spatial(spec, spatial)
     preprocess_for(model, mean_file)
     if engine == "ray":
         from featx.ray_engine import require_ray
@@ -199,7 +202,7 @@ def extract(
     from featx.extraction import extract as run_extract
     from featx.model import load_weights
 
-    check_before_work(model, mean_file, engine)
+    check_before_work(model, mean_file, engine, layer_names, spatial)
     labelling = None
     if labels_csv is not None or name_regex is not None:
         from featx.images import Labelling

@@ -161,15 +161,18 @@ cache_dir_option = click.option(
     help="Where caches live (env FEATX_CACHE_DIR).",
 )
 
-#: --model: which AlexNet.
+#: --model: which network.
 model_option = click.option(
     "--model",
-    type=click.Choice(MODELS),
+    metavar="NAME",
     default=MODELS[0],
     show_default=True,
-    help="torchvision's AlexNet, or the original BVLC/Caffe network (227 "
-    "input, LRN, grouped convolutions; weights from bvlc_alexnet.npy, "
-    "alexnet_weights.h5 or bvlc_alexnet.caffemodel).",
+    help="The network: alexnet (torchvision's); caffe-alexnet (the original "
+    "BVLC network: 227 input, LRN, grouped convolutions; weights from "
+    "bvlc_alexnet.npy, alexnet_weights.h5 or bvlc_alexnet.caffemodel); any "
+    "torchvision classification model (resnet50, vgg16, vit_b_16, "
+    "convnext_tiny, ...); or timm:NAME with the timm extra "
+    "(timm:resnet50.a1_in1k).",
 )
 
 
@@ -209,8 +212,9 @@ weights_options = bundle(
         "--weights",
         default="imagenet",
         show_default=True,
-        help="'imagenet' (torchvision IMAGENET1K_V1 via TORCH_HOME), "
-        "'random' (seeded, NOT pretrained) or a file: a state dict, or for "
+        help="'imagenet' (the model's pretrained weights: torchvision's DEFAULT "
+        "via TORCH_HOME, timm's hub via HF_HOME), 'random' (seeded, NOT "
+        "pretrained) or a file: a state dict (.pth, .safetensors), or for "
         "caffe-alexnet bvlc_alexnet.npy, alexnet_weights.h5 or "
         "bvlc_alexnet.caffemodel.",
     ),

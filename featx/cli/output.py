@@ -76,7 +76,8 @@ def print_notes(notes: list[str]) -> None:
 
 
 def print_layers(table, as_json: bool) -> None:
-    """`featx layers`: each layer's name, module path, shape and size."""
+    """`featx layers`: each layer's name, module path, shape, size and the
+    ``--spatial`` reductions it takes."""
     if as_json:
         rows = [
             {
@@ -84,15 +85,21 @@ def print_layers(table, as_json: bool) -> None:
                 "module_path": s.module_path,
                 "shape": list(s.shape),
                 "dim": s.dim,
+                "kind": s.kind,
+                "spatial": ["none", *s.poolings],
             }
             for s in table
         ]
         click.echo(json.dumps(rows, indent=2))
         return
-    click.echo(f"{'name':<14}{'module':<15}{'shape':<16}{'dim':>8}")
+    name_w = max(14, *(len(s.name) + 2 for s in table))
+    path_w = max(15, *(len(s.module_path) + 2 for s in table))
+    head = f"{'name':<{name_w}}{'module':<{path_w}}{'shape':<16}{'dim':>8}"
+    click.echo(f"{head}  spatial")
     for s in table:
         shape = "x".join(map(str, s.shape))
-        click.echo(f"{s.name:<14}{s.module_path:<15}{shape:<16}{s.dim:>8}")
+        row = f"{s.name:<{name_w}}{s.module_path:<{path_w}}{shape:<16}{s.dim:>8}"
+        click.echo(f"{row}  {','.join(s.poolings) or '-'}")
 
 
 def print_extraction(result) -> None:

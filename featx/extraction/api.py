@@ -57,16 +57,38 @@ def resolve_preprocess(
     return preprocess_for(model, mean, decode, precision, decoder)
 
 
-def _wanted(specs, spatial: str, dtype: str, views: str) -> list[LayerDef]:
-    """One dataset for each layer of ``specs`` and each view."""
+def layer_spatial(spec, spatial: str) -> str:
+    """The reduction ``spatial`` means for the layer ``spec``: itself where the
+    layer can be pooled so, ``none`` for a vector; a ParameterError where the
+    layer pools otherwise (``cls`` of a map)."""
+    if spatial == "none" or not spec.poolings:
+        return "none"
+    if spatial not in spec.poolings:
+        raise ParameterError(
+            f"--spatial {spatial} does not apply to {spec.name}, a {spec.kind} of "
+            f"shape {list(spec.shape)}: use one of none, {', '.join(spec.poolings)}"
+            + (" (cls is a ViT encoder's class token)" if spatial == "cls" else "")
+        )
+    return spatial
+
+
+def wanted_layers(
+    specs, spatial: str, dtype: str, views: str, model: str = "alexnet"
+) -> list[LayerDef]:
+    """One dataset for each layer of ``specs`` and each view; other networks'
+    than AlexNet's record their layout and position (AlexNet's module paths say
+    both, and its caches stay as they were)."""
+    alexnet = model in ("alexnet", "caffe-alexnet")
     return [
         LayerDef(
             s.name,
             s.module_path,
             s.shape,
-            spatial if s.spatial else "none",
+            layer_spatial(s, spatial),
             dtype,
             view,
+            kind="" if alexnet else s.kind,
+            order=-1 if alexnet else s.index,
         )
         for s in specs
         for view in views_of(views)
@@ -194,7 +216,7 @@ def extract(
     images = list_images(Path(data_dir), labelling)  # lists; reads no image
     images.root = images.root.resolve()
     loaded = _resolve_weights(weights, seed, model)  # a bad file stops here
-    wanted = _wanted(specs, spatial, dtype, views)
+    wanted = wanted_layers(specs, spatial, dtype, views, model)
     cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     path = cache_path_for(cache_dir, images.root, loaded, preprocess)
     meta = cache_meta(images, loaded, preprocess)

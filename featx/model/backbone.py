@@ -1,0 +1,188 @@
+"""What featx needs of a network, and which class provides it for a name.
+
+A :class:`Backbone` builds the network, lists its layers, says how an image is
+prepared for it, captures chosen layers in one forward pass, and knows where its
+pretrained weights live. :func:`backbone` turns a ``--model`` name into one:
+``alexnet`` and ``caffe-alexnet`` (:mod:`featx.model.alexnet`), any torchvision
+classification model (:mod:`featx.model.torchvision_nets`), or ``timm:NAME``
+(:mod:`featx.model.timm_nets`, with the ``timm`` extra).
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import socket
+from functools import cache
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from featx.choices import MODELS
+from featx.errors import LayerError, WeightsError
+from featx.images import Preprocess
+from featx.model.layers import LayerSpec
+
+#: The prefix of a timm model's name (``timm:resnet50.a1_in1k``).
+TIMM_PREFIX = "timm:"
+
+
+class Backbone:
+    """A network family's answers to what featx asks (subclasses fill them in)."""
+
+    #: The ``--model`` name.
+    name: str
+    #: What messages call it ("AlexNet", "resnet50").
+    title: str
+
+    def build(self) -> nn.Module:
+        """An untrained network (seeded by the caller)."""
+        raise NotImplementedError
+
+    def friendly(self) -> dict[str, str]:
+        """Short names and the path each stands for, in depth order."""
+        return {}
+
+    def layer_table(self) -> tuple[LayerSpec, ...]:
+        """Every capturable layer: the friendly names first, then every path."""
+        raise NotImplementedError
+
+    def preprocess(self, mean: Path | None = None) -> Preprocess:
+        """The input preprocessing (``mean`` only where the model takes one)."""
+        if mean is not None:
+            title = "torchvision's AlexNet" if self.name == "alexnet" else self.name
+            raise WeightsError(
+                f"--mean is for --model caffe-alexnet; {title} normalises with its "
+                "own mean and std"
+            )
+        return Preprocess(self.transforms())
+
+    def transforms(self):
+        """A preset with ``resize_size``, ``crop_size``, ``mean``, ``std``,
+        ``interpolation`` and ``antialias`` (torchvision's ``ImageClassification``)."""
+        raise NotImplementedError
+
+    def capture(self, net: nn.Module, specs: list[LayerSpec]) -> nn.Module:
+        """A module whose ``forward(x, names)`` returns ``{name: activation}`` for
+        ``specs`` (a subset with ``names``), computing no deeper than needed."""
+        raise NotImplementedError
+
+    # Weights ------------------------------------------------------------------
+    #: The id a cache records for the pretrained weights.
+    imagenet_id: str = ""
+    #: Where they come from.
+    url: str = ""
+
+    def imagenet_file(self) -> Path:
+        """The pretrained weights' file, downloaded if it is not there and the
+        host can be reached; a WeightsError with instructions otherwise."""
+        raise WeightsError(f"{self.name} has no pretrained weights to download")
+
+    def read_state(self, path: Path, kind: str, digest: str) -> dict:
+        """The state dict in the weights file ``path`` (``kind`` from
+        :func:`featx.weightfiles.file_kind`)."""
+        from featx.model.weights import read_state_file
+
+        return read_state_file(path, kind, self)
+
+    def check_state(self, state: dict, path: Path) -> None:
+        """Refuse a state dict that is recognisably another network's."""
+
+    def adapt_state(self, state: dict) -> dict:
+        """The state dict as :meth:`build`'s network names it."""
+        return state
+
+    def find(self, name: str) -> LayerSpec | None:
+        """The layer called ``name``, or None."""
+        for spec in self.layer_table():
+            if spec.name == name:
+                return spec
+        return None
+
+    def unknown_layer(self, name: str) -> str:
+        """What a user who asked for layer ``name`` is told: the short names
+        where there are some, how to list them all, and the closest one."""
+        names = [spec.name for spec in self.layer_table()]
+        close = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        friendly = list(self.friendly())
+        listing = f"`featx layers --model {self.name}`"
+        if friendly:
+            valid = (
+                f"valid names: {', '.join(friendly)}, or any of the "
+                f"{len(names) - len(friendly)} paths {listing} lists"
+            )
+        else:
+            valid = f"{listing} lists its {len(names)} layers (the deepest: "
+            valid += f"{', '.join(names[-3:])})"
+        return f"unknown layer {name!r} of {self.name}; {valid}{hint}"
+
+
+def offline_message(title: str, target: Path, url: str, reason: str, what: str) -> str:
+    """What a user is told when pretrained weights in torch's hub cache are
+    neither there nor downloadable: where to put the file, and the other
+    choices (AlexNet's words, for every torchvision model)."""
+    return (
+        f"pretrained {title} weights are not cached and could not be downloaded "
+        f"({reason}). Place {target.name} (from {url}) at {target} (set TORCH_HOME "
+        f"to use another hub cache), or pass --weights PATH to {what}, or "
+        "--weights random to run untrained."
+    )
+
+
+def check_online(url: str, message) -> None:
+    """Refuse at once when ``FEATX_OFFLINE`` is set or ``url``'s host is out of
+    reach (a 3-second connection attempt); ``message(reason)`` says what to do."""
+    from urllib.parse import urlparse
+
+    if os.environ.get("FEATX_OFFLINE"):
+        raise WeightsError(message("FEATX_OFFLINE is set"))
+    host = urlparse(url).hostname or ""
+    try:
+        socket.create_connection((host, 443), timeout=3).close()
+    except OSError as exc:
+        reason = f"cannot reach {host}: {exc.strerror or exc}"
+        raise WeightsError(message(reason)) from exc
+
+
+def hub_checkpoint(url: str) -> Path:
+    """Where torch's hub cache (``TORCH_HOME``) keeps the file at ``url``."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / Path(url).name
+
+
+def unknown_model(name: str) -> LayerError:
+    """The error for a ``--model`` nobody runs, with the closest name."""
+    from featx.model.torchvision_nets import torchvision_models
+
+    known = [*MODELS, *torchvision_models()]
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return LayerError(
+        f"unknown model {name!r}; featx runs alexnet, caffe-alexnet, every "
+        "torchvision classification model (resnet50, vgg16, vit_b_16, ...) and "
+        f"timm:NAME with the timm extra{hint}"
+    )
+
+
+@cache
+def backbone(name: str) -> Backbone:
+    """The :class:`Backbone` of the ``--model`` name ``name``; a LayerError
+    with the closest valid name when there is none."""
+    from featx.model import alexnet
+
+    if name == "alexnet":
+        return alexnet.AlexNetBackbone()
+    if name == "caffe-alexnet":
+        return alexnet.CaffeAlexNetBackbone()
+    if not isinstance(name, str) or not name:
+        raise unknown_model(str(name))
+    if name.startswith(TIMM_PREFIX):
+        from featx.model.timm_nets import TimmBackbone
+
+        return TimmBackbone(name)
+    from featx.model.torchvision_nets import TorchvisionBackbone, torchvision_models
+
+    if name in torchvision_models():
+        return TorchvisionBackbone(name)
+    raise unknown_model(name)

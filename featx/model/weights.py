@@ -1,0 +1,215 @@
+"""Loading a network's weights: seeded random, pretrained, or from a file."""
+
+from __future__ import annotations
+
+import hashlib
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from featx import weightfiles
+from featx.digest import file_sha256
+from featx.errors import WeightsError
+from featx.model.backbone import Backbone, backbone
+
+
+@dataclass
+class LoadedWeights:
+    """A network with its weights and where they came from."""
+
+    model: nn.Module
+    weights_id: str
+    sha256: str
+    pretrained: bool
+    source: str
+    #: The ``--model`` name (named ``arch``, not ``model``, because ``model`` is
+    #: the network itself).
+    arch: str = "alexnet"
+
+
+def _sha256_state(model: nn.Module) -> str:
+    digest = hashlib.sha256()
+    for key, tensor in model.state_dict().items():
+        digest.update(key.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def hub_weights_file() -> Path:
+    """Where torch's hub cache keeps the ImageNet AlexNet weights."""
+    from featx.model.alexnet import WEIGHTS
+    from featx.model.backbone import hub_checkpoint
+
+    return hub_checkpoint(WEIGHTS.url)
+
+
+def _load_state_dict_file(path: Path) -> dict:
+    if not path.is_file():
+        raise WeightsError(f"weights file {path} does not exist")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many kinds for a bad file
+        raise WeightsError(
+            f"cannot load {path} as a PyTorch state dict: {str(exc).splitlines()[0]}"
+        ) from exc
+    if isinstance(state, dict):
+        for key in ("state_dict", "model", "state_dict_ema"):
+            if isinstance(state.get(key), dict):
+                state = state[key]
+                break
+    if not isinstance(state, dict):
+        raise WeightsError(f"{path} holds a {type(state).__name__}, not a state dict")
+    return state
+
+
+def _load_safetensors(path: Path) -> dict:
+    try:
+        from safetensors.torch import load_file
+    except ImportError as exc:
+        raise WeightsError(
+            f"{path.name} is a safetensors file; pip install safetensors (it comes "
+            "with the timm extra) to read it"
+        ) from exc
+    try:
+        return load_file(str(path), device="cpu")
+    except Exception as exc:  # safetensors raises its own error types
+        raise WeightsError(
+            f"cannot load {path} as safetensors: {str(exc).splitlines()[0]}"
+        ) from exc
+
+
+def read_state_file(path: Path, kind: str, net_def: Backbone) -> dict:
+    """A state dict from a PyTorch or safetensors file; other kinds are the
+    original AlexNet's files, which only caffe-alexnet reads."""
+    if kind == "torch":
+        return _load_state_dict_file(path)
+    if kind == "safetensors":
+        return _load_safetensors(path)
+    raise WeightsError(
+        f"{path.name} holds the original (Caffe) AlexNet's weights; use "
+        "--model caffe-alexnet"
+    )
+
+
+def apply_state(net: nn.Module, state: dict, path: Path, net_def: Backbone) -> None:
+    """Load ``state`` into ``net``, refusing one of another network with what
+    differs, and one with NaN or Inf values."""
+    net_def.check_state(state, path)
+    state = net_def.adapt_state(state)
+    expected = net.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(f"missing {', '.join(missing[:3])}")
+        if unexpected:
+            parts.append(f"unexpected {', '.join(unexpected[:3])}")
+        what = (
+            "a torchvision AlexNet"
+            if net_def.name == "alexnet"
+            else f"a {net_def.name}"
+        )
+        raise WeightsError(f"{path} is not {what} state dict: {'; '.join(parts)}")
+    for key, tensor in expected.items():
+        got = state[key]
+        if not isinstance(got, torch.Tensor) or got.shape != tensor.shape:
+            shape = tuple(got.shape) if isinstance(got, torch.Tensor) else type(got)
+            raise WeightsError(
+                f"{path}: {key} has shape {shape}, {net_def.name} needs "
+                f"{tuple(tensor.shape)}"
+            )
+        if got.is_floating_point() and not torch.isfinite(got).all():
+            raise WeightsError(
+                f"{path}: {key} holds NaN or Inf values; the file is damaged (every "
+                "feature it computed would be NaN)"
+            )
+    net.load_state_dict(state)
+
+
+def download_torchvision(entry, target: Path, message) -> None:
+    """Download a torchvision weights enum entry into the hub cache at
+    ``target``; ``message(reason)`` is the error when that fails."""
+    old_timeout = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(30)
+    try:
+        entry.get_state_dict(progress=False, check_hash=True)
+    except Exception as exc:  # URLError, timeouts, hash mismatch
+        target.with_suffix(target.suffix + ".partial").unlink(missing_ok=True)
+        reason = str(getattr(exc, "reason", exc)) or type(exc).__name__
+        raise WeightsError(message(reason)) from exc
+    finally:
+        socket.setdefaulttimeout(old_timeout)
+
+
+def load_weights(
+    weights: str = "imagenet", *, seed: int = 0, model: str = "alexnet"
+) -> LoadedWeights:
+    """Build the network ``model`` with ``weights``: ``imagenet``, ``random`` or a
+    file path.
+
+    ``imagenet`` is the model's pretrained weights: for torchvision models its
+    weights enum's ``DEFAULT`` (AlexNet's ``IMAGENET1K_V1``) through the torch
+    hub cache (``TORCH_HOME``); for ``timm:NAME`` timm's hub through the Hugging
+    Face cache. They are downloaded only when not there and ``FEATX_OFFLINE`` is
+    unset. ``random`` is a seeded, untrained network. A file is a PyTorch state
+    dict or a ``.safetensors`` file; for ``caffe-alexnet`` also
+    ``bvlc_alexnet.npy``, ``alexnet_weights.h5`` or ``bvlc_alexnet.caffemodel``
+    (:mod:`featx.weightfiles`).
+
+    Raises
+    ------
+    WeightsError
+        When the file is missing, unreadable or not weights of ``model``, or the
+        pretrained weights are neither cached nor downloadable.
+    LayerError
+        When no network is called ``model``.
+    """
+    net_def = backbone(model)  # an unknown name stops here
+    if weights == "random":
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            net = net_def.build()
+        return LoadedWeights(
+            model=net.eval(),
+            weights_id=f"random(seed={seed})",
+            sha256=_sha256_state(net),
+            pretrained=False,
+            source=f"random initialisation, seed {seed} (NOT pretrained)",
+            arch=model,
+        )
+    if weights == "imagenet":
+        target = net_def.imagenet_file()
+        kind = weightfiles.file_kind(target)
+        net = net_def.build()
+        apply_state(net, net_def.read_state(target, kind, ""), target, net_def)
+        return LoadedWeights(
+            model=net.eval(),
+            weights_id=net_def.imagenet_id,
+            sha256=file_sha256(target),
+            pretrained=True,
+            source=str(target),
+            arch=model,
+        )
+    path = Path(weights).expanduser()
+    if not path.exists():
+        raise WeightsError(
+            f"--weights must be 'imagenet', 'random' or a weights file; "
+            f"{weights!r} is none of these (no such file)"
+        )
+    kind = weightfiles.file_kind(path)
+    digest = file_sha256(path)
+    state = net_def.read_state(path, kind, digest)
+    net = net_def.build()
+    apply_state(net, state, path, net_def)
+    return LoadedWeights(
+        model=net.eval(),
+        weights_id=f"file:{path.name}",
+        sha256=digest,
+        pretrained=True,
+        source=str(path.resolve()),
+        arch=model,
+    )
