@@ -68,14 +68,19 @@ ALEXNETS = ("alexnet", "caffe-alexnet")
 
 def demo_layers(model: str) -> tuple[str, ...]:
     """The layers the demo extracts of ``model``: :data:`DEMO_LAYERS` of an
-    AlexNet; of another network, the three friendly layers before its output
-    (conv maps are average-pooled)."""
+    AlexNet; of another network, the (at most three) short-named layers before
+    its output (resnet: ``layer3``, ``layer4``, ``avgpool``), or where it has
+    no short names, the layer before its output (what its classifier reads).
+    Maps and token sequences are average-pooled."""
     if model in ALEXNETS:
         return DEMO_LAYERS
-    from featx.model import friendly_layers
+    from featx.model import friendly_layers, layer_table
 
     names = list(friendly_layers(model))
-    return tuple(names[-4:-1] if len(names) > 3 else names)
+    if len(names) > 1:
+        return tuple(names[-4:-1])
+    table = layer_table(model)
+    return (table[-2 if len(table) > 1 else -1].name,)
 
 
 @dataclass

@@ -14,7 +14,7 @@ from featx.cli.output import TqdmProgress, print_report, random_weights_banner
 DEMO_EXAMPLES = examples(
     "featx demo",
     "featx demo --per-class 20 --cv 3 --out /tmp/featx-demo",
-    "featx demo --models alexnet,caffe-alexnet",
+    "featx demo --models alexnet,resnet18",
 )
 
 
@@ -48,8 +48,8 @@ def demo(out, per_class, models, cv, device, batch_size, workers, quiet) -> None
     and fc7, fits svm, logreg and mlp, and writes a report. Uses the pretrained
     weights when they are cached or downloadable, random weights otherwise.
     With --models, each model's features are extracted (another network than
-    AlexNet: the three layers before its output) and the report ranks every
-    (model, layer, classifier) in one table.
+    AlexNet: its short-named layers before its output, or the layer before it)
+    and the report ranks every (model, layer, classifier) in one table.
     """
     from featx.demo import demo_weights, run_demo
 

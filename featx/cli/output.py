@@ -397,6 +397,7 @@ def print_report(report) -> None:
     best = report.best
     click.echo(f"protocol: {protocol(best.cv, best.repeats)}, every combination")
     width = max([8, *(len(r["clf"]) + 2 for r in report.rows)])
+    layer_width = max([12, *(len(r["layer"]) + 2 for r in report.rows)])
     several = len(report.models) > 1
     model_width = max(len(m) for m in report.models) + 2 if several else 0
     for r in report.rows:
@@ -405,7 +406,8 @@ def print_report(report) -> None:
         mark = "best" if r is report.best else ("tied" if r["tied_with_best"] else "")
         model = f"{r.model:<{model_width}}" if several else ""
         click.echo(
-            f"  {model}{r['layer']:<12}{r['clf']:<{width}}{r['cv_accuracy_mean']:.4f} "
+            f"  {model}{r['layer']:<{layer_width}}{r['clf']:<{width}}"
+            f"{r['cv_accuracy_mean']:.4f} "
             f"[{low:.4f}, {high:.4f}]"
             + (f"   test {test:.4f}" if test is not None else "")
             + (f"   {mark}" if mark else "")
