@@ -212,3 +212,28 @@ def test_a_network_without_the_head_gets_no_head_rows(two_models, tmp_path):
     text = (report.out / "report.md").read_text()
     assert "- Model resnet18: random\\(seed=0\\)" in text
     assert "--model resnet18 --weights random --seed 0" in text.replace("\\\n    ", "")
+
+
+def test_alexnet_and_resnet18_rank_in_one_table(two_models, tmp_path):
+    from featx import extract
+
+    cache_dir = copy_caches(two_models, tmp_path / "cache")
+    for folder in ("Train", "Test"):
+        extract(two_models[folder], layers=["layer4", "avgpool"], spatial="avg",
+                weights="random", model="resnet18", cache_dir=cache_dir,
+                num_workers=0)  # fmt: skip
+    report = make_report(
+        cache_dir=cache_dir, models=["alexnet", "resnet18"], clfs=["ridge"], cv=3,
+        repeats=1, out=tmp_path / "r",
+    )  # fmt: skip
+    assert [(r.model, r.layer) for r in report.rows] == [
+        ("alexnet", "pool5"), ("alexnet", "fc7"),
+        ("resnet18", "layer4_avg"), ("resnet18", "avgpool_avg"),
+    ]  # fmt: skip
+    assert all(r.test_accuracy is not None for r in report.rows)
+    assert sum(r is report.best for r in report.rows) == 1
+    text = (report.out / "report.md").read_text()
+    assert "| resnet18 | layer4\\_avg | ridge |" in text
+    assert "- Model resnet18: random\\(seed=0\\)" in text
+    flat = text.replace(" \\\n    ", " ")
+    assert "--layer layer4 --layer avgpool --spatial avg --model resnet18" in flat
