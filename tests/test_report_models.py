@@ -237,3 +237,23 @@ def test_alexnet_and_resnet18_rank_in_one_table(two_models, tmp_path):
     assert "- Model resnet18: random\\(seed=0\\)" in text
     flat = text.replace(" \\\n    ", " ")
     assert "--layer layer4 --layer avgpool --spatial avg --model resnet18" in flat
+    # --layers of either network: each is compared on those it holds
+    mixed = make_report(
+        cache_dir=cache_dir, models=["alexnet", "resnet18"], clfs=["ridge"], cv=3,
+        repeats=1, layers=["fc7", "avgpool_avg"], out=tmp_path / "m",
+    )  # fmt: skip
+    assert [(r.model, r.layer) for r in mixed.rows] == [
+        ("alexnet", "fc7"), ("resnet18", "avgpool_avg")
+    ]  # fmt: skip
+    assert (mixed.reused, mixed.computed) == (2, 0)
+    lacks = [n for n in mixed.notes if " has no " in n]
+    assert [n.split("'")[0] + ": " + n.rsplit(" ", 1)[1] for n in lacks] == [
+        "alexnet: avgpool_avg", "resnet18: fc7"
+    ]  # fmt: skip
+
+
+def test_layers_of_either_model_and_a_layer_of_none(two_models, tmp_path):
+    cache_dir = copy_caches(two_models, tmp_path / "cache")
+    with pytest.raises(ReportError, match=r"lacks fc6; extract first: featx extract"):
+        make_report(cache_dir=cache_dir, layers=["fc7", "fc6"], clfs=["ridge"],
+                    out=tmp_path / "r")  # fmt: skip

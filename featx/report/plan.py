@@ -33,9 +33,9 @@ def open_sources(
         for source in sources:
             source.layers = choose_layers(source.train, wanted)
         return sources
-    held = [w for w in wanted if any(w in s.train.layers for s in sources)]
-    if len(held) < len(wanted):
-        choose_layers(sources[0].train, wanted)  # says which extract makes them
+    nowhere = [w for w in wanted if all(w not in s.train.layers for s in sources)]
+    if nowhere:  # the error says which extract makes them
+        choose_layers(sources[0].train, nowhere)
     for source in sources:
         have = [w for w in wanted if w in source.train.layers]
         lacks = [w for w in wanted if w not in have]
