@@ -13,6 +13,8 @@ from __future__ import annotations
 #: any torchvision classification model (``torchvision.models.list_models``)
 #: and ``timm:NAME`` (:func:`featx.model.backbone`).
 MODELS = ("alexnet", "caffe-alexnet")
+#: The networks ``--clf head`` fine-tunes: the head is AlexNet's fc6-fc8.
+HEAD_MODELS = ("alexnet", "caffe-alexnet")
 #: Every classifier: scikit-learn's (the keys of ``pipelines.CLASSIFIERS``, a
 #: test holds them equal) and AlexNet's own head, fine-tuned in torch on pool5.
 CLASSIFIERS = ("svm", "logreg", "ridge", "mlp", "sgd", "head")

@@ -180,7 +180,7 @@ class HeadClassifier(ClassifierMixin, BaseEstimator):
         )
 
     def _check(self, n_features: int) -> None:
-        from featx.fit.data import HEAD_MODELS  # torch-free, beside the fit's check
+        from featx.choices import HEAD_MODELS
 
         if self.model not in HEAD_MODELS:
             raise ParameterError(

@@ -7,8 +7,7 @@ from pathlib import Path
 import click
 
 from featx.cli.app import main
-from featx.cli.fit import split_models
-from featx.cli.options import cv_option, device_options, examples
+from featx.cli.options import cv_option, device_options, examples, split_models
 from featx.cli.output import TqdmProgress, print_report, random_weights_banner
 
 DEMO_EXAMPLES = examples(

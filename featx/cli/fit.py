@@ -16,7 +16,9 @@ from featx.cli.options import (
     fold_engine_options,
     held_out_for,
     jobs_option,
+    models_option,
     regularisation,
+    split_models,
     tuning_options,
 )
 from featx.cli.output import TqdmProgress, print_fit
@@ -26,22 +28,6 @@ FIT_EXAMPLES = examples(
     "featx fit --clf logreg --layer fc7 --test data/Test --out fc7-logreg.skops",
     "featx fit --clf ridge --models alexnet,caffe-alexnet --repeats 3 --json",
 )
-
-#: ``--models``, which fit and report share: a comma-separated list, as --clfs.
-models_option = click.option(
-    "--models",
-    default=None,
-    help="Comma-separated models to compare (e.g. alexnet,resnet18): the most "
-    "recent cache of each made of the training folder's images, on the same folds "
-    "[default: every model of that folder in --cache-dir; with --cache, that "
-    "cache alone].",
-)
-
-
-def split_models(text: str | None) -> list[str] | None:
-    """``--models a,b`` as a list; None when not given."""
-    names = [m.strip() for m in (text or "").split(",") if m.strip()]
-    return names or None
 
 
 @main.command(epilog=FIT_EXAMPLES)

@@ -176,6 +176,23 @@ model_option = click.option(
 )
 
 
+#: ``--models``, which fit and report share: a comma-separated list, as --clfs.
+models_option = click.option(
+    "--models",
+    default=None,
+    help="Comma-separated models to compare (e.g. alexnet,resnet18): the most "
+    "recent cache of each made of the training folder's images, on the same folds "
+    "[default: every model of that folder in --cache-dir; with --cache, that "
+    "cache alone].",
+)
+
+
+def split_models(text: str | None) -> list[str] | None:
+    """``--models a,b`` as a list; None when not given."""
+    names = [m.strip() for m in (text or "").split(",") if m.strip()]
+    return names or None
+
+
 def engine_option(help_text: str):
     """--engine local|ray."""
     return click.option(

@@ -7,7 +7,6 @@ from pathlib import Path
 import click
 
 from featx.cli.app import main
-from featx.cli.fit import models_option
 from featx.cli.options import (
     cache_dir_option,
     cv_option,
@@ -15,6 +14,7 @@ from featx.cli.options import (
     fold_engine_options,
     held_out_for,
     jobs_option,
+    models_option,
 )
 from featx.cli.output import TqdmProgress, print_report
 

@@ -7,7 +7,7 @@ import numpy as np
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
 
 from featx.cache import FeatureCache, weights_spec
-from featx.choices import CLASSIFIERS
+from featx.choices import CLASSIFIERS, HEAD_MODELS
 from featx.fit.result import CVOutcome
 from featx.fit.scoring import top_score
 from featx.fit.spec import FitError
@@ -109,10 +109,6 @@ def head_source(meta) -> dict:
         "model": meta.model,
         "weights_sha256": meta.weights.sha256,
     }
-
-
-#: The networks ``--clf head`` fine-tunes: the head is AlexNet's fc6-fc8.
-HEAD_MODELS = ("alexnet", "caffe-alexnet")
 
 
 def has_head(model: str) -> bool:
