@@ -71,4 +71,5 @@ def test_a_missing_layer_is_named_with_the_command(digits, tmp_path):
     )
     assert result.exit_code == 1
     assert "featx extract" in result.output and "--layer fc6" in result.output
+    assert "--weights random --seed 0`" in result.output  # the cache's own weights
     assert not list(tmp_path.iterdir())

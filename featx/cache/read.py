@@ -259,7 +259,8 @@ class FeatureCache:
             have = ", ".join(self.file["features"]) or "none"
             raise CacheError(
                 f"layer {layer!r} is not in {self.path.name} (it has: {have}); run "
-                f"`featx extract {self.meta.data_root or 'DATA_DIR'} --layer {layer}`"
+                f"`featx extract {self.meta.data_root or 'DATA_DIR'} --layer {layer}"
+                f"{self.meta.extract_flags()}`"
             )
         done = self.done(layer)
         if not done.all():

@@ -279,6 +279,19 @@ class CacheMeta:
             model=text("model") or "alexnet",
         )
 
+    def extract_flags(self) -> str:
+        """The `featx extract` flags that rebuild this cache's model and weights
+        (`` --model resnet18 --weights random --seed 0``)."""
+        import shlex
+
+        spec, seed = weights_spec(self.weights.id, self.weights.source)
+        flags = "" if self.model == "alexnet" else f" --model {self.model}"
+        if self.mean_file:
+            flags += f" --mean {shlex.quote(self.mean_file)}"
+        if spec == "random":
+            return f"{flags} --weights random --seed {seed}"
+        return f"{flags} --weights {shlex.quote(spec)}"
+
     def same_source(self, other: CacheMeta) -> bool:
         """Whether rows of both caches come from the same weights and preprocessing."""
         return (

@@ -12,19 +12,13 @@ import sklearn
 
 import pipelines
 from featx import __version__
-from featx.cache import CacheMeta, FeatureCache, cache_info, weights_spec
+from featx.cache import CacheMeta, FeatureCache, cache_info
 from featx.report.spec import ReportSpec
 
 
 def weights_flags(meta: CacheMeta) -> str:
     """The `featx extract` flags that rebuild ``meta``'s model and weights."""
-    spec, seed = weights_spec(meta.weights.id, meta.weights.source)
-    flags = "" if meta.model == "alexnet" else f" --model {meta.model}"
-    if meta.mean_file:
-        flags += f" --mean {shlex.quote(meta.mean_file)}"
-    if spec == "random":
-        return f"{flags} --weights random --seed {seed}"
-    return f"{flags} --weights {shlex.quote(spec)}"
+    return meta.extract_flags()
 
 
 def extract_commands(
