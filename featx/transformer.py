@@ -71,8 +71,8 @@ class Features(TransformerMixin, BaseEstimator):
     prefetch : tuple of str, optional
         Layers computed together with ``layer`` when images must be extracted,
         so that a search over them extracts each image once (default: AlexNet's
-        pool5, fc6, fc7, fc8; for other networks none). Those that ``spatial``
-        does not apply to are left out.
+        and caffe-alexnet's pool5, fc6, fc7, fc8; for other networks none).
+        Those that ``spatial`` does not apply to are left out.
     model : str
         The network, as ``featx extract --model`` takes it: ``"alexnet"``,
         ``"caffe-alexnet"`` (then ``weights`` is ``"random"`` or one of its
@@ -223,7 +223,8 @@ class Features(TransformerMixin, BaseEstimator):
 
         prefetch = self.prefetch
         if prefetch is None:
-            prefetch = DEFAULT_PREFETCH if self.model == "alexnet" else ()
+            alexnet = self.model in ("alexnet", "caffe-alexnet")
+            prefetch = DEFAULT_PREFETCH if alexnet else ()
         if not isinstance(prefetch, tuple | list):
             raise ParameterError(
                 f"`prefetch` must be a tuple of layers. Got {prefetch!r}."

@@ -205,9 +205,24 @@ def test_layer_tables_name_nodes_aliases_and_kinds():
     # every torchvision node of the eval graph is there, in graph order
     from torchvision.models.feature_extraction import get_graph_node_names
 
+    # every node is there once, in graph order (avgpool and fc with the aliases)
     nodes = get_graph_node_names(get_model("resnet18"))[1][1:]
     paths = [spec.module_path for spec in layer_table("resnet18")[6:]]
-    assert paths == nodes
+    assert paths == [n for n in nodes if n not in ("avgpool", "fc")]
+    assert (
+        vit["encoder_layer_11"].module_path == "encoder.layers.encoder_layer_11.add_1"
+    )
+    # what is neither a map nor tokens is never pooled: ViT's patches on their
+    # way to tokens, maxvit's (windows, tokens, channels), GoogLeNet's slices
+    assert vit["reshape"].kind == "other" and vit["reshape"].poolings == ()
+    maxvit = {spec.name: spec for spec in layer_table("maxvit_t")}
+    window = "blocks.0.layers.0.layers.window_attention.add_1"
+    assert maxvit[window].kind == "other", maxvit[window]
+    # one row per image: maxvit's (heads, 49, 49) attention biases are no layers
+    assert all(
+        spec.shape[-2:] != (49, 49) or spec.kind == "other" for spec in maxvit.values()
+    )
+    assert not any(spec.shape == (49, 49) for spec in maxvit.values())
 
 
 def test_unknown_models_and_layers_say_what_is_valid():
@@ -215,10 +230,17 @@ def test_unknown_models_and_layers_say_what_is_valid():
         layer_table("resnet81")
     with pytest.raises(LayerError, match=r"unknown layer 'layer5' of resnet18.*layer4"):
         resolve_layers(["layer5"], "resnet18")
-    with pytest.raises(ParameterError, match="--spatial cls does not apply to layer4"):
-        from featx.extraction.api import layer_spatial
+    from featx.extraction.api import layer_spatial
 
+    with pytest.raises(ParameterError, match="--spatial cls does not apply to layer4"):
         layer_spatial(resolve_layers(["layer4"], "resnet18")[0], "cls")
+    with pytest.raises(ParameterError, match="neither a map nor a token sequence"):
+        layer_spatial(resolve_layers(["reshape"], "vit_b_16")[0], "avg")
+    assert layer_spatial(resolve_layers(["fc"], "resnet18")[0], "avg") == "none"
+    with pytest.raises(
+        LayerError, match="has no pretrained tag 'a1_in1kk'.*'timm:resnet18.a1_in1k'"
+    ):
+        layer_table("timm:resnet18.a1_in1kk")
 
 
 def test_imagenet_weights_offline_say_where_to_put_the_file(tmp_path):

@@ -51,8 +51,9 @@ class FeatxGroup(click.Group):
 @click.group(cls=FeatxGroup, context_settings=CONTEXT)
 @click.version_option(package_name="featx")
 def main() -> None:
-    """Pretrained AlexNet features from any layer, cached in HDF5, and classical
-    classifiers trained and compared on them.
+    """Pretrained features from any layer of AlexNet (the default) or any
+    torchvision or timm network, cached in HDF5, and classical classifiers
+    trained and compared on them.
 
     \b
     Typical session:

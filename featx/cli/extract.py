@@ -1,4 +1,4 @@
-"""``featx extract``: AlexNet activations of a folder's images into its cache."""
+"""``featx extract``: a network's activations of a folder's images into its cache."""
 
 from __future__ import annotations
 
@@ -38,8 +38,8 @@ def check_before_work(model, mean_file, engine, layers=(), spatial="none") -> No
 
 EXTRACT_EXAMPLES = examples(
     "featx extract --weights random --layer fc7 data/Train data/Test",
-    "featx extract --weights random -l conv5 --spatial avg --views flip "
-    "data/Train data/Test",
+    "featx extract --model resnet50 --weights random -l layer4 --spatial avg "
+    "--views flip data/Train data/Test",
     "featx extract --weights random -l pool5 --label-from-name '^(cat|dog)\\.' train",
 )
 
@@ -52,8 +52,9 @@ EXTRACT_EXAMPLES = examples(
     "layer_names",
     multiple=True,
     required=True,
-    help="Layer to extract; repeat for several (conv1..conv5, pool5, fc6, "
-    "fc7, fc8, or a module path such as features.10).",
+    help="Layer to extract; repeat for several (AlexNet: conv1..conv5, pool5, "
+    "fc6, fc7, fc8, or a module path such as features.10; other networks: "
+    "`featx layers --model NAME` lists them).",
 )
 @weights_options
 @click.option(
@@ -61,7 +62,9 @@ EXTRACT_EXAMPLES = examples(
     type=click.Choice(SPATIAL),
     default="none",
     show_default=True,
-    help="Conv maps: keep C*H*W (none) or pool globally to C (avg/max).",
+    help="Maps: keep C*H*W (none) or pool globally to C (avg/max); token "
+    "sequences (ViT): keep T*D, pool to D (avg/max), or take the class token "
+    "(cls). Vectors are kept whole.",
 )
 @click.option(
     "--views",
@@ -176,8 +179,9 @@ def extract(
     precision,
     decoder,
 ) -> None:
-    """Extract AlexNet activations for every image under each DATA_DIR into the
-    cache (one cache per folder, one model load for all).
+    """Extract a network's activations (AlexNet's by default; --model NAME) for
+    every image under each DATA_DIR into the cache (one cache per folder, one
+    model load for all).
 
     A DATA_DIR is an ImageFolder (one subfolder per class) or a flat folder of
     unlabelled images; --labels FILE.csv or --label-from-name REGEX label images

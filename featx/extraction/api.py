@@ -60,9 +60,16 @@ def resolve_preprocess(
 def layer_spatial(spec, spatial: str) -> str:
     """The reduction ``spatial`` means for the layer ``spec``: itself where the
     layer can be pooled so, ``none`` for a vector; a ParameterError where the
-    layer pools otherwise (``cls`` of a map)."""
-    if spatial == "none" or not spec.poolings:
+    layer pools otherwise (``cls`` of a map) or not at all (patches on their way
+    to tokens, maxvit's windows)."""
+    if spatial == "none" or spec.kind == "vector":
         return "none"
+    if not spec.poolings:
+        raise ParameterError(
+            f"--spatial {spatial} does not apply to {spec.name}, of shape "
+            f"{list(spec.shape)}: it is neither a map nor a token sequence, and is "
+            "stored whole (--spatial none)"
+        )
     if spatial not in spec.poolings:
         raise ParameterError(
             f"--spatial {spatial} does not apply to {spec.name}, a {spec.kind} of "

@@ -64,13 +64,22 @@ class TimmBackbone(Backbone):
         timm = _timm()
         self.name = self.title = name
         self.arch = name[len(TIMM_PREFIX) :]
-        base = timm.models.split_model_name_tag(self.arch)[0]
+        base, tag = timm.models.split_model_name_tag(self.arch)
         if not timm.is_model(base):
             close = difflib.get_close_matches(base, timm.list_models(), n=1)
             hint = f"; did you mean 'timm:{close[0]}'?" if close else ""
             raise LayerError(
                 f"unknown model {name!r}: timm has no model {base!r} "
                 f"(`timm.list_models()` lists them){hint}"
+            )
+        tags = timm.list_pretrained(f"{base}.*")
+        if tag and self.arch not in tags:
+            close = difflib.get_close_matches(self.arch, tags, n=1, cutoff=0.8)
+            hint = f"; did you mean 'timm:{close[0]}'?" if close else ""
+            known = ", ".join(t.split(".", 1)[1] for t in tags[:6]) or "none"
+            raise LayerError(
+                f"unknown model {name!r}: timm's {base} has no pretrained tag "
+                f"{tag!r} (it has: {known}){hint}"
             )
         self.imagenet_id = f"timm:{self.arch}"
 

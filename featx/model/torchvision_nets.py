@@ -4,7 +4,8 @@ Layers are torchvision's graph node names (``get_graph_node_names``, eval
 graph): ``layer3.1.relu_1``, ``features.29``, ``encoder.layers.encoder_layer_11``.
 Families with natural names get short aliases: ResNets ``layer1``...``layer4``,
 ``avgpool`` and ``fc``; VGGs ``conv1_1``...``conv5_3``, ``pool1``...``pool5``,
-``fc6``...``fc8``, as Caffe named them (each conv after its ReLU, like AlexNet's).
+``fc6``...``fc8``, as Caffe named them (each conv after its ReLU, like AlexNet's);
+ViTs ``encoder_layer_0``... (each encoder block's output).
 
 Capture goes through ``create_feature_extractor``, which prunes every node past
 the deepest one asked for, with every in-place operation made out-of-place, so
@@ -156,33 +157,50 @@ def graph_table(name: str) -> tuple[LayerSpec, ...]:
     graph = _extractor(net, nodes)
     height, width = net_def.preprocess().crop_hw
     with torch.device("meta"), torch.no_grad():
-        out = graph(torch.empty(2, 3, height, width))
+        # two batch sizes: a node is one row per image when its first axis
+        # follows the batch (maxvit's attention biases are (heads, 49, 49))
+        outs = [graph(torch.empty(n, 3, height, width)) for n in (2, 3)]
     shapes = {
         node: tuple(value.shape[1:])
-        for node, value in out.items()
-        if isinstance(value, torch.Tensor) and value.dim() >= 2 and value.shape[0] == 2
+        for node, value in outs[0].items()
+        if isinstance(value, torch.Tensor)
+        and value.dim() >= 2
+        and value.shape[0] == 2
+        and isinstance(outs[1][node], torch.Tensor)
+        and tuple(outs[1][node].shape) == (3, *value.shape[1:])
     }
     index = {node: i for i, node in enumerate(n for n in nodes if n in shapes)}
     kinds = {node: _kind(name, node, shape) for node, shape in shapes.items()}
+    friendly = {a: n for a, n in net_def.friendly().items() if n in shapes}
     specs = [
         LayerSpec(alias, node, index[node], shapes[node], kinds[node])
-        for alias, node in net_def.friendly().items()
-        if node in shapes
+        for alias, node in friendly.items()
     ]
-    specs += [LayerSpec(n, n, index[n], shapes[n], kinds[n]) for n in index]
+    specs += [
+        LayerSpec(n, n, index[n], shapes[n], kinds[n])
+        for n in index
+        if friendly.get(n) != n  # avgpool, fc: listed once, with the short names
+    ]
     return tuple(specs)
 
 
 def _kind(model: str, node: str, shape: tuple[int, ...]) -> str:
-    """ViT's encoder outputs are (T, D) tokens, the class token first (what
-    comes before the encoder is patches on their way to tokens, not pooled); a
-    (H, W, C) map (Swin's stages, ConvNeXt's layer norms) has two equal sides
-    before its channels."""
+    """How a node's output is laid out, from the model's square input: ViT's
+    encoder outputs are (T, D) tokens, the class token first; a (C, H, W) map
+    has its two equal sides last, a (H, W, C) one (Swin's stages, ConvNeXt's
+    layer norms) first. Anything else (patches on their way to tokens, image
+    slices, maxvit's windows) is stored whole, never pooled."""
     kind = kind_of(shape)
-    if kind == "seq" and model.startswith("vit_"):
-        return "tokens" if node.startswith("encoder") else "other"
-    if kind == "map" and shape[0] == shape[1] != shape[2]:
-        return "hwc"
+    if kind == "seq":
+        return (
+            "tokens"
+            if model.startswith("vit_") and node.startswith("encoder")
+            else "other"
+        )
+    if kind == "map":
+        if shape[1] == shape[2]:
+            return "map"
+        return "hwc" if shape[0] == shape[1] else "other"
     return kind
 
 
@@ -198,6 +216,14 @@ def aliases(name: str) -> dict[str, str]:
         return {**named, "avgpool": "avgpool", "fc": "fc"}
     if name.startswith("vgg"):
         return _vgg_aliases(_meta_network(_backbone(name)))
+    if name.startswith("vit_"):  # each encoder block's output, as resnet's stages
+        nodes = _nodes(_meta_network(_backbone(name)))
+        blocks = {}
+        for node in nodes:
+            parts = node.split(".")
+            if node.startswith("encoder.layers.encoder_layer_") and len(parts) > 3:
+                blocks[parts[2]] = node  # the last node of the block wins
+        return blocks
     return {}
 
 
