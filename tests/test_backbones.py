@@ -237,10 +237,16 @@ def test_unknown_models_and_layers_say_what_is_valid():
     with pytest.raises(ParameterError, match="neither a map nor a token sequence"):
         layer_spatial(resolve_layers(["reshape"], "vit_b_16")[0], "avg")
     assert layer_spatial(resolve_layers(["fc"], "resnet18")[0], "avg") == "none"
+
+
+def test_an_unknown_timm_model_or_tag_says_what_is_valid():
+    pytest.importorskip("timm")
     with pytest.raises(
         LayerError, match="has no pretrained tag 'a1_in1kk'.*'timm:resnet18.a1_in1k'"
     ):
         layer_table("timm:resnet18.a1_in1kk")
+    with pytest.raises(LayerError, match="timm has no model 'resnet811'"):
+        layer_table("timm:resnet811")
 
 
 def test_imagenet_weights_offline_say_where_to_put_the_file(tmp_path):
