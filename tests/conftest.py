@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import re
+import signal
 import subprocess
 import sys
 import threading
@@ -206,7 +207,14 @@ def interrupted_run(
         str(cache_dir),
         *extra,
     ]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    # SIGINT as a terminal delivers it: a shell starts background jobs with it
+    # ignored, and a child would inherit that and never see the Ctrl-C
+    proc = subprocess.Popen(
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     seen = bytearray()
 
     def pump():
