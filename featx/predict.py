@@ -14,6 +14,7 @@ import numpy as np
 
 from featx.cache import LayerDef, weights_spec
 from featx.errors import WeightsError, check_int, printable
+from featx.extraction.api import layer_def
 from featx.forward import compute_batches, resolve_device
 from featx.images import FolderWalker, entry_kind
 from featx.images.preprocess import computed_with
@@ -162,19 +163,7 @@ def wanted_layers(meta: ModelMeta, center_only: bool) -> list[LayerDef]:
     """The layer, one entry per view, that the model's features come from."""
     spec = resolve_layers([meta.layer_name], meta.model)[0]
     views = (CENTER,) if center_only else tuple(meta.views)
-    return [
-        LayerDef(
-            spec.name,
-            spec.module_path,
-            spec.shape,
-            meta.spatial,
-            "float32",
-            v,
-            kind=spec.kind,
-            order=spec.index,
-        )
-        for v in views
-    ]
+    return [layer_def(spec, meta.spatial, "float32", v, meta.model) for v in views]
 
 
 def check_preprocessing(meta: ModelMeta):

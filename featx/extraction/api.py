@@ -79,24 +79,29 @@ def layer_spatial(spec, spatial: str) -> str:
     return spatial
 
 
+def layer_def(spec, spatial: str, dtype: str, view: str, model: str) -> LayerDef:
+    """The dataset of layer ``spec`` reduced by ``spatial``, for one view; other
+    networks' than AlexNet's record their layout and position (AlexNet's module
+    paths say both, and its caches stay as they were)."""
+    alexnet = model in ("alexnet", "caffe-alexnet")
+    return LayerDef(
+        spec.name,
+        spec.module_path,
+        spec.shape,
+        spatial,
+        dtype,
+        view,
+        kind="" if alexnet else spec.kind,
+        order=-1 if alexnet else spec.index,
+    )
+
+
 def wanted_layers(
     specs, spatial: str, dtype: str, views: str, model: str = "alexnet"
 ) -> list[LayerDef]:
-    """One dataset for each layer of ``specs`` and each view; other networks'
-    than AlexNet's record their layout and position (AlexNet's module paths say
-    both, and its caches stay as they were)."""
-    alexnet = model in ("alexnet", "caffe-alexnet")
+    """One dataset for each layer of ``specs`` and each view."""
     return [
-        LayerDef(
-            s.name,
-            s.module_path,
-            s.shape,
-            layer_spatial(s, spatial),
-            dtype,
-            view,
-            kind="" if alexnet else s.kind,
-            order=-1 if alexnet else s.index,
-        )
+        layer_def(s, layer_spatial(s, spatial), dtype, view, model)
         for s in specs
         for view in views_of(views)
     ]
