@@ -26,12 +26,7 @@ from featx import caffe, weightfiles
 from featx.choices import unknown_layer_message
 from featx.errors import WeightsError
 from featx.images import Preprocess
-from featx.model.backbone import (
-    Backbone,
-    check_online,
-    hub_checkpoint,
-    offline_message,
-)
+from featx.model.backbone import Backbone
 from featx.model.layers import LayerSpec
 
 WEIGHTS = AlexNet_Weights.IMAGENET1K_V1
@@ -127,24 +122,11 @@ class AlexNetBackbone(Backbone):
         return WEIGHTS.url
 
     def imagenet_file(self) -> Path:
-        target = hub_checkpoint(WEIGHTS.url)
-        if target.is_file():
-            return target
+        from featx.model.weights import torchvision_hub_file
 
-        def message(reason: str) -> str:
-            return offline_message(
-                "AlexNet",
-                target,
-                WEIGHTS.url,
-                reason,
-                "a torchvision AlexNet state dict",
-            )
-
-        from featx.model.weights import download_torchvision
-
-        check_online(WEIGHTS.url, message)  # no "Downloading ..." when it cannot work
-        download_torchvision(WEIGHTS, target, message)
-        return target
+        return torchvision_hub_file(
+            WEIGHTS, "AlexNet", "a torchvision AlexNet state dict"
+        )
 
 
 class CaffeAlexNetBackbone(AlexNetBackbone):

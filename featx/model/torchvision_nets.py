@@ -24,12 +24,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from featx.model.backbone import (
-    Backbone,
-    check_online,
-    hub_checkpoint,
-    offline_message,
-)
+from featx.model.backbone import Backbone
 from featx.model.layers import LayerSpec, kind_of
 
 
@@ -106,29 +101,21 @@ class TorchvisionBackbone(Backbone):
         return self.entry.url
 
     def imagenet_file(self) -> Path:
-        target = hub_checkpoint(self.entry.url)
-        if target.is_file():
-            return target
+        from featx.model.weights import torchvision_hub_file
 
-        def message(reason: str) -> str:
-            return offline_message(
-                self.name,
-                target,
-                self.entry.url,
-                reason,
-                f"a torchvision {self.name} state dict",
-            )
-
-        from featx.model.weights import download_torchvision
-
-        check_online(self.entry.url, message)
-        download_torchvision(self.entry, target, message)
-        return target
+        return torchvision_hub_file(
+            self.entry, self.name, f"a torchvision {self.name} state dict"
+        )
 
 
-def _meta_network(net_def: TorchvisionBackbone) -> nn.Module:
-    """The network on the meta device (no memory); some builders copy data
-    while initialising, and are built on the CPU and moved."""
+@cache
+def _meta_network(name: str) -> nn.Module:
+    """The network ``name`` on the meta device (no memory), built once for its
+    layer table and aliases; some builders copy data while initialising, and
+    are built on the CPU and moved."""
+    from featx.model.backbone import backbone
+
+    net_def = backbone(name)
     try:
         with torch.device("meta"):
             return net_def.build().eval()
@@ -136,12 +123,16 @@ def _meta_network(net_def: TorchvisionBackbone) -> nn.Module:
         return net_def.build().eval().to("meta")
 
 
-def _nodes(net: nn.Module) -> list[str]:
+@cache
+def _nodes(name: str) -> tuple[str, ...]:
+    """The eval graph's node names of the network ``name``, traced once."""
     from torchvision.models.feature_extraction import get_graph_node_names
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "eval nodes are a subsequence of train's"
-        return [n for n in get_graph_node_names(net)[1] if n != "x"]
+        return tuple(
+            n for n in get_graph_node_names(_meta_network(name))[1] if n != "x"
+        )
 
 
 @cache
@@ -152,9 +143,8 @@ def graph_table(name: str) -> tuple[LayerSpec, ...]:
     from featx.model.backbone import backbone
 
     net_def = backbone(name)
-    net = _meta_network(net_def)
-    nodes = _nodes(net)
-    graph = _extractor(net, nodes)
+    nodes = _nodes(name)
+    graph = _extractor(_meta_network(name), list(nodes))
     height, width = net_def.preprocess().crop_hw
     with torch.device("meta"), torch.no_grad():
         # two batch sizes: a node is one row per image when its first axis
@@ -208,29 +198,22 @@ def _kind(model: str, node: str, shape: tuple[int, ...]) -> str:
 def aliases(name: str) -> dict[str, str]:
     """The short names of a family that has natural ones, and their nodes."""
     if name.startswith(("resnet", "resnext", "wide_resnet")):
-        nodes = _nodes(_meta_network(_backbone(name)))
+        nodes = _nodes(name)
         named = {
             f"layer{i}": [n for n in nodes if n.startswith(f"layer{i}.")][-1]
             for i in range(1, 5)
         }
         return {**named, "avgpool": "avgpool", "fc": "fc"}
     if name.startswith("vgg"):
-        return _vgg_aliases(_meta_network(_backbone(name)))
+        return _vgg_aliases(_meta_network(name))
     if name.startswith("vit_"):  # each encoder block's output, as resnet's stages
-        nodes = _nodes(_meta_network(_backbone(name)))
         blocks = {}
-        for node in nodes:
+        for node in _nodes(name):
             parts = node.split(".")
             if node.startswith("encoder.layers.encoder_layer_") and len(parts) > 3:
                 blocks[parts[2]] = node  # the last node of the block wins
         return blocks
     return {}
-
-
-def _backbone(name: str) -> TorchvisionBackbone:
-    from featx.model.backbone import backbone
-
-    return backbone(name)
 
 
 def _vgg_aliases(net: nn.Module) -> dict[str, str]:

@@ -130,9 +130,21 @@ def apply_state(net: nn.Module, state: dict, path: Path, net_def: Backbone) -> N
     net.load_state_dict(state)
 
 
-def download_torchvision(entry, target: Path, message) -> None:
-    """Download a torchvision weights enum entry into the hub cache at
-    ``target``; ``message(reason)`` is the error when that fails."""
+def torchvision_hub_file(entry, title: str, what: str) -> Path:
+    """The file of the torchvision weights enum ``entry`` in torch's hub cache,
+    downloaded when it is not there and its host can be reached; otherwise a
+    WeightsError that says where to put it (``title``: the network's name in
+    the message; ``what``: the state dict ``--weights PATH`` would take)."""
+    from featx.model.backbone import check_online, hub_checkpoint, offline_message
+
+    target = hub_checkpoint(entry.url)
+    if target.is_file():
+        return target
+
+    def message(reason: str) -> str:
+        return offline_message(title, target, entry.url, reason, what)
+
+    check_online(entry.url, message)  # no "Downloading ..." when it cannot work
     old_timeout = socket.getdefaulttimeout()
     socket.setdefaulttimeout(30)
     try:
@@ -143,6 +155,7 @@ def download_torchvision(entry, target: Path, message) -> None:
         raise WeightsError(message(reason)) from exc
     finally:
         socket.setdefaulttimeout(old_timeout)
+    return target
 
 
 def load_weights(
