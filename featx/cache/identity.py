@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -19,6 +20,12 @@ from featx.cache.schema import CacheMeta, WeightsInfo
 if TYPE_CHECKING:
     from featx.images import ImageSet, Preprocess
     from featx.model import LoadedWeights
+
+
+def model_file_tag(model: str) -> str:
+    """A model's name as it stands in file names: characters outside
+    ``[A-Za-z0-9._-]`` replaced (``timm:resnet18`` becomes ``timm-resnet18``)."""
+    return re.sub(r"[^A-Za-z0-9._-]", "-", model)
 
 
 def cache_identity(
@@ -47,8 +54,7 @@ def cache_path_for(
         else "file"
     )
     if weights.arch != "alexnet":
-        model = "".join(c if c.isalnum() or c in "-_." else "-" for c in weights.arch)
-        tag = f"{model}-{tag}"
+        tag = f"{model_file_tag(weights.arch)}-{tag}"
     stem = "".join(c if c.isalnum() or c in "-_" else "_" for c in data_root.name)
     ident = cache_identity(data_root, weights, preprocess)
     return Path(cache_dir) / f"{stem or 'data'}-{tag}-{ident}.h5"

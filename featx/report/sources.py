@@ -10,11 +10,12 @@ rows are the same).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from featx.cache.identity import model_file_tag
 
 if TYPE_CHECKING:
     from featx.cache import FeatureCache
@@ -62,7 +63,7 @@ def combination(row: ResultRow, several: bool) -> str:
 
 def file_key(column: tuple[str, str], several: bool) -> str:
     """The part of a figure's file name that names a column: the layer, or
-    ``model_layer`` with the model's characters outside ``[A-Za-z0-9._-]``
-    replaced (``timm:resnet18`` becomes ``timm-resnet18``)."""
+    ``model_layer`` with the model as cache names spell it
+    (:func:`featx.cache.identity.model_file_tag`)."""
     model, layer = column
-    return f"{re.sub(r'[^A-Za-z0-9._-]', '-', model)}_{layer}" if several else layer
+    return f"{model_file_tag(model)}_{layer}" if several else layer
