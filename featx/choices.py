@@ -76,6 +76,16 @@ LAYER_NAMES = {
 }
 
 
+def mean_refused_message(model: str) -> str:
+    """What a user who gave ``--mean`` with a network other than caffe-alexnet
+    is told (the command line says it before torch loads, the library after)."""
+    title = "torchvision's AlexNet" if model == "alexnet" else model
+    return (
+        f"--mean is for --model caffe-alexnet; {title} normalises with its own "
+        "mean and std"
+    )
+
+
 def unknown_layer_message(name: str, model: str = "alexnet") -> str:
     """What a user who asked ``model`` for layer ``name`` is told: the valid
     names, and the closest one (difflib) when there is one."""

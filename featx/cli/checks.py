@@ -10,7 +10,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from featx.choices import LAYER_NAMES, MODELS, unknown_layer_message
+from featx.choices import (
+    LAYER_NAMES,
+    MODELS,
+    mean_refused_message,
+    unknown_layer_message,
+)
 from featx.errors import DataError, LayerError, ParameterError, WeightsError
 
 #: The names ``--weights`` takes besides a file.
@@ -84,11 +89,7 @@ def check_extract_arguments(
     """Everything ``featx extract`` can refuse before torch is imported."""
     check_layers(layer_names, model)
     if mean_file is not None and model != "caffe-alexnet":
-        title = "torchvision's AlexNet" if model == "alexnet" else model
-        raise ParameterError(
-            f"--mean is for --model caffe-alexnet; {title} normalises with its own "
-            "mean and std"
-        )
+        raise ParameterError(mean_refused_message(model))
     check_file(mean_file, "--mean")
     if labels_csv is not None and name_regex is not None:
         raise ParameterError("give one of --labels and --label-from-name")

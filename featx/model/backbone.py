@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from featx.choices import MODELS
+from featx.choices import MODELS, mean_refused_message
 from featx.errors import LayerError, WeightsError
 from featx.images import Preprocess
 from featx.model.layers import LayerSpec
@@ -51,11 +51,7 @@ class Backbone:
     def preprocess(self, mean: Path | None = None) -> Preprocess:
         """The input preprocessing (``mean`` only where the model takes one)."""
         if mean is not None:
-            title = "torchvision's AlexNet" if self.name == "alexnet" else self.name
-            raise WeightsError(
-                f"--mean is for --model caffe-alexnet; {title} normalises with its "
-                "own mean and std"
-            )
+            raise WeightsError(mean_refused_message(self.name))
         return Preprocess(self.transforms())
 
     def transforms(self):
