@@ -100,3 +100,19 @@ def unknown_layer_message(name: str, model: str = "alexnet") -> str:
         + ("" if model == "alexnet" else f" --model {model}")
         + f"` lists all){hint}"
     )
+
+
+def unknown_model_message(name: str, known) -> str:
+    """What a user who gave ``--model name`` that featx does not run is told,
+    with the closest of the ``known`` names (difflib) when there is one; the
+    command line says it before torch loads, :func:`featx.model.backbone`
+    after."""
+    import difflib
+
+    close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return (
+        f"unknown model {name!r}; featx runs alexnet, caffe-alexnet, every "
+        "torchvision classification model (resnet50, vgg16, vit_b_16, ...) and "
+        f"timm:NAME with the timm extra{hint}"
+    )

@@ -18,3 +18,16 @@ class Progress:
 
     def finish(self) -> None:
         """The current stage ended."""
+
+
+class Within(Progress):
+    """The progress of work done inside one unit of ``outer``'s stage (a fit of
+    the report's, say): what it describes shows on ``outer`` after ``what``
+    (``fc6 + mlp: fold 3/5``); its own stages draw no bar and move none."""
+
+    def __init__(self, outer: Progress, what: str) -> None:
+        self.outer = outer
+        self.what = what
+
+    def describe(self, text: str) -> None:
+        self.outer.describe(f"{self.what}: {text}")

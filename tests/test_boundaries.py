@@ -78,3 +78,17 @@ def test_cache_reading_commands_load_no_torch(workdir, commands):
         assert (workdir / "report" / "results.json").is_file()
     if "fit" in commands:
         assert list((workdir / "models").glob("Train-random-*-fc7-logreg.skops"))
+
+
+def test_the_torch_free_vocabularies_import_neither_torch_nor_sklearn():
+    # what the command line checks names against before it loads the library
+    code = (
+        "import sys, featx.model_names, featx.choices, featx.cli.checks; "
+        "print(sorted(m for m in ('torch', 'torchvision', 'sklearn') "
+        "if m in sys.modules))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "[]"

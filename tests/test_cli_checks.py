@@ -11,18 +11,20 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from featx import model_names
 from featx.choices import FRIENDLY_LAYER_NAMES, LAYER_NAMES, MODELS
 from featx.cli import main
 
 #: Run a command in a fresh interpreter; print its exit code, its stderr and
-#: whether torch was imported by the time it exited.
+#: whether torch or scikit-learn was imported by the time it exited.
 SCRIPT = """
 import json, sys
 from click.testing import CliRunner
 from featx.cli import main
 result = CliRunner().invoke(main, json.loads(sys.argv[1]))
 print("RESULT " + json.dumps(
-    [result.exit_code, result.output, "torch" in sys.modules]
+    [result.exit_code, result.output, "torch" in sys.modules or "sklearn" in
+     sys.modules]
 ))
 """
 
@@ -62,6 +64,23 @@ CASES = {
         ["predict", "--model-file", "nope.skops", "photo.jpg"],
         "Error: model file nope.skops does not exist",
     ),
+    "unknown model": (
+        ["extract", "--model", "resnet181", "--weights", "random", "-l", "fc", "."],
+        "Error: unknown model 'resnet181'; featx runs alexnet, caffe-alexnet, "
+        "every torchvision classification model",
+    ),
+    "unknown model in the demo": (
+        ["demo", "--models", "alexnet,resnet181"],
+        "did you mean 'resnet18'?",
+    ),
+    "fit with no cache": (
+        ["fit"],
+        "Error: no cache in ./cache: that folder does not exist",
+    ),
+    "report with no cache": (
+        ["report"],
+        "Error: no cache in ./cache: that folder does not exist",
+    ),
 }
 
 
@@ -71,7 +90,7 @@ def test_mistakes_are_answered_before_torch_is_imported(tmp_path, case):
     exit_code, output, torch_loaded = run_fresh(args, tmp_path)
     assert exit_code != 0
     assert text in one_error_line(output)
-    assert not torch_loaded, "torch was imported before the mistake was answered"
+    assert not torch_loaded, "torch or scikit-learn was imported before the answer"
 
 
 @pytest.mark.parametrize(
@@ -120,6 +139,46 @@ def test_the_torch_free_layer_names_are_the_models(model):
 
     assert LAYER_NAMES[model] == tuple(spec.name for spec in layer_table(model))
     assert FRIENDLY_LAYER_NAMES[model] == tuple(friendly_layers(model))
+
+
+def test_the_torch_free_model_names_are_torchvisions():
+    import torchvision
+
+    from featx.model import TIMM_PREFIX as timm_prefix
+
+    installed = tuple(torchvision.models.list_models(module=torchvision.models))
+    release = torchvision.__version__.split("+")[0]
+    table = (model_names.TORCHVISION_VERSION, model_names.TORCHVISION_MODELS)
+    assert (release, installed) == table, (
+        f"write featx/model_names.py anew: {release!r}, {installed!r}"
+    )
+    assert model_names.torchvision_names_current()
+    assert timm_prefix == model_names.TIMM_PREFIX
+
+
+def test_the_library_refuses_an_unknown_model_in_the_same_words():
+    from featx.cli.checks import check_model
+    from featx.errors import LayerError
+    from featx.model import backbone
+
+    with pytest.raises(LayerError) as early:
+        check_model("vgg161")
+    with pytest.raises(LayerError) as late:
+        backbone("vgg161")
+    assert str(early.value) == str(late.value)
+    assert str(early.value).endswith("did you mean 'vgg16'?")
+
+
+def test_another_torchvision_release_leaves_the_model_check_to_the_library(
+    monkeypatch,
+):
+    from featx.cli import checks
+
+    # a network the table does not name may be a newer release's
+    monkeypatch.setattr(checks, "torchvision_names_current", lambda: False)
+    checks.check_model("resnet181")
+    for name in ("alexnet", "caffe-alexnet", "resnet18", "timm:resnet50.a1_in1k"):
+        checks.check_model(name)
 
 
 def test_the_library_suggests_the_same_name():

@@ -134,7 +134,7 @@ class Stop(FeatxError):
     ("command", "target"),
     [("fit", "featx.fit.fit"), ("report", "featx.report.make_report")],
 )
-def test_engine_ray_reaches_the_library(monkeypatch, command, target, option):
+def test_engine_ray_reaches_the_library(legacy, monkeypatch, command, target, option):
     seen = {}
 
     def stop(**kwargs):

@@ -120,3 +120,78 @@ def test_demo_models_ranks_both_in_one_report(tmp_path):
     }
     text = (out / "report" / "report.md").read_text()
     assert "| model | layer | classifier |" in text
+
+
+def test_demo_help_says_what_it_downloads():
+    result = CliRunner().invoke(main, ["demo", "--help"])
+    text = " ".join(result.output.split())
+    assert "bundled digits, offline" not in text
+    assert "else downloaded (AlexNet: 233 MB)" in text
+    assert "FEATX_OFFLINE set, which skips the attempt" in text
+
+
+def test_demo_says_its_first_line_before_the_heavy_imports(tmp_path, monkeypatch):
+    import sys
+
+    # featx.demo (scikit-learn, then torch) cannot be imported: what the demo
+    # printed by then was printed before those imports
+    monkeypatch.setitem(sys.modules, "featx.demo", None)
+    result = CliRunner().invoke(main, ["demo", "--out", str(tmp_path / "d")])
+    assert isinstance(result.exception, ImportError)
+    assert result.output.startswith("featx demo: digits → AlexNet features → ")
+
+
+class Recorder:
+    """A Progress that keeps every stage started and every description."""
+
+    def __init__(self):
+        self.stages, self.texts = [], []
+
+    def start(self, stage, total):
+        self.stages.append(stage)
+
+    def advance(self, n):
+        pass
+
+    def describe(self, text):
+        self.texts.append(text)
+
+    def finish(self):
+        pass
+
+
+def test_the_fitting_bar_says_which_fit_and_which_fold(tmp_path):
+    import shutil
+    from pathlib import Path
+
+    from featx.report import make_report
+
+    legacy = Path(__file__).parent / "data" / "legacy" / "cache"
+    for name in ("Train-random-12e3d9d749.h5", "Test-random-f9a3db8164.h5"):
+        shutil.copy2(legacy / name, tmp_path / name)
+    progress = Recorder()
+    make_report(
+        cache=tmp_path / "Train-random-12e3d9d749.h5",
+        test=tmp_path / "Test-random-f9a3db8164.h5",
+        cache_dir=tmp_path,
+        layers=["fc7"],
+        clfs=["logreg"],
+        cv=3,
+        repeats=1,
+        tune=False,
+        jobs=1,
+        out=tmp_path / "report",
+        progress=progress,
+    )
+    # one bar per stage of the report; each fit's folds are told on its bar
+    assert progress.stages == ["fitting", "analysing"]
+    assert "fc7 + logreg" in progress.texts
+    # the fit's own, after the layer it reads (fit names it first)
+    fits = [t for t in progress.texts if t.startswith("fc7 + logreg: ")]
+    assert fits[0] == "fc7 + logreg: fc7"
+    fits = fits[1:]
+    assert fits[0] == "fc7 + logreg: fold 1/3"
+    assert [t.split(": accuracy")[0] for t in fits if "done" in t] == [
+        f"fc7 + logreg: fold {k}/3 done" for k in (1, 2, 3)
+    ]
+    assert fits[-1] == "fc7 + logreg: refitting on every row"

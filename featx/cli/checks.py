@@ -4,6 +4,8 @@ Each runs before the command imports its heavy modules, so that a typo in a
 folder, a file or a layer name is answered in about the time Python takes to
 start, with one line and a non-zero exit. The library checks the same things
 again where it is called directly; these are the same rules, said sooner.
+A command that reads caches and was named none finds out that there are none
+before it imports scikit-learn.
 """
 
 from __future__ import annotations
@@ -15,8 +17,14 @@ from featx.choices import (
     MODELS,
     mean_refused_message,
     unknown_layer_message,
+    unknown_model_message,
 )
 from featx.errors import DataError, LayerError, ParameterError, WeightsError
+from featx.model_names import (
+    TIMM_PREFIX,
+    TORCHVISION_MODELS,
+    torchvision_names_current,
+)
 
 #: The names ``--weights`` takes besides a file.
 WEIGHT_NAMES = ("imagenet", "random")
@@ -40,6 +48,31 @@ def check_file(path: Path | None, option: str) -> None:
         raise ParameterError(f"{option} {path} does not exist")
     if not Path(path).is_file():
         raise ParameterError(f"{option} {path} is a folder, not a file")
+
+
+def check_model(model: str) -> None:
+    """``model`` is a network featx runs, or a LayerError with the closest name.
+    torchvision's names come from :data:`featx.model_names.TORCHVISION_MODELS`,
+    trusted only where the installed torchvision is the release it was written
+    from (else the library asks torchvision); timm's are checked when timm
+    loads."""
+    if model in MODELS or model in TORCHVISION_MODELS or model.startswith(TIMM_PREFIX):
+        return
+    if torchvision_names_current():
+        raise LayerError(unknown_model_message(model, (*MODELS, *TORCHVISION_MODELS)))
+
+
+def check_caches(cache, cache_dir) -> None:
+    """A command named no cache (``cache`` is None) and ``cache_dir`` holds
+    none: the library's own CacheError, said before scikit-learn is imported."""
+    if cache is not None:
+        return
+    from featx.cache.locate import list_caches
+
+    if not list_caches(Path(cache_dir)):
+        from featx.cache import choose_caches
+
+        choose_caches(Path(cache_dir), find_test=False)  # raises: no cache
 
 
 def check_layers(names, model: str = "alexnet") -> None:
@@ -87,6 +120,7 @@ def check_extract_arguments(
     ray_actors: int | None,
 ) -> None:
     """Everything ``featx extract`` can refuse before torch is imported."""
+    check_model(model)
     check_layers(layer_names, model)
     if mean_file is not None and model != "caffe-alexnet":
         raise ParameterError(mean_refused_message(model))

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from featx.cli.app import main
+from featx.cli.checks import check_model
 from featx.cli.options import cv_option, device_options, examples, split_models
 from featx.cli.output import TqdmProgress, print_report, random_weights_banner
 
@@ -41,21 +42,28 @@ DEMO_EXAMPLES = examples(
 @cv_option
 @device_options
 def demo(out, per_class, models, cv, device, batch_size, workers, quiet) -> None:
-    """Run the whole pipeline on scikit-learn's bundled digits, offline.
+    """Run the whole pipeline on scikit-learn's bundled digits.
 
     Writes the digits as PNG files (Train / Test), extracts conv5 (pooled), fc6
-    and fc7, fits svm, logreg and mlp, and writes a report. Uses the pretrained
-    weights when they are cached or downloadable, random weights otherwise.
-    With --models, each model's features are extracted (another network than
-    AlexNet: its short-named layers before its output, or the layer before it)
-    and the report ranks every (model, layer, classifier) in one table.
-    """
-    from featx.demo import demo_weights, run_demo
+    and fc7, fits svm, logreg and mlp, and writes a report. With --models, each
+    model's features are extracted (another network than AlexNet: its
+    short-named layers before its output, or the layer before it) and the
+    report ranks every (model, layer, classifier) in one table.
 
+    The digits ship with scikit-learn; the weights do not. Each model's
+    pretrained weights are used when they are in the hub cache (TORCH_HOME;
+    timm: HF_HOME), else downloaded (AlexNet: 233 MB); where that fails (no
+    network, or FEATX_OFFLINE set, which skips the attempt) the demo goes on
+    with random weights and says so.
+    """
     names = split_models(models) or ["alexnet"]
-    if not quiet:
+    for name in names:
+        check_model(name)  # before torch is imported
+    if not quiet:  # the first line, before the imports that take seconds
         what = "AlexNet" if names == ["alexnet"] else ", ".join(names)
         click.echo(f"featx demo: digits → {what} features → classifiers → {out}/report")
+    from featx.demo import demo_weights, run_demo
+
     weights = {}
     for name in names:
         weights[name], note = demo_weights(model=name)

@@ -9,6 +9,7 @@ import click
 
 from featx.choices import CLASSIFIERS, HEAD_TRAIN_LAYERS, SCALES
 from featx.cli.app import main
+from featx.cli.checks import check_caches
 from featx.cli.options import (
     cache_dir_option,
     cv_option,
@@ -161,6 +162,7 @@ def fit(
     models, each model's cache is cross-validated on the same folds and the best
     (model, layer) is kept.
     """
+    check_caches(cache, cache_dir)  # before scikit-learn is imported
     from featx.fit import fit as run_fit
 
     test = held_out_for(test, cache, cache_dir, quiet or as_json)

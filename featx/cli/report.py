@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from featx.cli.app import main
+from featx.cli.checks import check_caches
 from featx.cli.options import (
     cache_dir_option,
     cv_option,
@@ -113,6 +114,7 @@ def report(
     layer, classifier) is ranked in one table, on the same images and folds.
     Results already computed for the same data and settings are reused.
     """
+    check_caches(cache, cache_dir)  # before scikit-learn is imported
     from featx.report import ReportSpec, make_report
 
     # the spec is read from the parsed options as the reproduce command is

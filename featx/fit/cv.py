@@ -72,6 +72,7 @@ def cv_in_memory(
     outcome.confusion = np.zeros((n_classes, n_classes), np.int64)
     outcome.oof_pred = np.full(len(labels), -1, np.int64)
     outcome.oof_score = np.zeros(len(labels))
+    spec.progress.describe(f"fold 1/{len(splits)}")
     with parallel, one_blas_thread():
         results = _run_folds(estimator, X, labels, spec, splits, n_classes)
         for k, (fold, (_, test)) in enumerate(zip(results, splits, strict=True), 1):
@@ -83,7 +84,7 @@ def cv_in_memory(
             if k <= spec.cv:  # the first repeat: one prediction per row
                 outcome.confusion += matrix
                 outcome.oof_pred[test], outcome.oof_score[test] = pred, score
-            spec.progress.describe(f"fold {k}/{len(splits)}: accuracy {acc:.4f}")
+            spec.progress.describe(f"fold {k}/{len(splits)} done: accuracy {acc:.4f}")
             spec.progress.advance(1)
     spec.progress.describe("refitting on every row")
     if spec.tuned and outcome.fold_params:

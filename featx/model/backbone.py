@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from featx.choices import MODELS, mean_refused_message
+from featx.choices import MODELS, mean_refused_message, unknown_model_message
 from featx.errors import LayerError, WeightsError
 from featx.images import Preprocess
 from featx.model.layers import LayerSpec
@@ -151,14 +151,7 @@ def unknown_model(name: str) -> LayerError:
     """The error for a ``--model`` nobody runs, with the closest name."""
     from featx.model.torchvision_nets import torchvision_models
 
-    known = [*MODELS, *torchvision_models()]
-    close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
-    hint = f"; did you mean {close[0]!r}?" if close else ""
-    return LayerError(
-        f"unknown model {name!r}; featx runs alexnet, caffe-alexnet, every "
-        "torchvision classification model (resnet50, vgg16, vit_b_16, ...) and "
-        f"timm:NAME with the timm extra{hint}"
-    )
+    return LayerError(unknown_model_message(name, [*MODELS, *torchvision_models()]))
 
 
 @cache

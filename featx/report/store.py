@@ -16,7 +16,7 @@ import sklearn
 from featx import __version__
 from featx.cache import FeatureCache
 from featx.fit import FitSpec, fit
-from featx.progress import Progress
+from featx.progress import Within
 from featx.report.records import RESULT_FORMAT, RecordError, ResultRow
 
 #: How a field's ``key`` metadata (:func:`featx.fit.spec._option`) puts it in a
@@ -169,7 +169,7 @@ class ResultStore:
     @staticmethod
     def _fit(train, test_path, layer: str, spec: FitSpec, label: str) -> ResultRow:
         options = {f.name: getattr(spec, f.name) for f in fields(FitSpec)}
-        options["progress"] = Progress()
+        options["progress"] = Within(spec.progress, f"{layer} + {label}")
         result = fit(
             cache=train.path, layer=layer, test=test_path, save=False, **options
         )
