@@ -1,0 +1,439 @@
+"""The FastAPI application: the routes, and the middleware every request passes
+(metrics, the bearer token, the body limit).
+
+Routes read their own bodies rather than letting FastAPI parse them, so that
+each way a body can be wrong gets featx's one JSON error with its status: an
+empty body or malformed JSON 400, a body over the limit 413, a wrong content
+type 415, JSON of the wrong shape 422 (:mod:`featx.serve.schemas`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hmac
+import json
+import time
+from contextlib import asynccontextmanager
+
+import numpy as np
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from pydantic import ValidationError
+from starlette.exceptions import HTTPException
+
+from featx import __version__
+from featx.errors import printable
+from featx.serve.batching import Batcher, Overloaded
+from featx.serve.decoding import DecodePool
+from featx.serve.metrics import Metrics
+from featx.serve.schemas import (
+    ERROR_RESPONSES,
+    EmbeddingsRequest,
+    EmbeddingsResponse,
+    ImageError,
+    PredictRequest,
+    PredictResponse,
+    ServeError,
+    error_body,
+    image_bytes,
+    openapi_body,
+)
+from featx.serve.spec import ServeSpec
+
+#: The paths metrics are labelled with; any other is ``other``.
+ENDPOINTS = (
+    "/v1/embeddings", "/v1/predict", "/healthz", "/readyz", "/metrics",
+    "/openapi.json", "/docs",
+)  # fmt: skip
+#: The one path open without the token: a load balancer's liveness probe.
+OPEN_PATHS = ("/healthz",)
+
+
+def json_response(data, status: int = 200, headers: dict | None = None) -> Response:
+    return Response(
+        json.dumps(data).encode(), status, headers, media_type="application/json"
+    )
+
+
+class ServerState:
+    """What the routes share: the service, the decode pool, the batcher."""
+
+    def __init__(self, service, spec: ServeSpec, metrics: Metrics) -> None:
+        self.service, self.spec, self.metrics = service, spec, metrics
+        self.pool: DecodePool | None = None
+        self.batcher: Batcher | None = None
+        self.ready = False
+
+    async def start(self) -> None:
+        from featx.forward import available_cores
+
+        loop = asyncio.get_running_loop()
+        spec = self.spec
+        workers = spec.decode_workers or available_cores()
+        self.pool = DecodePool(self.service, kind=spec.decode_pool, workers=workers)
+        await loop.run_in_executor(None, self.pool.warm_up)
+        self.batcher = Batcher(
+            self.service.forward,
+            max_batch_size=spec.max_batch_size,
+            max_wait_ms=spec.max_wait_ms,
+            max_queue=spec.max_queue,
+            on_batch=self.metrics.batch_size.observe,
+        )
+        await loop.run_in_executor(self.batcher.executor, self.service.warm_up)
+        self.batcher.start()
+        self.ready = True
+        self.metrics.ready.set(1)
+
+    async def stop(self) -> None:
+        self.ready = False
+        self.metrics.ready.set(0)
+        if self.batcher is not None:
+            await self.batcher.stop()
+        if self.pool is not None:
+            self.pool.close()
+
+    async def compute(self, items: list, endpoint: str) -> list:
+        """Each item's ``{layer key: row}``, or its :class:`ImageError`; the
+        items are bytes, or the ImageError their reading raised."""
+        self.metrics.images.labels(endpoint).inc(len(items))
+        try:
+            return await asyncio.wait_for(self._compute(items), self.spec.timeout)
+        except TimeoutError:
+            raise ServeError(
+                504, "timeout",
+                f"no answer within --timeout {self.spec.timeout:g} s; the server is "
+                "busy, try again",
+            ) from None  # fmt: skip
+        except Overloaded as exc:
+            raise ServeError(
+                503, "overloaded", f"{exc}; try again in {exc.retry_after} s",
+                headers={"Retry-After": str(exc.retry_after)},
+            ) from None  # fmt: skip
+
+    async def _compute(self, items: list) -> list:
+        good = [i for i, item in enumerate(items) if isinstance(item, bytes)]
+        self.batcher.check_room(len(good))  # before the work of decoding
+        crops = await self.pool.decode([items[i] for i in good])
+        out = list(items)
+        ready = []
+        for i, crop in zip(good, crops, strict=True):
+            if crop.pixels is None:
+                out[i] = ImageError("invalid_image", crop.error)
+            else:
+                ready.append((i, crop.pixels))
+        rows = await self.batcher.submit([pixels for _, pixels in ready])
+        for (i, _), row in zip(ready, rows, strict=True):
+            out[i] = row
+        for item in out:
+            if isinstance(item, ImageError):
+                self.metrics.decode_failures.labels(item.kind).inc()
+        self.metrics.queue_depth.set(self.batcher.waiting)
+        return out
+
+
+def read_images(inputs, spec: ServeSpec) -> list:
+    """Each input's bytes, or the :class:`ImageError` it raised; refuses a
+    request without images or with more than ``--max-images``."""
+    inputs = [inputs] if isinstance(inputs, str | bytes) else list(inputs)
+    if not inputs:
+        raise ServeError(422, "invalid_request", "`input` holds no image")
+    if len(inputs) > spec.max_images:
+        raise ServeError(
+            413, "too_many_images",
+            f"{len(inputs)} images in one request; --max-images is {spec.max_images}",
+        )  # fmt: skip
+    out = []
+    for item in inputs:
+        try:
+            out.append(item if isinstance(item, bytes) else image_bytes(item))
+        except ImageError as exc:
+            out.append(exc)
+    return out
+
+
+def all_failed(results: list) -> None:
+    """A request none of whose images could be read is one 422, at the first."""
+    if results and all(isinstance(r, ImageError) for r in results):
+        first = results[0]
+        raise ServeError(422, first.kind, first.message, 0)
+
+
+def media_type(request: Request) -> str:
+    return request.headers.get("content-type", "").split(";")[0].strip().lower()
+
+
+async def read_json(request: Request, model):
+    """The body as ``model``, or the error of its first fault."""
+    if media_type(request) != "application/json":
+        raise ServeError(
+            415, "unsupported_media_type",
+            f"send Content-Type: application/json; got {media_type(request) or 'none'}",
+        )  # fmt: skip
+    body = await request.body()
+    if not body.strip():
+        raise ServeError(400, "empty_body", "the request body is empty")
+    try:
+        data = json.loads(body)
+    except ValueError as exc:  # also bad UTF-8
+        raise ServeError(400, "invalid_json", f"malformed JSON: {exc}") from None
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "body"
+        raise ServeError(422, "invalid_request", f"{where}: {first['msg']}") from None
+
+
+class Guard:
+    """Pure ASGI middleware, outermost: counts and times each request, asks
+    for the bearer token, and refuses bodies over the limit."""
+
+    def __init__(self, app, *, spec: ServeSpec, metrics: Metrics) -> None:
+        self.app, self.spec, self.metrics = app, spec, metrics
+        self.token = spec.token.encode() if spec.token else None
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        path = scope["path"]
+        endpoint = path if path in ENDPOINTS else "other"
+        started = time.perf_counter()
+        status = {"code": 500}
+
+        async def sending(message):
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+            await send(message)
+
+        try:
+            refusal = self.refusal(scope)
+            if refusal is not None:
+                await refusal(scope, receive, sending)
+            else:
+                await self.app(scope, self.limited(receive), sending)
+        finally:
+            self.metrics.requests.labels(endpoint, str(status["code"])).inc()
+            self.metrics.latency.labels(endpoint).observe(time.perf_counter() - started)
+
+    def refusal(self, scope):
+        headers = dict(scope["headers"])
+        if self.token is not None and scope["path"] not in OPEN_PATHS:
+            given = headers.get(b"authorization", b"")
+            scheme, _, value = given.partition(b" ")
+            if scheme.lower() != b"bearer" or not hmac.compare_digest(
+                value.strip(), self.token
+            ):
+                return JSONResponse(
+                    error_body("a valid `Authorization: Bearer <token>` is required",
+                               "unauthorized"),
+                    401, headers={"WWW-Authenticate": "Bearer"},
+                )  # fmt: skip
+        length = headers.get(b"content-length", b"")
+        if length.isdigit() and int(length) > self.spec.max_request_bytes:
+            return JSONResponse(self.too_large().body(), 413)
+        return None
+
+    def too_large(self) -> ServeError:
+        return ServeError(
+            413, "request_too_large",
+            f"the request body is over --max-request-mb {self.spec.max_request_mb:g}",
+        )  # fmt: skip
+
+    def limited(self, receive):
+        """``receive`` that refuses a body (chunked, say) past the limit."""
+        total = 0
+
+        async def receiving():
+            nonlocal total
+            message = await receive()
+            if message["type"] == "http.request":
+                total += len(message.get("body", b""))
+                if total > self.spec.max_request_bytes:
+                    raise self.too_large()
+            return message
+
+        return receiving
+
+
+def embeddings_answer(service, results: list, encoding: str) -> dict:
+    data, errors = [], []
+    for i, r in enumerate(results):
+        if isinstance(r, ImageError):
+            errors.append({"index": i, "message": r.message, "type": r.kind})
+            continue
+        row = service.embedding(r)
+        if encoding == "base64":
+            vector = base64.b64encode(row.astype("<f4").tobytes()).decode()
+        else:
+            vector = row.tolist()
+        data.append({"object": "embedding", "index": i, "embedding": vector})
+    about = service.describe()
+    n = len(results)
+    return {
+        "object": "list",
+        "model": about["model"],
+        "data": data,
+        "usage": {"prompt_tokens": n, "total_tokens": n, "images": n},
+        **{
+            k: about[k]
+            for k in (
+                "layer",
+                "spatial",
+                "weights",
+                "weights_sha256",
+                "pretrained",
+                "decode",
+                "precision",
+                "dim",
+            )
+        },  # fmt: skip
+        "errors": errors,
+    }
+
+
+def predict_answer(service, results, names, top_k: int) -> dict:
+    rows = [i for i, r in enumerate(results) if not isinstance(r, ImageError)]
+    values = {k: np.stack([results[i][k] for i in rows]) for k in results[rows[0]]}
+    found = dict(zip(rows, service.predict(values, top_k), strict=True))
+    out = []
+    for i, r in enumerate(results):
+        entry = {"index": i, "filename": names[i]}
+        if isinstance(r, ImageError):
+            entry.update(label=None, scores={}, score_kind=None,
+                         error={"message": r.message, "type": r.kind})  # fmt: skip
+        else:
+            p = found[i]
+            entry.update(label=p.label, scores=dict(p.top), score_kind=p.score_kind)
+        out.append(entry)
+    return {"predictions": out, "model": service.model_info()}
+
+
+def create_app(service, spec: ServeSpec) -> FastAPI:
+    """The application serving ``service`` (a
+    :class:`featx.serve.service.FeatureService`) with ``spec``'s limits."""
+    metrics = Metrics()
+    state = ServerState(service, spec, metrics)
+
+    @asynccontextmanager
+    async def lifespan(app):
+        await state.start()
+        try:
+            yield
+        finally:
+            await state.stop()
+
+    app = FastAPI(
+        title="featx serve",
+        version=__version__,
+        description=f"Features of {service.model_name} {service.layer}"
+        + (" and a fitted classifier's predictions" if service.has_classifier else ""),
+        lifespan=lifespan,
+        redoc_url=None,
+    )
+    app.state.featx = state
+    app.add_middleware(Guard, spec=spec, metrics=metrics)
+
+    @app.exception_handler(ServeError)
+    async def serve_error(request, exc: ServeError):
+        return JSONResponse(exc.body(), exc.status, headers=exc.headers)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request, exc: HTTPException):
+        kind = {404: "not_found", 405: "method_not_allowed"}.get(
+            exc.status_code, "invalid_request"
+        )
+        return JSONResponse(
+            error_body(str(exc.detail), kind), exc.status_code, headers=exc.headers
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request, exc: RequestValidationError):
+        return JSONResponse(error_body(str(exc.errors()[:1]), "invalid_request"), 422)
+
+    @app.get("/healthz", summary="Alive")
+    async def healthz():
+        return {"status": "ok"}
+
+    @app.get("/readyz", summary="Weights loaded and a warm-up batch run")
+    async def readyz():
+        if not state.ready:
+            return json_response({"status": "starting"}, 503)
+        return {"status": "ready", **service.describe()}
+
+    @app.get("/metrics", summary="Prometheus metrics")
+    async def prometheus():
+        if state.batcher is not None:
+            metrics.queue_depth.set(state.batcher.waiting)
+        return Response(metrics.render(), media_type=metrics.content_type)
+
+    @app.post(
+        "/v1/embeddings",
+        summary="Features of images, in the OpenAI embeddings shape",
+        response_model=EmbeddingsResponse,
+        responses=ERROR_RESPONSES,
+        openapi_extra=openapi_body(EmbeddingsRequest),
+    )
+    async def embeddings(request: Request):
+        req = await read_json(request, EmbeddingsRequest)
+        results = await state.compute(read_images(req.input, spec), "/v1/embeddings")
+        all_failed(results)
+        return json_response(embeddings_answer(service, results, req.encoding_format))
+
+    @app.post(
+        "/v1/predict",
+        summary="The fitted model's classes of images",
+        response_model=PredictResponse,
+        responses=ERROR_RESPONSES,
+        openapi_extra=openapi_body(PredictRequest, multipart=True),
+    )
+    async def predict(request: Request):
+        if not service.has_classifier:
+            raise ServeError(
+                404, "no_classifier",
+                "this server serves features only (started with --layer); "
+                "/v1/predict needs featx serve --model-file",
+            )  # fmt: skip
+        if media_type(request) == "multipart/form-data":
+            items, names, top_k = await read_form(request, spec)
+        else:
+            req = await read_json(request, PredictRequest)
+            items = read_images(req.input, spec)
+            names, top_k = [None] * len(items), req.top_k
+        results = await state.compute(items, "/v1/predict")
+        all_failed(results)
+        return json_response(predict_answer(service, results, names, top_k))
+
+    return app
+
+
+async def read_form(request: Request, spec: ServeSpec):
+    """Multipart form data: its ``file`` parts' bytes, their names, ``top_k``."""
+    try:
+        form = await request.form(
+            max_files=spec.max_images + 1, max_fields=spec.max_images + 8
+        )
+    except HTTPException as exc:
+        raise ServeError(400, "invalid_multipart", str(exc.detail)) from None
+    parts = form.getlist("file")
+    if not parts:
+        raise ServeError(422, "invalid_request", "no `file` part in the form")
+    if len(parts) > spec.max_images:
+        raise ServeError(
+            413, "too_many_images",
+            f"{len(parts)} images in one request; --max-images is {spec.max_images}",
+        )  # fmt: skip
+    items, names = [], []
+    for part in parts:
+        if isinstance(part, str):
+            items.append(ImageError("invalid_request", "a `file` part must be a file"))
+            names.append(None)
+            continue
+        data = await part.read()
+        items.append(data if data else ImageError("invalid_image", "empty file"))
+        names.append(printable(part.filename) if part.filename else None)
+    top_k = form.get("top_k", "1")
+    if not (isinstance(top_k, str) and top_k.isdigit() and int(top_k) >= 1):
+        raise ServeError(422, "invalid_request", "top_k must be an integer >= 1")
+    return items, names, int(top_k)
