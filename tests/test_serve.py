@@ -375,6 +375,28 @@ def test_overload_answers_503_with_retry_after_and_recovers(served, service):
         assert call(0).status_code == 200
 
 
+def test_concurrent_requests_share_forward_passes(served, service):
+    good = {"input": [b64(files_of(served["folder"])[1])]}
+    with ThreadServer(
+        SlowService(service, 0.3), max_batch_size=8, decode_pool="thread"
+    ) as server:
+        with ThreadPoolExecutor(6) as pool:
+            answers = list(
+                pool.map(
+                    lambda _: httpx.post(
+                        f"{server.url}/v1/embeddings", json=good, timeout=BOUND_S
+                    ),
+                    range(6),
+                )
+            )
+        assert [a.status_code for a in answers] == [200] * 6
+        vectors = np.array([a.json()["data"][0]["embedding"] for a in answers])
+        np.testing.assert_allclose(vectors, vectors[[0] * 6], rtol=1e-5, atol=1e-6)
+        text = httpx.get(f"{server.url}/metrics").text
+        passes = float(text.split("featx_batch_size_count ")[1].split()[0])
+        assert passes < 6
+
+
 def test_a_request_waiting_past_the_timeout_gets_504(served, service):
     good = {"input": [b64(files_of(served["folder"])[1])]}
     with ThreadServer(
@@ -429,7 +451,7 @@ def test_a_signal_drains_the_requests_in_flight_and_exits_0(served, sig, tmp_pat
     proc = subprocess.Popen(
         [
             sys.executable, "-m", "featx", "serve", "--layer", "fc7", "--weights",
-            "random", "--port", str(port), "--max-wait-ms", "1500",
+            "random", "--port", str(port), "--max-batch-size", "2",
             "--decode-pool", "thread", "-q",
         ],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -439,20 +461,22 @@ def test_a_signal_drains_the_requests_in_flight_and_exits_0(served, sig, tmp_pat
     url = f"http://127.0.0.1:{port}"
     try:
         wait_until_ready(url, proc)
-        good = {"input": [b64(files_of(served["folder"])[1])]}
+        good = {"input": [b64(f) for f in files_of(served["folder"])]}  # 12 images
         with ThreadPoolExecutor(3) as pool:
             calls = [
                 pool.submit(httpx.post, f"{url}/v1/embeddings", json=good, timeout=60)
                 for _ in range(3)
             ]
             deadline = time.monotonic() + BOUND_S
-            while time.monotonic() < deadline:  # all three wait in the batcher
+            while time.monotonic() < deadline:  # all three taken, in 18 batches
                 text = httpx.get(f"{url}/metrics").text
-                if 'featx_images_total{endpoint="/v1/embeddings"} 3.0' in text:
+                if 'featx_images_total{endpoint="/v1/embeddings"} 36.0' in text:
                     break
                 time.sleep(0.05)
+            in_flight = sum(not c.done() for c in calls)
             proc.send_signal(sig)
             answers = [c.result(timeout=BOUND_S) for c in calls]
+        assert in_flight > 0
         assert [a.status_code for a in answers] == [200, 200, 200]
         out, err = proc.communicate(timeout=BOUND_S)
         assert proc.returncode == 0, err.decode()[-2000:]

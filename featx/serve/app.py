@@ -115,7 +115,11 @@ class ServerState:
     async def _compute(self, items: list) -> list:
         good = [i for i, item in enumerate(items) if isinstance(item, bytes)]
         self.batcher.check_room(len(good))  # before the work of decoding
-        crops = await self.pool.decode([items[i] for i in good])
+        self.batcher.expect(len(good))
+        try:
+            crops = await self.pool.decode([items[i] for i in good])
+        finally:
+            self.batcher.expect(-len(good))
         out = list(items)
         ready = []
         for i, crop in zip(good, crops, strict=True):

@@ -43,6 +43,9 @@ class Batcher:
         self.on_batch = on_batch
         self.queue: asyncio.Queue = asyncio.Queue()
         self.waiting = 0
+        #: Images accepted but still decoding: a batch waits for them (up to
+        #: max_wait_ms), and leaves at once when there are none.
+        self.incoming = 0
         self.executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=1, thread_name_prefix="featx-forward"
         )
@@ -65,6 +68,11 @@ class Batcher:
             batches = -(-(self.waiting + count) // self.max_batch_size)
             raise Overloaded(self.waiting, max(1, round(batches * self.batch_seconds)))
 
+    def expect(self, count: int) -> None:
+        """``count`` images are decoding and will be submitted (or dropped:
+        ``expect(-count)``)."""
+        self.incoming += count
+
     async def submit(self, crops: list[np.ndarray]) -> list[dict[str, np.ndarray]]:
         """Each crop's ``{layer key: row}``, once its batch has run."""
         self.check_room(len(crops))
@@ -86,7 +94,7 @@ class Batcher:
                 batch.append(self.queue.get_nowait())
                 continue
             left = deadline - loop.time()
-            if left <= 0:
+            if left <= 0 or self.incoming == 0:  # nothing else is on its way
                 break
             try:
                 batch.append(await asyncio.wait_for(self.queue.get(), left))

@@ -68,6 +68,7 @@ class FeatureService:
         self.device = resolve_device(spec.device)
         self.pipeline = self.meta = None
         self.dim: int | None = None
+        self.batches = 0
         if spec.model_file is not None:
             self._load_model_file(Path(spec.model_file))
         else:
@@ -156,8 +157,12 @@ class FeatureService:
         """One forward pass over ``crops``: ``{layer key: (n, dim) array}``."""
         import torch
 
-        from featx.forward import run_forward
+        from featx.forward import TRIM_EVERY, run_forward
+        from featx.runtime import release_free_memory
 
+        self.batches += 1
+        if self.batches % TRIM_EVERY == 0:  # as extraction does
+            release_free_memory()
         images = torch.from_numpy(np.stack(crops))
         return run_forward(
             net=self.net,
