@@ -130,7 +130,7 @@ def service(served):
 def features_server(service):
     """The features server, decoding in worker processes, with small limits."""
     with ThreadServer(
-        service, max_images=4, max_request_mb=1, decode_workers=1
+        service, max_images=4, max_request_mb=1, decode_workers=1, decode_pool="process"
     ) as server:
         yield server
 
@@ -140,7 +140,7 @@ def model_server(served):
     """A model file's server, behind a token."""
     from featx.serve.service import FeatureService
 
-    spec = dict(model_file=served["model"], token="s3cret", decode_pool="thread")
+    spec = dict(model_file=served["model"], token="s3cret")
     service = FeatureService(ServeSpec(**spec))
     with ThreadServer(service, **spec) as server:
         server.headers = {"Authorization": "Bearer s3cret"}
@@ -452,7 +452,7 @@ def test_a_signal_drains_the_requests_in_flight_and_exits_0(served, sig, tmp_pat
         [
             sys.executable, "-m", "featx", "serve", "--layer", "fc7", "--weights",
             "random", "--port", str(port), "--max-batch-size", "2",
-            "--decode-pool", "thread", "-q",
+            "-q",
         ],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         env={**os.environ, "PYTHONPATH": str(TESTS.parent)},

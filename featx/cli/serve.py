@@ -11,6 +11,7 @@ from featx.choices import DECODE_MODES, ENGINES, PRECISIONS, SPATIAL
 from featx.cli.app import main
 from featx.cli.options import examples, model_option
 from featx.cli.output import random_weights_banner
+from featx.serve.spec import DECODE_POOLS
 
 SERVE_EXAMPLES = examples(
     "featx serve --model-file models/fc7-logreg.skops",
@@ -140,10 +141,12 @@ def _missing_extra(exc: ImportError) -> click.ClickException:
 )
 @click.option(
     "--decode-pool",
-    type=click.Choice(("process", "thread")),
-    default="process",
+    type=click.Choice(DECODE_POOLS),
+    default=DECODE_POOLS[0],
     show_default=True,
-    help="Decode in worker processes (what decoders print is captured) or threads.",
+    help="Decode in threads (PIL releases the GIL; faster on few cores, less "
+    "memory) or in worker processes (what decoders print is captured, as in "
+    "extract).",
 )
 @click.option(
     "--engine",
