@@ -487,3 +487,43 @@ def test_a_signal_drains_the_requests_in_flight_and_exits_0(served, sig, tmp_pat
         if proc.poll() is None:
             proc.kill()
             proc.wait(timeout=30)
+
+
+@pytest.mark.slow
+def test_ray_serve_answers_equal_the_local_servers(served, features_server, tmp_path):
+    pytest.importorskip("ray.serve")
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            sys.executable, "-m", "featx", "serve", "--engine", "ray",
+            "--replicas", "2", "--layer", "fc7", "--weights", "random",
+            "--port", str(port), "--token", "t0k",
+        ],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(TESTS.parent)},
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    headers = {"Authorization": "Bearer t0k"}
+    try:
+        wait_until_ready(url, proc, token="t0k")
+        body = {"input": [b64(f) for f in files_of(served["folder"])[:3]] + ["@"]}
+        answers = {}
+        for name, where in (("ray", url), ("local", features_server.url)):
+            got = httpx.post(
+                f"{where}/v1/embeddings", json=body, headers=headers, timeout=BOUND_S
+            )
+            assert got.status_code == 200, got.text
+            answers[name] = got.json()
+        ray, local = answers["ray"], answers["local"]
+        assert ray["errors"] == local["errors"] and len(ray["data"]) == 3
+        for a, b in zip(ray["data"], local["data"], strict=True):
+            assert a["index"] == b["index"]
+            np.testing.assert_allclose(a["embedding"], b["embedding"], rtol=1e-5)
+        assert httpx.get(f"{url}/readyz").status_code == 401  # the same app
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=120)
+        assert proc.returncode == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=60)

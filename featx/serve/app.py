@@ -60,8 +60,11 @@ def json_response(data, status: int = 200, headers: dict | None = None) -> Respo
 class ServerState:
     """What the routes share: the service, the decode pool, the batcher."""
 
-    def __init__(self, service, spec: ServeSpec, metrics: Metrics) -> None:
+    def __init__(
+        self, service, spec: ServeSpec, metrics: Metrics, batcher=Batcher
+    ) -> None:
         self.service, self.spec, self.metrics = service, spec, metrics
+        self.batcher_class = batcher
         self.pool: DecodePool | None = None
         self.batcher: Batcher | None = None
         self.ready = False
@@ -74,7 +77,7 @@ class ServerState:
         workers = spec.decode_workers or available_cores()
         self.pool = DecodePool(self.service, kind=spec.decode_pool, workers=workers)
         await loop.run_in_executor(None, self.pool.warm_up)
-        self.batcher = Batcher(
+        self.batcher = self.batcher_class(
             self.service.forward,
             max_batch_size=spec.max_batch_size,
             max_wait_ms=spec.max_wait_ms,
@@ -314,11 +317,13 @@ def predict_answer(service, results, names, top_k: int) -> dict:
     return {"predictions": out, "model": service.model_info()}
 
 
-def create_app(service, spec: ServeSpec) -> FastAPI:
+def create_app(service, spec: ServeSpec, *, batcher=Batcher) -> FastAPI:
     """The application serving ``service`` (a
-    :class:`featx.serve.service.FeatureService`) with ``spec``'s limits."""
+    :class:`featx.serve.service.FeatureService`) with ``spec``'s limits;
+    ``batcher`` gathers its batches (:class:`featx.serve.batching.Batcher`, or
+    on Ray :class:`featx.serve.ray_app.ServeBatcher`)."""
     metrics = Metrics()
-    state = ServerState(service, spec, metrics)
+    state = ServerState(service, spec, metrics, batcher)
 
     @asynccontextmanager
     async def lifespan(app):
