@@ -1,6 +1,7 @@
 """`featx serve` against offline `featx extract` on the same images, in one run.
 
-    python benchmarks/bench_serve.py [--images 400] [--requests 400] [--rss-requests 5000]
+    python benchmarks/bench_serve.py [--images 400] [--requests 400]
+    python benchmarks/bench_serve.py --rss-requests 5000   # the issue's memory test
     python benchmarks/bench_serve.py --tiny       # a quick check that it runs
 
 Makes N ~500x375 JPEGs (bench_extract's photos), then measures:
@@ -36,10 +37,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_extract import machine, make_photos  # noqa: E402 (configures OpenMP)
-
 import httpx  # noqa: E402
 import numpy as np  # noqa: E402
+from bench_extract import machine, make_photos  # noqa: E402 (configures OpenMP)
 
 from featx import extract  # noqa: E402
 from featx.forward import resolve_device  # noqa: E402

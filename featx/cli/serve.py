@@ -14,10 +14,10 @@ from featx.cli.output import random_weights_banner
 from featx.serve.spec import DECODE_POOLS
 
 SERVE_EXAMPLES = examples(
-    "featx serve --model-file models/fc7-logreg.skops",
-    "featx serve --model resnet50 --layer layer4 --spatial avg --weights random",
-    'featx serve --model-file m.skops --host 0.0.0.0 --port 9000 --token "$TOKEN"',
-    "curl -s localhost:8000/v1/predict -F file=@photo.jpg",
+    "featx serve --model-file models/fc7-logreg.skops --port 9000",
+    "featx serve --layer fc7 --weights random",
+    "featx serve --model resnet18 --layer layer4 --spatial avg --weights random "
+    "--host 0.0.0.0 --token s3cret",
 )
 
 
