@@ -397,6 +397,30 @@ def test_concurrent_requests_share_forward_passes(served, service):
         assert passes < 6
 
 
+class FailingOnce(SlowService):
+    """A service whose first forward pass fails."""
+
+    def forward(self, crops):
+        if not getattr(self, "failed", False):
+            self.failed = True
+            raise RuntimeError("out of memory (planted)")
+        return self._service.forward(crops)
+
+
+def test_a_failed_forward_pass_is_a_json_500_and_the_server_goes_on(served, service):
+    good = {"input": [b64(files_of(served["folder"])[1])]}
+    with ThreadServer(FailingOnce(service, 0), decode_pool="thread") as server:
+        first = httpx.post(f"{server.url}/v1/embeddings", json=good, timeout=BOUND_S)
+        assert first.status_code == 500
+        assert first.json()["error"] == {
+            "message": "internal error (RuntimeError)",
+            "type": "internal_error",
+            "index": None,
+        }
+        again = httpx.post(f"{server.url}/v1/embeddings", json=good, timeout=BOUND_S)
+        assert again.status_code == 200
+
+
 def test_a_request_waiting_past_the_timeout_gets_504(served, service):
     good = {"input": [b64(files_of(served["folder"])[1])]}
     with ThreadServer(

@@ -357,6 +357,14 @@ def create_app(service, spec: ServeSpec, *, batcher=Batcher) -> FastAPI:
             error_body(str(exc.detail), kind), exc.status_code, headers=exc.headers
         )
 
+    @app.exception_handler(Exception)
+    async def internal(request, exc: Exception):
+        # the traceback goes to the server's log; the client gets one line
+        return JSONResponse(
+            error_body(f"internal error ({type(exc).__name__})", "internal_error"),
+            500,
+        )
+
     @app.exception_handler(RequestValidationError)
     async def invalid(request, exc: RequestValidationError):
         return JSONResponse(error_body(str(exc.errors()[:1]), "invalid_request"), 422)
