@@ -453,6 +453,29 @@ def test_cli_warns_without_a_token_on_a_public_address(monkeypatch):
     assert seen["spec"].host == "0.0.0.0"
 
 
+def test_cli_serves_a_model_file_with_the_token_from_the_environment(
+    served, monkeypatch
+):
+    from click.testing import CliRunner
+
+    import featx.serve.server
+    from featx.cli import main
+
+    seen = {}
+    monkeypatch.setattr(
+        featx.serve.server, "serve", lambda service, spec, **kw: seen.update(spec=spec)
+    )
+    out = CliRunner().invoke(
+        main, ["serve", "--model-file", str(served["model"]), "--port", "9123"],
+        env={"FEATX_SERVE_TOKEN": "from-env"}, catch_exceptions=False,
+    )  # fmt: skip
+    assert out.exit_code == 0, out.output
+    assert "predictions and features at http://127.0.0.1:9123" in out.output
+    assert "layer: fc7" in out.output and "weights: random(seed=0)" in out.output
+    assert "without a token" not in out.output
+    assert seen["spec"].token == "from-env"
+
+
 def test_cli_refuses_both_or_neither():
     from click.testing import CliRunner
 
