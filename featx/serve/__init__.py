@@ -13,6 +13,8 @@ file the loading and classifying of :mod:`featx.predict`. Its modules:
 - :mod:`~featx.serve.batching`: the bounded queue that gathers requests into
   batches;
 - :mod:`~featx.serve.schemas`: request and response shapes, and the JSON errors;
+- :mod:`~featx.serve.reading`: a request's images, from JSON or form data;
+- :mod:`~featx.serve.guard`: the middleware: metrics, the token, the body limit;
 - :mod:`~featx.serve.metrics`: the Prometheus metrics;
 - :mod:`~featx.serve.app`: the FastAPI application and its routes;
 - :mod:`~featx.serve.server`: uvicorn, signals and the drain;

@@ -1,33 +1,37 @@
-"""The FastAPI application: the routes, and the middleware every request passes
-(metrics, the bearer token, the body limit).
+"""The FastAPI application: its routes, the state they share (the decode pool
+and the batcher), and the answers they build.
 
-Routes read their own bodies rather than letting FastAPI parse them, so that
-each way a body can be wrong gets featx's one JSON error with its status: an
-empty body or malformed JSON 400, a body over the limit 413, a wrong content
-type 415, JSON of the wrong shape 422 (:mod:`featx.serve.schemas`).
+Every request passes :class:`featx.serve.guard.Guard` first (metrics, the
+token, the body limit). Routes read their own bodies
+(:mod:`featx.serve.reading`) rather than letting FastAPI parse them, so that
+each way a body can be wrong gets featx's one JSON error with its status.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
-import hmac
 import json
-import time
 from contextlib import asynccontextmanager
 
 import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from pydantic import ValidationError
 from starlette.exceptions import HTTPException
 
 from featx import __version__
-from featx.errors import printable
 from featx.serve.batching import Batcher, Overloaded
 from featx.serve.decoding import DecodePool
+from featx.serve.guard import Guard
 from featx.serve.metrics import Metrics
+from featx.serve.reading import (
+    all_failed,
+    media_type,
+    read_form,
+    read_images,
+    read_json,
+)
 from featx.serve.schemas import (
     ERROR_RESPONSES,
     EmbeddingsRequest,
@@ -37,18 +41,9 @@ from featx.serve.schemas import (
     PredictResponse,
     ServeError,
     error_body,
-    image_bytes,
     openapi_body,
 )
 from featx.serve.spec import ServeSpec
-
-#: The paths metrics are labelled with; any other is ``other``.
-ENDPOINTS = (
-    "/v1/embeddings", "/v1/predict", "/healthz", "/readyz", "/metrics",
-    "/openapi.json", "/docs",
-)  # fmt: skip
-#: The one path open without the token: a load balancer's liveness probe.
-OPEN_PATHS = ("/healthz",)
 
 
 def json_response(data, status: int = 200, headers: dict | None = None) -> Response:
@@ -138,130 +133,6 @@ class ServerState:
                 self.metrics.decode_failures.labels(item.kind).inc()
         self.metrics.queue_depth.set(self.batcher.waiting)
         return out
-
-
-def read_images(inputs, spec: ServeSpec) -> list:
-    """Each input's bytes, or the :class:`ImageError` it raised; refuses a
-    request without images or with more than ``--max-images``."""
-    inputs = [inputs] if isinstance(inputs, str | bytes) else list(inputs)
-    if not inputs:
-        raise ServeError(422, "invalid_request", "`input` holds no image")
-    if len(inputs) > spec.max_images:
-        raise ServeError(
-            413, "too_many_images",
-            f"{len(inputs)} images in one request; --max-images is {spec.max_images}",
-        )  # fmt: skip
-    out = []
-    for item in inputs:
-        try:
-            out.append(item if isinstance(item, bytes) else image_bytes(item))
-        except ImageError as exc:
-            out.append(exc)
-    return out
-
-
-def all_failed(results: list) -> None:
-    """A request none of whose images could be read is one 422, at the first."""
-    if results and all(isinstance(r, ImageError) for r in results):
-        first = results[0]
-        raise ServeError(422, first.kind, first.message, 0)
-
-
-def media_type(request: Request) -> str:
-    return request.headers.get("content-type", "").split(";")[0].strip().lower()
-
-
-async def read_json(request: Request, model):
-    """The body as ``model``, or the error of its first fault."""
-    if media_type(request) != "application/json":
-        raise ServeError(
-            415, "unsupported_media_type",
-            f"send Content-Type: application/json; got {media_type(request) or 'none'}",
-        )  # fmt: skip
-    body = await request.body()
-    if not body.strip():
-        raise ServeError(400, "empty_body", "the request body is empty")
-    try:
-        data = json.loads(body)
-    except ValueError as exc:  # also bad UTF-8
-        raise ServeError(400, "invalid_json", f"malformed JSON: {exc}") from None
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "body"
-        raise ServeError(422, "invalid_request", f"{where}: {first['msg']}") from None
-
-
-class Guard:
-    """Pure ASGI middleware, outermost: counts and times each request, asks
-    for the bearer token, and refuses bodies over the limit."""
-
-    def __init__(self, app, *, spec: ServeSpec, metrics: Metrics) -> None:
-        self.app, self.spec, self.metrics = app, spec, metrics
-        self.token = spec.token.encode() if spec.token else None
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        path = scope["path"]
-        endpoint = path if path in ENDPOINTS else "other"
-        started = time.perf_counter()
-        status = {"code": 500}
-
-        async def sending(message):
-            if message["type"] == "http.response.start":
-                status["code"] = message["status"]
-            await send(message)
-
-        try:
-            refusal = self.refusal(scope)
-            if refusal is not None:
-                await refusal(scope, receive, sending)
-            else:
-                await self.app(scope, self.limited(receive), sending)
-        finally:
-            self.metrics.requests.labels(endpoint, str(status["code"])).inc()
-            self.metrics.latency.labels(endpoint).observe(time.perf_counter() - started)
-
-    def refusal(self, scope):
-        headers = dict(scope["headers"])
-        if self.token is not None and scope["path"] not in OPEN_PATHS:
-            given = headers.get(b"authorization", b"")
-            scheme, _, value = given.partition(b" ")
-            if scheme.lower() != b"bearer" or not hmac.compare_digest(
-                value.strip(), self.token
-            ):
-                return JSONResponse(
-                    error_body("a valid `Authorization: Bearer <token>` is required",
-                               "unauthorized"),
-                    401, headers={"WWW-Authenticate": "Bearer"},
-                )  # fmt: skip
-        length = headers.get(b"content-length", b"")
-        if length.isdigit() and int(length) > self.spec.max_request_bytes:
-            return JSONResponse(self.too_large().body(), 413)
-        return None
-
-    def too_large(self) -> ServeError:
-        return ServeError(
-            413, "request_too_large",
-            f"the request body is over --max-request-mb {self.spec.max_request_mb:g}",
-        )  # fmt: skip
-
-    def limited(self, receive):
-        """``receive`` that refuses a body (chunked, say) past the limit."""
-        total = 0
-
-        async def receiving():
-            nonlocal total
-            message = await receive()
-            if message["type"] == "http.request":
-                total += len(message.get("body", b""))
-                if total > self.spec.max_request_bytes:
-                    raise self.too_large()
-            return message
-
-        return receiving
 
 
 def embeddings_answer(service, results: list, encoding: str) -> dict:
@@ -423,34 +294,3 @@ def create_app(service, spec: ServeSpec, *, batcher=Batcher) -> FastAPI:
         return json_response(predict_answer(service, results, names, top_k))
 
     return app
-
-
-async def read_form(request: Request, spec: ServeSpec):
-    """Multipart form data: its ``file`` parts' bytes, their names, ``top_k``."""
-    try:
-        form = await request.form(
-            max_files=spec.max_images + 1, max_fields=spec.max_images + 8
-        )
-    except HTTPException as exc:
-        raise ServeError(400, "invalid_multipart", str(exc.detail)) from None
-    parts = form.getlist("file")
-    if not parts:
-        raise ServeError(422, "invalid_request", "no `file` part in the form")
-    if len(parts) > spec.max_images:
-        raise ServeError(
-            413, "too_many_images",
-            f"{len(parts)} images in one request; --max-images is {spec.max_images}",
-        )  # fmt: skip
-    items, names = [], []
-    for part in parts:
-        if isinstance(part, str):
-            items.append(ImageError("invalid_request", "a `file` part must be a file"))
-            names.append(None)
-            continue
-        data = await part.read()
-        items.append(data if data else ImageError("invalid_image", "empty file"))
-        names.append(printable(part.filename) if part.filename else None)
-    top_k = form.get("top_k", "1")
-    if not (isinstance(top_k, str) and top_k.isdigit() and int(top_k) >= 1):
-        raise ServeError(422, "invalid_request", "top_k must be an integer >= 1")
-    return items, names, int(top_k)
