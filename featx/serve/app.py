@@ -291,6 +291,8 @@ def create_app(service, spec: ServeSpec, *, batcher=Batcher) -> FastAPI:
             names, top_k = [None] * len(items), req.top_k
         results = await state.compute(items, "/v1/predict")
         all_failed(results)
-        return json_response(predict_answer(service, results, names, top_k))
+        # the classifier runs off the event loop, as the network does
+        answer = await asyncio.to_thread(predict_answer, service, results, names, top_k)
+        return json_response(answer)
 
     return app
