@@ -476,6 +476,20 @@ def test_cli_serves_a_model_file_with_the_token_from_the_environment(
     assert seen["spec"].token == "from-env"
 
 
+def test_cli_without_ray_says_which_extra(monkeypatch):
+    from click.testing import CliRunner
+
+    from featx.cli import main
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if not installed
+    monkeypatch.delitem(sys.modules, "featx.serve.ray_app", raising=False)
+    out = CliRunner().invoke(
+        main, ["serve", "--layer", "fc7", "--weights", "random", "--engine", "ray"]
+    )
+    assert out.exit_code == 1
+    assert "pip install 'featx[serve,ray]'" in out.output
+
+
 def test_cli_refuses_both_or_neither():
     from click.testing import CliRunner
 

@@ -22,9 +22,10 @@ SERVE_EXAMPLES = examples(
 
 
 def _missing_extra(exc: ImportError) -> click.ClickException:
+    extras = "serve,ray" if (exc.name or "").startswith("ray") else "serve"
     return click.ClickException(
-        f"featx serve needs the serve extra ({exc.name} is not installed): "
-        "pip install 'featx[serve]'"
+        f"featx serve needs the {extras} extra ({exc.name} is not installed): "
+        f"pip install 'featx[{extras}]'"
     )
 
 
