@@ -588,3 +588,50 @@ def test_ray_serve_answers_equal_the_local_servers(served, features_server, tmp_
         if proc.poll() is None:
             proc.kill()
             proc.wait(timeout=60)
+
+
+def test_decodes_in_threads_keep_their_own_bomb_warning(monkeypatch):
+    """Two images open at once in serve's decode threads: the one over PIL's
+    pixel limit is refused, though the other opened while it was opening
+    (``warnings.catch_warnings`` is process-wide: without the turns, the
+    warning went to the other thread's record and the guard was bypassed)."""
+    import featx.images.decode as decode
+    from featx.errors import ImageDecodeError
+
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 5000)
+    big, small = io.BytesIO(), io.BytesIO()
+    Image.new("RGB", (80, 80)).save(big, format="PNG")  # 6400 px: warned at open
+    Image.new("RGB", (40, 40)).save(small, format="PNG")
+    small_inside, big_opened = threading.Event(), threading.Event()
+    real_open = Image.open
+
+    def opening(fp, *args, **kwargs):
+        if fp.getvalue() == big.getvalue():
+            small_inside.wait(timeout=2)  # the small one opens meanwhile
+            img = real_open(fp, *args, **kwargs)
+            big_opened.set()
+            return img
+        small_inside.set()
+        big_opened.wait(timeout=2)
+        return real_open(fp, *args, **kwargs)
+
+    monkeypatch.setattr(decode.Image, "open", opening)
+    results = {}
+
+    def run(name, data):
+        try:
+            results[name] = decode.decode_image(data).size
+        except ImageDecodeError as exc:
+            results[name] = str(exc)
+
+    threads = [
+        threading.Thread(target=run, args=("big", big.getvalue())),
+        threading.Thread(target=run, args=("small", small.getvalue())),
+    ]
+    threads[0].start()
+    time.sleep(0.2)  # the big one is inside its open first
+    threads[1].start()
+    for t in threads:
+        t.join(timeout=30)
+    assert results["small"] == (40, 40)
+    assert "decompression bomb" in results["big"]
