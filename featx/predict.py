@@ -249,13 +249,27 @@ def _predict_batches(batches, results, pipeline, meta, wanted, top_k, progress):
             for row, reason in failed:
                 results[row].error = reason
             if len(idx):
-                X = np.hstack([values[w.key] for w in wanted]).astype(np.float32)
-                if meta.dtype == "float16":  # as the training features were stored
-                    X = X.astype(np.float16).astype(np.float32)
+                X = model_input(values, wanted, meta)
                 _classify(pipeline, X, meta.classes, top_k, [results[i] for i in idx])
             progress.advance(len(idx) + len(failed))
     finally:
         progress.finish()
+
+
+def model_input(values: dict, wanted: list[LayerDef], meta: ModelMeta) -> np.ndarray:
+    """The classifier's input from one batch's ``{layer key: (n, dim)}``
+    values: the views side by side, rounded as the training features were
+    stored. ``featx serve`` builds its input with it too."""
+    X = np.hstack([values[w.key] for w in wanted]).astype(np.float32)
+    if meta.dtype == "float16":  # as the training features were stored
+        X = X.astype(np.float16).astype(np.float32)
+    return X
+
+
+def classify(pipeline, X, meta: ModelMeta, top_k: int, out: list[Prediction]):
+    """Fill ``out``, one :class:`Prediction` per row of ``X``, with the
+    ``top_k`` classes of ``meta``'s model and their scores."""
+    _classify(pipeline, X, meta.classes, top_k, out)
 
 
 def _reuse_caches(inputs, cache_dir, meta: ModelMeta, wanted, loaded, preprocess):

@@ -31,13 +31,24 @@ COMMANDS = {
 #: which step torch appeared in sys.modules, if it did.
 SCRIPT = """
 import json, sys
+SERVING = %r
+def web():
+    return sorted(m for m in SERVING if m in sys.modules)
 from featx.cli import main
-steps = [("import featx.cli", "torch" in sys.modules)]
+steps = [("import featx.cli", "torch" in sys.modules, web())]
 for args in json.loads(sys.argv[1]):
     main(args, standalone_mode=False)
-    steps.append((args[0], "torch" in sys.modules))
+    steps.append((args[0], "torch" in sys.modules, web()))
 print("STEPS " + json.dumps(steps))
 """
+
+#: What `featx serve` alone imports (the serve extra, and Ray Serve): no other
+#: command, nor `featx --help`, may load them.
+SERVING = (
+    "fastapi", "uvicorn", "starlette", "pydantic", "prometheus_client",
+    "multipart", "python_multipart", "httpx", "ray.serve",
+)  # fmt: skip
+SCRIPT = SCRIPT % (SERVING,)
 
 @pytest.fixture
 def workdir(tmp_path: Path) -> Path:
@@ -71,9 +82,11 @@ def test_cache_reading_commands_load_no_torch(workdir, commands):
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     line = next(x for x in done.stdout.splitlines() if x.startswith("STEPS "))
     steps = json.loads(line[len("STEPS ") :])
-    assert [s for s, _ in steps] == ["import featx.cli", *commands]
-    loaded = [step for step, torch_loaded in steps if torch_loaded]
+    assert [s for s, _, _ in steps] == ["import featx.cli", *commands]
+    loaded = [step for step, torch_loaded, _ in steps if torch_loaded]
     assert not loaded, f"torch is in sys.modules after: {', '.join(loaded)}"
+    web = {step: names for step, _, names in steps if names}
+    assert not web, f"serving libraries imported: {web}"
     if "report" in commands:
         assert (workdir / "report" / "results.json").is_file()
     if "fit" in commands:
@@ -92,3 +105,27 @@ def test_the_torch_free_vocabularies_import_neither_torch_nor_sklearn():
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("args", [["--help"], ["serve", "--help"], ["info", "--help"]])
+def test_help_loads_no_serving_library(tmp_path, args):
+    """`featx --help`, and the help of `serve` itself, import neither torch nor
+    the serve extra: only running `featx serve` does."""
+    script = SCRIPT.replace(
+        "main(args, standalone_mode=False)",
+        "main(args, standalone_mode=False, prog_name='featx')",
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, json.dumps([args])],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    line = next(x for x in done.stdout.splitlines() if x.startswith("STEPS "))
+    steps = json.loads(line[len("STEPS ") :])
+    assert [(torch_loaded, names) for _, torch_loaded, names in steps] == [
+        (False, []),
+        (False, []),
+    ]

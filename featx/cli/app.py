@@ -61,3 +61,6 @@ def main() -> None:
       featx fit --clf svm
       featx report
     """
+
+
+from featx.cli import serve as _serve  # noqa: E402, F401  (registers `featx serve`)

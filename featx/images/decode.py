@@ -11,6 +11,7 @@ import io
 import os
 import sys
 import tempfile
+import threading
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -66,6 +67,12 @@ def _bomb_guard(img: Image.Image, bomb: warnings.WarningMessage | None) -> None:
         )
 
 
+#: ``warnings.catch_warnings`` swaps process-wide state: images decoding in
+#: threads (featx serve's pool) take turns at the open, where the bomb warning
+#: is caught, so that none loses its warning to another's (a header read: brief).
+_OPEN_LOCK = threading.Lock()
+
+
 def decode_image(data: bytes | Path, *, scale_to=None) -> Image.Image:
     """Decode one image file (or its bytes) into an 8-bit RGB PIL image.
 
@@ -87,7 +94,7 @@ def decode_image(data: bytes | Path, *, scale_to=None) -> Image.Image:
     if not data:
         raise ImageDecodeError("empty file (0 bytes)")
     try:
-        with warnings.catch_warnings(record=True) as opened:
+        with _OPEN_LOCK, warnings.catch_warnings(record=True) as opened:
             warnings.simplefilter("always", Image.DecompressionBombWarning)
             img = Image.open(io.BytesIO(data))
         bomb = None
