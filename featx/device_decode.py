@@ -16,8 +16,8 @@ import torch
 from PIL import Image
 
 import featx.images
-from featx.errors import ImageDecodeError
 from featx.images import Preprocess
+from featx.images.decode import file_failure
 
 
 def device_jpeg(path: Path, preprocess: Preprocess) -> tuple[torch.Tensor, str] | None:
@@ -35,7 +35,9 @@ def device_jpeg(path: Path, preprocess: Preprocess) -> tuple[torch.Tensor, str] 
             w, h = img.size
             if img.mode not in ("RGB", "L") or w * h > Image.MAX_IMAGE_PIXELS:
                 return None
-    except (OSError, SyntaxError, ValueError):
+    except Exception as exc:  # PIL decodes it in the worker, and says why not
+        if file_failure(exc) is None:
+            raise
         return None
     return torch.frombuffer(bytearray(data), dtype=torch.uint8), ""
 
@@ -119,17 +121,21 @@ def pil_crop(
     data: bytes | Path, preprocess: Preprocess, views: tuple[str, ...] | None
 ) -> tuple[torch.Tensor | None, str]:
     """The PIL path for one file (or its bytes): its crop (or (V, 3, H, W)
-    views), or None and why it could not be decoded. Shared by the decode
-    workers and :func:`decode_on_device`'s fallback; it calls
+    views), or None and why it could not be decoded, resized or cut (whatever
+    the decoder raised: :func:`featx.images.decode.file_failure`). Shared by the
+    decode workers of every engine and :func:`decode_on_device`'s fallback; it calls
     ``featx.images.decode_image`` through the package, where tests count the
     decodes."""
     try:
         img = featx.images.decode_image(data, scale_to=preprocess.scale_to)
-    except ImageDecodeError as exc:
-        return None, str(exc)
-    if views is None:
-        return preprocess.to_uint8(img), ""
-    return preprocess.views_uint8(img, views), ""
+        if views is None:
+            return preprocess.to_uint8(img), ""
+        return preprocess.views_uint8(img, views), ""
+    except Exception as exc:  # the boundary of one file: featx's bugs go on up
+        reason = file_failure(exc)
+        if reason is None:
+            raise
+        return None, reason
 
 
 def blank(preprocess: Preprocess, views: tuple[str, ...] | None) -> torch.Tensor:

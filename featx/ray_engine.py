@@ -10,8 +10,11 @@ Ray is asked for.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
+import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -51,6 +54,64 @@ def connect(address: str | None):
                 f"cannot reach a Ray cluster at {address}: {exc}"
             ) from exc
     return ray
+
+
+def _writes_to_fd(stream, fd: int) -> bool:
+    try:
+        return stream.fileno() == fd
+    except (AttributeError, OSError, ValueError):  # pytest's, CliRunner's streams
+        return False
+
+
+@contextlib.contextmanager
+def ray_output_to(log: Path) -> Iterator[None]:
+    """Ray's own output, off the terminal and appended to ``log``: what its C++
+    core writes on file descriptor 2 (``core_worker.cc: ... Actor with class
+    name ...`` when an actor is made or restarted), what its Python logging
+    writes on the stream it was given at import, and the raylet's messages it
+    prints on ``sys.stdout`` (a worker died, its task is retried). featx's own
+    ``sys.stderr`` (the progress bars) keeps the terminal: it is pointed at a
+    copy of the old descriptor, which stays open for whoever still holds it.
+    The local cluster's processes, started meanwhile, keep writing to ``log``.
+    """
+    log.parent.mkdir(parents=True, exist_ok=True)
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(AttributeError, OSError, ValueError):
+            stream.flush()
+    old_out, old_err = sys.stdout, sys.stderr
+    with log.open("ab") as sink:
+        saved = os.dup(2)
+        os.dup2(sink.fileno(), 2)
+        sys.stdout = open(  # noqa: SIM115 (closed below)
+            sink.fileno(), "w", buffering=1, closefd=False, errors="replace"
+        )
+        if _writes_to_fd(old_err, 2):
+            sys.stderr = os.fdopen(
+                os.dup(saved),
+                "w",
+                buffering=1,
+                encoding=old_err.encoding,
+                errors=old_err.errors,
+            )
+        try:
+            yield
+        finally:
+            for stream in (sys.stdout, sys.stderr):
+                with contextlib.suppress(OSError, ValueError):
+                    stream.flush()
+            sys.stdout.close()
+            sys.stdout, sys.stderr = old_out, old_err
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+def restart_note(restarted: int, log: Path | None) -> str:
+    """The one line that says Ray replaced workers that died."""
+    where = f" (Ray's messages: {log})" if log is not None else ""
+    return (
+        f"Ray restarted {restarted} worker(s) that died; the images they held were "
+        f"retried{where}"
+    )
 
 
 def quiet_ray_data(ray) -> None:
@@ -116,6 +177,11 @@ class ExtractActor:
         self.preprocess = preprocess
         self.net = build_net(loaded, wanted, self.device)
         self.views = views_in(wanted)
+        import ray
+
+        # True in the process Ray started again after the actor's first one died
+        self.restarted = ray.get_runtime_context().was_current_actor_reconstructed
+        self.worker = f"{socket.gethostname()}:{os.getpid()}"
 
     def __call__(self, batch: dict) -> dict:
         rows = np.asarray(batch["row"], np.int64)
@@ -129,7 +195,12 @@ class ExtractActor:
         # what the decoders said stays in the Ray worker's log
         _, images, errors, _ = zip(*(items[i] for i in range(len(items))), strict=True)
         ok = np.array([not e for e in errors])
-        out = {"row": rows, "error": np.array(errors, dtype=object)}
+        out = {
+            "row": rows,
+            "error": np.array(errors, dtype=object),
+            # a restarted actor's process: its first block is the one retried
+            "restarted": np.full(len(rows), self.worker if self.restarted else ""),
+        }
         values = {}
         if ok.any():
             values = run_forward(
@@ -159,13 +230,72 @@ def joblib_backend(address: str | None):
     return joblib.parallel_config(backend="ray")
 
 
-# Long: one Ray Data pipeline (actors, blocks, resources), configured in one place.
-def ray_batches(*, files, rows, wanted, loaded, batch_size, engine, preprocess):
+class RayBatches:
+    """The Ray engine's stream of batches, which keeps Ray's output in its log
+    file from the moment the pipeline is set up until the stream ends or is
+    dropped (a stream never iterated ends with it too)."""
+
+    def __init__(self, batches: Iterator, output: contextlib.ExitStack) -> None:
+        self._batches = batches
+        self._output = output
+
+    def __iter__(self):
+        try:
+            yield from self._batches
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        self._output.close()
+
+    __del__ = close
+
+
+def ray_batches(
+    *,
+    files,
+    rows,
+    wanted,
+    loaded,
+    batch_size,
+    engine,
+    preprocess,
+    log: Path | None = None,
+    on_note: Callable[[str], None] | None = None,
+) -> RayBatches:
     """The Ray engine's stream of ``(rows, values, failures)``, like
     :func:`featx.forward.compute_batches`; ``engine`` is a
     :class:`featx.extraction.RayEngine` (its address and number of actors);
     ``preprocess`` is the driver's, sent to every worker (with caffe-alexnet's
-    mean image, if one is used, already read)."""
+    mean image, if one is used, already read). Ray's own output goes to ``log``
+    (:func:`ray_output_to`) while the stream runs; ``on_note(line)`` hears,
+    once at its end, that Ray restarted workers that died."""
+    require_ray()
+    # imported before the log is set up, so that their logging handlers keep the
+    # stream on file descriptor 2, which then leads to the log
+    import ray.data  # noqa: F401
+    output = contextlib.ExitStack()
+    if log is not None:
+        output.enter_context(ray_output_to(log))
+    try:
+        ds, ray = _pipeline(
+            files=files,
+            rows=rows,
+            wanted=wanted,
+            loaded=loaded,
+            batch_size=batch_size,
+            engine=engine,
+            preprocess=preprocess,
+        )
+    except BaseException:
+        output.close()
+        raise
+    return RayBatches(_results(ray, ds, wanted, log, on_note), output)
+
+
+# Long: one Ray Data pipeline (actors, blocks, resources), configured in one place.
+def _pipeline(*, files, rows, wanted, loaded, batch_size, engine, preprocess):
+    """The Ray Data pipeline of the pending rows, and the ray module."""
     ray = connect(engine.address)
     quiet_ray_data(ray)
     check_folder_visible(
@@ -201,23 +331,27 @@ def ray_batches(*, files, rows, wanted, loaded, batch_size, engine, preprocess):
         # image that cannot be decoded is a recorded row, never an exception.
         **per_actor,
     )
+    return ds, ray
 
-    def generate():
-        try:
-            for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
-                errors = [str(e) for e in batch["error"]]
-                ok = np.array([not e for e in errors])
-                idx = np.asarray(batch["row"], np.int64)
-                failed = [(int(r), e) for r, e in zip(idx, errors, strict=True) if e]
-                order = np.argsort(idx[ok])
-                values = {w.key: np.asarray(batch[w.key])[ok][order] for w in wanted}
-                yield idx[ok][order], values, failed
-        except ray.exceptions.RayError as exc:
-            cause = getattr(exc, "cause", None)
-            if isinstance(cause, FeatxError):
-                raise cause from exc
-            raise EngineError(
-                f"Ray extraction failed: {str(exc).splitlines()[0]}"
-            ) from exc
 
-    return generate()
+def _results(ray, ds, wanted, log, on_note) -> Iterator:
+    """The pipeline's batches as ``(rows, values, failures)``; at the end, a
+    note if Ray restarted actors that died (and retried their blocks)."""
+    restarted: set[str] = set()
+    try:
+        for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
+            errors = [str(e) for e in batch["error"]]
+            restarted.update(str(w) for w in batch["restarted"] if w)
+            ok = np.array([not e for e in errors])
+            idx = np.asarray(batch["row"], np.int64)
+            failed = [(int(r), e) for r, e in zip(idx, errors, strict=True) if e]
+            order = np.argsort(idx[ok])
+            values = {w.key: np.asarray(batch[w.key])[ok][order] for w in wanted}
+            yield idx[ok][order], values, failed
+    except ray.exceptions.RayError as exc:
+        cause = getattr(exc, "cause", None)
+        if isinstance(cause, FeatxError):
+            raise cause from exc
+        raise EngineError(f"Ray extraction failed: {str(exc).splitlines()[0]}") from exc
+    if restarted and on_note is not None:
+        on_note(restart_note(len(restarted), log))

@@ -3,6 +3,8 @@ that still covers the resize target; everything else, and every small image,
 decodes exactly as before."""
 
 import io
+import struct
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,12 +13,14 @@ from click.testing import CliRunner
 from PIL import Image
 from torchvision.models import AlexNet_Weights
 
+import featx.images
+import featx.images.decode
 from featx import FeatureCache, extract
 from featx.cli import main
 from featx.errors import ImageDecodeError
 from featx.images import decode_image, draft_size
 from featx.model import load_weights, preprocess_for
-from tests.conftest import reference
+from tests.conftest import reference, write_folder
 from tests.numerics import rel_l2
 
 RNG = np.random.default_rng(5)
@@ -171,3 +175,90 @@ def test_cli_decode_option_and_a_wrong_mode(phone_folder, tmp_path):
     assert bad.exit_code == 2 and "'fast', 'exact'" in bad.output
     with pytest.raises(ValueError, match="`decode` must be one of 'fast', 'exact'"):
         extract(phone_folder, layers=["fc7"], weights="random", decode="quick")
+
+
+# ------------------------------- a file's failure, whatever its decoder raises
+
+#: What a stand-in decoder raises for each file: the exceptions Pillow's plugins
+#: raise besides OSError and ValueError, and some no plugin should.
+RAISED = {
+    "dds.png": NotImplementedError("Unimplemented DXGI format 2"),
+    "apng.png": SyntaxError("APNG contains frame sequence errors"),
+    "header.png": struct.error("unpack requires a buffer of 4 bytes"),
+    "xmp.png": KeyError("XML:com.adobe.xmp"),
+    "plugin.png": RuntimeError("a plugin's own error"),
+    "eof.png": EOFError("no more images"),
+}
+
+
+@pytest.fixture
+def stand_in_decoder(tmp_path, monkeypatch):
+    """A folder of six good images and one file per entry of :data:`RAISED` plus
+    ``empty.png``, whose decoder (through ``featx.images``, as every engine calls
+    it) raises that entry, or gives a 0×0 image that resizing cannot take."""
+    folder = write_folder(tmp_path / "data", {"a": 3, "b": 3})
+    good = (folder / "a" / "img000.png").read_bytes()
+    for name in [*RAISED, "empty.png"]:
+        (folder / "b" / name).write_bytes(good)
+    real = featx.images.decode_image
+
+    def decode(data, **kw):
+        name = Path(str(data)).name
+        if name in RAISED:
+            raise RAISED[name]
+        return Image.new("RGB", (0, 0)) if name == "empty.png" else real(data, **kw)
+
+    monkeypatch.setattr(featx.images, "decode_image", decode)
+    return folder
+
+
+@pytest.mark.parametrize("views", ["center", "flip"])
+def test_whatever_a_decoder_raises_is_a_recorded_failure(stand_in_decoder, views):
+    result = extract(
+        stand_in_decoder,
+        layers=["fc7"],
+        views=views,
+        weights="random",
+        cache_dir=stand_in_decoder.parent / "cache",
+        num_workers=0,
+        batch_size=4,
+    )
+    reasons = {f.path: f.reason for f in result.failures}
+    expected = {
+        f"b/{name}": f"cannot decode: {type(exc).__name__}: {exc}"
+        for name, exc in RAISED.items()
+    }
+    expected["b/empty.png"] = "cannot decode: ZeroDivisionError: division by zero"
+    assert reasons == expected
+    assert result.n_new == 6
+    with FeatureCache(result.cache_path) as cache:
+        assert {f.path: f.reason for f in cache.failed} == expected
+
+
+@pytest.mark.parametrize(
+    "exc", [KeyboardInterrupt(), MemoryError(), SystemExit(3)], ids=type
+)
+def test_an_interrupt_or_the_process_out_of_memory_stops_the_run(
+    stand_in_decoder, monkeypatch, exc
+):
+    monkeypatch.setitem(RAISED, "plugin.png", exc)
+    with pytest.raises(type(exc)):
+        extract(
+            stand_in_decoder,
+            layers=["fc7"],
+            weights="random",
+            cache_dir=stand_in_decoder.parent / "cache",
+            num_workers=0,
+        )
+
+
+def test_a_bug_in_featx_stops_the_run(image_folder, tmp_path, monkeypatch):
+    monkeypatch.setattr(featx.images.decode, "ImageOps", None)  # featx's code breaks
+    with pytest.raises(AttributeError):
+        extract(
+            image_folder,
+            layers=["fc7"],
+            weights="random",
+            cache_dir=tmp_path / "cache",
+            num_workers=0,
+        )

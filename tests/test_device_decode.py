@@ -9,12 +9,15 @@ import pytest
 import torch
 from click.testing import CliRunner
 from PIL import Image
+from torchvision.models import AlexNet_Weights
 
 import featx.device_decode
 import featx.forward
+import featx.images
 from featx import FeatureCache, extract
 from featx.cli import main
 from featx.device_decode import device_decoder_mismatch
+from featx.images import Preprocess
 from tests.conftest import make_image
 from tests.numerics import rel_l2
 
@@ -120,3 +123,24 @@ def test_gpu_decoding_matches_the_cpu_rows(mixed, tmp_path):
         assert b.meta.transform["jpeg_decoder"] == "torchvision"
         for layer in ("pool5", "fc7"):
             assert rel_l2(b.read(layer), a.read(layer)) < 2e-2
+
+
+def test_the_pil_fallback_records_whatever_its_decoder_raises(monkeypatch):
+    def decode(data, **kw):
+        raise NotImplementedError("Unimplemented DXGI format 2")
+
+    monkeypatch.setattr(featx.images, "decode_image", decode)
+    preprocess = Preprocess(AlexNet_Weights.DEFAULT.transforms())
+    refused = torch.frombuffer(bytearray(b"\xff\xd8\xff not a JPEG"), dtype=torch.uint8)
+    errors = ["", ""]
+    batch = featx.device_decode.decode_on_device(
+        [refused, torch.ones((3, 224, 224), dtype=torch.uint8)],
+        errors,
+        preprocess,
+        torch.device("cpu"),
+        None,
+    )
+    reason = "cannot decode: NotImplementedError: Unimplemented DXGI format 2"
+    assert errors == [reason, ""]
+    assert batch.shape == (2, 3, 224, 224)
+    assert batch[0].sum() == 0 and batch[1].min() == 1  # a blank, and the crop

@@ -31,6 +31,7 @@ from featx import extract
 from featx.cache import FeatureCache, cache_lock
 from featx.errors import CacheBusyError
 from tests.conftest import write_folder
+from tests.test_images import write_odd_files
 
 ROOT = os.geteuid() == 0
 UNPRIVILEGED = (
@@ -186,6 +187,29 @@ def test_links_fifos_and_bad_names_are_skipped_with_reasons(tmp_path):
     assert {"cats/loop", "cats/pipe.png", "dogs/\\xff\\xfe.png"} <= recorded
 
     again = extract_cmd(folder, tmp_path / "cache")  # a second run changes nothing
+    assert "(0 new, 7 reused" in assert_ok(again)
+
+
+def test_files_pillow_gives_up_on_are_failures_and_a_rerun_finishes(tmp_path):
+    folder = write_folder(tmp_path / "data", {"cats": 3, "dogs": 3})
+    reasons = write_odd_files(folder / "dogs")  # a DDS, an APNG and an MPO, real
+    failed = {f"dogs/{name}": why for name, why in reasons.items() if why}
+
+    # a DataLoader worker, where the DDS's NotImplementedError used to end the run
+    proc = extract_cmd(folder, tmp_path / "cache", "--workers", "1", timeout=240)
+    lines = assert_ok(proc).splitlines()
+    assert sorted(x for x in lines if x.startswith("failed:")) == sorted(
+        f"failed:  {path}: {why}" for path, why in failed.items()
+    )
+    cache = next((tmp_path / "cache").glob("*.h5"))
+    with FeatureCache(cache) as c:
+        assert "dogs/camera.mpo" in c.paths  # a row of its own
+        assert {f.path: f.reason for f in c.failed} == failed
+    info = assert_ok(featx("info", cache, "--cache-dir", tmp_path / "cache"))
+    for path, why in failed.items():
+        assert f"failed:   {path}: {why}" in info
+
+    again = extract_cmd(folder, tmp_path / "cache", "--workers", "1")
     assert "(0 new, 7 reused" in assert_ok(again)
 
 

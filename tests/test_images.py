@@ -1,4 +1,7 @@
 import io
+import struct
+import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -6,6 +9,7 @@ import torch
 from PIL import Image
 from torchvision.models import AlexNet_Weights
 
+import featx.images.decode
 from featx.errors import DataError, ImageDecodeError
 from featx.images import Preprocess, decode_image, list_images
 from tests.conftest import make_image, write_folder
@@ -17,6 +21,90 @@ def encode(img: Image.Image, fmt: str, **kw) -> bytes:
     buf = io.BytesIO()
     img.save(buf, format=fmt, **kw)
     return buf.getvalue()
+
+
+# ------------------------------------- files Pillow opens and then gives up on
+
+
+def dds_bytes(dxgi_format: int = 2) -> bytes:
+    """A 4×4 DDS with a DX10 header naming ``dxgi_format``; Pillow 13 decodes
+    few of them (2, R32G32B32A32_FLOAT, raises NotImplementedError at open)."""
+    header = struct.pack("<4s7I44s", b"DDS ", 124, 0x1007, 4, 4, 0, 0, 0, bytes(44))
+    pixel_format = struct.pack("<2I4s5I", 32, 0x4, b"DX10", 0, 0, 0, 0, 0)
+    caps = struct.pack("<5I", 0x1000, 0, 0, 0, 0)
+    dx10 = struct.pack("<5I", dxgi_format, 3, 0, 1, 0)
+    return header + pixel_format + caps + dx10 + bytes(256)
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    crc = zlib.crc32(kind + data) & 0xFFFFFFFF
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
+
+
+def apng_bytes() -> bytes:
+    """A PNG with an acTL (animated) but no fcTL, and an fdAT after its IDAT:
+    Pillow opens it and raises SyntaxError ("frame sequence errors") in load."""
+    png = encode(Image.new("RGB", (8, 8), (200, 10, 10)), "PNG")
+    actl = _png_chunk(b"acTL", struct.pack(">II", 2, 0))
+    fdat = _png_chunk(b"fdAT", struct.pack(">I", 1) + bytes(8))
+    return png[:33] + actl + png[33:-12] + fdat + png[-12:]  # 33: after IHDR
+
+
+def mpo_bytes(colour=(10, 200, 10), size=(64, 48)) -> bytes:
+    """A two-picture MPO, as cameras write: the first picture is ``colour``."""
+    first, second = Image.new("RGB", size, colour), Image.new("RGB", size, "blue")
+    return encode(first, "MPO", save_all=True, append_images=[second])
+
+
+def write_odd_files(folder: Path) -> dict[str, str]:
+    """A real DDS, APNG and MPO in ``folder``; the reason each failure gives (""
+    for the MPO, which decodes)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "texture.dds").write_bytes(dds_bytes())
+    (folder / "broken.apng").write_bytes(apng_bytes())
+    (folder / "camera.mpo").write_bytes(mpo_bytes())
+    return {
+        "texture.dds": "cannot decode: NotImplementedError: Unimplemented DXGI "
+        "format 2",
+        "broken.apng": "cannot decode: APNG contains frame sequence errors",
+        "camera.mpo": "",
+    }
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        (dds_bytes(), "NotImplementedError: Unimplemented DXGI format 2"),
+        (apng_bytes(), "cannot decode: APNG contains frame sequence errors"),
+    ],
+)
+def test_whatever_a_plugin_raises_is_the_files_reason(data, reason):
+    with pytest.raises(ImageDecodeError) as caught:
+        decode_image(data)
+    assert str(caught.value).startswith("cannot decode: ")
+    assert str(caught.value).endswith(reason)
+
+
+def test_a_featx_bug_while_decoding_is_not_a_files_failure(monkeypatch):
+    monkeypatch.setattr(featx.images.decode, "ImageOps", None)  # featx's code breaks
+    with pytest.raises(AttributeError):
+        decode_image(encode(make_image(RNG), "PNG"))
+    with pytest.raises(ImageDecodeError, match="cannot decode"):  # a file's: still
+        decode_image(dds_bytes())
+
+
+def test_mpo_files_are_images_and_decode_as_their_first_picture(tmp_path):
+    (tmp_path / "cls").mkdir()
+    (tmp_path / "cls" / "camera.MPO").write_bytes(mpo_bytes())
+    make_image(RNG).save(tmp_path / "cls" / "plain.png")
+    images = list_images(tmp_path)
+    assert images.paths == ["cls/camera.MPO", "cls/plain.png"]
+    assert images.not_images == []
+    got = np.asarray(decode_image(tmp_path / "cls" / "camera.MPO"))
+    assert got.shape == (48, 64, 3)
+    assert np.abs(got.astype(int) - (10, 200, 10)).max() <= 3  # JPEG rounding
+    scaled = decode_image(mpo_bytes(size=(1600, 1200)), scale_to=[256])
+    assert scaled.size == (400, 300)  # the JPEG decoder's DCT scaling (fast mode)
 
 
 def test_preprocess_equals_weights_transforms():

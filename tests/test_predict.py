@@ -13,6 +13,7 @@ from featx.errors import WeightsError
 from featx.fit import fit
 from featx.modelfile import ModelFileError, load_model, sidecar_path
 from featx.predict import predict
+from tests.test_images import write_odd_files
 
 
 @pytest.fixture(scope="module")
@@ -212,3 +213,15 @@ def test_predict_says_what_its_scores_are(digits, models):
         )  # fmt: skip
         assert result.exit_code == 0 and text in result.stderr
         assert text not in result.stdout
+
+
+def test_files_pillow_gives_up_on_are_errors_and_the_others_predicted(
+    digits, models, tmp_path
+):
+    reasons = write_odd_files(tmp_path)  # a real DDS, APNG and MPO
+    one = next((digits["test"] / "3").iterdir())
+    paths = [tmp_path / name for name in reasons] + [one]
+    results = predict(models["logreg"], paths, num_workers=0)
+    assert [r.error for r in results] == [*reasons.values(), ""]
+    failed = [bool(why) for why in reasons.values()]
+    assert [r.label is None for r in results] == [*failed, False]

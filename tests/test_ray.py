@@ -1,18 +1,23 @@
 """The Ray engine and backend, on a local cluster started by the tests."""
 
+import os
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 from click.testing import CliRunner
 
+import featx.ray_engine
 from featx import extract, read_layer
 from featx.cache import read_state
 from featx.cli import main
 from featx.fit import fit
+from featx.ray_engine import ExtractActor
 from tests.conftest import interrupted_run, write_folder
+from tests.test_images import write_odd_files
 
 ray = pytest.importorskip("ray")
 
@@ -30,6 +35,7 @@ def cluster():
 def test_ray_rows_equal_the_local_engine(cluster, tmp_path):
     folder = write_folder(tmp_path / "data", {"a": 10, "b": 9})
     (folder / "b" / "broken.png").write_bytes(b"not a png")
+    odd = write_odd_files(folder / "b")  # Pillow gives up on two of them
     local = extract(
         folder,
         layers=["conv5", "fc7"],
@@ -49,7 +55,10 @@ def test_ray_rows_equal_the_local_engine(cluster, tmp_path):
         batch_size=4,
     )
     assert remote.cache_path.name == local.cache_path.name  # the same cache format
-    assert [f.path for f in remote.failures] == ["b/broken.png"]
+    expected = {"b/broken.png": "not an image PIL can identify"}
+    expected |= {f"b/{name}": why for name, why in odd.items() if why}
+    assert {f.path: f.reason for f in remote.failures} == expected
+    assert {f.path: f.reason for f in local.failures} == expected
     for key in ("conv5_avg", "fc7"):
         a, b = read_layer(local.cache_path, key), read_layer(remote.cache_path, key)
         assert a.paths == b.paths and a.labels.tolist() == b.labels.tolist()
@@ -128,6 +137,78 @@ def test_killed_driver_resumes_without_duplicates(cluster, tmp_path):
         a, b = read_layer(path, key), read_layer(whole.cache_path, key)
         assert a.paths == b.paths and len(set(a.paths)) == 120
         np.testing.assert_allclose(a.features, b.features, rtol=1e-5, atol=1e-6)
+
+
+class DiesOnce(ExtractActor):
+    """An actor whose process dies on the first block it gets while the file
+    ``die-once`` lies beside the data folder (it removes the file first)."""
+
+    def __call__(self, batch):
+        marker = Path(str(batch["path"][0])).parents[2] / "die-once"
+        try:
+            marker.unlink()
+        except FileNotFoundError:
+            return super().__call__(batch)
+        os._exit(1)
+
+
+@pytest.mark.slow
+def test_a_restarted_worker_is_one_note_and_ray_talks_to_its_log(
+    cluster, tmp_path, monkeypatch
+):
+    monkeypatch.setattr(featx.ray_engine, "ExtractActor", DiesOnce)
+    folder = write_folder(tmp_path / "data", {"a": 4, "b": 4})
+    (tmp_path / "die-once").touch()
+    result = extract(
+        folder,
+        layers=["fc7"],
+        weights="random",
+        cache_dir=tmp_path / "cache",
+        engine=featx.extraction.RayEngine(actors=1),
+        batch_size=4,
+    )
+    assert not (tmp_path / "die-once").exists()  # it died
+    assert result.n_new == 8 and result.failures == []  # and its images were retried
+    log = result.cache_path.with_suffix(".ray.log")
+    assert [n for n in result.notes if "Ray" in n] == [
+        "Ray restarted 1 worker(s) that died; the images they held were retried "
+        f"(Ray's messages: {log})"
+    ]
+    # what Ray says there (its core's actor line, the raylet's notice of the
+    # death) varies from run to run: the subprocess test below pins each down
+    assert log.is_file()
+
+
+#: A driver whose Ray talks on file descriptor 2 (as its C++ core does) and on
+#: sys.stdout (as its raylet messages do) while featx draws on sys.stderr.
+DRIVER = """
+import os, sys
+from pathlib import Path
+from featx.ray_engine import ray_output_to
+with ray_output_to(Path(sys.argv[1])):
+    os.write(2, b"core_worker.cc:2465: Actor with class name X\\n")
+    print("(raylet) A worker died or was killed")
+    sys.stderr.write("featx progress\\n")
+sys.stderr.write("featx after\\n")
+print("featx result")
+"""
+
+
+def test_ray_output_goes_to_its_log_and_featx_keeps_the_terminal(tmp_path):
+    log = tmp_path / "x.ray.log"
+    proc = subprocess.run(
+        [sys.executable, "-c", DRIVER, str(log)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == "featx progress\nfeatx after\n"
+    assert proc.stdout == "featx result\n"
+    assert log.read_text() == (
+        "core_worker.cc:2465: Actor with class name X\n"
+        "(raylet) A worker died or was killed\n"
+    )
 
 
 def test_cv_on_ray_equals_local(cluster, digits, tmp_path):

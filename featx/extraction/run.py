@@ -208,6 +208,8 @@ def _batches(
             batch_size=compute.batch_size,
             engine=compute.engine,
             preprocess=run.preprocess,
+            log=ray_log(run.path),
+            on_note=run.images.notes.append,
         )
     return compute_batches(
         files=files,
@@ -222,6 +224,12 @@ def _batches(
         on_note=run.images.notes.append,
         on_said=lambda row, lines: said.__setitem__(rows.paths[row], _lines(lines)),
     )
+
+
+def ray_log(cache: Path) -> Path:
+    """Where a Ray run keeps Ray's own output, beside its cache: ``x.h5`` has
+    ``x.ray.log``."""
+    return cache.with_suffix(".ray.log")
 
 
 def _lines(messages: list[str]) -> list[str]:

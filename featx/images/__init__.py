@@ -15,7 +15,12 @@ commands that only read caches start faster.
 """
 
 from featx.errors import ImageDecodeError  # raised by decode_image, as always
-from featx.images.decode import decode_image, draft_size, quiet_decoding
+from featx.images.decode import (
+    decode_image,
+    draft_size,
+    file_failure,
+    quiet_decoding,
+)
 from featx.images.formats import (
     DECODE_MODES,
     NO_PIXELS,
@@ -46,6 +51,7 @@ __all__ = [
     "decode_image",
     "draft_size",
     "entry_kind",
+    "file_failure",
     "image_extensions",
     "is_image_name",
     "list_images",

@@ -25,6 +25,39 @@ from featx.errors import ImageDecodeError
 if TYPE_CHECKING:
     pass
 
+#: featx's own code: an exception raised there is a bug, never a file's fault.
+_FEATX = Path(__file__).resolve().parents[1]
+
+
+def _raised_in_featx(exc: BaseException) -> bool:
+    tb = exc.__traceback__
+    if tb is None:
+        return False
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    return Path(tb.tb_frame.f_code.co_filename).resolve().is_relative_to(_FEATX)
+
+
+def file_failure(exc: Exception) -> str | None:
+    """The reason one file failed, for an exception raised while it was opened,
+    decoded, converted, resized or cut into views; None when the exception must
+    stop the run instead.
+
+    Pillow's plugins raise more than ``OSError``/``ValueError`` on damaged or
+    exotic files (``NotImplementedError`` for a DDS of an unimplemented DXGI
+    format, ``SyntaxError`` for a damaged APNG, ``struct.error``, ...): any
+    exception raised by the libraries that decode and resize is the file's, and
+    its reason names its type. The process running out of memory
+    (``MemoryError``) and an exception raised by featx's own code, other than
+    :class:`ImageDecodeError`, are featx's: they stop the run. (KeyboardInterrupt
+    and SystemExit are no ``Exception`` and never reach here.)
+    """
+    if isinstance(exc, ImageDecodeError):
+        return str(exc)
+    if isinstance(exc, MemoryError) or _raised_in_featx(exc):
+        return None
+    return f"cannot decode: {type(exc).__name__}: {exc}"
+
 
 def _to_rgb(img: Image.Image) -> Image.Image:
     if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
@@ -84,7 +117,9 @@ def decode_image(data: bytes | Path, *, scale_to=None) -> Image.Image:
     Raises
     ------
     ImageDecodeError
-        With a short reason: empty file, not an image, truncated, too large.
+        With a short reason: empty file, not an image, truncated, too large,
+        or the type and message of whatever else the decoder raised
+        (:func:`file_failure`).
     """
     if isinstance(data, Path):
         try:
@@ -103,7 +138,7 @@ def decode_image(data: bytes | Path, *, scale_to=None) -> Image.Image:
                 bomb = w
             else:  # passed on to whoever records this image's warnings
                 warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-        if scale_to is not None and img.format == "JPEG":
+        if scale_to is not None and img.format in ("JPEG", "MPO"):
             img.draft(img.mode, draft_size(img.size, scale_to))
         _bomb_guard(img, bomb)
         img.load()
@@ -117,6 +152,11 @@ def decode_image(data: bytes | Path, *, scale_to=None) -> Image.Image:
         raise ImageDecodeError("not an image PIL can identify") from exc
     except (OSError, ValueError, SyntaxError, EOFError) as exc:
         raise ImageDecodeError(f"cannot decode: {exc}") from exc
+    except Exception as exc:  # a plugin's NotImplementedError, struct.error, ...
+        reason = file_failure(exc)
+        if reason is None:
+            raise
+        raise ImageDecodeError(reason) from exc
 
 
 @functools.cache

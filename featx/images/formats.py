@@ -15,6 +15,10 @@ if TYPE_CHECKING:
     pass
 
 
+#: Formats Pillow registers extensions for but opens through another format's
+#: plugin: an MPO (the multi-picture JPEG cameras write) opens as a JPEG.
+OPENED_AS = {"MPO": "JPEG"}
+
 #: Formats Pillow registers that give no pixels here: the MPEG plugin only reads
 #: a header, and the others are stubs that wait for a handler featx never sets.
 NO_PIXELS = frozenset({"MPEG"})
@@ -47,6 +51,7 @@ def image_extensions() -> frozenset[str]:
     Image.init()
     found = set()
     for ext, fmt in Image.registered_extensions().items():
+        fmt = OPENED_AS.get(fmt, fmt)
         if fmt not in Image.OPEN or fmt in NO_PIXELS:
             continue
         factory = Image.OPEN[fmt][0]
