@@ -14,14 +14,13 @@ from featx.cli.options import (
     cv_option,
     examples,
     fold_engine_options,
-    held_out_for,
     jobs_option,
     models_option,
     regularisation,
     split_models,
     tuning_options,
 )
-from featx.cli.output import TqdmProgress, print_fit
+from featx.cli.output import TqdmProgress, announce, print_fit
 
 FIT_EXAMPLES = examples(
     "featx fit --clf svm",
@@ -163,7 +162,6 @@ def fit(
     """
     from featx.fit import fit as run_fit
 
-    test = held_out_for(test, cache, cache_dir, quiet or as_json)
     result = run_fit(
         cache=cache,
         cache_dir=cache_dir,
@@ -186,8 +184,10 @@ def fit(
         center_only=center_only,
         train_views=not no_augment,
         head_train=head_train,
+        # the warning and the notes before the work, as the README shows them
+        announce=None if as_json else announce,
     )
     if as_json:
         click.echo(json.dumps(result.to_json(), indent=2))
     else:
-        print_fit(result)
+        print_fit(result, announced=True)
