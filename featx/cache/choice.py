@@ -119,8 +119,10 @@ def _choose_train(
             )
         where += f" made with {', '.join(models)}"
     if layer is not None:
-        caches = _with_layer(caches, metas, layer, where, how)
-        where += f" with {layer}"
+        have = _with_layer(caches, metas, layer, where, how)
+        if len(have) < len(caches):
+            where += f" with {layer}"
+        caches = have
     if len(caches) == 1:
         train = caches[0]
         note = (
@@ -198,15 +200,16 @@ def training_folder(
             f"the only one of {len(training)} training folders in {where} with a "
             "held-out sibling (Test, Val, ...)"
         )
+    some = 0 < len(paired) < len(training)
     listed = "; ".join(
         f"{f} ({', '.join(p.name for p in sorted(folders[f]))})"
-        + (" with a held-out sibling" if f in paired else "")
+        + (" with a held-out sibling" if some and f in paired else "")
         for f in sorted(training)
     )
+    how_many = "none" if not paired else f"{len(paired)}" if some else "each"
     raise CacheError(
-        f"{len(training)} folders have training caches in {where}, "
-        f"{'each' if paired else 'none'} with a held-out sibling (Test, Val, ...): "
-        f"{listed}; {how} chooses one"
+        f"{len(training)} folders have training caches in {where}, {how_many} "
+        f"with a held-out sibling (Test, Val, ...): {listed}; {how} chooses one"
     )
 
 

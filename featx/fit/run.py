@@ -82,13 +82,13 @@ def fit(
     )
     notes = list(choice.notes)
     entries = choice.models or [ModelCaches("", choice.train, choice.test)]
-    if len(entries) > 1:
-        kept = _comparable(entries, layer, spec.clf, notes)
-        if len(kept) < len(entries) and test is None:
-            # the held-out notes name the sets of the models kept alone
-            found = held_out_notes(entries)
-            notes = [n for n in notes if n not in found] + held_out_notes(kept)
-        entries = kept
+    # a layer or head that cannot work: refused before the notes and the work
+    kept = _comparable(entries, layer, spec.clf, notes)
+    if len(kept) < len(entries) and test is None:
+        # the held-out notes name the sets of the models kept alone
+        found = held_out_notes(entries)
+        notes = [n for n in notes if n not in found] + held_out_notes(kept)
+    entries = kept
     if folder is not None:
         notes += held_out_notes_of_folder(entries, folder)
     if announce is not None:
