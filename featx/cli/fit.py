@@ -55,8 +55,9 @@ FIT_EXAMPLES = examples(
 @click.option(
     "--cache",
     default=None,
-    help="Cache path, name or data folder [default: the most recent cache in "
-    "--cache-dir whose folder is not named Test/Val/...].",
+    help="Cache path, name or data folder [default: a cache of the training "
+    "folder in --cache-dir: the only folder not named Test/Val/..., or the only "
+    "one with a held-out sibling; several: refused, listing them].",
 )
 @cache_dir_option
 @models_option

@@ -29,8 +29,8 @@ REPORT_EXAMPLES = examples(
 @click.option(
     "--cache",
     default=None,
-    help="Training cache or data folder [default: the most recent cache whose "
-    "folder is not named Test/Val/...].",
+    help="Training cache or data folder [default: as for `featx fit`: the only "
+    "folder not named Test/Val/..., or the only one with a held-out sibling].",
 )
 @click.option(
     "--test",
