@@ -257,6 +257,12 @@ def test_export_and_info_read_a_cache_holding_the_layer_or_the_model_named(
     result = run("export", "--layer", "avgpool")
     assert result.exit_code == 0, result.output
     assert result.stdout.startswith("wrote Train-resnet18-random-")
+    info = run("info", "data/Train")
+    assert re.search(
+        r"note: reading Train-resnet18-random-\w+\.h5 \(resnet18\), the most recent "
+        r"of the 2 caches of data/Train; --model alexnet reads another",
+        info.stderr,
+    )
     info = run("info", "--model", "alexnet", "--json", "data/Train")
     assert json.loads(info.stdout)["model"] == "alexnet"
     # a network without the layer: the hint that says so runs

@@ -140,6 +140,22 @@ def cache_of_folder(
     return max(found, key=_mtime)
 
 
+def folder_caches(
+    folder: Path, cache_dir: Path, layer: str | None = None
+) -> dict[Path, str]:
+    """Every cache of the data folder ``folder`` in ``cache_dir`` (holding
+    ``layer``, when given), with the network it was made with."""
+    root = str(Path(folder).resolve())
+    found = {}
+    for path in list_caches(cache_dir):
+        with FeatureCache(path) as cache:
+            if cache.meta.data_root == root and (
+                layer is None or layer in cache.layers
+            ):
+                found[path] = cache.meta.model
+    return found
+
+
 def extract_hint(
     folder: str, layer: str | None, metas: list[CacheMeta], *, model: str | None
 ) -> str:

@@ -262,7 +262,10 @@ def pick_cache(cache, cache_dir, *, say: bool = True, model=None, layer=None) ->
     from featx.cache import choose_caches, resolve_cache
 
     if cache is not None:
-        return resolve_cache(cache, cache_dir, model=model, layer=layer)
+        path = resolve_cache(cache, cache_dir, model=model, layer=layer)
+        if say and model is None and Path(cache).is_dir():
+            _say_folder_choice(path, Path(cache), cache_dir, layer)
+        return path
     choice = choose_caches(
         cache_dir,
         find_test=False,
@@ -274,3 +277,20 @@ def pick_cache(cache, cache_dir, *, say: bool = True, model=None, layer=None) ->
     for note in choice.notes if say else ():
         click.echo(f"note: {note}", err=True)
     return choice.train
+
+
+def _say_folder_choice(path: Path, folder: Path, cache_dir, layer) -> None:
+    """On stderr, which of a data folder's several caches (holding ``layer``)
+    was read, and the --model that reads another."""
+    from featx.cache.locate import default_cache_dir, folder_caches
+
+    caches = folder_caches(folder, cache_dir or default_cache_dir(), layer)
+    if len({*caches.values()}) > 1:
+        others = sorted({m for p, m in caches.items() if m != caches[path]})
+        click.echo(
+            f"note: reading {path.name} ({caches[path]}), the most recent of the "
+            f"{len(caches)} caches of {folder}"
+            + (f" holding {layer}" if layer else "")
+            + f"; {' / '.join(f'--model {m}' for m in others)} reads another",
+            err=True,
+        )
