@@ -272,6 +272,16 @@ def test_export_and_info_read_a_cache_holding_the_layer_or_the_model_named(
         result.stderr
     )
     assert run_hint(result.stderr).exit_code == 0
+    # a cache named, or fitted, that lacks the layer: the same, and it runs
+    resnet = str(next(Path("cache").glob("Train-resnet18-*.h5")))
+    for args in (
+        ["export", "--layer", "fc7", resnet],
+        ["fit", "--layer", "fc7", "--cache", resnet, "-q"],
+    ):
+        result = run(*args)
+        assert result.exit_code == 1, result.output
+        assert "fc7 is no layer of resnet18: `featx layers --model" in result.stderr
+        assert run_hint(result.stderr).exit_code == 0
     # a layer no cache has: the hint extracts it with a network that has it
     result = run("export", "--layer", "pool5")
     assert result.exit_code == 1

@@ -193,5 +193,17 @@ def extract_hint(
     )
 
 
+def missing_layer(cache: FeatureCache, layer: str) -> CacheError:
+    """The error for ``layer`` missing from ``cache``: its layers, and an
+    extract command that makes it with the cache's network, where the network
+    has it (or how to list the layers the network has)."""
+    meta = cache.meta
+    have = ", ".join(cache.layers) or "none"
+    hint = extract_hint(meta.data_root or "DATA_DIR", layer, [meta], model=meta.model)
+    return CacheError(
+        f"layer {layer!r} is not in {cache.path.name} (it has: {have}); {hint}"
+    )
+
+
 def _mtime(path: Path) -> int:
     return path.stat().st_mtime_ns

@@ -14,6 +14,7 @@ import sklearn
 from featx import __version__
 from featx.cache import FORMAT_VERSION, FeatureCache, ModelCaches, resolve_caches
 from featx.cache.choice import held_out_notes
+from featx.cache.locate import missing_layer
 from featx.compare import per_class
 from featx.errors import FeatxError
 from featx.fit.cv import cross_validate
@@ -152,6 +153,8 @@ def _comparable(
             try:
                 if clf == "head":
                     check_head_layer(train, layer)
+                elif layer is not None and layer not in train.layers:
+                    raise missing_layer(train, layer)  # with a hint that runs
                 elif layer is not None:
                     train.dataset(layer)
             except FeatxError as exc:
