@@ -142,6 +142,10 @@ def test_engine_ray_reaches_the_library(legacy, monkeypatch, command, target, op
         raise Stop("stopped")
 
     monkeypatch.setattr(target, stop)
+    # report chooses its caches before calling the library: none here
+    monkeypatch.setattr(
+        "featx.cli.report._prepare", lambda spec, cache_dir: (True, [], None, None)
+    )
     result = invoke(command, option, "ray", "--address", "auto")
     assert "Error: stopped" in result.stderr
     assert seen["backend"] == "ray" and seen["address"] == "auto"

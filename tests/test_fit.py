@@ -260,7 +260,7 @@ def test_without_layer_each_is_cross_validated_and_the_best_kept(digits, tmp_pat
     assert scores["fc7"] == alone.mean("accuracy")
 
 
-def test_without_cache_the_latest_training_cache_and_its_test_sibling(
+def test_without_cache_the_training_folder_by_rule_and_its_test_sibling(
     tmp_path, labelled_cache
 ):
     cache_dir = tmp_path / "c"
@@ -273,10 +273,29 @@ def test_without_cache_the_latest_training_cache_and_its_test_sibling(
             cache_dir=cache_dir,
             num_workers=0,
         )
+    # d and e both have the held-out sibling Test: the newer is not chosen,
+    # the choice is refused with both folders
+    with pytest.raises(CacheError, match=r"2 folders .* each with a held-out") as err:
+        fit(cache_dir=cache_dir, cv=3, clf="ridge", save=False)
+    assert f"{tmp_path / 'd'} (d-random-" in str(err.value)
+    assert str(err.value).endswith("--cache chooses one")
+    result = fit(
+        cache=tmp_path / "e",
+        cache_dir=cache_dir,
+        cv=3,
+        clf="ridge",
+        test=tmp_path / "Test",
+        save=False,
+    )
+    assert Path(result.cache).name.startswith("e-")
+    assert Path(result.test["cache"]).name.startswith("Test-")
+    # with d's cache gone, e is the only training folder
+    next(cache_dir.glob("d-*.h5")).unlink()
     result = fit(cache_dir=cache_dir, cv=3, clf="ridge", save=False)
     assert Path(result.cache).name.startswith("e-")
     assert Path(result.test["cache"]).name.startswith("Test-")
     assert result.notes[0].startswith("training on e-") and "--cache" in result.notes[0]
+    assert "the only training folder in" in result.notes[0]
     assert result.notes[1].startswith("held-out set: Test-")
     write_folder(tmp_path / "Val", {"x": 3, "y": 3})
     for name in ("Val", "Test"):  # only held-out folders: no training cache

@@ -14,6 +14,7 @@ from featx.cache.locate import (
     _no_cache,
     cache_of_folder,
     default_cache_dir,
+    extract_hint,
     is_held_out_name,
     list_caches,
     resolve_cache,
@@ -45,6 +46,9 @@ class CacheChoice:
     #: caches, in the order they are compared (``train`` and ``test`` are among
     #: them). Empty with one model.
     models: list[ModelCaches] = field(default_factory=list)
+    #: Why ``train``'s folder was chosen (``the only training folder in
+    #: ./cache``); empty where a cache was named or was the only one.
+    why: str = ""
 
 
 def _labelled(path: Path) -> bool:
@@ -67,19 +71,23 @@ def choose_caches(
     how: str = "--cache",
     verb: str = "training on",
     models: list[str] | None = None,
+    layer: str | None = None,
 ):
     """The training cache (and a held-out one) to use when none was named.
 
-    Training: the only cache, or else the most recently written one whose data
-    folder is not named like a held-out split (Test, Val, Valid, ...); with
-    ``models``, only caches made with one of them count. Held out: a cache of a
-    sibling folder named like a split, made with the same weights and
-    preprocessing. The notes say which was chosen (``verb`` it), and that
-    ``how`` (the command's way of naming a cache) chooses another.
+    Training: the only cache, or else the most recently written cache of the
+    training folder :func:`training_folder` chooses (never one named like a
+    held-out split: Test, Val, Valid, ...); with ``models``, only caches made
+    with one of them count, and with ``layer``, only caches holding it. Held
+    out: a cache of a sibling folder named like a split, made with the same
+    weights and preprocessing. The notes say which was chosen (``verb`` it),
+    and that ``how`` (the command's way of naming a cache) chooses another.
     """
     cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     metas = _metas(list_caches(cache_dir))
-    choice = _choose_train(cache_dir, metas, how=how, verb=verb, models=models)
+    choice = _choose_train(
+        cache_dir, metas, how=how, verb=verb, models=models, layer=layer
+    )
     if find_test:
         choice.test = _sibling_test(choice.train, metas)
         choice.notes += _held_out_notes([choice], metas)
@@ -87,9 +95,16 @@ def choose_caches(
 
 
 def _choose_train(
-    cache_dir: Path, metas: dict, *, how: str, verb: str, models: list[str] | None
+    cache_dir: Path,
+    metas: dict,
+    *,
+    how: str,
+    verb: str,
+    models: list[str] | None,
+    layer: str | None = None,
 ) -> CacheChoice:
-    """:func:`choose_caches`' training cache and its note."""
+    """:func:`choose_caches`' training cache and its note (:func:`training_folder`
+    says the rule); with ``layer``, only caches holding that layer count."""
     where = shown_dir(cache_dir)
     if not metas:
         raise _no_cache(cache_dir, where)
@@ -99,31 +114,103 @@ def _choose_train(
         if not caches:
             made = ", ".join(sorted({m.model for m in metas.values()}))
             raise CacheError(
-                f"no cache in {where} was made with {', '.join(models)} (--models); "
+                f"no cache in {where} was made with {', '.join(models)}; "
                 f"its caches are of {made}"
             )
         where += f" made with {', '.join(models)}"
+    if layer is not None:
+        have = _with_layer(caches, metas, layer, where, how)
+        if len(have) < len(caches):
+            where += f" with {layer}"
+        caches = have
     if len(caches) == 1:
         train = caches[0]
-        notes = [
+        note = (
             f"{verb} {train.name} ({metas[train].data_root}), the only cache in "
             f"{where}; {how} chooses another"
-        ]
-    else:
-        candidates = [p for p in caches if not is_held_out_name(metas[p].data_root)]
-        if not candidates:
-            names = ", ".join(p.name for p in caches)
-            raise CacheError(
-                f"every cache in {cache_dir} is of a held-out folder; choose the "
-                f"training cache with --cache: {names}"
-            )
-        train = max(candidates, key=_mtime)
-        notes = [
-            f"{verb} {train.name} ({metas[train].data_root}), the most recent "
-            f"of {len(candidates)} training cache(s) in {where}; {how} chooses "
-            "another"
-        ]
-    return CacheChoice(train, None, notes)
+        )
+        return CacheChoice(train, None, [note])
+    root, why = training_folder(caches, metas, where, how)
+    mine = [p for p in caches if metas[p].data_root == root]
+    train = max(mine, key=_mtime)
+    which = f"the most recent of its {len(mine)} caches, " if len(mine) > 1 else ""
+    note = f"{verb} {train.name} ({root}), {which}{why}; {how} chooses another"
+    return CacheChoice(train, None, [note], why=why)
+
+
+def _with_layer(caches: list[Path], metas: dict, layer: str, where: str, how: str):
+    """The caches holding ``layer``; none: an error naming the layers there."""
+    held = {}
+    for path in caches:
+        with FeatureCache(path) as cache:
+            held[path] = list(cache.layers)
+    have = [p for p in caches if layer in held[p]]
+    if not have:
+        listed = "; ".join(
+            f"{p.name} ({metas[p].model}): {', '.join(held[p]) or 'no layer'}"
+            for p in caches
+        )
+        latest = sorted(caches, key=_mtime, reverse=True)
+        hint = extract_hint(
+            metas[latest[0]].data_root or "DATA_DIR",
+            layer,
+            [
+                metas[p]
+                for p in latest
+                if metas[p].data_root == metas[latest[0]].data_root
+            ],
+            model=None,
+        )
+        raise CacheError(f"no cache in {where} holds {layer}: {listed}; {hint}")
+    return have
+
+
+def training_folder(
+    caches: list[Path], metas: dict, where: str, how: str = "--cache"
+) -> tuple[str, str]:
+    """The data folder to train on when no cache was named, and why.
+
+    The rule: folders named like a held-out split (Test, Val, ...) are never
+    trained on; of the others, the only one, or else the only one with a
+    held-out sibling folder (``data/Test`` beside ``data/Train``) that has a
+    cache too. Anything else is ambiguous: :class:`CacheError` lists the
+    folders, and ``how`` (``--cache``) names one. Which folder was extracted
+    last plays no part, so extracting a scratch folder never changes it.
+    """
+    folders: dict[str, list[Path]] = {}
+    for path in caches:
+        folders.setdefault(metas[path].data_root, []).append(path)
+    training = [f for f in folders if not is_held_out_name(f)]
+    if not training:
+        names = ", ".join(p.name for p in caches)
+        raise CacheError(
+            f"every cache in {where} is of a held-out folder; choose the "
+            f"training cache with {how}: {names}"
+        )
+    if len(training) == 1:
+        return training[0], f"the only training folder in {where}"
+    roots = [m.data_root for m in metas.values()]
+    paired = [
+        f
+        for f in training
+        if any(is_held_out_name(r) and Path(r).parent == Path(f).parent for r in roots)
+    ]
+    if len(paired) == 1:
+        return paired[0], (
+            f"the only one of {len(training)} training folders in {where} with a "
+            "held-out sibling (Test, Val, ...)"
+        )
+    some = 0 < len(paired) < len(training)
+    listed = "; ".join(
+        f"{f} ({', '.join(p.name for p in sorted(folders[f]))})"
+        + (" with a held-out sibling" if some and f in paired else "")
+        for f in sorted(training)
+    )
+    how_many = "none" if not paired else f"{len(paired)}" if some else "each"
+    raise CacheError(
+        f"{len(training)} folders have training caches in {where}, {how_many} "
+        f"with a held-out sibling (Test, Val, ...): {listed}; {how} chooses one"
+    )
 
 
 def _held_out_notes(entries: list, metas: dict) -> list[str]:
@@ -174,9 +261,11 @@ def resolve_caches(
     cache_dir: Path | None,
     *,
     models: list[str] | None = None,
+    find_test: bool = True,
 ) -> CacheChoice:
     """The training and held-out caches a command was given, or, where it was
-    given none, the ones :func:`choose_caches` chooses (with its notes).
+    given none, the ones :func:`choose_caches` chooses (with its notes; no
+    held-out sibling is looked for unless ``find_test``).
 
     With no ``cache``, or with ``models`` (a list of model names), the most
     recent cache of every model (of each of ``models``) made of the same images
@@ -211,22 +300,31 @@ def resolve_caches(
                 if len(entries) == 1
                 else _test_of(entry, test_path, metas, cache_dir)
             )
-        elif cache is None:
+        elif cache is None and find_test:
             entry.test = _sibling_test(entry.train, metas)
         if entry.train == choice.train:
             choice.test = entry.test
     if len(entries) > 1:
         choice.models = entries
         shown = ", ".join(f"{e.model} ({e.train.name})" for e in entries)
-        notes.insert(
-            0,
-            f"comparing {len(entries)} models on {metas[choice.train].data_root}: "
-            f"{shown}, the most recent cache of each; --models chooses fewer",
-        )
+        # the folder's reason, not one cache's: every model's is used
+        why = f", {choice.why}" if choice.why else ""
+        choice.notes = [
+            f"comparing {len(entries)} models on {metas[choice.train].data_root}"
+            f"{why}: {shown}, the most recent cache of each; --models chooses "
+            "fewer"
+        ]
     choice.notes += notes
     if test_path is None:
         choice.notes += _held_out_notes(choice.models or [choice], metas)
     return choice
+
+
+def held_out_notes(entries: list[ModelCaches]) -> list[str]:
+    """The notes :func:`resolve_caches` writes on the held-out sibling caches
+    it found for ``entries`` (after some were left out, say)."""
+    metas = _metas([e.test for e in entries if e.test is not None])
+    return _held_out_notes(entries, metas)
 
 
 def _same_rows(a: Path, b: Path) -> bool:

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from featx.cache.locate import missing_layer
 from featx.cache.read import FeatureCache
 from featx.choices import EXPORT_FORMATS
 from featx.errors import FeatxError, check_choice
@@ -60,7 +61,9 @@ def export(cache_path: Path, layer: str, fmt: str, out: Path | None = None) -> P
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
     try:
         with FeatureCache(cache_path) as cache:
-            cache.dataset(layer)  # a missing or incomplete layer: one line
+            if layer not in cache.layers:  # with a hint that runs
+                raise missing_layer(cache, layer)
+            cache.dataset(layer)  # an incomplete layer: one line
             {"npz": _npz, "csv": _csv, "parquet": _parquet}[fmt](cache, layer, tmp)
         tmp.replace(out)
     finally:

@@ -53,10 +53,18 @@ def _no_cache(cache_dir: Path, where: str) -> CacheError:
     )
 
 
-def resolve_cache(name: str | Path | None, cache_dir: Path | None = None) -> Path:
+def resolve_cache(
+    name: str | Path | None,
+    cache_dir: Path | None = None,
+    *,
+    model: str | None = None,
+    layer: str | None = None,
+) -> Path:
     """Find a cache by path, file name, or unique prefix in the cache directory.
 
-    With no name, :func:`choose_caches` chooses the training cache.
+    With no name, :func:`choose_caches` chooses the training cache. A data
+    folder's cache is its most recent one made with ``model`` and holding
+    ``layer``, where they are given.
     """
     cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     caches = list_caches(cache_dir)
@@ -68,7 +76,7 @@ def resolve_cache(name: str | Path | None, cache_dir: Path | None = None) -> Pat
     if candidate.is_file():
         return candidate
     if candidate.is_dir():
-        return cache_of_folder(candidate, cache_dir)
+        return cache_of_folder(candidate, cache_dir, model=model, layer=layer)
     matches = [p for p in caches if p.name == str(name) or p.stem == str(name)]
     matches = matches or [p for p in caches if p.name.startswith(str(name))]
     if len(matches) == 1:
@@ -79,18 +87,50 @@ def resolve_cache(name: str | Path | None, cache_dir: Path | None = None) -> Pat
 
 
 def cache_of_folder(
-    folder: Path, cache_dir: Path, like: CacheMeta | None = None
+    folder: Path,
+    cache_dir: Path,
+    like: CacheMeta | None = None,
+    *,
+    model: str | None = None,
+    layer: str | None = None,
 ) -> Path:
     """The cache of the data folder ``folder`` (made with the same weights and
-    preprocessing as ``like``, when given), the most recent if several."""
+    preprocessing as ``like``, with ``model``, holding ``layer``, when given),
+    the most recent if several."""
     root = str(Path(folder).resolve())
-    found = []
+    mine, found = {}, []
     for path in list_caches(cache_dir):
         with FeatureCache(path) as cache:
-            if cache.meta.data_root == root and (
-                like is None or cache.meta.same_source(like)
+            if cache.meta.data_root != root:
+                continue
+            mine[path] = (cache.meta.model, list(cache.layers))
+            if (
+                (like is None or cache.meta.same_source(like))
+                and (model is None or cache.meta.model == model)
+                and (layer is None or layer in cache.layers)
             ):
                 found.append(path)
+    if not found and mine and (model is not None or layer is not None):
+        wanted = " and ".join(
+            w
+            for w in (
+                f"made with {model}" if model else "",
+                f"holding {layer}" if layer else "",
+            )
+            if w
+        )
+        listed = "; ".join(
+            f"{p.name} ({m}): {', '.join(layers) or 'no layer'}"
+            for p, (m, layers) in mine.items()
+        )
+        metas = []
+        for path in sorted(mine, key=_mtime, reverse=True):
+            with FeatureCache(path) as cache:
+                metas.append(cache.meta)
+        raise CacheError(
+            f"no cache of {folder} in {cache_dir} {wanted}: {listed}; "
+            + extract_hint(str(folder), layer, metas, model=model)
+        )
     if not found:
         raise CacheError(
             f"{folder} is a folder with no cache in {cache_dir}"
@@ -98,6 +138,71 @@ def cache_of_folder(
             + f"; run `featx extract {folder} --layer LAYER` first"
         )
     return max(found, key=_mtime)
+
+
+def folder_caches(
+    folder: Path, cache_dir: Path, layer: str | None = None
+) -> dict[Path, str]:
+    """Every cache of the data folder ``folder`` in ``cache_dir`` (holding
+    ``layer``, when given), with the network it was made with."""
+    root = str(Path(folder).resolve())
+    found = {}
+    for path in list_caches(cache_dir):
+        with FeatureCache(path) as cache:
+            if cache.meta.data_root == root and (
+                layer is None or layer in cache.layers
+            ):
+                found[path] = cache.meta.model
+    return found
+
+
+def extract_hint(
+    folder: str, layer: str | None, metas: list[CacheMeta], *, model: str | None
+) -> str:
+    """A `featx extract` command that makes ``layer`` of ``folder`` with the
+    weights of one of ``metas`` (caches of it, most recent first) whose network
+    has that layer (``model``'s, when given): a hint that runs as printed. With
+    no such network, how to list each network's layers instead."""
+    from featx.errors import FeatxError
+
+    layer = layer or "LAYER"
+    base, _, pooled = layer.rpartition("_")
+    spelled = (
+        f"--layer {base} --spatial {pooled}"
+        if base and pooled in ("avg", "max")
+        else f"--layer {layer}"
+    )
+    name = base if base and pooled in ("avg", "max") else layer
+    like = [m for m in metas if model is None or m.model == model]
+    models = [m.model for m in like] or [model or "alexnet"]
+    for meta_model in dict.fromkeys(models):
+        try:
+            from featx.model import resolve_layers
+
+            resolve_layers([name], meta_model)
+        except (FeatxError, ImportError):
+            continue
+        flags = next(
+            (m.extract_flags() for m in like if m.model == meta_model),
+            "" if meta_model == "alexnet" else f" --model {meta_model}",
+        )
+        return f"run `featx extract {folder} {spelled}{flags}` first"
+    return (
+        f"{layer} is no layer of {', '.join(dict.fromkeys(models))}: "
+        f"`featx layers --model {models[0]}` lists them"
+    )
+
+
+def missing_layer(cache: FeatureCache, layer: str) -> CacheError:
+    """The error for ``layer`` missing from ``cache``: its layers, and an
+    extract command that makes it with the cache's network, where the network
+    has it (or how to list the layers the network has)."""
+    meta = cache.meta
+    have = ", ".join(cache.layers) or "none"
+    hint = extract_hint(meta.data_root or "DATA_DIR", layer, [meta], model=meta.model)
+    return CacheError(
+        f"layer {layer!r} is not in {cache.path.name} (it has: {have}); {hint}"
+    )
 
 
 def _mtime(path: Path) -> int:

@@ -28,9 +28,19 @@ INFO_EXAMPLES = examples(
     "featx info data/Test --json",
     "featx info data/Train --skipped",
 )
+#: --model for commands that read one cache: which network's cache of a folder.
+cache_model_option = click.option(
+    "--model",
+    metavar="NAME",
+    default=None,
+    help="Read the cache made with this network (alexnet, resnet18, ...) of the "
+    "data folder given, or of the folder chosen [default: any].",
+)
+
 EXPORT_EXAMPLES = examples(
     "featx export --layer fc7 data/Train",
     "featx export --layer fc7 --format csv --out train-fc7.csv data/Train",
+    "featx export --layer avgpool --model resnet18 data/Train",
 )
 
 
@@ -67,16 +77,18 @@ def layers(as_json: bool, model: str) -> None:
     is_flag=True,
     help="List each image the decoders warned about, with what they said.",
 )
-def info(cache, cache_dir, as_json, skipped, show_warnings) -> None:
+@cache_model_option
+def info(cache, cache_dir, as_json, skipped, show_warnings, model) -> None:
     """Describe a cache: images, layers, classes, failures, files that are no
     image, decoder warnings, model, weights, versions.
 
     CACHE is a path, a name in the cache directory or a data folder; it may be
-    left out when there is only one cache.
+    left out as for `featx fit`. Of a folder extracted with several networks,
+    the most recent cache is described unless --model names one.
     """
     from featx.cache import cache_info
 
-    data = cache_info(pick_cache(cache, cache_dir, say=not as_json))
+    data = cache_info(pick_cache(cache, cache_dir, say=not as_json, model=model))
     if as_json:
         click.echo(json.dumps(data, indent=2))
         return
@@ -105,15 +117,18 @@ def info(cache, cache_dir, as_json, skipped, show_warnings) -> None:
     default=None,
     help="Output file [default: <cache>-<layer>.<format> here].",
 )
+@cache_model_option
 @cache_dir_option
-def export(cache, layer, fmt, out, cache_dir) -> None:
+def export(cache, layer, fmt, out, model, cache_dir) -> None:
     """Write one layer of a cache, with paths, labels and class names, for
     tools that do not read HDF5.
 
     CACHE is a path, a name in the cache directory, or a data folder; it may be
-    left out as for `featx fit`.
+    left out as for `featx fit`. Of a folder extracted with several networks,
+    the most recent cache holding --layer is read unless --model names one.
     """
     from featx.cache.export import export as run_export
 
-    path = run_export(pick_cache(cache, cache_dir), layer, fmt, out)
+    chosen = pick_cache(cache, cache_dir, model=model, layer=layer)
+    path = run_export(chosen, layer, fmt, out)
     click.echo(f"wrote {path}")

@@ -15,14 +15,13 @@ from featx.cli.options import (
     cv_option,
     examples,
     fold_engine_options,
-    held_out_for,
     jobs_option,
     models_option,
     regularisation,
     split_models,
     tuning_options,
 )
-from featx.cli.output import TqdmProgress, print_fit
+from featx.cli.output import TqdmProgress, announce, print_fit
 
 FIT_EXAMPLES = examples(
     "featx fit --clf svm",
@@ -57,8 +56,9 @@ FIT_EXAMPLES = examples(
 @click.option(
     "--cache",
     default=None,
-    help="Cache path, name or data folder [default: the most recent cache in "
-    "--cache-dir whose folder is not named Test/Val/...].",
+    help="Cache path, name or data folder [default: a cache of the training "
+    "folder in --cache-dir: the only folder not named Test/Val/..., or the only "
+    "one with a held-out sibling; several: refused, listing them].",
 )
 @cache_dir_option
 @models_option
@@ -165,7 +165,6 @@ def fit(
     check_caches(cache, cache_dir)  # before scikit-learn is imported
     from featx.fit import fit as run_fit
 
-    test = held_out_for(test, cache, cache_dir, quiet or as_json)
     result = run_fit(
         cache=cache,
         cache_dir=cache_dir,
@@ -188,8 +187,10 @@ def fit(
         center_only=center_only,
         train_views=not no_augment,
         head_train=head_train,
+        # the warning and the notes before the work, as the README shows them
+        announce=None if as_json else announce,
     )
     if as_json:
         click.echo(json.dumps(result.to_json(), indent=2))
     else:
-        print_fit(result)
+        print_fit(result, announced=True)

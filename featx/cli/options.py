@@ -12,7 +12,6 @@ from pathlib import Path
 import click
 
 from featx.choices import DEVICES, ENGINES, MODELS
-from featx.cli.output import TqdmProgress
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -254,41 +253,44 @@ def split_list(value: str | None) -> list[str] | None:
     return [v.strip() for v in value.split(",") if v.strip()] if value else None
 
 
-def pick_cache(cache, cache_dir, *, say: bool = True) -> Path:
-    """The cache a command that takes one CACHE argument reads: the one named,
-    or the one :func:`featx.cache.choose_caches` chooses, said on stderr with
-    how to choose another (unless not ``say``: output a program reads)."""
+def pick_cache(cache, cache_dir, *, say: bool = True, model=None, layer=None) -> Path:
+    """The cache a command that takes one CACHE argument reads: the one named
+    (a data folder: its cache made with ``model``, when given), or the one
+    :func:`featx.cache.choose_caches` chooses among the caches made with
+    ``model`` and holding ``layer`` (when given), said on stderr with how to
+    choose another (unless not ``say``: output a program reads)."""
     from featx.cache import choose_caches, resolve_cache
 
     if cache is not None:
-        return resolve_cache(cache, cache_dir)
+        path = resolve_cache(cache, cache_dir, model=model, layer=layer)
+        if say and model is None and Path(cache).is_dir():
+            _say_folder_choice(path, Path(cache), cache_dir, layer)
+        return path
     choice = choose_caches(
-        cache_dir, find_test=False, how="naming a CACHE", verb="reading"
+        cache_dir,
+        find_test=False,
+        how="naming a CACHE",
+        verb="reading",
+        models=[model] if model else None,
+        layer=layer,
     )
     for note in choice.notes if say else ():
         click.echo(f"note: {note}", err=True)
     return choice.train
 
 
-def held_out_for(test, cache, cache_dir, quiet, layers=None):
-    """``--test`` as given, or, for a data folder, its cache with the training
-    cache's layers (extracted now if missing, with the same weights)."""
-    if test is None or not Path(test).is_dir():
-        return test
-    from featx.cache import choose_caches, resolve_cache
-    from featx.workflow import held_out_cache
+def _say_folder_choice(path: Path, folder: Path, cache_dir, layer) -> None:
+    """On stderr, which of a data folder's several caches (holding ``layer``)
+    was read, and the --model that reads another."""
+    from featx.cache.locate import default_cache_dir, folder_caches
 
-    train = resolve_cache(cache, cache_dir) if cache else choose_caches(cache_dir).train
-    path = held_out_cache(
-        Path(test),
-        train=train,
-        cache_dir=cache_dir,
-        layers=layers,
-        progress=TqdmProgress(quiet),
-    )
-    click.echo(
-        f"note: held-out set: {path.name}, the cache of {test} made with the "
-        f"weights of {train.name}; --test CACHE chooses another",
-        err=True,
-    )
-    return path
+    caches = folder_caches(folder, cache_dir or default_cache_dir(), layer)
+    if len({*caches.values()}) > 1:
+        others = sorted({m for p, m in caches.items() if m != caches[path]})
+        click.echo(
+            f"note: reading {path.name} ({caches[path]}), the most recent of the "
+            f"{len(caches)} caches of {folder}"
+            + (f" holding {layer}" if layer else "")
+            + f"; {' / '.join(f'--model {m}' for m in others)} reads another",
+            err=True,
+        )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -73,6 +74,13 @@ def print_notes(notes: list[str]) -> None:
     """Choices a command made on the user's behalf, said before its results."""
     for note in notes:
         click.echo(f"note: {note}")
+
+
+def announce(pretrained: bool, notes: list[str]) -> None:
+    """What fit and report say before their work starts (progress bars come
+    after): the random-weights warning, then the choices made for the user."""
+    random_weights_banner(pretrained)
+    print_notes(notes)
 
 
 def print_layers(table, as_json: bool) -> None:
@@ -213,13 +221,19 @@ def print_info(data: dict) -> None:
 
 
 def print_skipped(data: dict) -> None:
-    """`featx info --skipped`: every file of the folder that is no image."""
+    """`featx info --skipped`: every file of the folder that is no image (or
+    that there was none)."""
+    if not data["not_images"]:
+        click.echo(f"no file skipped: every file of {data['data_root']} is an image")
     for x in data["not_images"]:
         click.echo(f"{printable(x['path'])}: {x['reason']}")
 
 
 def print_warnings(data: dict) -> None:
-    """`featx info --warnings`: each image's path, then what its decoders said."""
+    """`featx info --warnings`: each image's path, then what its decoders said
+    (or that they said nothing)."""
+    if not data["warnings"]:
+        click.echo(f"no decoder warning: none on the images of {data['data_root']}")
     for w in data["warnings"]:
         click.echo(f"{printable(w['path'])}:")
         for line in w["messages"]:
@@ -303,10 +317,11 @@ def protocol(cv: int, repeats: int) -> str:
     )
 
 
-def print_fit(result) -> None:
-    """The short table `featx fit` prints."""
-    random_weights_banner(result.pretrained)
-    print_notes(result.notes)
+def print_fit(result, *, announced: bool = False) -> None:
+    """The short table `featx fit` prints (after the warning and the notes,
+    unless they were ``announced`` before the work)."""
+    if not announced:
+        announce(result.pretrained, result.notes)
     _print_layer_scores(result)
     click.echo(
         f"cache: {Path(result.cache).name}   "
@@ -384,12 +399,18 @@ def print_predictions(results, *, top_k: int, as_json: bool, as_csv: bool) -> No
             click.echo(prediction_line(r, labelled, top_k))
 
 
-def print_report(report) -> None:
-    """The ranking `featx report` (and `featx demo`) prints, and its files."""
+def print_report(report, *, said: list[str] | None = None) -> None:
+    """The ranking `featx report` (and `featx demo`) prints, and its files;
+    with ``said`` (the notes announced before the work, with the warning),
+    only the notes the work added."""
     from featx.report.render import headline
 
-    random_weights_banner(report.pretrained)
-    print_notes(report.notes)
+    if said is None:
+        announce(report.pretrained, report.notes)
+    else:
+        # a choice said before may come back reworded (the caches were named)
+        heads = {re.split("[,:;]", n)[0] for n in said}
+        print_notes([n for n in report.notes if re.split("[,:;]", n)[0] not in heads])
     click.echo(
         f"{len(report.rows)} results ({report.computed} computed, {report.reused} "
         f"reused). {headline(report.rows, report.best)}"

@@ -59,6 +59,22 @@ def say_scores(results) -> None:
         click.echo(SCORE_MEANINGS.get(kind, f"scores: {kind}"), err=True)
 
 
+def _model_hint(paths) -> str:
+    """Where a model file was given as a PATH, the command that names it."""
+    import shlex
+
+    from featx.modelfile import SUFFIX
+
+    models = [p for p in paths if Path(p).suffix == SUFFIX]
+    if not models:
+        return ""
+    rest = [shlex.quote(str(p)) for p in paths if p != models[0]] or ["IMAGES"]
+    return (
+        f" {models[0]} is a model file, not images to classify: featx predict "
+        f"--model-file {shlex.quote(str(models[0]))} {' '.join(rest)}"
+    )
+
+
 PREDICT_EXAMPLES = examples(
     "featx predict --model-file fc7-logreg.skops data/Test",
     "featx predict --model-file fc7-logreg.skops --json --top-k 3 photo.jpg",
@@ -139,7 +155,7 @@ def predict(
     """
     model_file = model_file or old_model
     if model_file is None:
-        raise click.UsageError("Missing option '--model-file'.")
+        raise click.UsageError("Missing option '--model-file'." + _model_hint(paths))
     if as_json and as_csv:
         raise click.UsageError("choose one of --json and --csv")
     from featx.modelfile import load_model

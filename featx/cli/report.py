@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import click
@@ -13,11 +14,10 @@ from featx.cli.options import (
     cv_option,
     examples,
     fold_engine_options,
-    held_out_for,
     jobs_option,
     models_option,
 )
-from featx.cli.output import TqdmProgress, print_report
+from featx.cli.output import TqdmProgress, announce, print_report
 
 REPORT_EXAMPLES = examples(
     "featx report",
@@ -30,8 +30,8 @@ REPORT_EXAMPLES = examples(
 @click.option(
     "--cache",
     default=None,
-    help="Training cache or data folder [default: the most recent cache whose "
-    "folder is not named Test/Val/...].",
+    help="Training cache or data folder [default: as for `featx fit`: the only "
+    "folder not named Test/Val/..., or the only one with a held-out sibling].",
 )
 @click.option(
     "--test",
@@ -120,13 +120,67 @@ def report(
     # the spec is read from the parsed options as the reproduce command is
     # written from it: one mapping, in featx.report.spec
     spec = ReportSpec.from_cli(click.get_current_context().params)
-    test = held_out_for(test, cache, cache_dir, quiet, layers=spec.layers)
+    progress = TqdmProgress(quiet)
+    # the caches, the warning and the notes first, then the work
+    pretrained, said, folder, entries = _prepare(spec, cache_dir)
+    announce(pretrained, said)
+    if folder is not None:
+        spec = _held_out(spec, folder, entries, cache_dir, progress)
     result = make_report(
-        **{**vars(spec), "test": test},
+        **vars(spec),
         jobs=jobs,
         force=force,
-        progress=TqdmProgress(quiet),
+        progress=progress,
         backend=backend or engine,
         address=address,
     )
-    print_report(result)
+    print_report(result, said=said)
+
+
+def _prepare(spec, cache_dir):
+    """What the report says before its work: whether its training caches are
+    pretrained and the notes on the caches chosen; and for ``--test
+    DATA_FOLDER``, that folder and the models' caches to make its cache as
+    (after the layers are checked as the report checks them: one line)."""
+    from contextlib import ExitStack
+
+    from featx.cache import ModelCaches, resolve_caches
+    from featx.fit.heldout import held_out_notes, is_data_folder
+    from featx.report.plan import open_sources
+
+    folder = Path(spec.test) if is_data_folder(spec.test) else None
+    choice = resolve_caches(
+        spec.cache,
+        None if folder else spec.test,
+        cache_dir,
+        models=spec.models,
+        find_test=folder is None,
+    )
+    notes = list(choice.notes)
+    entries = choice.models or [ModelCaches("", choice.train, choice.test)]
+    with ExitStack() as stack:
+        # a layer no cache has: the report's own one-line error, before any work
+        sources = open_sources(choice, spec.layers, stack, notes)
+        kept = {s.train.path for s in sources}
+        pretrained = all(s.train.meta.weights.pretrained for s in sources)
+    entries = [e for e in entries if e.train in kept]
+    if folder is not None:
+        notes += held_out_notes(entries, folder)
+    return pretrained, notes, folder, (entries, choice)
+
+
+def _held_out(spec, folder, entries, cache_dir, progress):
+    """``spec`` scoring on ``folder``'s cache made as each model's training
+    cache, extracted now where rows are missing."""
+    from featx.fit.heldout import held_out_caches
+
+    entries, choice = entries
+    held_out_caches(
+        entries, folder, cache_dir=cache_dir, layers=spec.layers, progress=progress
+    )
+    # the chosen training cache's: the library finds the other models' by it
+    test = next((e.test for e in entries if e.train == choice.train), entries[0].test)
+    # the caches chosen, named: the new held-out cache must not change them;
+    # the models left out have no cache of the folder to score on
+    models = [e.model for e in entries] if choice.models else spec.models
+    return replace(spec, cache=choice.train, test=test, models=models)

@@ -8,7 +8,9 @@ streams blocks of rows from the HDF5 file into ``partial_fit``
 
 Modules: :mod:`~featx.fit.spec` (what a fit is), :mod:`~featx.fit.cv` and
 :mod:`~featx.fit.streaming` (running the folds), :mod:`~featx.fit.data` (the
-caches read), :mod:`~featx.fit.run` (:func:`fit` itself and the model file).
+caches read), :mod:`~featx.fit.heldout` (a held-out data folder's cache, made
+as the training cache), :mod:`~featx.fit.run` (:func:`fit` itself and the model
+file).
 """
 
 from featx.choices import CLASSIFIERS
@@ -24,6 +26,7 @@ from featx.fit.data import (
     is_head_layer,
     labelled_rows,
 )
+from featx.fit.heldout import held_out_cache, held_out_caches
 from featx.fit.result import CVOutcome, FitResult
 from featx.fit.run import default_model_path, fit, model_meta, record_fit
 from featx.fit.scoring import chosen_params, one_blas_thread, top_score
@@ -60,6 +63,8 @@ __all__ = [
     "fit_sgd_streaming",
     "folds",
     "has_head",
+    "held_out_cache",
+    "held_out_caches",
     "head_source",
     "is_head_layer",
     "labelled_rows",

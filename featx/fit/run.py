@@ -4,6 +4,7 @@ and save the model."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -12,6 +13,8 @@ import sklearn
 
 from featx import __version__
 from featx.cache import FORMAT_VERSION, FeatureCache, ModelCaches, resolve_caches
+from featx.cache.choice import held_out_notes
+from featx.cache.locate import missing_layer
 from featx.compare import per_class
 from featx.errors import FeatxError
 from featx.fit.cv import cross_validate
@@ -23,6 +26,8 @@ from featx.fit.data import (
     head_source,
     labelled_rows,
 )
+from featx.fit.heldout import held_out_caches, is_data_folder
+from featx.fit.heldout import held_out_notes as held_out_notes_of_folder
 from featx.fit.result import CVOutcome, FitResult
 from featx.fit.spec import FitError, FitSpec
 from featx.modelfile import SUFFIX, ModelMeta, save_model
@@ -38,6 +43,7 @@ def fit(
     out: Path | None = None,
     save: bool = True,
     models: list[str] | None = None,
+    announce: Callable[[bool, list[str]], None] | None = None,
     **options,
 ) -> FitResult:
     """Cross-validate a classifier on a cached layer, refit on all rows, save it.
@@ -58,14 +64,44 @@ def fit(
     is kept (``model``, ``model_scores``). Returns a :class:`FitResult`; raises
     :class:`FitError` (or another :class:`~featx.errors.FeatxError`) for data
     or options that cannot work.
+
+    ``test`` may be a data folder: its cache, made as each compared model's
+    training cache (:func:`~featx.fit.heldout.held_out_cache`), extracted
+    first where rows are missing. ``announce``, if given, is called once with
+    whether every training cache's weights are pretrained and the notes, when
+    the caches are chosen and before the cross-validation starts.
     """
     spec = FitSpec(**options)
     spec.check()
-    choice = resolve_caches(cache, test, cache_dir, models=models)
+    folder = Path(test) if is_data_folder(test) else None
+    choice = resolve_caches(
+        cache,
+        None if folder else test,
+        cache_dir,
+        models=models,
+        find_test=folder is None,
+    )
     notes = list(choice.notes)
     entries = choice.models or [ModelCaches("", choice.train, choice.test)]
-    if len(entries) > 1:
-        entries = _comparable(entries, layer, spec.clf, notes)
+    # a layer or head that cannot work: refused before the notes and the work
+    kept = _comparable(entries, layer, spec.clf, notes)
+    if len(kept) < len(entries) and test is None:
+        # the held-out notes name the sets of the models kept alone
+        found = held_out_notes(entries)
+        notes = [n for n in notes if n not in found] + held_out_notes(kept)
+    entries = kept
+    if folder is not None:
+        notes += held_out_notes_of_folder(entries, folder)
+    if announce is not None:
+        announce(_pretrained(entries), notes)
+    if folder is not None:
+        held_out_caches(
+            entries,
+            folder,
+            cache_dir=cache_dir,
+            layers=[layer] if layer else None,
+            progress=spec.progress,
+        )
     runs = [_cross_validate_model(entry, layer, spec) for entry in entries]
     # the best model by its best layer's score; an exact tie goes to the first
     run = max(runs, key=lambda r: np.mean(r.outcomes[r.layer].scores["accuracy"]))
@@ -95,6 +131,15 @@ def fit(
     return result
 
 
+def _pretrained(entries: list[ModelCaches]) -> bool:
+    """Whether every training cache's weights are pretrained."""
+    pretrained = True
+    for entry in entries:
+        with FeatureCache(entry.train) as train:
+            pretrained &= bool(train.meta.weights.pretrained)
+    return pretrained
+
+
 def _comparable(
     entries: list[ModelCaches], layer: str | None, clf: str, notes: list[str]
 ) -> list[ModelCaches]:
@@ -108,11 +153,21 @@ def _comparable(
             try:
                 if clf == "head":
                     check_head_layer(train, layer)
+                elif layer is not None and layer not in train.layers:
+                    raise missing_layer(train, layer)  # with a hint that runs
                 elif layer is not None:
                     train.dataset(layer)
             except FeatxError as exc:
                 reasons.append(exc)
-                notes.append(f"left out {entry.model}: {exc}")
+                # its extract hint may name a layer the network lacks: the
+                # error, if it comes to one, says it; the note names the layers
+                why = (
+                    f"{train.path.name} has no {layer} (it has: "
+                    f"{', '.join(train.layers) or 'none'})"
+                    if clf != "head" and layer not in train.layers
+                    else str(exc)
+                )
+                notes.append(f"left out {entry.model}: {why}")
                 continue
         kept.append(entry)
     if not kept:
