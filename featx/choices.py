@@ -48,6 +48,9 @@ PRECISIONS = ("fp32", "bf16", "fp16")
 DECODERS = ("pil", "torchvision")
 #: Where the network runs (``cuda:N`` stands for any device index).
 DEVICES = ("auto", "cpu", "cuda", "cuda:N")
+#: Where ``featx serve`` decodes images off its event loop: threads (PIL releases
+#: the GIL) or worker processes (what decoders print is captured, as in extract).
+DECODE_POOLS = ("thread", "process")
 
 #: The friendly layer names of AlexNet and caffe-alexnet (their backbones'
 #: ``friendly()`` keys, in order; a test holds them equal).

@@ -36,6 +36,7 @@ VOCABULARIES = {
     "decode": choices.DECODE_MODES,
     "precision": choices.PRECISIONS,
     "decoder": choices.DECODERS,
+    "decode_pool": choices.DECODE_POOLS,
 }
 
 

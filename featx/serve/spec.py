@@ -6,11 +6,8 @@ import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
 
-from featx.choices import DECODE_MODES, ENGINES, PRECISIONS, SPATIAL
+from featx.choices import DECODE_MODES, DECODE_POOLS, ENGINES, PRECISIONS, SPATIAL
 from featx.errors import ParameterError, check_choice, check_int
-
-#: The pools that decode images off the event loop (:mod:`featx.serve.decoding`).
-DECODE_POOLS = ("thread", "process")
 
 
 @dataclass
