@@ -73,6 +73,10 @@ CASES = {
         ["demo", "--models", "alexnet,resnet181"],
         "did you mean 'resnet18'?",
     ),
+    "unknown model in layers": (
+        ["layers", "--model", "resnet181"],
+        "did you mean 'resnet18'?",
+    ),
     "fit with no cache": (
         ["fit"],
         "Error: no cache in ./cache: that folder does not exist",

@@ -10,6 +10,7 @@ import click
 
 from featx.choices import EXPORT_FORMATS
 from featx.cli.app import main
+from featx.cli.checks import check_model
 from featx.cli.options import cache_dir_option, examples, model_option, pick_cache
 from featx.cli.output import (
     print_info,
@@ -57,6 +58,7 @@ def layers(as_json: bool, model: str) -> None:
     fc6..fc8), then every module path (AlexNet) or graph node (torchvision;
     a module's name also stands for its last node) or feature tap (timm).
     """
+    check_model(model)  # an unknown network is refused before torch is imported
     from featx.model import layer_table
 
     print_layers(layer_table(model), as_json)
