@@ -392,7 +392,7 @@ def print_report(report) -> None:
     print_notes(report.notes)
     click.echo(
         f"{len(report.rows)} results ({report.computed} computed, {report.reused} "
-        f"reused). {headline(report.rows, report.best)}"
+        f"reused). {headline(report.verdict, report.rows)}"
     )
     best = report.best
     click.echo(f"protocol: {protocol(best.cv, best.repeats)}, every combination")
@@ -403,7 +403,7 @@ def print_report(report) -> None:
     for r in report.rows:
         test = r.get("test_accuracy")
         low, high = r["cv_accuracy_ci95"]
-        mark = "best" if r is report.best else ("tied" if r["tied_with_best"] else "")
+        mark = report.verdict.mark(r)
         model = f"{r.model:<{model_width}}" if several else ""
         click.echo(
             f"  {model}{r['layer']:<{layer_width}}{r['clf']:<{width}}"
