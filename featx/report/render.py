@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from featx.compare import SIMPLEST_RULE, TIE_RULE, Verdict
+from featx.report.figures import accuracy_title
 from featx.report.provenance_text import (  # noqa: F401 (re-exported)
     MODEL_NAMES,
     describe_model,
@@ -209,7 +210,8 @@ def per_class_title(ctx, row: ResultRow, esc) -> str:
 def _figures(ctx) -> list[tuple[str, Path]]:
     files = ctx["files"]
     figs = [
-        ("Fig. 1: Accuracy by layer, 95% intervals (x: test)", files["accuracy"]),
+        (f"Fig. 1: {accuracy_title(several_models(ctx['rows']), _has_test(ctx))}",
+         files["accuracy"]),
         ("Fig. 2: Confusion matrix of the best combination", files["confusion"]),
         ("Fig. 3: Out-of-fold confusion matrix of every combination",
          files["confusions"]),
