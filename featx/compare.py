@@ -144,6 +144,46 @@ def choose_best(rows: list[ResultRow], place=_by_name) -> ResultRow:
     return decide(rows, place).best
 
 
+#: Rows on which a cache without the ``same_as`` record is checked for layers
+#: that repeat each other (:func:`compared_once`).
+SAME_ROWS = 64
+
+
+def compared_once(cache, layers: list[str]) -> tuple[list[str], list[str]]:
+    """``layers`` of ``cache`` (a :class:`~featx.cache.FeatureCache`), in their
+    order, without those that hold the same numbers as a shallower one of them
+    (resnet18's ``avgpool_avg`` is its ``layer4_avg``), and a note for each left
+    out. ``featx extract`` records such a layer (``same_as``); where it did not
+    (older caches), the first :data:`SAME_ROWS` rows of layers of equal width
+    are compared here."""
+    defs = cache.layers
+    first = np.arange(min(SAME_ROWS, cache.n_rows))
+    kept: list[str] = []
+    notes: list[str] = []
+    rows: dict[str, np.ndarray] = {}
+    for key in sorted(layers, key=lambda k: (defs[k].depth, k)):
+        same = defs[key].same_as if defs[key].same_as in kept else ""
+        how = "recorded by extract on its first batch"
+        if not same:
+            for other in kept:
+                if defs[other].dim != defs[key].dim:
+                    continue
+                for k in (other, key):
+                    if k not in rows:
+                        rows[k] = cache.read(k, rows=first)
+                if np.array_equal(rows[other], rows[key]):
+                    same, how = other, f"its first {len(first)} rows"
+                    break
+        if same:
+            notes.append(
+                f"{key} holds the same numbers as {same} ({how}): compared once, "
+                f"as {same}"
+            )
+        else:
+            kept.append(key)
+    return [k for k in layers if k in kept], notes
+
+
 def per_class(y_true, y_pred, classes: list[str]) -> dict:
     """Precision, recall, F1 and support of every class."""
     p, r, f, s = precision_recall_fscore_support(

@@ -521,3 +521,47 @@ def test_the_report_gallery_names_the_best_classifiers_score(report):
     items = [x for x in section.splitlines() if x.startswith("- ") and "true" in x]
     assert items and all(f"({kind} " in x for x in items)
     assert f"({kind} " in report.files["html"].read_text()
+
+
+def _resnet_cache(image_folder, cache_dir):
+    from featx import extract
+
+    return extract(image_folder, layers=["layer4", "avgpool"], spatial="avg",
+                   weights="random", model="resnet18", cache_dir=cache_dir,
+                   num_workers=0).cache_path  # fmt: skip
+
+
+def test_fit_and_report_compare_a_repeated_layer_once(image_folder, cache_dir):
+    path = _resnet_cache(image_folder, cache_dir)
+    result = fit(cache=path, clf="ridge", cv=3, save=False)
+    assert result.layer == "layer4_avg"
+    assert [s["layer"] for s in result.layer_scores] in ([], ["layer4_avg"])
+    assert (
+        "avgpool_avg holds the same numbers as layer4_avg (recorded by extract on "
+        "its first batch): compared once, as layer4_avg"
+    ) in result.notes
+    report = make_report(cache=path, cache_dir=cache_dir, clfs=["ridge"], cv=3,
+                         repeats=1, out=cache_dir.parent / "r")  # fmt: skip
+    assert [r.layer for r in report.rows] == ["layer4_avg"]
+    assert any(n.startswith("avgpool_avg holds the same") for n in report.notes)
+
+
+def test_an_old_cache_without_the_record_is_checked_on_its_first_rows(
+    image_folder, cache_dir
+):
+    import h5py
+
+    from featx.cache import FeatureCache
+    from featx.compare import compared_once
+
+    path = _resnet_cache(image_folder, cache_dir)
+    with h5py.File(path, "r+") as f:
+        del f["features"]["avgpool_avg"].attrs["same_as"]
+    with FeatureCache(path) as cache:
+        assert cache.layers["avgpool_avg"].same_as == ""
+        layers, notes = compared_once(cache, ["avgpool_avg", "layer4_avg"])
+    assert layers == ["layer4_avg"]
+    assert notes == [
+        "avgpool_avg holds the same numbers as layer4_avg (its first 12 rows): "
+        "compared once, as layer4_avg"
+    ]
