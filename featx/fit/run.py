@@ -174,9 +174,9 @@ def _cross_validate_layers(
         raise FitError(
             f"{train.path.name} has no complete layer; finish `featx extract`"
         )
-    layers, notes = compared_once(train, layers)
     for name in layers:
         train.dataset(name)  # explains a missing or incomplete layer
+    layers, notes = compared_once(train, layers)
     labels, classes = labelled_rows(train, spec.cv)
     outcomes = {}
     for name in layers:
