@@ -290,3 +290,23 @@ def test_different_layers_get_no_identity_note(image_folder, cache_dir):
     assert not [n for n in result.notes if "same numbers" in n]
     with FeatureCache(result.cache_path) as cache:
         assert not any(d.same_as for d in cache.layers.values())
+
+
+def test_extract_says_in_one_line_that_two_layers_are_the_same(
+    image_folder, cache_dir
+):
+    from click.testing import CliRunner
+
+    from featx.cli import main
+
+    result = CliRunner().invoke(main, [
+        "extract", str(image_folder), "--model", "resnet18", "--layer", "layer4",
+        "--layer", "avgpool", "--spatial", "avg", "--weights", "random",
+        "--cache-dir", str(cache_dir), "--workers", "0",
+    ], catch_exceptions=False)  # fmt: skip
+    assert result.exit_code == 0, result.output
+    said = [x for x in result.output.splitlines() if "same numbers" in x]
+    assert said == [
+        "note:    avgpool_avg holds the same numbers as layer4_avg (first batch); "
+        "fit and report compare it once, as the shallower layer"
+    ]
