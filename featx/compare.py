@@ -10,6 +10,7 @@ generalization error"): the variance of the mean of J = k·r fold scores is
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -24,9 +25,15 @@ SIMPLICITY = ("ridge", "logreg", "svm", "sgd", "mlp")
 ALPHA = 0.05
 TIE_RULE = (
     "the best has the highest mean CV accuracy; an exact tie goes to the simpler "
-    "classifier (ridge, logreg, svm, sgd, mlp), then the shallower layer. "
+    f"classifier ({', '.join(SIMPLICITY)}), then the shallower layer. "
     "Combinations marked tied are not distinguishable from it: a corrected "
     "resampled t-test (Nadeau & Bengio 2003) on the same folds gives p >= 0.05"
+)
+#: How the report picks "the simplest" of several tied combinations; the
+#: classifier order is :data:`TIE_RULE`'s, stated there once.
+SIMPLEST_RULE = (
+    "the simplest is the one with the fewest features, then the simpler "
+    "classifier, then the shallower layer"
 )
 
 
@@ -60,51 +67,121 @@ def paired_p(a, b, cv: int) -> float:
     return float(2 * stats.t.sf(abs(t), len(d) - 1))
 
 
-def _rank(row: ResultRow, depth) -> tuple:
-    clf = row.clf
-    simple = SIMPLICITY.index(clf) if clf in SIMPLICITY else len(SIMPLICITY)
-    return (-row.cv_accuracy_mean, simple, depth(row.layer), row.layer)
+def _simplicity(row: ResultRow) -> int:
+    clf = row.classifier or row.clf
+    return SIMPLICITY.index(clf) if clf in SIMPLICITY else len(SIMPLICITY)
 
 
-def best_of(rows: list[ResultRow], depth) -> ResultRow:
-    """The winner among ``rows`` by :data:`TIE_RULE` (``depth(layer)`` orders
-    layers)."""
-    return min(rows, key=lambda r: _rank(r, depth))
+def _by_name(row: ResultRow):
+    return 0
 
 
-def choose_best(rows: list[ResultRow], depth) -> ResultRow:
-    """The winner (:func:`best_of`); marks every row's ``tied_with_best`` and
-    ``p_vs_best`` against it."""
-    best = best_of(rows, depth)
+def best_of(rows: list[ResultRow], place=_by_name) -> ResultRow:
+    """The winner among ``rows`` by :data:`TIE_RULE`. ``place(row)`` orders the
+    rows' layers (shallow first; with several models, the model listed first
+    before the layer's depth); rows of equal place go by layer name."""
+    return min(
+        rows,
+        key=lambda r: (
+            -r.cv_accuracy_mean, _simplicity(r), "+" in r.clf, place(r), r.layer
+        ),
+    )
+
+
+def simplest_of(rows: list[ResultRow], place=_by_name) -> ResultRow:
+    """The simplest of ``rows`` by :data:`SIMPLEST_RULE` (``place`` as for
+    :func:`best_of`)."""
+    return min(
+        rows,
+        key=lambda r: (r.n_features, _simplicity(r), "+" in r.clf, place(r), r.layer),
+    )
+
+
+@dataclass
+class Verdict:
+    """What a comparison decided: the best row, the rows tied with it (the best
+    among them, in the rows' order) and the simplest of those (the best itself
+    where nothing ties). The headline and the table's marks both read it."""
+
+    best: ResultRow
+    tied: list[ResultRow]
+    simplest: ResultRow
+
+    def mark(self, row: ResultRow) -> str:
+        """The results table's mark of ``row``: ``best``, ``tied, simplest``,
+        ``tied`` or nothing."""
+        if row is self.best:
+            return "best, simplest" if self.simplest is row and self.ties else "best"
+        if row is self.simplest:
+            return "tied, simplest"
+        return "tied" if row.tied_with_best else ""
+
+    @property
+    def ties(self) -> bool:
+        """Whether any row but the best is tied with it."""
+        return len(self.tied) > 1
+
+
+def decide(rows: list[ResultRow], place=_by_name) -> Verdict:
+    """The one decision of a comparison, by :data:`TIE_RULE` and
+    :data:`SIMPLEST_RULE`: marks every row's ``tied_with_best`` and
+    ``p_vs_best`` against the best (:func:`best_of`) and returns the
+    :class:`Verdict`."""
+    best = best_of(rows, place)
     for row in rows:
-        cv = row.cv
         if row is best:
             row.p_vs_best, row.tied_with_best = 1.0, True
             continue
-        p = paired_p(best.cv_scores["accuracy"], row.cv_scores["accuracy"], cv)
+        p = paired_p(best.cv_scores["accuracy"], row.cv_scores["accuracy"], row.cv)
         row.p_vs_best = p
         row.tied_with_best = bool(p >= ALPHA)
-    return best
+    tied = [r for r in rows if r.tied_with_best]
+    return Verdict(best=best, tied=tied, simplest=simplest_of(tied, place))
 
 
-#: How the report picks "the simplest" of several tied combinations.
-SIMPLEST_RULE = (
-    "the simplest is the one with the fewest features, then the simplest "
-    "classifier (ridge, logreg, svm, sgd, mlp), then the shallower layer"
-)
+def choose_best(rows: list[ResultRow], place=_by_name) -> ResultRow:
+    """The best of :func:`decide`'s verdict."""
+    return decide(rows, place).best
 
 
-def simplest_of(rows: list[ResultRow], depth=None) -> ResultRow:
-    """The simplest of ``rows`` by :data:`SIMPLEST_RULE` (``depth(layer)``
-    orders layers; by name without it)."""
+#: Rows on which a cache without the ``same_as`` record is checked for layers
+#: that repeat each other (:func:`compared_once`).
+SAME_ROWS = 64
 
-    def key(row):
-        clf = row.classifier or row.clf
-        simple = SIMPLICITY.index(clf) if clf in SIMPLICITY else len(SIMPLICITY)
-        return (row.n_features, simple, "+" in row.clf,
-                depth(row.layer) if depth else 0, row.layer)  # fmt: skip
 
-    return min(rows, key=key)
+def compared_once(cache, layers: list[str]) -> tuple[list[str], list[str]]:
+    """``layers`` of ``cache`` (a :class:`~featx.cache.FeatureCache`), in their
+    order, without those that hold the same numbers as a shallower one of them
+    (resnet18's ``avgpool_avg`` is its ``layer4_avg``), and a note for each left
+    out. ``featx extract`` records such a layer (``same_as``); where it did not
+    (older caches), the first :data:`SAME_ROWS` rows of layers of equal width
+    are compared here."""
+    defs = cache.layers
+    first = np.arange(min(SAME_ROWS, cache.n_rows))
+    kept: list[str] = []
+    notes: list[str] = []
+    rows: dict[str, np.ndarray] = {}
+    for key in sorted(layers, key=lambda k: (defs[k].depth, k)):
+        same = defs[key].same_as if defs[key].same_as in kept else ""
+        how = "recorded by extract on its first batch"
+        if not same:
+            for other in kept:
+                if defs[other].dim != defs[key].dim:
+                    continue
+                for k in (other, key):
+                    if k not in rows:
+                        rows[k] = cache.read(k, rows=first)
+                if np.array_equal(rows[other], rows[key]):
+                    same, how = other, f"its first {len(first)} rows"
+                    break
+        if same:
+            notes.append(
+                f"{key} holds the same numbers as {same} ({how}): compared once, "
+                f"as {same}"
+            )
+        else:
+            kept.append(key)
+    return [k for k in layers if k in kept], notes
 
 
 def per_class(y_true, y_pred, classes: list[str]) -> dict:

@@ -244,3 +244,69 @@ def test_cuda_matches_cpu_within_half_precision(image_folder, tmp_path):
         b = read_layer(gpu.cache_path, key).features
         scale = np.abs(a).max()
         np.testing.assert_allclose(b, a, rtol=2e-2, atol=2e-2 * scale)
+
+
+def test_identical_layers_are_recorded_and_noted(image_folder, cache_dir):
+    """The docs' example: resnet18's layer4 averaged over space is its avgpool."""
+    result = extract(image_folder, layers=["layer4", "avgpool"], spatial="avg",
+                     weights="random", model="resnet18", cache_dir=cache_dir,
+                     num_workers=0, batch_size=4)  # fmt: skip
+    assert [n for n in result.notes if "same numbers" in n] == [
+        "avgpool_avg holds the same numbers as layer4_avg (first batch); fit and "
+        "report compare it once, as the shallower layer"
+    ]
+    with FeatureCache(result.cache_path) as cache:
+        assert cache.layers["avgpool_avg"].same_as == "layer4_avg"
+        assert cache.layers["layer4_avg"].same_as == ""
+        np.testing.assert_array_equal(  # both stored: the record only says so
+            cache.read("avgpool_avg"), cache.read("layer4_avg")
+        )
+    # a layer added later keeps the record (the file is rewritten)
+    later = extract(image_folder, layers=["layer3"], spatial="avg",
+                    weights="random", model="resnet18", cache_dir=cache_dir,
+                    num_workers=0, batch_size=4)  # fmt: skip
+    assert later.cache_path == result.cache_path
+    with FeatureCache(later.cache_path) as cache:
+        assert cache.layers["layer3_avg"].same_as == ""
+        assert cache.layers["avgpool_avg"].same_as == "layer4_avg"
+
+
+def test_a_layer_added_later_is_compared_with_the_stored_rows(
+    image_folder, cache_dir
+):
+    options = dict(spatial="avg", weights="random", model="resnet18",
+                   cache_dir=cache_dir, num_workers=0, batch_size=4)  # fmt: skip
+    extract(image_folder, layers=["layer4"], **options)
+    result = extract(image_folder, layers=["avgpool"], **options)
+    assert any(n.startswith("avgpool_avg holds the same numbers as layer4_avg")
+               for n in result.notes)  # fmt: skip
+    with FeatureCache(result.cache_path) as cache:
+        assert cache.layers["avgpool_avg"].same_as == "layer4_avg"
+
+
+def test_different_layers_get_no_identity_note(image_folder, cache_dir):
+    result = extract(image_folder, layers=["pool5", "fc7"], weights="random",
+                     cache_dir=cache_dir, num_workers=0)  # fmt: skip
+    assert not [n for n in result.notes if "same numbers" in n]
+    with FeatureCache(result.cache_path) as cache:
+        assert not any(d.same_as for d in cache.layers.values())
+
+
+def test_extract_says_in_one_line_that_two_layers_are_the_same(
+    image_folder, cache_dir
+):
+    from click.testing import CliRunner
+
+    from featx.cli import main
+
+    result = CliRunner().invoke(main, [
+        "extract", str(image_folder), "--model", "resnet18", "--layer", "layer4",
+        "--layer", "avgpool", "--spatial", "avg", "--weights", "random",
+        "--cache-dir", str(cache_dir), "--workers", "0",
+    ], catch_exceptions=False)  # fmt: skip
+    assert result.exit_code == 0, result.output
+    said = [x for x in result.output.splitlines() if "same numbers" in x]
+    assert said == [
+        "note:    avgpool_avg holds the same numbers as layer4_avg (first batch); "
+        "fit and report compare it once, as the shallower layer"
+    ]

@@ -320,11 +320,17 @@ def result_row(layer, clf, accuracies, n_features):
     )  # fmt: skip
 
 
-def ranked(rows):
-    from featx.compare import choose_best
+DEPTH = {"pool5": 0, "fc6": 1, "fc7": 2}
 
-    depth = {"pool5": 0, "fc6": 1, "fc7": 2}
-    return choose_best(rows, depth.__getitem__)
+
+def decided(rows):
+    from featx.compare import decide
+
+    return decide(rows, lambda r: DEPTH[r.layer])
+
+
+def ranked(rows):
+    return decided(rows).best
 
 
 def test_headline_says_no_clear_winner_when_everything_ties():
@@ -336,8 +342,9 @@ def test_headline_says_no_clear_winner_when_everything_ties():
         result_row("fc7", "mlp", [0.79, 0.80, 0.81, 0.80, 0.78, 0.81], 4096),
         result_row("fc7", "logreg", [0.80, 0.79, 0.80, 0.81, 0.79, 0.79], 4096),
     ]
-    best = ranked(rows)
-    line = headline(rows, best)
+    verdict = decided(rows)
+    best = verdict.best
+    line = headline(verdict, rows)
     assert line.startswith(
         "No clear winner: 4 of 4 combinations are statistically tied with the "
         "best; the simplest of them is fc6 + logreg"  # fewest features, then clf
@@ -354,9 +361,87 @@ def test_headline_names_the_best_only_when_it_beats_every_other():
         result_row("fc6", "logreg", [0.60, 0.61, 0.60, 0.62, 0.61, 0.60], 4096),
         result_row("fc7", "logreg", [0.62, 0.61, 0.60, 0.61, 0.60, 0.62], 4096),
     ]
-    best = ranked(rows)
+    verdict = decided(rows)
+    best = verdict.best
     assert not any(r.tied_with_best for r in rows if r is not best)
-    assert headline(rows, best).startswith("Best: pool5 + svm, CV accuracy 0.9550")
+    assert headline(verdict, rows).startswith("Best: pool5 + svm, CV accuracy 0.9550")
+
+
+def test_exact_ties_follow_the_stated_rule_in_headline_and_table():
+    """Equal fold scores: the simpler classifier, then the shallower layer
+    (TIE_RULE); the headline names the row the table marks."""
+    from featx.report.render import _table_rows, headline
+
+    same = [0.80, 0.82, 0.78, 0.81, 0.79, 0.80]
+    rows = [
+        result_row("fc7", "logreg", same, 4096),
+        result_row("fc6", "logreg", same, 4096),  # shallower than fc7
+        result_row("fc6", "svm", same, 4096),
+        result_row("pool5", "mlp", [0.5, 0.52, 0.49, 0.5, 0.51, 0.5], 9216),
+    ]
+    verdict = decided(rows)
+    assert (verdict.best.layer, verdict.best.clf) == ("fc6", "logreg")
+    assert verdict.simplest is verdict.best
+    assert len(verdict.tied) == 3 and rows[3] not in verdict.tied
+    line = headline(verdict, rows)
+    assert line.startswith("No clear winner: 3 of 4 combinations")
+    assert "the simplest of them is fc6 + logreg" in line
+    assert "highest mean" not in line
+    ctx = {"rows": rows, "best": verdict.best, "verdict": verdict}
+    marks = [cells[3] for cells in _table_rows(ctx)]
+    assert marks == ["tied", "best, simplest", "tied", ""]
+
+
+def test_headline_and_table_mark_the_same_simplest_across_classifiers():
+    """The demo's case: svm has the highest mean, logreg ties it: the headline's
+    "simplest" is the row the table marks simplest, and the best stays best."""
+    from featx.report.render import _table_rows, headline
+
+    rows = [
+        result_row("pool5", "svm", [0.90, 0.92, 0.91, 0.93, 0.90, 0.92], 256),
+        result_row("pool5", "logreg", [0.90, 0.91, 0.90, 0.92, 0.90, 0.91], 256),
+        result_row("fc7", "svm", [0.60, 0.61, 0.60, 0.62, 0.61, 0.60], 4096),
+    ]
+    verdict = decided(rows)
+    assert verdict.best is rows[0] and verdict.simplest is rows[1]
+    line = headline(verdict, rows)
+    assert "the simplest of them is pool5 + logreg" in line
+    assert "(highest mean: pool5 + svm, 0.9133)" in line
+    ctx = {"rows": rows, "best": verdict.best, "verdict": verdict}
+    assert [cells[3] for cells in _table_rows(ctx)] == ["best", "tied, simplest", ""]
+
+
+def test_an_exact_tie_across_models_goes_to_the_model_listed_first():
+    from featx.compare import decide
+    from featx.report.render import _table_rows, headline
+
+    same = [0.80, 0.82, 0.78, 0.81, 0.79, 0.80]
+    rows = []
+    for model, layer in [("alexnet", "fc7"), ("resnet18", "layer4_avg"),
+                         ("resnet18", "avgpool_avg")]:  # fmt: skip
+        row = result_row(layer, "logreg", same, 512)
+        row.model = model
+        rows.append(row)
+    order = {("alexnet", "fc7"): (0, 7), ("resnet18", "layer4_avg"): (1, 4),
+             ("resnet18", "avgpool_avg"): (1, 5)}  # fmt: skip
+    verdict = decide(rows[::-1], lambda r: order[r.model, r.layer])
+    assert verdict.best is rows[0] and verdict.simplest is rows[0]
+    without = decide(rows[1:][::-1], lambda r: order[r.model, r.layer])
+    assert without.best is rows[1]  # the shallower layer, not the name's order
+    line = headline(without, rows[1:])  # one model: no model column
+    assert "the simplest of them is layer4_avg + logreg" in line
+    ctx = {"rows": rows[1:], "best": without.best, "verdict": without}
+    assert [cells[3] for cells in _table_rows(ctx)] == ["best, simplest", "tied"]
+    ctx = {"rows": rows, "best": verdict.best, "verdict": verdict}
+    assert [cells[4] for cells in _table_rows(ctx)] == ["best, simplest", "tied",
+                                                        "tied"]  # fmt: skip
+    assert "simplest of them is alexnet fc7 + logreg" in headline(verdict, rows)
+
+
+def test_how_chosen_names_the_classifier_order_once(report):
+    text = (report.out / "report.md").read_text()
+    how = next(x for x in text.splitlines() if x.startswith("How the best"))
+    assert how.count("ridge, logreg, svm, sgd, mlp") == 1
 
 
 def test_the_report_headline_is_its_first_line(report):
@@ -407,3 +492,94 @@ def test_the_reproduce_commands_wrap_and_still_parse():
     assert lines[0].startswith("featx report --cache ")
     assert all(x.endswith(" \\") for x in lines[:-1])
     assert shlex.split(wrapped.replace("\\\n", " ")) == shlex.split(command)
+
+
+def test_the_gallery_says_what_its_scores_are():
+    """An svm's score is a decision value (here negative), not a confidence in
+    [0, 1]: the gallery names the kind beside each number and in its order."""
+    from featx.report.analyses import score_kind
+    from featx.report.render import _confidence
+
+    assert score_kind("svm") == "decision value"
+    assert score_kind("svm+ten") == "decision value"
+    assert score_kind("ridge") == "decision value"
+    assert score_kind("logreg") == "probability"
+    assert score_kind("head") == "probability"
+    item = {"confidence": -0.975, "score_kind": "decision value"}
+    assert _confidence(item) == " (decision value -0.975)"
+
+
+def test_the_report_gallery_names_the_best_classifiers_score(report):
+    from featx.report.analyses import score_kind
+
+    kind = score_kind(report.best.clf)
+    gallery = report.analyses["gallery"]
+    assert gallery["order"].startswith(f"the {report.best.clf} {kind} of the")
+    text = (report.out / "report.md").read_text()
+    section = text[text.index("## Misclassified") : text.index("## Provenance")]
+    assert "most confident first" not in section
+    items = [x for x in section.splitlines() if x.startswith("- ") and "true" in x]
+    assert items and all(f"({kind} " in x for x in items)
+    assert f"({kind} " in report.files["html"].read_text()
+
+
+def _resnet_cache(image_folder, cache_dir):
+    from featx import extract
+
+    return extract(image_folder, layers=["layer4", "avgpool"], spatial="avg",
+                   weights="random", model="resnet18", cache_dir=cache_dir,
+                   num_workers=0).cache_path  # fmt: skip
+
+
+def test_fit_and_report_compare_a_repeated_layer_once(image_folder, cache_dir):
+    path = _resnet_cache(image_folder, cache_dir)
+    result = fit(cache=path, clf="ridge", cv=3, save=False)
+    assert result.layer == "layer4_avg"
+    assert [s["layer"] for s in result.layer_scores] in ([], ["layer4_avg"])
+    assert (
+        "avgpool_avg holds the same numbers as layer4_avg (recorded by extract on "
+        "its first batch): compared once, as layer4_avg"
+    ) in result.notes
+    report = make_report(cache=path, cache_dir=cache_dir, clfs=["ridge"], cv=3,
+                         repeats=1, out=cache_dir.parent / "r")  # fmt: skip
+    assert [r.layer for r in report.rows] == ["layer4_avg"]
+    assert any(n.startswith("avgpool_avg holds the same") for n in report.notes)
+
+
+def test_fit_says_the_layer_it_compared_once_after_its_early_notes(
+    image_folder, cache_dir
+):
+    """fit announces its choices before the work; a note the work adds (a layer
+    compared once) is printed with the results, not lost."""
+    path = _resnet_cache(image_folder, cache_dir)
+    result = CliRunner().invoke(
+        main,
+        ["fit", "--cache", str(path), "--clf", "ridge", "--cv", "3",
+         "--out", str(cache_dir.parent / "m.skops")],  # fmt: skip
+        catch_exceptions=False,
+    )
+    assert result.exit_code == 0, result.output
+    notes = [line for line in result.stdout.splitlines() if line.startswith("note:")]
+    assert sum("avgpool_avg holds the same numbers as layer4_avg" in n
+               for n in notes) == 1  # fmt: skip
+
+
+def test_an_old_cache_without_the_record_is_checked_on_its_first_rows(
+    image_folder, cache_dir
+):
+    import h5py
+
+    from featx.cache import FeatureCache
+    from featx.compare import compared_once
+
+    path = _resnet_cache(image_folder, cache_dir)
+    with h5py.File(path, "r+") as f:
+        del f["features"]["avgpool_avg"].attrs["same_as"]
+    with FeatureCache(path) as cache:
+        assert cache.layers["avgpool_avg"].same_as == ""
+        layers, notes = compared_once(cache, ["avgpool_avg", "layer4_avg"])
+    assert layers == ["layer4_avg"]
+    assert notes == [
+        "avgpool_avg holds the same numbers as layer4_avg (its first 12 rows): "
+        "compared once, as layer4_avg"
+    ]

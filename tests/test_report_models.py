@@ -226,17 +226,21 @@ def test_alexnet_and_resnet18_rank_in_one_table(two_models, tmp_path):
         cache_dir=cache_dir, models=["alexnet", "resnet18"], clfs=["ridge"], cv=3,
         repeats=1, out=tmp_path / "r",
     )  # fmt: skip
+    # avgpool_avg is layer4_avg averaged again: compared once, with a note
     assert [(r.model, r.layer) for r in report.rows] == [
-        ("alexnet", "pool5"), ("alexnet", "fc7"),
-        ("resnet18", "layer4_avg"), ("resnet18", "avgpool_avg"),
+        ("alexnet", "pool5"), ("alexnet", "fc7"), ("resnet18", "layer4_avg"),
     ]  # fmt: skip
+    assert (
+        "resnet18: avgpool_avg holds the same numbers as layer4_avg (recorded by "
+        "extract on its first batch): compared once, as layer4_avg"
+    ) in report.notes
     assert all(r.test_accuracy is not None for r in report.rows)
     assert sum(r is report.best for r in report.rows) == 1
     text = (report.out / "report.md").read_text()
     assert "| resnet18 | layer4\\_avg | ridge |" in text
     assert "- Model resnet18: random\\(seed=0\\)" in text
     flat = text.replace(" \\\n    ", " ")
-    assert "--layer layer4 --layer avgpool --spatial avg --model resnet18" in flat
+    assert "--layer layer4 --spatial avg --model resnet18" in flat  # as compared
     # --layers of either network: each is compared on those it holds
     mixed = make_report(
         cache_dir=cache_dir, models=["alexnet", "resnet18"], clfs=["ridge"], cv=3,
@@ -245,7 +249,7 @@ def test_alexnet_and_resnet18_rank_in_one_table(two_models, tmp_path):
     assert [(r.model, r.layer) for r in mixed.rows] == [
         ("alexnet", "fc7"), ("resnet18", "avgpool_avg")
     ]  # fmt: skip
-    assert (mixed.reused, mixed.computed) == (2, 0)
+    assert (mixed.reused, mixed.computed) == (1, 1)
     lacks = [n for n in mixed.notes if " has no " in n]
     assert [n.split("'")[0] + ": " + n.rsplit(" ", 1)[1] for n in lacks] == [
         "alexnet: avgpool_avg", "resnet18: fc7"
@@ -257,3 +261,58 @@ def test_layers_of_either_model_and_a_layer_of_none(two_models, tmp_path):
     with pytest.raises(ReportError, match=r"lacks fc6; extract first: featx extract"):
         make_report(cache_dir=cache_dir, layers=["fc7", "fc6"], clfs=["ridge"],
                     out=tmp_path / "r")  # fmt: skip
+
+
+def _figure_rows():
+    """Two models with different layers, intervals that reach 1.0."""
+    from tests.test_report import result_row
+
+    rows, columns = [], []
+    for model, layers, base in [("alexnet", ["pool5", "fc7"], 0.93),
+                                ("resnet18", ["layer4_avg"], 0.7)]:  # fmt: skip
+        for layer in layers:
+            columns.append((model, layer))
+            for clf in CLFS:
+                row = result_row(layer, clf, [base] * 6, 512)
+                row.model = model
+                row.cv_accuracy_ci95 = [base - 0.1, min(1.0, base + 0.1)]
+                row.test_accuracy = base
+                rows.append(row)
+    return rows, columns
+
+
+def test_fig1_has_a_panel_per_model_and_holds_every_interval():
+    from featx.report.figures import accuracy_figure
+
+    rows, columns = _figure_rows()
+    fig = accuracy_figure(rows, columns, CLFS)
+    try:
+        axes = fig.axes
+        assert [a.get_xlabel() for a in axes] == ["alexnet layer", "resnet18 layer"]
+        assert [[t.get_text() for t in a.get_xticklabels()] for a in axes] == [
+            ["pool5", "fc7"], ["layer4_avg"]
+        ]  # fmt: skip
+        # one line per classifier in each model's panel: none joins two models
+        assert [len(a.get_lines()) for a in axes] == [len(CLFS) * 3, len(CLFS) * 3]
+        assert {len(a.get_lines()[0].get_xdata()) for a in axes} == {2, 1}
+        low, high = axes[0].get_ylim()
+        assert axes[1].get_ylim() == (low, high)
+        ends = [e for r in rows for e in r.cv_accuracy_ci95]
+        assert low < min(ends) and high > max(ends) == 1.0  # the caps show whole
+        assert fig._suptitle.get_text() == (
+            "Accuracy by model and layer, 95% intervals (x: test)"
+        )
+    finally:
+        import matplotlib.pyplot as plt
+
+        plt.close(fig)
+
+
+def test_fig1_caption_is_its_title(cross):
+    from featx.report.figures import accuracy_title
+    from featx.report.render import md
+
+    title = accuracy_title(True, True)
+    assert title.startswith("Accuracy by model and layer")
+    text = (cross.out / "report.md").read_text()
+    assert f"![{md('Fig. 1: ' + title)}](accuracy_by_layer.png)" in text

@@ -139,11 +139,18 @@ FEATURE_ATTRS: tuple[tuple[str, str, str], ...] = (
         "its position in the network, for ordering (absent for AlexNet's, "
         "whose module path says it)",
     ),
+    (
+        "same_as",
+        "string",
+        "the dataset of a shallower layer that held the same numbers on the first "
+        "batch extracted (`layer4_avg` on resnet18's `avgpool_avg`); fit and report "
+        "compare the two once (absent where none did, and in older caches)",
+    ),
 )
 
 
 #: The attributes of :data:`FEATURE_ATTRS` that only some datasets have.
-OPTIONAL_FEATURE_ATTRS = ("kind", "order")
+OPTIONAL_FEATURE_ATTRS = ("kind", "order", "same_as")
 
 
 def _cell(text: str) -> str:

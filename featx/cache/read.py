@@ -46,6 +46,7 @@ def _layer_from_attrs(ds: h5py.Dataset) -> LayerDef:
         view=str(a.get("view", CENTER)),
         kind=str(a.get("kind", "")),
         order=int(a.get("order", -1)),
+        same_as=str(a.get("same_as", "")),
     )
 
 

@@ -42,6 +42,10 @@ class LayerDef:
     #: The layer's position in the network, for ordering (-1 where the module
     #: path says it, as AlexNet's ``features.N`` / ``classifier.N`` do).
     order: int = field(default=-1, compare=False)
+    #: The dataset key of a shallower layer whose numbers this one repeated on
+    #: the first batch extracted (the dataset attribute ``same_as``; empty where
+    #: none did, or in caches older than the record). Not part of equality.
+    same_as: str = field(default="", compare=False)
 
     @property
     def base(self) -> str:

@@ -66,7 +66,45 @@ def _create_features(group: h5py.Group, layer: LayerDef, n: int) -> h5py.Dataset
         ds.attrs["kind"] = layer.kind
     if layer.order >= 0:
         ds.attrs["order"] = layer.order
+    if layer.same_as:
+        ds.attrs["same_as"] = layer.same_as
     return ds
+
+
+def identical_layers(f: h5py.File, rows: np.ndarray, values: dict) -> dict[str, str]:
+    """``{deeper key: shallower key}`` for each pair of layers of one view whose
+    rows ``rows`` hold exactly the same numbers: those in ``values`` (one batch)
+    compared with each other and with the layers already done on those rows."""
+    from featx.cache.read import _layer_from_attrs
+
+    features = f["features"]
+    known = dict(values)
+    for key, ds in features.items():
+        if key not in known and ds.shape[0] and f["done"][key][rows].all():
+            known[key] = None  # read only if a batch array matches its shape
+    defs = {k: _layer_from_attrs(features[k]) for k in known}
+    order = sorted(known, key=lambda k: (defs[k].depth, k))
+    same: dict[str, str] = {}
+    for i, deep in enumerate(order):
+        for shallow in order[:i]:
+            a, b = defs[shallow], defs[deep]
+            if a.view != b.view or a.dim != b.dim or shallow in same:
+                continue
+            if known[shallow] is None and known[deep] is None:
+                continue  # both stored before: compared when they were written
+            x = _batch(features, shallow, known, rows)
+            y = _batch(features, deep, known, rows)
+            if np.array_equal(x, y):
+                same[deep] = shallow
+                break
+    return same
+
+
+def _batch(features, key: str, known: dict, rows: np.ndarray) -> np.ndarray:
+    """The batch's rows of ``key``: from the batch, or read (``rows`` sorted)."""
+    if known[key] is None:
+        known[key] = features[key][rows]
+    return np.asarray(known[key])
 
 
 def _runs(dst: np.ndarray, src: np.ndarray) -> Iterator[tuple[int, int, int]]:
@@ -216,6 +254,8 @@ class CacheFiller:
         reserve(path)
         self.path = path
         self.f = _open(path, "r+", rdcc_nbytes=FILL_CACHE_BYTES, rdcc_w0=1.0)
+        #: ``{key: key}`` of :func:`identical_layers` on this run's first batch.
+        self.identical: dict[str, str] | None = None
 
     def __enter__(self) -> CacheFiller:
         return self
@@ -240,6 +280,11 @@ class CacheFiller:
             for _, src, length in runs:
                 flags[src : src + length] = 1
         self.f.flush()
+        if self.identical is None:  # the first batch, now safely stored
+            self.identical = identical_layers(self.f, rows, values)
+            for deep, shallow in self.identical.items():
+                self.f["features"][deep].attrs["same_as"] = shallow
+            self.f.flush()
 
     def refresh(self, rows: Rows, *, changed: np.ndarray, scanned_at_ns: int) -> None:
         """Record a new scan of the same images.

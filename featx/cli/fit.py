@@ -165,6 +165,12 @@ def fit(
     check_caches(cache, cache_dir)  # before scikit-learn is imported
     from featx.fit import fit as run_fit
 
+    said: list[str] = []
+
+    def announce_and_keep(pretrained: bool, notes: list[str]) -> None:
+        announce(pretrained, notes)
+        said.extend(notes)
+
     result = run_fit(
         cache=cache,
         cache_dir=cache_dir,
@@ -188,9 +194,9 @@ def fit(
         train_views=not no_augment,
         head_train=head_train,
         # the warning and the notes before the work, as the README shows them
-        announce=None if as_json else announce,
+        announce=None if as_json else announce_and_keep,
     )
     if as_json:
         click.echo(json.dumps(result.to_json(), indent=2))
     else:
-        print_fit(result, announced=True)
+        print_fit(result, said=said)

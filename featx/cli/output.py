@@ -317,11 +317,14 @@ def protocol(cv: int, repeats: int) -> str:
     )
 
 
-def print_fit(result, *, announced: bool = False) -> None:
-    """The short table `featx fit` prints (after the warning and the notes,
-    unless they were ``announced`` before the work)."""
-    if not announced:
+def print_fit(result, *, said: list[str] | None = None) -> None:
+    """The short table `featx fit` prints, after the warning and the notes; with
+    ``said`` (the notes announced before the work, with the warning), only the
+    notes the work added (a layer compared once, say)."""
+    if said is None:
         announce(result.pretrained, result.notes)
+    else:
+        print_notes([n for n in result.notes if n not in said])
     _print_layer_scores(result)
     click.echo(
         f"cache: {Path(result.cache).name}   "
@@ -413,7 +416,7 @@ def print_report(report, *, said: list[str] | None = None) -> None:
         print_notes([n for n in report.notes if re.split("[,:;]", n)[0] not in heads])
     click.echo(
         f"{len(report.rows)} results ({report.computed} computed, {report.reused} "
-        f"reused). {headline(report.rows, report.best)}"
+        f"reused). {headline(report.verdict, report.rows)}"
     )
     best = report.best
     click.echo(f"protocol: {protocol(best.cv, best.repeats)}, every combination")
@@ -424,7 +427,7 @@ def print_report(report, *, said: list[str] | None = None) -> None:
     for r in report.rows:
         test = r.get("test_accuracy")
         low, high = r["cv_accuracy_ci95"]
-        mark = "best" if r is report.best else ("tied" if r["tied_with_best"] else "")
+        mark = report.verdict.mark(r)
         model = f"{r.model:<{model_width}}" if several else ""
         click.echo(
             f"  {model}{r['layer']:<{layer_width}}{r['clf']:<{width}}"

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from featx.cache import (
+    FeatureCache,
     LayerDef,
     cache_lock,
     default_cache_dir,
@@ -29,7 +30,7 @@ from featx.model import (
     resolve_layers,
 )
 from featx.progress import Progress
-from featx.views import VIEW_SETS, views_of
+from featx.views import CENTER, VIEW_SETS, views_of
 
 if TYPE_CHECKING:
     import torch
@@ -104,6 +105,20 @@ def wanted_layers(
         layer_def(s, layer_spatial(s, spatial), dtype, view, model)
         for s in specs
         for view in views_of(views)
+    ]
+
+
+def identical_notes(path: Path, wanted: list[LayerDef]) -> list[str]:
+    """One note for each layer of ``wanted`` whose numbers the cache recorded as
+    a shallower layer's (compared on the first batch extracted)."""
+    with FeatureCache(path) as cache:
+        have = cache.all_layers
+    keys = {w.key for w in wanted if w.view == CENTER}
+    return [
+        f"{key} holds the same numbers as {have[key].same_as} (first batch); "
+        "fit and report compare it once, as the shallower layer"
+        for key in have
+        if key in keys and have[key].same_as
     ]
 
 
@@ -236,7 +251,9 @@ def extract(
     try:
         make_folder(cache_dir)
         with cache_lock(path):
-            return update(run, rebuild=rebuild)
+            result = update(run, rebuild=rebuild)
+            result.notes += identical_notes(path, wanted)
+            return result
     except ReadOnlyError as exc:
         if rebuild:
             raise

@@ -15,7 +15,7 @@ from featx import __version__
 from featx.cache import FORMAT_VERSION, FeatureCache, ModelCaches, resolve_caches
 from featx.cache.choice import held_out_notes
 from featx.cache.locate import missing_layer
-from featx.compare import per_class
+from featx.compare import compared_once, per_class
 from featx.errors import FeatxError
 from featx.fit.cv import cross_validate
 from featx.fit.data import (
@@ -103,6 +103,8 @@ def fit(
             progress=spec.progress,
         )
     runs = [_cross_validate_model(entry, layer, spec) for entry in entries]
+    notes += [f"{r.entry.model}: {n}" if len(runs) > 1 else n
+              for r in runs for n in r.notes]  # fmt: skip
     # the best model by its best layer's score; an exact tie goes to the first
     run = max(runs, key=lambda r: np.mean(r.outcomes[r.layer].scores["accuracy"]))
     entry, layer, classes = run.entry, run.layer, run.classes
@@ -186,6 +188,8 @@ class _ModelRun:
     classes: list[str]
     outcomes: dict[str, CVOutcome]
     layer: str
+    #: Layers compared once (:func:`featx.compare.compared_once`).
+    notes: list[str]
 
 
 def _cross_validate_model(
@@ -195,9 +199,9 @@ def _cross_validate_model(
         if spec.clf == "head":
             layer = check_head_layer(train, layer)
             spec = replace(spec, source=head_source(train.meta))
-        labels, classes, outcomes = _cross_validate_layers(train, layer, spec)
+        labels, classes, outcomes, notes = _cross_validate_layers(train, layer, spec)
         best = best_layer(train, outcomes)
-    return _ModelRun(entry, spec, labels, classes, outcomes, best)
+    return _ModelRun(entry, spec, labels, classes, outcomes, best, notes)
 
 
 def _model_scores(runs: list[_ModelRun]) -> list[dict]:
@@ -217,8 +221,9 @@ def _model_scores(runs: list[_ModelRun]) -> list[dict]:
 
 def _cross_validate_layers(
     train: FeatureCache, layer: str | None, spec: FitSpec
-) -> tuple[np.ndarray, list[str], dict[str, CVOutcome]]:
-    """The labels, classes and the CV of ``layer``, or of every complete layer."""
+) -> tuple[np.ndarray, list[str], dict[str, CVOutcome], list[str]]:
+    """The labels, classes and the CV of ``layer``, or of every complete layer
+    (each compared once), and the notes of the layers left out."""
     layers = [layer] if layer is not None else train.complete_layers()
     if not layers:
         raise FitError(
@@ -226,12 +231,13 @@ def _cross_validate_layers(
         )
     for name in layers:
         train.dataset(name)  # explains a missing or incomplete layer
+    layers, notes = compared_once(train, layers)
     labels, classes = labelled_rows(train, spec.cv)
     outcomes = {}
     for name in layers:
         spec.progress.describe(name)
         outcomes[name] = cross_validate(train, name, labels, spec)
-    return labels, classes, outcomes
+    return labels, classes, outcomes, notes
 
 
 def _result(

@@ -68,6 +68,7 @@ def misclassified(best: ResultRow, cache: FeatureCache, test: FeatureCache | Non
         score = best.oof_score or [0.0] * len(pred)
         where = "out-of-fold predictions"
     classes = cache.classes
+    kind = score_kind(best.classifier or best.clf)
     root = Path(source.meta.data_root)
     wrong = [i for i, (t, p) in enumerate(zip(true, pred, strict=True)) if t != p]
     items = []
@@ -79,6 +80,7 @@ def misclassified(best: ResultRow, cache: FeatureCache, test: FeatureCache | Non
                 "true": classes[true[i]],
                 "predicted": classes[pred[i]],
                 "confidence": float(score[i]),
+                "score_kind": kind,
                 "src": _thumbnail(root / rel),
             }
         )
@@ -86,9 +88,30 @@ def misclassified(best: ResultRow, cache: FeatureCache, test: FeatureCache | Non
         "where": where,
         "n_wrong": len(wrong),
         "items": items,
-        "order": "most confident first, at most "
-        f"{GALLERY_MAX}, shared between the true classes",
+        "score_kind": kind,
+        "order": f"the {best.clf} {kind} of the predicted class beside each image, "
+        f"highest first ({SCORE_MEANING[kind]}), at most {GALLERY_MAX}, shared "
+        "between the true classes",
     }
+
+
+#: What each kind of score says (:func:`featx.fit.scoring.top_score`).
+SCORE_MEANING = {
+    "probability": "the classifier's probability of the class it chose",
+    "decision value": "a signed distance from the decision boundary, not a "
+    "probability; higher is more confident",
+}
+
+
+def score_kind(clf: str) -> str:
+    """What the scores of classifier ``clf`` (``svm``, ``svm+ten``, ``head``)
+    are: ``probability`` where its pipeline has ``predict_proba``, else
+    ``decision value``, as :func:`featx.fit.scoring.top_score` chooses."""
+    name = clf.partition("+")[0]
+    if name not in pipelines.CLASSIFIERS:
+        return "probability"  # the head: a softmax
+    pipeline = pipelines.make_pipeline(name, n_samples=2, n_features=2)
+    return "probability" if hasattr(pipeline, "predict_proba") else "decision value"
 
 
 def gallery_order(index, true, confidence, cap: int = GALLERY_MAX) -> list:

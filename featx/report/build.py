@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pipelines
 from featx.cache import FeatureCache, default_cache_dir, resolve_caches
-from featx.compare import best_of, choose_best
+from featx.compare import Verdict, best_of, decide
 from featx.errors import ReadOnlyError, check_choice
 from featx.fit import CLASSIFIERS, FitSpec
 from featx.progress import Progress
@@ -38,6 +38,8 @@ class Report:
     out: Path
     rows: list[ResultRow]
     best: ResultRow
+    #: What the comparison decided (the best, the ties, the simplest of them).
+    verdict: Verdict
     files: dict[str, Path] = field(default_factory=dict)
     reused: int = 0
     computed: int = 0
@@ -116,6 +118,7 @@ def make_report(
         out=out,
         rows=rows,
         best=context["best"],
+        verdict=context["verdict"],
         files=context["files"],
         reused=store.reused,
         computed=store.computed,
@@ -173,18 +176,16 @@ def _write(
     returns what the report's text was rendered from."""
     out = spec.out
     shown = list(dict.fromkeys(r.clf for r in rows))  # with +views rows
-    depth = {}
-    for source in sources:  # a tie-breaker: each layer's place in its network
-        for key, ldef in source.train.layers.items():
-            depth.setdefault(key, ldef.depth)
-    best = choose_best(rows, depth.__getitem__)
+    place = _places(sources)
+    verdict = decide(rows, place)
+    best = verdict.best
     columns = columns_of(sources)
     train = sources[0].train  # every source holds the same images
     progress = base.progress
     # the last stage (a minute on the demo) shows its steps like the others
     progress.start("analysing", 4 + (len(columns) > 1))
     try:
-        analyses = _analyses(sources, spec, base, rows, best, depth)
+        analyses = _analyses(sources, spec, base, rows, best, place)
         progress.describe("figures")
         files = write_results(out, rows, best, analyses)
         files["predictions"] = write_predictions(out / "predictions.csv", rows, train)
@@ -195,6 +196,7 @@ def _write(
             "provenance": provenance(spec, sources),
             "rows": rows,
             "best": best,
+            "verdict": verdict,
             "analyses": analyses,
             "layers": spec.layers,
             "columns": columns,
@@ -233,7 +235,17 @@ def _test_fingerprint(test_path: Path | None, layer: str) -> str | None:
         return fingerprint(held_out, layer) if layer in held_out.layers else None
 
 
-def _analyses(sources, spec: ReportSpec, base: FitSpec, rows, best, depth) -> dict:
+def _places(sources: list[Source]):
+    """A tie-breaker: a row's model (the one listed first), then its layer's
+    place in that model's network (shallow first)."""
+    order = {}
+    for i, source in enumerate(sources):
+        for key, ldef in source.train.layers.items():
+            order.setdefault((source.model, key), (i, ldef.depth))
+    return lambda row: order.get((row.model, row.layer), (len(sources), (9, 0)))
+
+
+def _analyses(sources, spec: ReportSpec, base: FitSpec, rows, best, place) -> dict:
     """Learning curve, layer similarity and the misclassified gallery."""
     progress = base.progress
     curve_spec = replace(base, progress=Progress())
@@ -248,7 +260,7 @@ def _analyses(sources, spec: ReportSpec, base: FitSpec, rows, best, depth) -> di
             if r.clf in pipelines.CLASSIFIERS and r.model == source.model
         ]
         per_layer = [
-            best_of([r for r in plain if r.layer == layer], depth.__getitem__)
+            best_of([r for r in plain if r.layer == layer], place)
             for layer in source.layers
             if any(r.layer == layer for r in plain)
         ]

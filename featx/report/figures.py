@@ -65,63 +65,86 @@ def _ticks(columns: list[tuple[str, str]]) -> list[str]:
     return [name.replace(" ", "\n", 1) for name in column_names(columns)]
 
 
+def accuracy_title(several: bool, test: bool) -> str:
+    """The title of Fig. 1, which is also its caption in the report."""
+    where = "model and layer" if several else "layer"
+    return f"Accuracy by {where}, 95% intervals" + (" (x: test)" if test else "")
+
+
 @literal_text
 def accuracy_by_layer(
     rows: list[ResultRow], columns: list[tuple[str, str]], clfs: list[str], path: Path
 ) -> Path:
+    """``accuracy_by_layer.png``: :func:`accuracy_figure`."""
+    return _save(accuracy_figure(rows, columns, clfs), path)
+
+
+@literal_text
+def accuracy_figure(
+    rows: list[ResultRow], columns: list[tuple[str, str]], clfs: list[str]
+):
     """Mean CV accuracy of each classifier across the (model, layer) columns
     with its 95% interval (dodged, so no marker hides another), and test
-    accuracy where there is one."""
-    several = len({m for m, _ in columns}) > 1
+    accuracy where there is one. Each model gets its own panel, its layers
+    shallow to deep on its own x axis, so that a line joins the layers of one
+    model and never two models; the panels share a y axis that holds every
+    interval and test score."""
+    models = list(dict.fromkeys(m for m, _ in columns))
+    several = len(models) > 1
+    per_model = [[c for c in columns if c[0] == m] for m in models]
     width = max(9, 1.1 * len(columns) + 3) if several else 9
-    fig, ax = plt.subplots(figsize=(width, 4.4))
-    x = np.arange(len(columns))
+    fig, axes = plt.subplots(
+        1, len(models), figsize=(width, 4.4), sharey=True, squeeze=False,
+        gridspec_kw={"width_ratios": [len(c) for c in per_model]},
+    )  # fmt: skip
     cmap = plt.get_cmap("tab10")
-    top = 0.0
-    for k, (clf, dx) in enumerate(zip(clfs, _offsets(len(clfs)), strict=True)):
-        mine = {(r.model, r.layer): r for r in rows if r.clf == clf}
-        mean = np.array(
-            [mine[c]["cv_accuracy_mean"] if c in mine else np.nan for c in columns]
-        )
-        low = np.array(
-            [mine[c]["cv_accuracy_ci95"][0] if c in mine else np.nan for c in columns]
-        )
-        high = np.array(
-            [mine[c]["cv_accuracy_ci95"][1] if c in mine else np.nan for c in columns]
-        )
-        ax.errorbar(
-            x + dx,
-            mean,
-            yerr=[mean - low, high - mean],
-            marker="o",
-            capsize=4,
-            linestyle="none" if several else "-",
-            color=cmap(k),
-            label=f"{clf} (CV, 95% interval)",
-        )
-        if several:  # a line joins the layers of one model, not two models
-            for model in dict.fromkeys(m for m, _ in columns):
-                mine_x = [i for i, (m, _) in enumerate(columns) if m == model]
-                ax.plot(x[mine_x] + dx, mean[mine_x], linestyle="-", color=cmap(k))
-        test = [mine[c].test_accuracy if c in mine else None for c in columns]
-        if any(t is not None for t in test):
-            ax.scatter(
-                x + dx,
-                [np.nan if t is None else t for t in test],
-                marker="x",
-                s=50,
-                color=cmap(k),
-                label=f"{clf} (test)",
-            )
-        top = max(top, np.nanmax(high) if np.isfinite(high).any() else 0)
-    ax.set_xticks(x, _ticks(columns))
-    ax.set_xlabel("model, layer" if several else "layer")
-    ax.set_ylabel("accuracy")
-    ax.set_ylim(top=min(1.0, top + 0.02) if top else 1.0)
-    ax.set_title("Accuracy by model and layer" if several else "Accuracy by layer")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
-    return _save(fig, path)
+    values: list[float] = []  # every interval end and test score, for the y axis
+    test_seen = False
+    for ax, model, cols in zip(axes[0], models, per_model, strict=True):
+        x = np.arange(len(cols))
+        for k, (clf, dx) in enumerate(zip(clfs, _offsets(len(clfs)), strict=True)):
+            mine = {(r.model, r.layer): r for r in rows if r.clf == clf}
+            at = [i for i, c in enumerate(cols) if c in mine]
+            if not at:
+                continue
+            held = [mine[cols[i]] for i in at]
+            mean = np.array([r["cv_accuracy_mean"] for r in held])
+            low = np.array([r["cv_accuracy_ci95"][0] for r in held])
+            high = np.array([r["cv_accuracy_ci95"][1] for r in held])
+            ax.errorbar(
+                x[at] + dx, mean, yerr=[mean - low, high - mean], marker="o",
+                capsize=4, linestyle="-", color=cmap(k),
+                label=f"{clf} (CV, 95% interval)",
+            )  # fmt: skip
+            values += [*low, *high]
+            test = [(x[i] + dx, r.test_accuracy) for i, r in zip(at, held, strict=True)
+                    if r.test_accuracy is not None]  # fmt: skip
+            if test:
+                test_seen = True
+                ax.scatter(*zip(*test, strict=True), marker="x", s=50, color=cmap(k),
+                           label=f"{clf} (test)")  # fmt: skip
+                values += [t for _, t in test]
+        ax.set_xticks(x, [layer for _, layer in cols])
+        ax.set_xlim(-0.5, len(cols) - 0.5)
+        ax.set_xlabel(f"{model} layer" if several else "layer")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("accuracy")
+    if values:
+        low, high = min(values), max(values)
+        pad = max(0.02, 0.06 * (high - low))
+        axes[0][0].set_ylim(low - pad, high + pad)
+    fig.suptitle(accuracy_title(several, test_seen))
+    handles: dict = {}
+    for ax in axes[0]:
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            handles.setdefault(label, handle)
+    order = [f"{clf} ({kind})" for clf in clfs for kind in ("CV, 95% interval", "test")]
+    labels = [label for label in order if label in handles]
+    axes[0][-1].legend(
+        [handles[label] for label in labels], labels, fontsize=8, loc="center left",
+        bbox_to_anchor=(1.01, 0.5),
+    )  # fmt: skip
+    return fig
 
 
 def _draw_confusion(ax, m: np.ndarray, classes: list[str], title: str):

@@ -129,7 +129,7 @@ def render_html(ctx) -> str:
         parts.append(
             f'<div class="banner" id="random-weights">WARNING: {e(banner)}</div>'
         )
-    first = headline(ctx["rows"], best, e)
+    first = headline(ctx["verdict"], ctx["rows"], e)
     parts.append(f'<p id="headline"><strong>{first}</strong></p>')
     parts.append(f'<p id="how-chosen">{e(how_chosen(ctx))}</p>')
     head = header(ctx)

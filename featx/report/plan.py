@@ -6,6 +6,7 @@ from __future__ import annotations
 from contextlib import ExitStack
 
 from featx.cache import CacheChoice, FeatureCache, ModelCaches
+from featx.compare import compared_once
 from featx.errors import FeatxError
 from featx.fit import has_head, is_head_layer
 from featx.report.provenance import extract_commands
@@ -32,7 +33,7 @@ def open_sources(
     if len(sources) == 1 or not wanted:
         for source in sources:
             source.layers = choose_layers(source.train, wanted)
-        return sources
+        return _once(sources, notes)
     nowhere = [w for w in wanted if all(w not in s.train.layers for s in sources)]
     if nowhere:  # the error says which extract makes them
         choose_layers(sources[0].train, nowhere)
@@ -46,7 +47,17 @@ def open_sources(
                 + ("; it is left out" if not have else "")
             )
         source.layers = choose_layers(source.train, have) if have else []
-    return [s for s in sources if s.layers]
+    return _once([s for s in sources if s.layers], notes)
+
+
+def _once(sources: list[Source], notes: list[str]) -> list[Source]:
+    """Each source's layers, each compared once: a layer holding the same
+    numbers as a shallower one is left out, with a note
+    (:func:`featx.compare.compared_once`)."""
+    for source in sources:
+        source.layers, said = compared_once(source.train, source.layers)
+        notes += [f"{source.model}: {n}" if len(sources) > 1 else n for n in said]
+    return sources
 
 
 def plan_fits(sources: list[Source], spec: ReportSpec, notes: list[str]) -> dict:

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from featx.compare import SIMPLEST_RULE, TIE_RULE, simplest_of
+from featx.compare import SIMPLEST_RULE, TIE_RULE, Verdict
+from featx.report.figures import accuracy_title
 from featx.report.provenance_text import (  # noqa: F401 (re-exported)
     MODEL_NAMES,
     describe_model,
@@ -58,17 +59,18 @@ def describe_best(best: ResultRow, esc=str, several: bool = False) -> str:
     return text
 
 
-def headline(rows: list[ResultRow], best: ResultRow, esc=str) -> str:
-    """The report's first line: ``Best: …`` only when the best combination beats
-    every other; otherwise how many are tied with it, and the simplest of them
-    (:data:`featx.compare.SIMPLEST_RULE`)."""
+def headline(verdict: Verdict, rows: list[ResultRow], esc=str) -> str:
+    """The report's first line, from the comparison's one :class:`Verdict`
+    (which also marks the table): ``Best: …`` only when the best combination
+    beats every other; otherwise how many are tied with it, and the simplest of
+    them (:data:`featx.compare.SIMPLEST_RULE`), which the table marks
+    ``simplest``."""
     several = several_models(rows)
-    tied = [r for r in rows if r.tied_with_best or r is best]
-    if len(tied) < 2:
+    best, simplest = verdict.best, verdict.simplest
+    if not verdict.ties:
         return f"Best: {describe_best(best, esc, several)}"
-    simplest = simplest_of(tied)
     return (
-        f"No clear winner: {len(tied)} of {len(rows)} combinations are "
+        f"No clear winner: {len(verdict.tied)} of {len(rows)} combinations are "
         "statistically tied with the best; the simplest of them is "
         f"{describe_best(simplest, esc, several)}"
         + (
@@ -97,7 +99,8 @@ def _acc(r: ResultRow) -> str:
 
 def how_chosen(ctx) -> str:
     """One sentence: how the best was chosen, and what is tied with it."""
-    tied = [r for r in ctx["rows"] if r.tied_with_best and r is not ctx["best"]]
+    verdict = ctx["verdict"]
+    tied = [r for r in verdict.tied if r is not verdict.best]
     n_folds = len(ctx["best"]["cv_scores"]["accuracy"])
     return (
         f"How the best was chosen: {TIE_RULE}, over {n_folds} folds "
@@ -164,13 +167,13 @@ def _table_rows(ctx) -> list[list[str]]:
     out = []
     several = several_models(ctx["rows"])
     for r in ctx["rows"]:
-        tied = "best" if r is ctx["best"] else ("tied" if r.tied_with_best else "")
+        mark = ctx["verdict"].mark(r)
         cells = [r.model] if several else []
         cells += [
             r.layer,
             r.clf,
             _acc(r),
-            tied,
+            mark,
             f"{r.p_vs_best:.3f}" if r is not ctx["best"] else "",
             f"{r.cv_f1_macro_mean:.4f} ± {r.cv_f1_macro_std:.4f}",
             f"{r.fit_time_mean:.2f}",
@@ -207,7 +210,8 @@ def per_class_title(ctx, row: ResultRow, esc) -> str:
 def _figures(ctx) -> list[tuple[str, Path]]:
     files = ctx["files"]
     figs = [
-        ("Fig. 1: Accuracy by layer, 95% intervals (x: test)", files["accuracy"]),
+        (f"Fig. 1: {accuracy_title(several_models(ctx['rows']), _has_test(ctx))}",
+         files["accuracy"]),
         ("Fig. 2: Confusion matrix of the best combination", files["confusion"]),
         ("Fig. 3: Out-of-fold confusion matrix of every combination",
          files["confusions"]),
@@ -227,9 +231,11 @@ def _figures(ctx) -> list[tuple[str, Path]]:
 
 
 def _confidence(item: dict) -> str:
-    """`` (score 0.93)``: how sure the classifier was of its wrong answer."""
+    """`` (probability 0.93)`` or `` (decision value -0.975)``: how sure the
+    classifier was of its wrong answer, and what kind of number says it."""
     value = item.get("confidence")
-    return "" if value is None else f" (score {value:.3g})"
+    kind = item.get("score_kind", "score")
+    return "" if value is None else f" ({kind} {value:.3g})"
 
 
 def render_markdown(ctx) -> str:
@@ -242,7 +248,7 @@ def render_markdown(ctx) -> str:
     head = header(ctx)
     names = 3 if head[0] == "model" else 2  # cells of names: model, layer, clf
     lines += [
-        headline(ctx["rows"], best, md),
+        headline(ctx["verdict"], ctx["rows"], md),
         "",
         how_chosen(ctx),
         "",
