@@ -6,6 +6,7 @@ overload, the token, the drain on SIGTERM/SIGINT."""
 from __future__ import annotations
 
 import base64
+import gzip
 import io
 import json
 import os
@@ -211,6 +212,14 @@ def bomb_png() -> bytes:
     return out.getvalue()
 
 
+def sliver_png() -> bytes:
+    """A 1x2000 image (a hundred bytes as a PNG): resized to a short side of
+    256 it would be 256x512000 pixels, gigabytes and seconds of a core."""
+    out = io.BytesIO()
+    Image.new("RGB", (1, 2000)).save(out, format="PNG")
+    return out.getvalue()
+
+
 def truncated_jpeg(served) -> bytes:
     data = files_of(served["folder"])[0].read_bytes()  # the 600x520 one
     return data[: len(data) // 2]
@@ -233,6 +242,10 @@ BAD_REQUESTS = {
     "over --max-request-mb": (lambda s: as_json(["A" * (1024 * 1024 + 8)]), 413, "request_too_large"),  # noqa: E501
     "over --max-images": (lambda s: as_json([b64(files_of(s["folder"])[1])] * 5), 413, "too_many_images"),  # noqa: E501
     "wrong content type": (lambda s: {"content": b"x", "headers": {"content-type": "text/plain"}}, 415, "unsupported_media_type"),  # noqa: E501
+    "a sliver (resizes to gigapixels)": (lambda s: as_json([base64.b64encode(sliver_png()).decode()]), 422, "invalid_image"),  # noqa: E501
+    "deeply nested JSON": (lambda s: {"content": b"[" * 100_000 + b"]" * 100_000, "headers": {"content-type": "application/json"}}, 400, "invalid_json"),  # noqa: E501
+    "gzip-encoded body": (lambda s: {"content": gzip.compress(b'{"input": ["x"]}'), "headers": {"content-type": "application/json", "content-encoding": "gzip"}}, 415, "unsupported_media_type"),  # noqa: E501
+    "dimensions other than the layer's": (lambda s: {"json": {"input": [b64(files_of(s["folder"])[1])], "dimensions": 5}}, 422, "invalid_request"),  # noqa: E501
 }  # fmt: skip
 
 
@@ -317,6 +330,93 @@ def test_the_token_guards_every_endpoint_but_healthz(model_server):
         )
     refused = httpx.post(f"{url}/v1/predict", json={"input": ["x"]})
     assert refused.status_code == 401
+
+
+def test_two_authorization_headers_are_refused(model_server):
+    """A proxy may read one and featx the other: neither order gets in."""
+    for pair in (["Bearer wrong", "Bearer s3cret"], ["Bearer s3cret", "Bearer wrong"]):
+        got = httpx.get(
+            f"{model_server.url}/readyz",
+            headers=[("Authorization", value) for value in pair],
+        )
+        assert got.status_code == 401, pair
+        assert got.json()["error"]["type"] == "unauthorized"
+    assert (
+        httpx.get(f"{model_server.url}/readyz", headers=model_server.headers)
+    ).status_code == 200
+
+
+def test_bad_form_fields_get_their_json_errors(served, model_server):
+    good = files_of(served["folder"])[3]
+    part = ("file", (good.name, good.read_bytes(), "image/jpeg"))
+    url, headers = f"{model_server.url}/v1/predict", model_server.headers
+    for top_k in ("0", "-1", "²", "1.5", ""):
+        got = httpx.post(
+            url, files=[part], data={"top_k": top_k}, headers=headers, timeout=BOUND_S
+        )
+        assert got.status_code == 422, (top_k, got.text)
+        assert got.json()["error"]["type"] == "invalid_request"
+    tiny = ("file", ("a.png", b"x", "image/png"))
+    for count in (65, 70):  # the parser's own limit is at 65
+        got = httpx.post(url, files=[tiny] * count, headers=headers, timeout=BOUND_S)
+        assert got.status_code == 413, (count, got.text)
+        assert got.json()["error"]["type"] == "too_many_images"
+    got = httpx.post(
+        url, files=[part], data={"top_k": "2"}, headers=headers, timeout=BOUND_S
+    )
+    assert got.status_code == 200 and len(got.json()["predictions"][0]["scores"]) == 2
+
+
+def test_an_item_that_is_not_a_string_is_refused_at_its_index(served, features_server):
+    good = b64(files_of(served["folder"])[1])
+    for items, index in (([good, 5], 1), ([None], 0), ([good, good, {"a": 1}], 2)):
+        got = httpx.post(
+            f"{features_server.url}/v1/embeddings", json={"input": items},
+            timeout=BOUND_S,
+        )  # fmt: skip
+        assert got.status_code == 422, got.text
+        error = got.json()["error"]
+        assert error["type"] == "invalid_request" and error["index"] == index
+        assert f"input[{index}]" in error["message"]
+    got = httpx.post(
+        f"{features_server.url}/v1/embeddings", json={"input": 5}, timeout=BOUND_S
+    )
+    assert got.status_code == 422
+    assert "a list of base64-encoded images" in got.json()["error"]["message"]
+
+
+def raw_exchange(url: str, request: bytes) -> tuple[int, dict, bytes]:
+    """Send ``request`` as it is and read the answer: status, headers, body."""
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as s:
+        s.sendall(request)
+        answer = b""
+        while chunk := s.recv(65536):
+            answer += chunk
+            head, _, body = answer.partition(b"\r\n\r\n")
+            lines = head.decode("latin-1").split("\r\n")
+            headers = dict(line.lower().split(": ", 1) for line in lines[1:] if line)
+            if body and len(body) >= int(headers.get("content-length", 1 << 30)):
+                break
+    return int(lines[0].split()[1]), headers, body
+
+
+def test_headers_over_the_limit_and_garbage_get_json_errors(features_server):
+    """uvicorn's httptools parser keeps a header of any size in memory: a
+    client could make the server hold gigabytes. Past 64 KiB it is refused."""
+    pytest.importorskip("httptools")
+    head = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Long: " + b"a" * 70_000
+    for request, status, kind in (
+        (head, 431, "headers_too_large"),  # never ends: still refused
+        (b"GARBAGE\r\n\r\n", 400, "invalid_http"),
+    ):
+        got, headers, body = raw_exchange(features_server.url, request)
+        assert got == status, body
+        assert headers["content-type"] == "application/json"
+        error = json.loads(body)["error"]
+        assert error["type"] == kind and error["message"] and error["index"] is None
+    fine = httpx.get(f"{features_server.url}/healthz", headers={"X-Long": "a" * 8000})
+    assert fine.status_code == 200
 
 
 def test_features_server_has_no_predict(features_server):

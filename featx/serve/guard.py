@@ -55,8 +55,9 @@ class Guard:
     def refusal(self, scope):
         headers = dict(scope["headers"])
         if self.token is not None and scope["path"] not in OPEN_PATHS:
-            given = headers.get(b"authorization", b"")
-            scheme, _, value = given.partition(b" ")
+            given = [v for k, v in scope["headers"] if k == b"authorization"]
+            # two headers: a proxy in front may check one and featx the other
+            scheme, _, value = (given[0] if len(given) == 1 else b"").partition(b" ")
             if scheme.lower() != b"bearer" or not hmac.compare_digest(
                 value.strip(), self.token
             ):
@@ -65,6 +66,15 @@ class Guard:
                                "unauthorized"),
                     401, headers={"WWW-Authenticate": "Bearer"},
                 )  # fmt: skip
+        coding = headers.get(b"content-encoding", b"identity").strip().lower()
+        if coding not in (b"", b"identity"):
+            return JSONResponse(
+                error_body(
+                    f"Content-Encoding {coding.decode('latin-1')} is not accepted: "
+                    "send the body uncompressed", "unsupported_media_type",
+                ),
+                415, headers={"Accept-Encoding": "identity"},
+            )  # fmt: skip
         length = headers.get(b"content-length", b"")
         if length.isdigit() and int(length) > self.spec.max_request_bytes:
             return JSONResponse(self.too_large().body(), 413)

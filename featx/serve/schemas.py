@@ -56,6 +56,11 @@ class EmbeddingsRequest(BaseModel):
         "for by default).",
     )
     model: str | None = Field(None, description="Ignored: the server serves one.")
+    dimensions: int | None = Field(
+        None,
+        description="The layer's width, if given: the server does not shorten "
+        "embeddings, and refuses another number.",
+    )
 
 
 class PredictRequest(BaseModel):
