@@ -419,6 +419,13 @@ def test_headers_over_the_limit_and_garbage_get_json_errors(features_server):
     assert fine.status_code == 200
 
 
+def test_probes_answer_head_as_get(features_server):
+    """Uptime monitors and some load balancers probe with HEAD."""
+    for path in ("/healthz", "/readyz"):
+        got = httpx.head(f"{features_server.url}{path}")
+        assert got.status_code == 200 and got.content == b"", path
+
+
 def test_features_server_has_no_predict(features_server):
     got = httpx.post(f"{features_server.url}/v1/predict", json={"input": ["x"]})
     assert got.status_code == 404 and got.json()["error"]["type"] == "no_classifier"

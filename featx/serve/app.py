@@ -250,6 +250,10 @@ def create_app(service, spec: ServeSpec, *, batcher=Batcher) -> FastAPI:
             return json_response({"status": "starting"}, 503)
         return {"status": "ready", **service.describe()}
 
+    # HEAD too: uptime monitors and some load balancers probe with it
+    for path, probe in (("/healthz", healthz), ("/readyz", readyz)):
+        app.add_api_route(path, probe, methods=["HEAD"], include_in_schema=False)
+
     @app.get("/metrics", summary="Prometheus metrics")
     async def prometheus():
         if state.batcher is not None:
