@@ -173,6 +173,19 @@ def test_embeddings_equal_the_rows_extract_stores(served, features_server):
         assert np.linalg.norm(have - want) <= 1e-5 * np.linalg.norm(want)
 
 
+def test_base64_in_lines_is_read_as_one(served, features_server):
+    """`base64 photo.jpg` (GNU coreutils) and MIME encoders break the text
+    into lines of 76; the line breaks are not part of the image."""
+    data = files_of(served["folder"])[0].read_bytes()
+    url = f"{features_server.url}/v1/embeddings"
+    answers = [
+        httpx.post(url, json={"input": [text]}, timeout=BOUND_S)
+        for text in (base64.b64encode(data).decode(), base64.encodebytes(data).decode())
+    ]
+    assert [a.status_code for a in answers] == [200, 200], answers[1].text
+    assert answers[0].json()["data"] == answers[1].json()["data"]
+
+
 def test_base64_encoding_and_data_uris(served, features_server):
     f = files_of(served["folder"])[0]
     uri = "data:image/jpeg;base64," + b64(f)
