@@ -592,6 +592,10 @@ def test_cli_serves_a_model_file_with_the_token_from_the_environment(
     assert out.exit_code == 0, out.output
     assert "predictions and features at http://127.0.0.1:9123" in out.output
     assert "layer: fc7" in out.output and "weights: random(seed=0)" in out.output
+    assert f"classifier: logreg from {served['model']}, 2 classes (cats, dogs)" in (
+        out.output
+    )
+    assert "cross-validated accuracy" in out.output
     assert "without a token" not in out.output
     assert seen["spec"].token == "from-env"
 
