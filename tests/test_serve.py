@@ -495,6 +495,36 @@ def test_overload_answers_503_with_retry_after_and_recovers(served, service):
         assert call(0).status_code == 200
 
 
+class SlowDecoding(SlowService):
+    """A service whose decoding takes ``delay`` seconds longer."""
+
+    def forward(self, crops):
+        return self._service.forward(crops)
+
+    def decode(self, data, **kwargs):
+        time.sleep(self.delay)
+        return self._service.decode(data, **kwargs)
+
+
+def test_images_still_decoding_count_against_the_queue(served, service):
+    """When decoding is the slow part (large PNGs), the forward queue stays
+    short: the images waiting to be decoded must count too, or no request is
+    ever refused and they pile up in memory."""
+    good = {"input": [b64(files_of(served["folder"])[1])]}
+    with ThreadServer(
+        SlowDecoding(service, 0.5), max_queue=2, decode_workers=1,
+        decode_pool="thread",
+    ) as server:  # fmt: skip
+
+        def call(_):
+            return httpx.post(f"{server.url}/v1/embeddings", json=good, timeout=BOUND_S)
+
+        with ThreadPoolExecutor(8) as pool:
+            statuses = sorted(a.status_code for a in pool.map(call, range(8)))
+        assert set(statuses) == {200, 503}, statuses
+        assert call(0).status_code == 200
+
+
 def test_concurrent_requests_share_forward_passes(served, service):
     good = {"input": [b64(files_of(served["folder"])[1])]}
     with ThreadServer(

@@ -125,8 +125,8 @@ def classifier_line(model_file: Path, info: dict) -> str:
     type=click.IntRange(min=1),
     default=256,
     show_default=True,
-    help="Images that may wait for a forward pass; past it requests get 503 "
-    "with Retry-After.",
+    help="Images that may wait, to be decoded or for a forward pass; past it "
+    "requests get 503 with Retry-After.",
 )
 @click.option(
     "--timeout",
