@@ -581,6 +581,23 @@ def test_a_request_waiting_past_the_timeout_gets_504(served, service):
         assert httpx.get(f"{server.url}/healthz").status_code == 200
 
 
+def test_a_body_that_stops_arriving_gets_408(served, service):
+    """A client that announces a body and sends part of it held its connection
+    and its bytes for ever; --timeout bounds the reading too."""
+    with ThreadServer(service, timeout=1, decode_pool="thread") as server:
+        request = (
+            b"POST /v1/embeddings HTTP/1.1\r\nHost: x\r\n"
+            b"Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n"
+            b'{"input": ['
+        )
+        status, headers, body = raw_exchange(server.url, request)
+        assert status == 408, body
+        assert json.loads(body)["error"]["type"] == "request_timeout"
+        good = {"input": [b64(files_of(served["folder"])[1])]}
+        got = httpx.post(f"{server.url}/v1/embeddings", json=good, timeout=BOUND_S)
+        assert got.status_code == 200
+
+
 def test_cli_warns_without_a_token_on_a_public_address(monkeypatch):
     from click.testing import CliRunner
 

@@ -3,6 +3,7 @@ for the metrics, asks for the bearer token, and refuses bodies over the limit.""
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import time
 
@@ -87,16 +88,31 @@ class Guard:
         )  # fmt: skip
 
     def limited(self, receive):
-        """``receive`` that refuses a body (chunked, say) past the limit."""
-        total = 0
+        """``receive`` that refuses a body (chunked, say) past the limit, and
+        one that has not arrived within ``--timeout`` (a client that announces
+        a body and stops would hold its connection for ever)."""
+        total, whole = 0, False
+        deadline = time.monotonic() + self.spec.timeout
 
         async def receiving():
-            nonlocal total
-            message = await receive()
+            nonlocal total, whole
+            if whole:  # after the body: a disconnect, whenever it comes
+                return await receive()
+            try:
+                message = await asyncio.wait_for(
+                    receive(), max(0.0, deadline - time.monotonic())
+                )
+            except TimeoutError:
+                raise ServeError(
+                    408, "request_timeout",
+                    f"the request body did not arrive within --timeout "
+                    f"{self.spec.timeout:g} s",
+                ) from None  # fmt: skip
             if message["type"] == "http.request":
                 total += len(message.get("body", b""))
                 if total > self.spec.max_request_bytes:
                     raise self.too_large()
+                whole = not message.get("more_body", False)
             return message
 
         return receiving
