@@ -598,6 +598,26 @@ def test_a_body_that_stops_arriving_gets_408(served, service):
         assert got.status_code == 200
 
 
+def test_a_connection_that_sends_no_whole_head_is_closed(service, monkeypatch):
+    """Connections that never finish their headers (or send nothing) were
+    held for ever: enough of them and the server runs out of descriptors."""
+    pytest.importorskip("httptools")
+    import featx.serve.protocol
+
+    monkeypatch.setattr(featx.serve.protocol, "HEAD_TIMEOUT_S", 1.0, raising=False)
+    with ThreadServer(service, decode_pool="thread") as server:
+        status, headers, body = raw_exchange(
+            server.url, b"GET /healthz HTTP/1.1\r\nHost: x\r\n"
+        )
+        assert status == 408 and json.loads(body)["error"]["type"] == (
+            "request_timeout"
+        )
+        host, port = server.url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port)), timeout=10) as idle:
+            assert idle.recv(100) == b""  # closed, not left open
+        assert httpx.get(f"{server.url}/healthz").status_code == 200
+
+
 def test_cli_warns_without_a_token_on_a_public_address(monkeypatch):
     from click.testing import CliRunner
 
