@@ -128,6 +128,9 @@ def pil_crop(
     decodes."""
     try:
         img = featx.images.decode_image(data, scale_to=preprocess.scale_to)
+        too_large = resize_bomb(img.size, preprocess.resize_size)
+        if too_large:
+            return None, too_large
         if views is None:
             return preprocess.to_uint8(img), ""
         return preprocess.views_uint8(img, views), ""
@@ -136,6 +139,29 @@ def pil_crop(
         if reason is None:
             raise
         return None, reason
+
+
+def resize_bomb(size: tuple[int, int], resize_size: list[int]) -> str:
+    """Why an image of ``size`` (width, height) must not be resized to
+    ``resize_size``, or "": a sliver such as 1x20000 pixels (a hundred bytes as
+    a PNG) would resize to a short side of 256 and a long one of five million,
+    gigabytes and seconds of a core. The limit is PIL's decompression-bomb
+    limit, applied to the resized image."""
+    if len(resize_size) != 1 or not Image.MAX_IMAGE_PIXELS:
+        return ""  # a fixed (height, width) resize has its own size
+    short, long = sorted(size)
+    target = resize_size[0]
+    if short >= target:
+        return ""  # shrinking: no larger than the image PIL already allowed
+    stretched = int(target * long / max(short, 1))
+    if target * stretched <= Image.MAX_IMAGE_PIXELS:
+        return ""
+    w, h = (target, stretched) if size[0] <= size[1] else (stretched, target)
+    return (
+        f"too elongated to resize safely (decompression bomb guard): "
+        f"{size[0]}x{size[1]} pixels would resize to {w}x{h}, "
+        f"over PIL's limit of {Image.MAX_IMAGE_PIXELS} pixels"
+    )
 
 
 def blank(preprocess: Preprocess, views: tuple[str, ...] | None) -> torch.Tensor:

@@ -6,6 +6,7 @@ overload, the token, the drain on SIGTERM/SIGINT."""
 from __future__ import annotations
 
 import base64
+import gzip
 import io
 import json
 import os
@@ -172,6 +173,19 @@ def test_embeddings_equal_the_rows_extract_stores(served, features_server):
         assert np.linalg.norm(have - want) <= 1e-5 * np.linalg.norm(want)
 
 
+def test_base64_in_lines_is_read_as_one(served, features_server):
+    """`base64 photo.jpg` (GNU coreutils) and MIME encoders break the text
+    into lines of 76; the line breaks are not part of the image."""
+    data = files_of(served["folder"])[0].read_bytes()
+    url = f"{features_server.url}/v1/embeddings"
+    answers = [
+        httpx.post(url, json={"input": [text]}, timeout=BOUND_S)
+        for text in (base64.b64encode(data).decode(), base64.encodebytes(data).decode())
+    ]
+    assert [a.status_code for a in answers] == [200, 200], answers[1].text
+    assert answers[0].json()["data"] == answers[1].json()["data"]
+
+
 def test_base64_encoding_and_data_uris(served, features_server):
     f = files_of(served["folder"])[0]
     uri = "data:image/jpeg;base64," + b64(f)
@@ -211,6 +225,14 @@ def bomb_png() -> bytes:
     return out.getvalue()
 
 
+def sliver_png() -> bytes:
+    """A 1x2000 image (a hundred bytes as a PNG): resized to a short side of
+    256 it would be 256x512000 pixels, gigabytes and seconds of a core."""
+    out = io.BytesIO()
+    Image.new("RGB", (1, 2000)).save(out, format="PNG")
+    return out.getvalue()
+
+
 def truncated_jpeg(served) -> bytes:
     data = files_of(served["folder"])[0].read_bytes()  # the 600x520 one
     return data[: len(data) // 2]
@@ -233,6 +255,10 @@ BAD_REQUESTS = {
     "over --max-request-mb": (lambda s: as_json(["A" * (1024 * 1024 + 8)]), 413, "request_too_large"),  # noqa: E501
     "over --max-images": (lambda s: as_json([b64(files_of(s["folder"])[1])] * 5), 413, "too_many_images"),  # noqa: E501
     "wrong content type": (lambda s: {"content": b"x", "headers": {"content-type": "text/plain"}}, 415, "unsupported_media_type"),  # noqa: E501
+    "a sliver (resizes to gigapixels)": (lambda s: as_json([base64.b64encode(sliver_png()).decode()]), 422, "invalid_image"),  # noqa: E501
+    "deeply nested JSON": (lambda s: {"content": b"[" * 100_000 + b"]" * 100_000, "headers": {"content-type": "application/json"}}, 400, "invalid_json"),  # noqa: E501
+    "gzip-encoded body": (lambda s: {"content": gzip.compress(b'{"input": ["x"]}'), "headers": {"content-type": "application/json", "content-encoding": "gzip"}}, 415, "unsupported_media_type"),  # noqa: E501
+    "dimensions other than the layer's": (lambda s: {"json": {"input": [b64(files_of(s["folder"])[1])], "dimensions": 5}}, 422, "invalid_request"),  # noqa: E501
 }  # fmt: skip
 
 
@@ -319,6 +345,100 @@ def test_the_token_guards_every_endpoint_but_healthz(model_server):
     assert refused.status_code == 401
 
 
+def test_two_authorization_headers_are_refused(model_server):
+    """A proxy may read one and featx the other: neither order gets in."""
+    for pair in (["Bearer wrong", "Bearer s3cret"], ["Bearer s3cret", "Bearer wrong"]):
+        got = httpx.get(
+            f"{model_server.url}/readyz",
+            headers=[("Authorization", value) for value in pair],
+        )
+        assert got.status_code == 401, pair
+        assert got.json()["error"]["type"] == "unauthorized"
+    assert (
+        httpx.get(f"{model_server.url}/readyz", headers=model_server.headers)
+    ).status_code == 200
+
+
+def test_bad_form_fields_get_their_json_errors(served, model_server):
+    good = files_of(served["folder"])[3]
+    part = ("file", (good.name, good.read_bytes(), "image/jpeg"))
+    url, headers = f"{model_server.url}/v1/predict", model_server.headers
+    for top_k in ("0", "-1", "²", "1.5", ""):
+        got = httpx.post(
+            url, files=[part], data={"top_k": top_k}, headers=headers, timeout=BOUND_S
+        )
+        assert got.status_code == 422, (top_k, got.text)
+        assert got.json()["error"]["type"] == "invalid_request"
+    tiny = ("file", ("a.png", b"x", "image/png"))
+    for count in (65, 70):  # the parser's own limit is at 65
+        got = httpx.post(url, files=[tiny] * count, headers=headers, timeout=BOUND_S)
+        assert got.status_code == 413, (count, got.text)
+        assert got.json()["error"]["type"] == "too_many_images"
+    got = httpx.post(
+        url, files=[part], data={"top_k": "2"}, headers=headers, timeout=BOUND_S
+    )
+    assert got.status_code == 200 and len(got.json()["predictions"][0]["scores"]) == 2
+
+
+def test_an_item_that_is_not_a_string_is_refused_at_its_index(served, features_server):
+    good = b64(files_of(served["folder"])[1])
+    for items, index in (([good, 5], 1), ([None], 0), ([good, good, {"a": 1}], 2)):
+        got = httpx.post(
+            f"{features_server.url}/v1/embeddings", json={"input": items},
+            timeout=BOUND_S,
+        )  # fmt: skip
+        assert got.status_code == 422, got.text
+        error = got.json()["error"]
+        assert error["type"] == "invalid_request" and error["index"] == index
+        assert f"input[{index}]" in error["message"]
+    got = httpx.post(
+        f"{features_server.url}/v1/embeddings", json={"input": 5}, timeout=BOUND_S
+    )
+    assert got.status_code == 422
+    assert "a list of base64-encoded images" in got.json()["error"]["message"]
+
+
+def raw_exchange(url: str, request: bytes) -> tuple[int, dict, bytes]:
+    """Send ``request`` as it is and read the answer: status, headers, body."""
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as s:
+        s.sendall(request)
+        answer = b""
+        while chunk := s.recv(65536):
+            answer += chunk
+            head, _, body = answer.partition(b"\r\n\r\n")
+            lines = head.decode("latin-1").split("\r\n")
+            headers = dict(line.lower().split(": ", 1) for line in lines[1:] if line)
+            if body and len(body) >= int(headers.get("content-length", 1 << 30)):
+                break
+    return int(lines[0].split()[1]), headers, body
+
+
+def test_headers_over_the_limit_and_garbage_get_json_errors(features_server):
+    """uvicorn's httptools parser keeps a header of any size in memory: a
+    client could make the server hold gigabytes. Past 64 KiB it is refused."""
+    pytest.importorskip("httptools")
+    head = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Long: " + b"a" * 70_000
+    for request, status, kind in (
+        (head, 431, "headers_too_large"),  # never ends: still refused
+        (b"GARBAGE\r\n\r\n", 400, "invalid_http"),
+    ):
+        got, headers, body = raw_exchange(features_server.url, request)
+        assert got == status, body
+        assert headers["content-type"] == "application/json"
+        error = json.loads(body)["error"]
+        assert error["type"] == kind and error["message"] and error["index"] is None
+    fine = httpx.get(f"{features_server.url}/healthz", headers={"X-Long": "a" * 8000})
+    assert fine.status_code == 200
+
+
+def test_probes_answer_head_as_get(features_server):
+    """Uptime monitors and some load balancers probe with HEAD."""
+    for path in ("/healthz", "/readyz"):
+        got = httpx.head(f"{features_server.url}{path}")
+        assert got.status_code == 200 and got.content == b"", path
+
+
 def test_features_server_has_no_predict(features_server):
     got = httpx.post(f"{features_server.url}/v1/predict", json={"input": ["x"]})
     assert got.status_code == 404 and got.json()["error"]["type"] == "no_classifier"
@@ -372,6 +492,36 @@ def test_overload_answers_503_with_retry_after_and_recovers(served, service):
         refused = next(a for a in answers if a.status_code == 503)
         assert int(refused.headers["Retry-After"]) >= 1
         assert refused.json()["error"]["type"] == "overloaded"
+        assert call(0).status_code == 200
+
+
+class SlowDecoding(SlowService):
+    """A service whose decoding takes ``delay`` seconds longer."""
+
+    def forward(self, crops):
+        return self._service.forward(crops)
+
+    def decode(self, data, **kwargs):
+        time.sleep(self.delay)
+        return self._service.decode(data, **kwargs)
+
+
+def test_images_still_decoding_count_against_the_queue(served, service):
+    """When decoding is the slow part (large PNGs), the forward queue stays
+    short: the images waiting to be decoded must count too, or no request is
+    ever refused and they pile up in memory."""
+    good = {"input": [b64(files_of(served["folder"])[1])]}
+    with ThreadServer(
+        SlowDecoding(service, 0.5), max_queue=2, decode_workers=1,
+        decode_pool="thread",
+    ) as server:  # fmt: skip
+
+        def call(_):
+            return httpx.post(f"{server.url}/v1/embeddings", json=good, timeout=BOUND_S)
+
+        with ThreadPoolExecutor(8) as pool:
+            statuses = sorted(a.status_code for a in pool.map(call, range(8)))
+        assert set(statuses) == {200, 503}, statuses
         assert call(0).status_code == 200
 
 
@@ -431,6 +581,43 @@ def test_a_request_waiting_past_the_timeout_gets_504(served, service):
         assert httpx.get(f"{server.url}/healthz").status_code == 200
 
 
+def test_a_body_that_stops_arriving_gets_408(served, service):
+    """A client that announces a body and sends part of it held its connection
+    and its bytes for ever; --timeout bounds the reading too."""
+    with ThreadServer(service, timeout=1, decode_pool="thread") as server:
+        request = (
+            b"POST /v1/embeddings HTTP/1.1\r\nHost: x\r\n"
+            b"Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n"
+            b'{"input": ['
+        )
+        status, headers, body = raw_exchange(server.url, request)
+        assert status == 408, body
+        assert json.loads(body)["error"]["type"] == "request_timeout"
+        good = {"input": [b64(files_of(served["folder"])[1])]}
+        got = httpx.post(f"{server.url}/v1/embeddings", json=good, timeout=BOUND_S)
+        assert got.status_code == 200
+
+
+def test_a_connection_that_sends_no_whole_head_is_closed(service, monkeypatch):
+    """Connections that never finish their headers (or send nothing) were
+    held for ever: enough of them and the server runs out of descriptors."""
+    pytest.importorskip("httptools")
+    import featx.serve.protocol
+
+    monkeypatch.setattr(featx.serve.protocol, "HEAD_TIMEOUT_S", 1.0, raising=False)
+    with ThreadServer(service, decode_pool="thread") as server:
+        status, headers, body = raw_exchange(
+            server.url, b"GET /healthz HTTP/1.1\r\nHost: x\r\n"
+        )
+        assert status == 408 and json.loads(body)["error"]["type"] == (
+            "request_timeout"
+        )
+        host, port = server.url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port)), timeout=10) as idle:
+            assert idle.recv(100) == b""  # closed, not left open
+        assert httpx.get(f"{server.url}/healthz").status_code == 200
+
+
 def test_cli_warns_without_a_token_on_a_public_address(monkeypatch):
     from click.testing import CliRunner
 
@@ -472,6 +659,10 @@ def test_cli_serves_a_model_file_with_the_token_from_the_environment(
     assert out.exit_code == 0, out.output
     assert "predictions and features at http://127.0.0.1:9123" in out.output
     assert "layer: fc7" in out.output and "weights: random(seed=0)" in out.output
+    assert f"classifier: logreg from {served['model']}, 2 classes (cats, dogs)" in (
+        out.output
+    )
+    assert "cross-validated accuracy" in out.output
     assert "without a token" not in out.output
     assert seen["spec"].token == "from-env"
 

@@ -29,6 +29,21 @@ def _missing_extra(exc: ImportError) -> click.ClickException:
     )
 
 
+def classifier_line(model_file: Path, info: dict) -> str:
+    """What a model file's server predicts, for the start-up lines."""
+    classes = info["classes"]
+    shown = ", ".join(classes[:5]) + (", …" if len(classes) > 5 else "")
+    line = f"classifier: {info['clf']} from {model_file}, "
+    line += f"{len(classes)} classes ({shown})"
+    if "cv_accuracy" in info:
+        low, high = info["cv_accuracy_ci95"]
+        line += (
+            f", cross-validated accuracy {info['cv_accuracy']:.3f} "
+            f"(95% CI {low:.3f}-{high:.3f})"
+        )
+    return line
+
+
 @main.command(epilog=SERVE_EXAMPLES)
 @click.option(
     "--model-file",
@@ -110,8 +125,8 @@ def _missing_extra(exc: ImportError) -> click.ClickException:
     type=click.IntRange(min=1),
     default=256,
     show_default=True,
-    help="Images that may wait for a forward pass; past it requests get 503 "
-    "with Retry-After.",
+    help="Images that may wait, to be decoded or for a forward pass; past it "
+    "requests get 503 with Retry-After.",
 )
 @click.option(
     "--timeout",
@@ -207,6 +222,8 @@ def serve(quiet, **options) -> None:
         f"{about['precision']} on {about['device']}",
         err=True,
     )
+    if service.has_classifier:
+        click.echo(classifier_line(spec.model_file, service.model_info()), err=True)
     if not is_loopback(spec.host) and not spec.token:
         click.secho(
             f"WARNING: listening on {spec.host} without a token: anyone who can "

@@ -17,6 +17,8 @@ file the loading and classifying of :mod:`featx.predict`. Its modules:
 - :mod:`~featx.serve.guard`: the middleware: metrics, the token, the body limit;
 - :mod:`~featx.serve.metrics`: the Prometheus metrics;
 - :mod:`~featx.serve.app`: the FastAPI application and its routes;
+- :mod:`~featx.serve.protocol`: the HTTP parser, with a limit on a request's
+  headers and JSON errors for what it cannot parse;
 - :mod:`~featx.serve.server`: uvicorn, signals and the drain;
 - :mod:`~featx.serve.ray_app`: the same application as a Ray Serve deployment.
 

@@ -250,6 +250,10 @@ def create_app(service, spec: ServeSpec, *, batcher=Batcher) -> FastAPI:
             return json_response({"status": "starting"}, 503)
         return {"status": "ready", **service.describe()}
 
+    # HEAD too: uptime monitors and some load balancers probe with it
+    for path, probe in (("/healthz", healthz), ("/readyz", readyz)):
+        app.add_api_route(path, probe, methods=["HEAD"], include_in_schema=False)
+
     @app.get("/metrics", summary="Prometheus metrics")
     async def prometheus():
         if state.batcher is not None:
@@ -265,6 +269,12 @@ def create_app(service, spec: ServeSpec, *, batcher=Batcher) -> FastAPI:
     )
     async def embeddings(request: Request):
         req = await read_json(request, EmbeddingsRequest)
+        if req.dimensions is not None and req.dimensions != service.dim:
+            raise ServeError(
+                422, "invalid_request",
+                f"dimensions: {service.layer}'s embeddings have {service.dim} "
+                f"values, and featx does not shorten them; got {req.dimensions}",
+            )  # fmt: skip
         results = await state.compute(read_images(req.input, spec), "/v1/embeddings")
         all_failed(results)
         return json_response(embeddings_answer(service, results, req.encoding_format))

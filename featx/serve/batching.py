@@ -63,10 +63,13 @@ class Batcher:
         self.executor.shutdown(wait=True)
 
     def check_room(self, count: int) -> None:
-        """Refuse ``count`` more images when the queue cannot take them."""
-        if self.waiting + count > self.max_queue:
-            batches = -(-(self.waiting + count) // self.max_batch_size)
-            raise Overloaded(self.waiting, max(1, round(batches * self.batch_seconds)))
+        """Refuse ``count`` more images when the queue cannot take them. The
+        images still decoding count: when decoding is the slow part, they are
+        the ones that pile up."""
+        ahead = self.waiting + self.incoming
+        if ahead + count > self.max_queue:
+            batches = -(-(ahead + count) // self.max_batch_size)
+            raise Overloaded(ahead, max(1, round(batches * self.batch_seconds)))
 
     def expect(self, count: int) -> None:
         """``count`` images are decoding and will be submitted (or dropped:

@@ -3,6 +3,7 @@ for the metrics, asks for the bearer token, and refuses bodies over the limit.""
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import time
 
@@ -55,8 +56,9 @@ class Guard:
     def refusal(self, scope):
         headers = dict(scope["headers"])
         if self.token is not None and scope["path"] not in OPEN_PATHS:
-            given = headers.get(b"authorization", b"")
-            scheme, _, value = given.partition(b" ")
+            given = [v for k, v in scope["headers"] if k == b"authorization"]
+            # two headers: a proxy in front may check one and featx the other
+            scheme, _, value = (given[0] if len(given) == 1 else b"").partition(b" ")
             if scheme.lower() != b"bearer" or not hmac.compare_digest(
                 value.strip(), self.token
             ):
@@ -65,6 +67,15 @@ class Guard:
                                "unauthorized"),
                     401, headers={"WWW-Authenticate": "Bearer"},
                 )  # fmt: skip
+        coding = headers.get(b"content-encoding", b"identity").strip().lower()
+        if coding not in (b"", b"identity"):
+            return JSONResponse(
+                error_body(
+                    f"Content-Encoding {coding.decode('latin-1')} is not accepted: "
+                    "send the body uncompressed", "unsupported_media_type",
+                ),
+                415, headers={"Accept-Encoding": "identity"},
+            )  # fmt: skip
         length = headers.get(b"content-length", b"")
         if length.isdigit() and int(length) > self.spec.max_request_bytes:
             return JSONResponse(self.too_large().body(), 413)
@@ -77,16 +88,31 @@ class Guard:
         )  # fmt: skip
 
     def limited(self, receive):
-        """``receive`` that refuses a body (chunked, say) past the limit."""
-        total = 0
+        """``receive`` that refuses a body (chunked, say) past the limit, and
+        one that has not arrived within ``--timeout`` (a client that announces
+        a body and stops would hold its connection for ever)."""
+        total, whole = 0, False
+        deadline = time.monotonic() + self.spec.timeout
 
         async def receiving():
-            nonlocal total
-            message = await receive()
+            nonlocal total, whole
+            if whole:  # after the body: a disconnect, whenever it comes
+                return await receive()
+            try:
+                message = await asyncio.wait_for(
+                    receive(), max(0.0, deadline - time.monotonic())
+                )
+            except TimeoutError:
+                raise ServeError(
+                    408, "request_timeout",
+                    f"the request body did not arrive within --timeout "
+                    f"{self.spec.timeout:g} s",
+                ) from None  # fmt: skip
             if message["type"] == "http.request":
                 total += len(message.get("body", b""))
                 if total > self.spec.max_request_bytes:
                     raise self.too_large()
+                whole = not message.get("more_body", False)
             return message
 
         return receiving

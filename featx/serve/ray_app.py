@@ -51,8 +51,8 @@ class ServeBatcher:
         self.incoming += count
 
     def check_room(self, count: int) -> None:
-        if self.waiting + count > self.max_queue:
-            raise Overloaded(self.waiting, 1)
+        if self.waiting + self.incoming + count > self.max_queue:
+            raise Overloaded(self.waiting + self.incoming, 1)
 
     @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.005)
     async def _batch(self, crops: list) -> list:

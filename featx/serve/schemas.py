@@ -56,6 +56,11 @@ class EmbeddingsRequest(BaseModel):
         "for by default).",
     )
     model: str | None = Field(None, description="Ignored: the server serves one.")
+    dimensions: int | None = Field(
+        None,
+        description="The layer's width, if given: the server does not shorten "
+        "embeddings, and refuses another number.",
+    )
 
 
 class PredictRequest(BaseModel):
@@ -148,6 +153,8 @@ def image_bytes(text: str) -> bytes:
                 "invalid_base64", "a data: URI must be data:image/...;base64,<data>"
             )
         text = text[match.end() :]
+    if "\n" in text:  # base64 in lines of 76 (GNU base64, MIME encoders)
+        text = "".join(text.split())
     try:
         data = base64.b64decode(text.strip(), validate=True)
     except (binascii.Error, ValueError) as exc:

@@ -35,12 +35,24 @@ class DrainingServer(uvicorn.Server):
                 signal.signal(sig, handler)
 
 
+def http_protocol():
+    """The HTTP parser: httptools with featx's limit on a request's head
+    (:mod:`featx.serve.protocol`), or, without httptools, uvicorn's h11 and
+    its own limit."""
+    try:
+        from featx.serve.protocol import BoundedHttpToolsProtocol
+    except ImportError:
+        return "auto"
+    return BoundedHttpToolsProtocol
+
+
 def make_server(service, spec: ServeSpec, *, log_level: str = "info") -> DrainingServer:
     """The uvicorn server of ``service`` on ``spec``'s host and port."""
     config = uvicorn.Config(
         create_app(service, spec),
         host=spec.host,
         port=spec.port,
+        http=http_protocol(),
         log_level=log_level,
         # requests in flight get their whole --timeout, then the drain ends
         timeout_graceful_shutdown=int(spec.timeout) + 5,

@@ -34,7 +34,8 @@ class ServeSpec:
     #: for others.
     max_batch_size: int = 32
     max_wait_ms: float = 5.0
-    #: Images waiting for a forward pass beyond which requests get 503.
+    #: Images waiting (to be decoded, or for a forward pass) beyond which
+    #: requests get 503.
     max_queue: int = 256
     #: Seconds a request may wait for its answer before it gets 504.
     timeout: float = 30.0
