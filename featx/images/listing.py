@@ -193,7 +193,8 @@ def _labelled_by(root: Path, labelling: Labelling) -> ImageSet:
     """Every image under ``root`` (at any depth), labelled by ``labelling``."""
     walker = FolderWalker(root)
     rels = [p.relative_to(root).as_posix() for p in walker.files(root)]
-    found, unlabelled, notes = labelling.label(root, rels)
+    found, why_not, notes = labelling.label(root, rels)
+    unlabelled = [Skipped(printable(rel), why) for rel, why in why_not]
     if not found:
         raise DataError(
             f"no image in {printable(str(root))} got a label from "
