@@ -14,10 +14,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.colors import PowerNorm  # noqa: E402
 
+from featx.report.records import several_models  # noqa: E402
 from featx.report.sources import (  # noqa: E402
     column_names,
     combination,
-    several_models,
 )
 
 if TYPE_CHECKING:

@@ -14,14 +14,13 @@ from sklearn.preprocessing import StandardScaler
 from featx.cache import FeatureCache
 from featx.compare import TIE_RULE
 from featx.report import figures
-from featx.report.records import ResultRow, ResultsDocument
+from featx.report.records import ResultRow, ResultsDocument, several_models
 from featx.report.sources import (
     Source,
     column_names,
     columns_of,
     combination,
     file_key,
-    several_models,
 )
 
 PROJECTION_ROWS = 1500

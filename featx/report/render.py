@@ -16,8 +16,8 @@ from featx.report.provenance_text import (  # noqa: F401 (re-exported)
     provenance_lines,
     wrap_command,
 )
-from featx.report.records import ResultRow
-from featx.report.sources import column_names, file_key, several_models
+from featx.report.records import ResultRow, several_models
+from featx.report.sources import column_names, file_key
 
 RANDOM_BANNER = (
     "These features come from RANDOM weights, not a pretrained network: the "

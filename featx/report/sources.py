@@ -42,11 +42,6 @@ def columns_of(sources: Iterable[Source]) -> list[tuple[str, str]]:
     return [column for source in sources for column in source.columns]
 
 
-def several_models(rows: Iterable[ResultRow]) -> bool:
-    """Whether ``rows`` come from more than one model."""
-    return len({row.model for row in rows}) > 1
-
-
 def column_names(columns: list[tuple[str, str]]) -> list[str]:
     """Each (model, layer)'s name: the layer alone when every column is of one
     model, else ``model layer``."""
