@@ -19,8 +19,13 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "featx"
+#: The packages whose every module says its public names in ``__all__`` (the
+#: others are to follow: issue 33, item 3).
+WITH_ALL = ("featx.cache", "featx.images", "featx.model", "featx.report")
 
 
 def module_name(path: Path) -> str:
@@ -153,3 +158,61 @@ def test_only_featx_cli_and_main_import_the_cli():
         if target.split(".")[:2] == ["featx", "cli"]
     ]
     assert sorted(set(offenders)) == []
+
+
+def declared_all(path: Path) -> list[str] | None:
+    """The names of the module's ``__all__`` (a literal list), or None."""
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.Assign) and any(
+            isinstance(t, ast.Name) and t.id == "__all__" for t in node.targets
+        ):
+            return list(ast.literal_eval(node.value))
+    return None
+
+
+def top_level_names(path: Path) -> set[str]:
+    """The names a module binds at its top level (definitions and imports)."""
+    names = set()
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, ast.Assign):
+            names |= {t.id for t in node.targets if isinstance(t, ast.Name)}
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            names.add(node.target.id)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names |= {(a.asname or a.name).split(".")[0] for a in node.names}
+    return names
+
+
+@pytest.mark.parametrize("package", WITH_ALL)
+def test_each_module_lists_its_public_names(package: str):
+    """Every module of ``package`` has an ``__all__``, each of its names exists
+    there, and each public name another module or a test imports from it is
+    in it."""
+    mods = modules()
+    mine = {m: p for m, p in mods.items() if (m + ".").startswith(package + ".")}
+    missing = [m for m, p in mine.items() if declared_all(p) is None]
+    assert missing == [], "no __all__ in " + ", ".join(missing)
+    undefined = [
+        f"{m}.{name}"
+        for m, p in mine.items()
+        for name in declared_all(p)
+        if name not in top_level_names(p)
+    ]
+    assert undefined == []
+    importers = [*PACKAGE.rglob("*.py"), *(ROOT / "tests").rglob("*.py")]
+    unlisted = []
+    for path in importers:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.ImportFrom) or node.module not in mine:
+                continue
+            public = declared_all(mine[node.module])
+            unlisted += [
+                f"{path.relative_to(ROOT)}:{node.lineno} {node.module}.{a.name}"
+                for a in node.names
+                if not a.name.startswith("_")
+                and f"{node.module}.{a.name}" not in mods
+                and a.name not in public
+            ]
+    assert unlisted == []

@@ -24,6 +24,15 @@ from featx.cache.read import FeatureCache
 from featx.cache.schema import CacheMeta
 from featx.errors import CacheError
 
+__all__ = [
+    "CacheChoice",
+    "ModelCaches",
+    "choose_caches",
+    "held_out_notes",
+    "resolve_cache",
+    "resolve_caches",
+]
+
 
 @dataclass
 class ModelCaches:

@@ -12,6 +12,19 @@ from featx.cache.read import FeatureCache
 from featx.cache.schema import CacheMeta
 from featx.errors import CacheError
 
+__all__ = [
+    "HELD_OUT_NAME",
+    "cache_of_folder",
+    "default_cache_dir",
+    "extract_hint",
+    "folder_caches",
+    "is_held_out_name",
+    "list_caches",
+    "missing_layer",
+    "shown_dir",
+    "training_folder",
+]
+
 
 def default_cache_dir() -> Path:
     return Path(os.environ.get("FEATX_CACHE_DIR") or "cache")

@@ -11,6 +11,8 @@ from pathlib import Path, PurePosixPath
 from featx.digest import file_sha256
 from featx.errors import DataError, ParameterError, printable
 
+__all__ = ["Labelling", "read_label_csv"]
+
 
 @dataclass(frozen=True)
 class Labelling:

@@ -18,6 +18,15 @@ from featx.images.formats import image_extensions, is_image_name
 if TYPE_CHECKING:
     from featx.images.labels import Labelling
 
+__all__ = [
+    "FolderWalker",
+    "ImageSet",
+    "Skipped",
+    "entry_kind",
+    "list_images",
+    "skip_groups",
+]
+
 
 @dataclass(frozen=True)
 class Skipped:

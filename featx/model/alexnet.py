@@ -30,6 +30,17 @@ from featx.model.backbone import Backbone
 from featx.model.checkpoints import torchvision_hub_file
 from featx.model.layers import LayerSpec
 
+__all__ = [
+    "AlexNetBackbone",
+    "CaffeAlexNetBackbone",
+    "FRIENDLY_LAYERS",
+    "FeatureNet",
+    "WEIGHTS",
+    "chain_table",
+    "find_backbone",
+    "module_chain",
+]
+
 WEIGHTS = AlexNet_Weights.IMAGENET1K_V1
 
 

@@ -23,6 +23,8 @@ from featx.images import Preprocess
 from featx.model.checkpoints import read_state_file
 from featx.model.layers import LayerSpec
 
+__all__ = ["Backbone", "TIMM_PREFIX", "backbone", "register_family", "unknown_model"]
+
 #: The prefix of a timm model's name (``timm:resnet50.a1_in1k``).
 TIMM_PREFIX = "timm:"
 

@@ -12,6 +12,14 @@ import torch
 
 from featx.errors import WeightsError
 
+__all__ = [
+    "check_online",
+    "hub_checkpoint",
+    "offline_message",
+    "read_state_file",
+    "torchvision_hub_file",
+]
+
 
 def offline_message(title: str, target: Path, url: str, reason: str, what: str) -> str:
     """What a user is told when pretrained weights in torch's hub cache are

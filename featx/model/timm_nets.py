@@ -25,6 +25,15 @@ from featx.model.backbone import TIMM_PREFIX, Backbone
 from featx.model.checkpoints import check_online
 from featx.model.layers import LayerSpec
 
+__all__ = [
+    "HEAD_LAYERS",
+    "TimmBackbone",
+    "TimmCapture",
+    "TimmTransforms",
+    "find_backbone",
+    "timm_table",
+]
+
 #: The layers after the feature taps, computed by the model's head.
 HEAD_LAYERS = ("pre_logits", "logits")
 

@@ -28,6 +28,18 @@ from featx.model.backbone import Backbone
 from featx.model.checkpoints import torchvision_hub_file
 from featx.model.layers import LayerSpec, kind_of
 
+__all__ = [
+    "AUX_PREFIXES",
+    "GraphCapture",
+    "TorchvisionBackbone",
+    "aliases",
+    "find_backbone",
+    "fold_batch_norms",
+    "graph_table",
+    "out_of_place",
+    "torchvision_models",
+]
+
 
 @cache
 def torchvision_models() -> tuple[str, ...]:

@@ -15,6 +15,8 @@ from featx.errors import WeightsError
 from featx.model.backbone import Backbone, backbone
 from featx.model.checkpoints import hub_checkpoint
 
+__all__ = ["LoadedWeights", "apply_state", "hub_weights_file", "load_weights"]
+
 
 @dataclass
 class LoadedWeights:

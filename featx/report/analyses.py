@@ -20,6 +20,21 @@ from featx.fit import FitSpec, consensus, one_blas_thread
 from featx.images import ImageDecodeError, decode_image
 from featx.report.records import ResultRow, several_models
 
+__all__ = [
+    "CKA_ROWS",
+    "CURVE_SIZES",
+    "GALLERY_MAX",
+    "SCORE_MEANING",
+    "THUMB_PX",
+    "column_similarity",
+    "gallery_order",
+    "layer_similarity",
+    "learning_curve",
+    "misclassified",
+    "score_kind",
+    "write_predictions",
+]
+
 #: Training images per class of the learning curve (and "all" the folds hold).
 CURVE_SIZES = (5, 10, 25, 50, 100)
 #: Rows on which layers are compared (CKA costs n² per pair).

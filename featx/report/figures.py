@@ -23,6 +23,19 @@ from featx.report.sources import (  # noqa: E402
 if TYPE_CHECKING:
     from featx.report.records import ResultRow
 
+__all__ = [
+    "accuracy_by_layer",
+    "accuracy_figure",
+    "accuracy_title",
+    "confusion",
+    "confusions",
+    "fit_times",
+    "learning_curve",
+    "literal_text",
+    "projection",
+    "similarity",
+]
+
 
 def literal_text(draw):
     """Draw with math text off, so that a class or folder name holding ``$`` or

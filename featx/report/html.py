@@ -24,6 +24,8 @@ from featx.report.render import (
     random_banner,
 )
 
+__all__ = ["CHECK_IMAGES", "CSS", "MODELS_CSS", "render_html"]
+
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;max-width:1000px;
 margin:2em auto;padding:0 1em;color:#222}

@@ -23,6 +23,8 @@ from featx.report.sources import (
     file_key,
 )
 
+__all__ = ["COLUMNS", "PROJECTION_ROWS", "draw_figures", "projection", "write_results"]
+
 PROJECTION_ROWS = 1500
 COLUMNS = (
     "layer",

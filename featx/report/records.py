@@ -16,6 +16,16 @@ from featx import __version__
 from featx.errors import FeatxError
 from featx.views import CENTER
 
+__all__ = [
+    "BULKY",
+    "RESULTS_FORMAT",
+    "RESULT_FORMAT",
+    "RecordError",
+    "ResultRow",
+    "ResultsDocument",
+    "several_models",
+]
+
 #: 2: out-of-fold predictions and per-class scores.
 RESULT_FORMAT = 2
 #: 1: the first results.json (which did not say so).

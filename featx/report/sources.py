@@ -21,6 +21,8 @@ if TYPE_CHECKING:
     from featx.cache import FeatureCache
     from featx.report.records import ResultRow
 
+__all__ = ["Source", "column_names", "columns_of", "combination", "file_key"]
+
 
 @dataclass
 class Source:

@@ -10,6 +10,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
+__all__ = ["DEFAULT_CLFS", "KINDS", "REPORT_REPEATS", "ReportSpec", "param_name"]
+
 #: The classifiers of a report by default.
 DEFAULT_CLFS = ("svm", "logreg", "mlp")
 #: Repeats of the k-fold CV in a report: 2 × 5 folds give the intervals and the
