@@ -123,6 +123,7 @@ TORCHVISION_CASES = [
 
 
 @pytest.mark.parametrize(("name", "groups", "expected"), TORCHVISION_CASES)
+@pytest.mark.slow
 def test_rows_equal_create_feature_extractor(tmp_path, folder, name, groups, expected):
     net, weights = _planted(tmp_path, name)
     rows = _rows(folder, tmp_path / "cache", name, weights, groups)
@@ -138,6 +139,7 @@ def test_rows_equal_create_feature_extractor(tmp_path, folder, name, groups, exp
         assert rel_l2(rows[key], want) < RTOL, key
 
 
+@pytest.mark.slow
 def test_timm_rows_equal_forward_intermediates(tmp_path, folder):
     timm = pytest.importorskip("timm")
     from safetensors.torch import save_file
@@ -184,6 +186,7 @@ def test_captured_nodes_keep_their_values_before_in_place_operations():
     torch.testing.assert_close(got["layer1"], want["layer1"])
 
 
+@pytest.mark.slow
 def test_layer_tables_name_nodes_aliases_and_kinds():
     resnet = {spec.name: spec for spec in layer_table("resnet18")}
     assert [*resnet][:6] == ["layer1", "layer2", "layer3", "layer4", "avgpool", "fc"]
@@ -305,6 +308,7 @@ def resnet_cache(tmp_path_factory):
             "before": before, "args": args}  # fmt: skip
 
 
+@pytest.mark.slow
 def test_resume_and_views_with_another_network(resnet_cache):
     first, second = resnet_cache["first"], resnet_cache["second"]
     assert first.cache_path == second.cache_path
@@ -349,6 +353,7 @@ def test_export_and_transformer_with_another_network(resnet_cache, tmp_path):
     assert got.shape == (12, 512)
 
 
+@pytest.mark.slow
 def test_fit_and_predict_with_another_network(resnet_cache, tmp_path):
     import shutil
 

@@ -223,6 +223,7 @@ def reference_input(path: Path) -> np.ndarray:
     return np.asarray(img, np.float32)[..., ::-1] - BGR_MEAN
 
 
+@pytest.mark.slow
 def test_activations_match_an_independent_keras_build(photos, weight_files, tmp_path):
     w, files = weight_files
     result = extract(
@@ -246,6 +247,7 @@ def test_activations_match_an_independent_keras_build(photos, weight_files, tmp_
 
 
 @pytest.mark.parametrize("kind", ["h5", "caffemodel", "caffemodel-v2"])
+@pytest.mark.slow
 def test_every_format_converts_to_the_same_weights(weight_files, kind):
     _, files = weight_files
     want = load_weights(str(files["npy"]), model="caffe-alexnet").model.state_dict()
@@ -254,6 +256,7 @@ def test_every_format_converts_to_the_same_weights(weight_files, kind):
         torch.testing.assert_close(got[key], want[key], rtol=0, atol=0)
 
 
+@pytest.mark.slow
 def test_conversion_is_cached_by_sha256(weight_files):
     _, files = weight_files
     first = load_weights(str(files["caffemodel"]), model="caffe-alexnet")
@@ -306,6 +309,7 @@ def bad_files(root: Path, w: dict) -> dict[str, tuple[Path, str]]:
     }
 
 
+@pytest.mark.slow
 def test_bad_weight_files_stop_with_one_line_before_any_image(
     weight_files, photos, tmp_path
 ):
@@ -352,6 +356,7 @@ def test_mean_image_centre_is_subtracted(tmp_path):
     )
 
 
+@pytest.mark.slow
 def test_layers_fit_predict_info_and_report_on_a_caffe_cache(
     photos, weight_files, tmp_path
 ):

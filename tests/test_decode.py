@@ -122,6 +122,7 @@ def phone_folder(tmp_path_factory):
     return root
 
 
+@pytest.mark.slow
 def test_modes_have_caches_of_their_own_and_exact_is_the_reference(
     phone_folder, tmp_path, state_dict_file
 ):

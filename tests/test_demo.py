@@ -71,6 +71,7 @@ def test_demo_extracts_every_layer_in_one_pass_per_folder(tmp_path, monkeypatch)
     assert asked["layers"] == DEMO_KEYS
 
 
+@pytest.mark.slow
 def test_demo_models_extracts_each_and_reports_across_them(tmp_path, monkeypatch):
     import featx.report
     from featx.cache import FeatureCache, list_caches

@@ -47,6 +47,7 @@ def mixed(tmp_path_factory):
     return root
 
 
+@pytest.mark.slow
 def test_cpu_twin_matches_the_pil_path(mixed, tmp_path, state_dict_file):
     kw = {"layers": ["pool5", "fc7"], "weights": str(state_dict_file)}
     kw.update(cache_dir=tmp_path / "cache", num_workers=0, batch_size=4)

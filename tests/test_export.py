@@ -12,6 +12,7 @@ from featx.cli import main
 
 
 @pytest.mark.parametrize("fmt", ["npz", "csv", "parquet"])
+@pytest.mark.slow
 def test_each_format_round_trips_the_cache(digits, tmp_path, fmt):
     out = tmp_path / f"x.{fmt}"
     result = CliRunner().invoke(

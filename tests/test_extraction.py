@@ -70,6 +70,7 @@ def test_layout_and_reader(image_folder, cache_dir):
     assert labels.tolist() == [0] * 6 + [1] * 6
 
 
+@pytest.mark.slow
 def test_spatial_pooling_and_float16(image_folder, cache_dir, tmp_path):
     full = read_layer(
         run(image_folder, cache_dir, layers=["conv5"]).cache_path, "conv5"
@@ -173,6 +174,7 @@ def test_failed_images_are_recorded_and_retried_when_fixed(image_folder, cache_d
     assert [f.path for f in fixed.failures] == ["cats/broken.jpg"]
 
 
+@pytest.mark.slow
 def test_decode_workers_give_the_same_features(image_folder, cache_dir, tmp_path):
     serial = read_layer(run(image_folder, cache_dir, layers=["fc6"]).cache_path, "fc6")
     parallel = run(
@@ -246,6 +248,7 @@ def test_cuda_matches_cpu_within_half_precision(image_folder, tmp_path):
         np.testing.assert_allclose(b, a, rtol=2e-2, atol=2e-2 * scale)
 
 
+@pytest.mark.slow
 def test_identical_layers_are_recorded_and_noted(image_folder, cache_dir):
     """The docs' example: resnet18's layer4 averaged over space is its avgpool."""
     result = extract(image_folder, layers=["layer4", "avgpool"], spatial="avg",
@@ -271,6 +274,7 @@ def test_identical_layers_are_recorded_and_noted(image_folder, cache_dir):
         assert cache.layers["avgpool_avg"].same_as == "layer4_avg"
 
 
+@pytest.mark.slow
 def test_a_layer_added_later_is_compared_with_the_stored_rows(
     image_folder, cache_dir
 ):

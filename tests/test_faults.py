@@ -152,6 +152,7 @@ def remount(path: Path, options: str) -> None:
 # ------------------------------------------------------- files and folders
 
 
+@pytest.mark.slow
 def test_links_fifos_and_bad_names_are_skipped_with_reasons(tmp_path):
     folder = write_folder(tmp_path / "data", {"cats": 4, "dogs": 3})
     (folder / "cats" / "loop").symlink_to("..")  # walks into dogs/ again
@@ -190,6 +191,7 @@ def test_links_fifos_and_bad_names_are_skipped_with_reasons(tmp_path):
     assert "(0 new, 7 reused" in assert_ok(again)
 
 
+@pytest.mark.slow
 def test_files_pillow_gives_up_on_are_failures_and_a_rerun_finishes(tmp_path):
     folder = write_folder(tmp_path / "data", {"cats": 3, "dogs": 3})
     reasons = write_odd_files(folder / "dogs")  # a DDS, an APNG and an MPO, real
@@ -213,6 +215,7 @@ def test_files_pillow_gives_up_on_are_failures_and_a_rerun_finishes(tmp_path):
     assert "(0 new, 7 reused" in assert_ok(again)
 
 
+@pytest.mark.slow
 def test_unreadable_folders_and_files_are_reported_not_dropped(tmp_path):
     if ROOT and not UNPRIVILEGED:
         pytest.skip("root without setpriv cannot be denied a read")
@@ -248,6 +251,7 @@ def test_unreadable_folders_and_files_are_reported_not_dropped(tmp_path):
 # -------------------------------------------------------------- the cache
 
 
+@pytest.mark.slow
 def test_truncated_cache_says_damaged_and_rebuild_recovers(clean, tmp_path):
     folder, cache_dir = copy_clean(clean, tmp_path)
     first = extract_cmd(folder, cache_dir, layers=("fc7", "pool5"))
@@ -305,6 +309,7 @@ def test_nan_features_never_reach_a_classifier(clean, tmp_path):
     assert "1 row(s) of layer fc7 hold NaN" in line
 
 
+@pytest.mark.slow
 def test_read_only_cache_is_readable_fittable_and_reportable(clean, tmp_path):
     folder, _ = copy_clean(clean, tmp_path)
     with tmpfs(tmp_path / "ro", "16m") as cache_dir:
@@ -330,6 +335,7 @@ def test_read_only_cache_is_readable_fittable_and_reportable(clean, tmp_path):
         assert_one_line_error(into_ro, "choose another --out")
 
 
+@pytest.mark.slow
 def test_disk_full_stops_with_one_line_and_loses_nothing(clean, tmp_path):
     folder, _ = copy_clean(clean, tmp_path)
     with tmpfs(tmp_path / "small", "900k") as cache_dir:
@@ -347,6 +353,7 @@ def test_disk_full_stops_with_one_line_and_loses_nothing(clean, tmp_path):
         assert_same_arrays(arrays(cache), arrays(clean["cache"]))
 
 
+@pytest.mark.slow
 def test_a_featx_reader_never_blocks_a_writer(clean, tmp_path):
     folder, cache_dir = copy_clean(clean, tmp_path)
     assert_ok(extract_cmd(folder, cache_dir, layers=("fc7",)))
@@ -360,6 +367,7 @@ def test_a_featx_reader_never_blocks_a_writer(clean, tmp_path):
         assert len(after.paths) == 14
 
 
+@pytest.mark.slow
 def test_writers_and_foreign_readers_get_their_own_messages(clean, tmp_path):
     folder, cache_dir = copy_clean(clean, tmp_path)
     assert_ok(extract_cmd(folder, cache_dir, layers=("fc7",)))
@@ -379,6 +387,7 @@ def test_writers_and_foreign_readers_get_their_own_messages(clean, tmp_path):
     assert_ok(extract_cmd(folder, cache_dir, layers=("fc7",)))
 
 
+@pytest.mark.slow
 def test_no_lock_file_remains_after_extract_fit_and_report(clean, tmp_path):
     folder, cache_dir = copy_clean(clean, tmp_path)
     assert_ok(extract_cmd(folder, cache_dir, layers=("fc7",)))
@@ -404,6 +413,7 @@ with cache_lock(Path(sys.argv[1])):
 """
 
 
+@pytest.mark.slow
 def test_a_lock_file_left_by_a_killed_process_does_not_block(clean, tmp_path):
     folder, cache_dir = copy_clean(clean, tmp_path)
     assert_ok(extract_cmd(folder, cache_dir, layers=("fc7",)))
@@ -428,6 +438,7 @@ def test_a_live_writer_blocks_and_its_lock_file_goes_with_it(tmp_path):
 # ----------------------------------------------- classifiers, reports, models
 
 
+@pytest.mark.slow
 def test_names_that_mean_something_to_a_renderer_render_literally(tmp_path):
     names = {"$x^2$": 6, "a^b": 6, "<i>&amp;": 6}
     folder = write_folder(tmp_path / "data", names)
@@ -474,6 +485,7 @@ class Planted:
         Path(state["marker"]).write_text("code ran")
 
 
+@pytest.mark.slow
 def test_a_model_file_cannot_run_code_when_loaded(clean, tmp_path):
     import joblib
     import skops.io as sio
@@ -498,6 +510,7 @@ def test_a_model_file_cannot_run_code_when_loaded(clean, tmp_path):
     assert not marker.exists()
 
 
+@pytest.mark.slow
 def test_nan_weights_are_refused_at_load(tmp_path, image_folder):
     from torchvision.models import alexnet
 

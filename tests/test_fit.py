@@ -81,6 +81,7 @@ def test_cv_equals_scikit_learn_cross_validate(digits, tmp_path, clf, tune):
 
 
 @pytest.mark.parametrize("jobs", [1, 2])
+@pytest.mark.slow
 def test_parallel_folds_match_scikit_learn(digits, tmp_path, jobs):
     # featx fits every fold with one BLAS thread, however many folds run at once.
     # scikit-learn's workers get the same single thread, so both sides do the
@@ -106,6 +107,7 @@ def test_parallel_folds_match_scikit_learn(digits, tmp_path, jobs):
     assert result.params["C"] in grid
 
 
+@pytest.mark.slow
 def test_sgd_streams_without_loading_the_matrix(digits, tmp_path, monkeypatch):
     def forbidden(*a, **k):
         raise AssertionError("the SGD path must not read the whole layer")
@@ -140,6 +142,7 @@ def test_sgd_streams_without_loading_the_matrix(digits, tmp_path, monkeypatch):
     assert peak < full_bytes / 2, (peak, full_bytes)
 
 
+@pytest.mark.slow
 def test_float16_cache_is_converted_in_bounded_blocks(digits, tmp_path):
     result = extract(
         digits["train"],
@@ -260,6 +263,7 @@ def test_without_layer_each_is_cross_validated_and_the_best_kept(digits, tmp_pat
     assert scores["fc7"] == alone.mean("accuracy")
 
 
+@pytest.mark.slow
 def test_without_cache_the_training_folder_by_rule_and_its_test_sibling(
     tmp_path, labelled_cache
 ):

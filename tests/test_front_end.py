@@ -253,6 +253,7 @@ def _featx_lines(stderr: str) -> list[str]:
 
 
 @pytest.mark.parametrize(("workers", "quiet"), [("0", True), ("1", False)])
+@pytest.mark.slow
 def test_decoders_print_nothing_and_their_warnings_are_kept(
     noisy, tmp_path, workers, quiet
 ):
@@ -288,6 +289,7 @@ def test_decoders_print_nothing_and_their_warnings_are_kept(
     assert all(line.startswith("    ") for line in shown if not line.endswith(":"))
 
 
+@pytest.mark.slow
 def test_warnings_stay_with_reused_images_and_go_with_removed_ones(noisy, cache_dir):
     first = run_extract(noisy, cache_dir)
     assert sorted(first.warnings) == ["a/fax.tif", "b/exif.jpg"]

@@ -37,6 +37,7 @@ def _head(path, **kw) -> HeadClassifier:
         return HeadClassifier(**{**head_source(cache.meta), "device": "cpu", **kw})
 
 
+@pytest.mark.slow
 def test_initial_head_reproduces_the_models_fc6_and_fc7(head_cache):
     with FeatureCache(head_cache) as cache:
         pool5, fc6, fc7 = (cache.read(k) for k in ("pool5", "fc6", "fc7"))
@@ -53,6 +54,7 @@ def test_initial_head_reproduces_the_models_fc6_and_fc7(head_cache):
     assert not np.array_equal(fc6_only.coefs_[2], head.initial_head()[2])
 
 
+@pytest.mark.slow
 def test_head_is_seeded_and_deterministic_on_cpu(head_cache):
     with FeatureCache(head_cache) as cache:
         X, y = cache.read("pool5"), cache.labels
@@ -70,6 +72,7 @@ def test_head_is_seeded_and_deterministic_on_cpu(head_cache):
     np.testing.assert_array_equal(a.predict(X), a.classes_[(decision > 0).astype(int)])
 
 
+@pytest.mark.slow
 def test_head_learns_its_training_rows(head_cache):
     """With the features standing still (fc8 alone) and no early stopping, the
     head fits the 24 training images."""
@@ -99,6 +102,7 @@ def test_other_weights_at_the_same_place_are_refused(head_cache, tmp_path):
         _head(head_cache, model="resnet18").fit(X, y)
 
 
+@pytest.mark.slow
 def test_cli_fit_head_saves_a_safe_model_and_predicts(head_cache, tmp_path):
     runner = CliRunner()
     model = tmp_path / "head.skops"
@@ -130,6 +134,7 @@ def test_cli_fit_head_saves_a_safe_model_and_predicts(head_cache, tmp_path):
     assert out.exit_code == 2 and "--alpha, not --C" in out.output
 
 
+@pytest.mark.slow
 def test_report_fits_the_head_on_pool5_beside_the_linear_classifiers(
     head_cache, tmp_path
 ):

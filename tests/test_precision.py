@@ -20,6 +20,7 @@ def test_fp32_is_described_as_before_and_others_are_recorded():
 
 
 @pytest.mark.parametrize("precision", ["bf16", "fp16"])
+@pytest.mark.slow
 def test_reduced_precision_has_its_own_cache_and_stays_close(
     image_folder, tmp_path, state_dict_file, precision
 ):

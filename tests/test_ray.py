@@ -194,6 +194,7 @@ print("featx result")
 """
 
 
+@pytest.mark.slow
 def test_ray_output_goes_to_its_log_and_featx_keeps_the_terminal(tmp_path):
     log = tmp_path / "x.ray.log"
     proc = subprocess.run(
@@ -211,6 +212,7 @@ def test_ray_output_goes_to_its_log_and_featx_keeps_the_terminal(tmp_path):
     )
 
 
+@pytest.mark.slow
 def test_cv_on_ray_equals_local(cluster, digits, tmp_path):
     kw = {
         "cache": digits["train_cache"],
@@ -226,6 +228,7 @@ def test_cv_on_ray_equals_local(cluster, digits, tmp_path):
     assert remote.cv_confusion == local.cv_confusion
 
 
+@pytest.mark.slow
 def test_default_install_does_not_import_ray():
     code = (
         "import sys, featx, featx.cli, featx.extraction, featx.fit, featx.report;"

@@ -25,6 +25,7 @@ from featx.report import (
     make_report,
     result_key,
 )
+from featx.report.spec import param_name
 from featx.report.store import KEY_ROLES
 
 LEGACY = Path(__file__).parent / "data" / "legacy"
@@ -60,9 +61,12 @@ def parse_report(command: str) -> ReportSpec:
 
 
 def test_every_report_field_names_a_report_option():
-    params = {p.name for p in main.commands["report"].params}
+    """The flags the spec's fields name (and the reproduce command spells, with
+    no import of the CLI) are the click command's own, with the same names."""
+    options = {p.name: p.opts for p in main.commands["report"].params}
     for f in fields(ReportSpec):
-        assert f.metadata["param"] in params, f.name
+        flag = f.metadata["flag"]
+        assert flag in options.get(param_name(flag), ()), f.name
     assert set(OTHER_REPORT_VALUES) == {f.name for f in fields(ReportSpec)}
 
 
@@ -265,6 +269,7 @@ def test_fit_and_report_load_no_torch():
         "from featx.report import ReportSpec\n"
         "ReportSpec(cache='c.h5').command()\n"
         "assert 'torch' not in sys.modules, 'torch was imported'\n"
+        "assert 'featx.cli' not in sys.modules, 'the CLI was imported'\n"
     )
     done = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=120

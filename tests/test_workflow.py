@@ -194,6 +194,7 @@ def two_networks(session):
     return session
 
 
+@pytest.mark.slow
 def test_a_layer_the_caches_lack_is_refused_before_a_test_folder_is_extracted(
     session,
 ):
@@ -215,6 +216,7 @@ def test_a_layer_the_caches_lack_is_refused_before_a_test_folder_is_extracted(
     assert again.exit_code == 0, again.output
 
 
+@pytest.mark.slow
 def test_a_test_folder_is_extracted_as_the_training_cache_by_cli_and_library(
     session,
 ):
@@ -316,6 +318,7 @@ def test_every_fit_note_names_the_caches_then_used(two_networks):
     assert "note: comparing 2 models on" in out
 
 
+@pytest.mark.slow
 def test_the_warning_and_notes_come_before_the_progress_bars(session):
     extract(session / "data" / "Train", layers=["fc7"], **RANDOM)
     extract(session / "data" / "Test", layers=["fc7"], **RANDOM)
@@ -328,6 +331,7 @@ def test_the_warning_and_notes_come_before_the_progress_bars(session):
         assert warning < training < held_out < text.index("folds")
 
 
+@pytest.mark.slow
 def test_extracting_another_folder_does_not_change_what_fit_trains_on(session):
     write_folder(session / "photos", {"cats": 3, "dogs": 3}, seed=3)
     for folder in ("data/Train", "data/Test", "photos"):
@@ -352,6 +356,7 @@ def test_extracting_another_folder_does_not_change_what_fit_trains_on(session):
     assert "cache: Train-random-" in out
 
 
+@pytest.mark.slow
 def test_info_says_when_nothing_was_skipped_and_predict_hints_model_file(session):
     extract(session / "data" / "Train", layers=["fc7"], **RANDOM)
     out = featx("info", "data/Train", "--skipped")

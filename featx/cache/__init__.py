@@ -25,6 +25,7 @@ from featx.cache.choice import (
     CacheChoice,
     ModelCaches,
     choose_caches,
+    resolve_cache,
     resolve_caches,
 )
 from featx.cache.format import (
@@ -44,7 +45,6 @@ from featx.cache.locate import (
     default_cache_dir,
     is_held_out_name,
     list_caches,
-    resolve_cache,
 )
 from featx.cache.lock import BUSY_MESSAGE, cache_lock, remove_stale_temporaries
 from featx.cache.read import (

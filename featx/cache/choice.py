@@ -17,12 +17,21 @@ from featx.cache.locate import (
     extract_hint,
     is_held_out_name,
     list_caches,
-    resolve_cache,
     shown_dir,
+    training_folder,
 )
 from featx.cache.read import FeatureCache
 from featx.cache.schema import CacheMeta
 from featx.errors import CacheError
+
+__all__ = [
+    "CacheChoice",
+    "ModelCaches",
+    "choose_caches",
+    "held_out_notes",
+    "resolve_cache",
+    "resolve_caches",
+]
 
 
 @dataclass
@@ -165,54 +174,6 @@ def _with_layer(caches: list[Path], metas: dict, layer: str, where: str, how: st
     return have
 
 
-def training_folder(
-    caches: list[Path], metas: dict, where: str, how: str = "--cache"
-) -> tuple[str, str]:
-    """The data folder to train on when no cache was named, and why.
-
-    The rule: folders named like a held-out split (Test, Val, ...) are never
-    trained on; of the others, the only one, or else the only one with a
-    held-out sibling folder (``data/Test`` beside ``data/Train``) that has a
-    cache too. Anything else is ambiguous: :class:`CacheError` lists the
-    folders, and ``how`` (``--cache``) names one. Which folder was extracted
-    last plays no part, so extracting a scratch folder never changes it.
-    """
-    folders: dict[str, list[Path]] = {}
-    for path in caches:
-        folders.setdefault(metas[path].data_root, []).append(path)
-    training = [f for f in folders if not is_held_out_name(f)]
-    if not training:
-        names = ", ".join(p.name for p in caches)
-        raise CacheError(
-            f"every cache in {where} is of a held-out folder; choose the "
-            f"training cache with {how}: {names}"
-        )
-    if len(training) == 1:
-        return training[0], f"the only training folder in {where}"
-    roots = [m.data_root for m in metas.values()]
-    paired = [
-        f
-        for f in training
-        if any(is_held_out_name(r) and Path(r).parent == Path(f).parent for r in roots)
-    ]
-    if len(paired) == 1:
-        return paired[0], (
-            f"the only one of {len(training)} training folders in {where} with a "
-            "held-out sibling (Test, Val, ...)"
-        )
-    some = 0 < len(paired) < len(training)
-    listed = "; ".join(
-        f"{f} ({', '.join(p.name for p in sorted(folders[f]))})"
-        + (" with a held-out sibling" if some and f in paired else "")
-        for f in sorted(training)
-    )
-    how_many = "none" if not paired else f"{len(paired)}" if some else "each"
-    raise CacheError(
-        f"{len(training)} folders have training caches in {where}, {how_many} "
-        f"with a held-out sibling (Test, Val, ...): {listed}; {how} chooses one"
-    )
-
-
 def _held_out_notes(entries: list, metas: dict) -> list[str]:
     """What :func:`_sibling_test` found for each model's training cache
     (``entries``: :class:`CacheChoice` or :class:`ModelCaches`)."""
@@ -253,6 +214,37 @@ def _sibling_test(train: Path, metas: dict) -> Path | None:
         and _labelled(p)
     ]
     return max(tests, key=_mtime) if tests else None
+
+
+def resolve_cache(
+    name: str | Path | None,
+    cache_dir: Path | None = None,
+    *,
+    model: str | None = None,
+    layer: str | None = None,
+) -> Path:
+    """Find a cache by path, file name, or unique prefix in the cache directory.
+
+    With no name, :func:`choose_caches` chooses the training cache. A data
+    folder's cache is its most recent one made with ``model`` and holding
+    ``layer``, where they are given.
+    """
+    cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    caches = list_caches(cache_dir)
+    if name is None:
+        return choose_caches(cache_dir, find_test=False).train
+    candidate = Path(name)
+    if candidate.is_file():
+        return candidate
+    if candidate.is_dir():
+        return cache_of_folder(candidate, cache_dir, model=model, layer=layer)
+    matches = [p for p in caches if p.name == str(name) or p.stem == str(name)]
+    matches = matches or [p for p in caches if p.name.startswith(str(name))]
+    if len(matches) == 1:
+        return matches[0]
+    names = ", ".join(p.name for p in caches) or "none"
+    what = "matches several caches" if matches else "is not a cache file or name"
+    raise CacheError(f"{name!r} {what} in {cache_dir}; caches there: {names}")
 
 
 def resolve_caches(

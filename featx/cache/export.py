@@ -27,6 +27,8 @@ from featx.cache.read import FeatureCache
 from featx.choices import EXPORT_FORMATS
 from featx.errors import FeatxError, check_choice
 
+__all__ = ["ExportError", "FORMATS", "default_out", "export"]
+
 FORMATS = EXPORT_FORMATS
 
 

@@ -23,6 +23,17 @@ from featx.errors import (
     printable,
 )
 
+__all__ = [
+    "DAMAGED_MESSAGE",
+    "FAILED",
+    "OPTIONAL",
+    "READER_MESSAGE",
+    "READ_ERRORS",
+    "REQUIRED",
+    "damaged",
+    "reading",
+]
+
 #: What a writer that finds a cache held open by a foreign HDF5 reader is told.
 #: (featx's own readers take no HDF5 lock: they never block a writer, see
 #: :func:`_open`.)

@@ -21,6 +21,8 @@ if TYPE_CHECKING:
     from featx.images import ImageSet, Preprocess
     from featx.model import LoadedWeights
 
+__all__ = ["cache_identity", "cache_meta", "cache_path_for", "model_file_tag"]
+
 
 def model_file_tag(model: str) -> str:
     """A model's name as it stands in file names: characters outside

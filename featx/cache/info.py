@@ -8,6 +8,8 @@ from featx.cache.read import FeatureCache
 from featx.images.preprocess import computed_with
 from featx.views import dataset_key
 
+__all__ = ["cache_info"]
+
 
 def cache_info(path: Path) -> dict:
     """A JSON-able summary of a cache: images, layers, classes, failures, files

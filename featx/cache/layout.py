@@ -14,6 +14,15 @@ from dataclasses import dataclass
 from featx.cache.schema import FORMAT_VERSION, CacheMeta
 from featx.views import ALL_VIEWS
 
+__all__ = [
+    "DATASETS",
+    "Entry",
+    "FEATURE_ATTRS",
+    "OPTIONAL_FEATURE_ATTRS",
+    "ROOT_ATTRS",
+    "describe_format",
+]
+
 
 @dataclass(frozen=True)
 class Entry:

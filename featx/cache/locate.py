@@ -1,5 +1,6 @@
-"""Finding caches: by path, name or folder (:mod:`featx.cache.choice` chooses
-them when none was named)."""
+"""Finding caches: by path, name or folder, and the rule that says which folder
+is the training one (:mod:`featx.cache.choice` chooses the caches when none was
+named)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,19 @@ from pathlib import Path
 from featx.cache.read import FeatureCache
 from featx.cache.schema import CacheMeta
 from featx.errors import CacheError
+
+__all__ = [
+    "HELD_OUT_NAME",
+    "cache_of_folder",
+    "default_cache_dir",
+    "extract_hint",
+    "folder_caches",
+    "is_held_out_name",
+    "list_caches",
+    "missing_layer",
+    "shown_dir",
+    "training_folder",
+]
 
 
 def default_cache_dir() -> Path:
@@ -51,39 +65,6 @@ def _no_cache(cache_dir: Path, where: str) -> CacheError:
         f"no cache in {where}: {why}; run `featx extract DATA_DIR --layer fc7` "
         "first, or point --cache-dir / FEATX_CACHE_DIR at your caches"
     )
-
-
-def resolve_cache(
-    name: str | Path | None,
-    cache_dir: Path | None = None,
-    *,
-    model: str | None = None,
-    layer: str | None = None,
-) -> Path:
-    """Find a cache by path, file name, or unique prefix in the cache directory.
-
-    With no name, :func:`choose_caches` chooses the training cache. A data
-    folder's cache is its most recent one made with ``model`` and holding
-    ``layer``, where they are given.
-    """
-    cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    caches = list_caches(cache_dir)
-    if name is None:
-        from featx.cache.choice import choose_caches
-
-        return choose_caches(cache_dir, find_test=False).train
-    candidate = Path(name)
-    if candidate.is_file():
-        return candidate
-    if candidate.is_dir():
-        return cache_of_folder(candidate, cache_dir, model=model, layer=layer)
-    matches = [p for p in caches if p.name == str(name) or p.stem == str(name)]
-    matches = matches or [p for p in caches if p.name.startswith(str(name))]
-    if len(matches) == 1:
-        return matches[0]
-    names = ", ".join(p.name for p in caches) or "none"
-    what = "matches several caches" if matches else "is not a cache file or name"
-    raise CacheError(f"{name!r} {what} in {cache_dir}; caches there: {names}")
 
 
 def cache_of_folder(
@@ -190,6 +171,54 @@ def extract_hint(
     return (
         f"{layer} is no layer of {', '.join(dict.fromkeys(models))}: "
         f"`featx layers --model {models[0]}` lists them"
+    )
+
+
+def training_folder(
+    caches: list[Path], metas: dict, where: str, how: str = "--cache"
+) -> tuple[str, str]:
+    """The data folder to train on when no cache was named, and why.
+
+    The rule: folders named like a held-out split (Test, Val, ...) are never
+    trained on; of the others, the only one, or else the only one with a
+    held-out sibling folder (``data/Test`` beside ``data/Train``) that has a
+    cache too. Anything else is ambiguous: :class:`CacheError` lists the
+    folders, and ``how`` (``--cache``) names one. Which folder was extracted
+    last plays no part, so extracting a scratch folder never changes it.
+    """
+    folders: dict[str, list[Path]] = {}
+    for path in caches:
+        folders.setdefault(metas[path].data_root, []).append(path)
+    training = [f for f in folders if not is_held_out_name(f)]
+    if not training:
+        names = ", ".join(p.name for p in caches)
+        raise CacheError(
+            f"every cache in {where} is of a held-out folder; choose the "
+            f"training cache with {how}: {names}"
+        )
+    if len(training) == 1:
+        return training[0], f"the only training folder in {where}"
+    roots = [m.data_root for m in metas.values()]
+    paired = [
+        f
+        for f in training
+        if any(is_held_out_name(r) and Path(r).parent == Path(f).parent for r in roots)
+    ]
+    if len(paired) == 1:
+        return paired[0], (
+            f"the only one of {len(training)} training folders in {where} with a "
+            "held-out sibling (Test, Val, ...)"
+        )
+    some = 0 < len(paired) < len(training)
+    listed = "; ".join(
+        f"{f} ({', '.join(p.name for p in sorted(folders[f]))})"
+        + (" with a held-out sibling" if some and f in paired else "")
+        for f in sorted(training)
+    )
+    how_many = "none" if not paired else f"{len(paired)}" if some else "each"
+    raise CacheError(
+        f"{len(training)} folders have training caches in {where}, {how_many} "
+        f"with a held-out sibling (Test, Val, ...): {listed}; {how} chooses one"
     )
 
 

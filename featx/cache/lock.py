@@ -12,6 +12,8 @@ from pathlib import Path
 from featx.cache.space import no_space
 from featx.errors import CacheBusyError, ReadOnlyError
 
+__all__ = ["BUSY_MESSAGE", "cache_lock", "lock_path_of", "remove_stale_temporaries"]
+
 #: What a process that finds a cache being written is told.
 BUSY_MESSAGE = (
     "another featx process is writing {path}; wait for it to finish (nothing was "

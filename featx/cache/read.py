@@ -32,6 +32,16 @@ from featx.cache.schema import (
 from featx.errors import CacheDamagedError, CacheError
 from featx.views import ALL_VIEWS, CENTER, dataset_key
 
+__all__ = [
+    "FeatureCache",
+    "LayerData",
+    "READ_BLOCK_BYTES",
+    "read_done",
+    "read_layer",
+    "read_state",
+    "read_warnings",
+]
+
 READ_BLOCK_BYTES = 4 << 20
 
 

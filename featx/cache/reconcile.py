@@ -29,6 +29,17 @@ from featx.errors import CacheError
 from featx.images import ImageSet
 from featx.progress import Progress
 
+__all__ = [
+    "RACY_NS",
+    "check_dtypes",
+    "kept_warnings",
+    "reconcile_cache",
+    "same_not_images",
+    "scan_rows",
+    "split_known",
+    "up_to_date",
+]
+
 #: A file modified this close to the last scan is re-hashed even if its size and
 #: mtime look unchanged (the "racy" case of git's index).
 RACY_NS = 2_000_000_000

@@ -15,6 +15,22 @@ import numpy as np
 
 from featx.views import CENTER, dataset_key
 
+__all__ = [
+    "CacheMeta",
+    "CacheState",
+    "FORMAT_VERSION",
+    "Failure",
+    "LayerDef",
+    "MAX_ABS",
+    "NotImage",
+    "Rows",
+    "STR",
+    "Warnings",
+    "WeightsInfo",
+    "attr",
+    "weights_spec",
+]
+
 FORMAT_VERSION = 1
 
 STR = h5py.string_dtype("utf-8")

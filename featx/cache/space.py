@@ -11,6 +11,8 @@ from pathlib import Path
 
 from featx.errors import NoSpaceError, ReadOnlyError
 
+__all__ = ["check_free", "disk_full_as_error", "is_no_space", "no_space", "reserve"]
+
 
 def _mb(n: int) -> str:
     mb = max(n, 0) / 1e6

@@ -32,6 +32,15 @@ from featx.cache.schema import (
 )
 from featx.cache.space import check_free, disk_full_as_error, reserve
 
+__all__ = [
+    "BackgroundWriter",
+    "COPY_BLOCK_BYTES",
+    "CacheFiller",
+    "FILL_CACHE_BYTES",
+    "identical_layers",
+    "write_cache",
+]
+
 COPY_BLOCK_BYTES = 64 << 20
 
 #: Chunk cache of a dataset being filled: room for the partly written chunk at a

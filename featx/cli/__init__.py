@@ -5,15 +5,17 @@ The only part of featx that imports click. :mod:`featx.cli.app` holds the group,
 :mod:`featx.cli.output` what the commands print, and one module per concern the
 commands: :mod:`~featx.cli.extract`, :mod:`~featx.cli.caches` (``info``,
 ``export``, ``layers``), :mod:`~featx.cli.fit`, :mod:`~featx.cli.predict`,
-:mod:`~featx.cli.report` and :mod:`~featx.cli.demo`. Importing it loads neither
-torch nor scikit-learn: each command imports the library when it runs.
+:mod:`~featx.cli.report`, :mod:`~featx.cli.demo` and :mod:`~featx.cli.serve`;
+each registers its commands on the group when this package imports it, so
+:mod:`~featx.cli.app` imports none of them. Importing it loads neither torch nor
+scikit-learn: each command imports the library when it runs.
 """
 
 from featx.runtime import configure_openmp
 
 configure_openmp()  # before anything imports torch
 
-from featx.cli import caches, demo, extract, fit, predict, report  # noqa: F401
+from featx.cli import caches, demo, extract, fit, predict, report, serve  # noqa: F401
 from featx.cli.app import main
 
 __all__ = ["main"]

@@ -62,5 +62,3 @@ def main() -> None:
       featx report
     """
 
-
-from featx.cli import serve as _serve  # noqa: E402, F401  (registers `featx serve`)

@@ -25,6 +25,8 @@ from featx.errors import ImageDecodeError
 if TYPE_CHECKING:
     pass
 
+__all__ = ["decode_image", "draft_size", "file_failure", "quiet_decoding"]
+
 #: featx's own code: an exception raised there is a bug, never a file's fault.
 _FEATX = Path(__file__).resolve().parents[1]
 

@@ -14,6 +14,15 @@ from featx.choices import DECODE_MODES  # noqa: F401  (re-exported)
 if TYPE_CHECKING:
     pass
 
+__all__ = [
+    "DECODE_MODES",
+    "NO_PIXELS",
+    "OPENED_AS",
+    "image_extensions",
+    "is_image_name",
+    "register_heif",
+]
+
 
 #: Formats Pillow registers extensions for but opens through another format's
 #: plugin: an MPO (the multi-picture JPEG cameras write) opens as a JPEG.

@@ -10,7 +10,8 @@ from pathlib import Path, PurePosixPath
 
 from featx.digest import file_sha256
 from featx.errors import DataError, ParameterError, printable
-from featx.images.listing import Skipped
+
+__all__ = ["Labelling", "read_label_csv"]
 
 
 @dataclass(frozen=True)
@@ -45,9 +46,12 @@ class Labelling:
             return f"csv {Path(self.csv).resolve()} sha256 {file_sha256(self.csv)}"
         return f"name {self.name_regex}"
 
-    def label(self, root: Path, rels: list[str]) -> tuple[dict, list[Skipped], list]:
-        """The label of each of ``rels`` that has one; the others, skipped with
-        their reason; and notes (paths of the CSV that are no image here)."""
+    def label(
+        self, root: Path, rels: list[str]
+    ) -> tuple[dict[str, str], list[tuple[str, str]], list[str]]:
+        """The label of each of ``rels`` that has one; the others, as
+        ``(rel, why)`` pairs (the listing records them as skipped); and notes
+        (paths of the CSV that are no image here)."""
         if self.name_regex is not None:
             pattern = re.compile(self.name_regex)
             found, skipped = {}, []
@@ -57,16 +61,13 @@ class Labelling:
                     found[rel] = match.group(1)
                 else:
                     why = f"name does not match --label-from-name {self.name_regex!r}"
-                    skipped.append(Skipped(printable(rel), why))
+                    skipped.append((rel, why))
             return found, skipped, []
         table = read_label_csv(Path(self.csv))
         here = set(rels)
         found = {rel: table[rel] for rel in rels if rel in table}
-        skipped = [
-            Skipped(printable(rel), f"no label in {Path(self.csv).name}")
-            for rel in rels
-            if rel not in table
-        ]
+        why = f"no label in {Path(self.csv).name}"
+        skipped = [(rel, why) for rel in rels if rel not in table]
         unknown = [p for p in table if p not in here]
         notes = []
         if unknown:

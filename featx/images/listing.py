@@ -18,6 +18,15 @@ from featx.images.formats import image_extensions, is_image_name
 if TYPE_CHECKING:
     from featx.images.labels import Labelling
 
+__all__ = [
+    "FolderWalker",
+    "ImageSet",
+    "Skipped",
+    "entry_kind",
+    "list_images",
+    "skip_groups",
+]
+
 
 @dataclass(frozen=True)
 class Skipped:
@@ -193,7 +202,8 @@ def _labelled_by(root: Path, labelling: Labelling) -> ImageSet:
     """Every image under ``root`` (at any depth), labelled by ``labelling``."""
     walker = FolderWalker(root)
     rels = [p.relative_to(root).as_posix() for p in walker.files(root)]
-    found, unlabelled, notes = labelling.label(root, rels)
+    found, why_not, notes = labelling.label(root, rels)
+    unlabelled = [Skipped(printable(rel), why) for rel, why in why_not]
     if not found:
         raise DataError(
             f"no image in {printable(str(root))} got a label from "

@@ -13,6 +13,8 @@ from featx.views import crop_views
 if TYPE_CHECKING:
     import torch
 
+__all__ = ["Preprocess", "computed_with"]
+
 
 def computed_with(transform: dict) -> dict[str, str]:
     """The decode mode, precision and JPEG decoder a recorded

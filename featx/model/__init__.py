@@ -18,15 +18,24 @@ from torch import nn
 from featx.choices import DECODE_MODES, DECODERS, MODELS, PRECISIONS
 from featx.errors import LayerError, check_choice
 from featx.images import Preprocess
+from featx.model import alexnet, timm_nets, torchvision_nets
 from featx.model.alexnet import (
     FRIENDLY_LAYERS,
     WEIGHTS,
     FeatureNet,
     module_chain,
 )
-from featx.model.backbone import TIMM_PREFIX, Backbone, backbone
+from featx.model.backbone import TIMM_PREFIX, Backbone, backbone, register_family
 from featx.model.layers import POOLINGS, LayerSpec
 from featx.model.weights import LoadedWeights, hub_weights_file, load_weights
+
+# The families, in the order backbone() asks them: AlexNet's two names, then
+# timm:NAME, then torchvision's names (listed in that order in an unknown
+# model's hint). They are registered here so that backbone.py, which they all
+# subclass, imports none of them.
+register_family(alexnet.find_backbone, lambda: MODELS)
+register_family(timm_nets.find_backbone, tuple)
+register_family(torchvision_nets.find_backbone, torchvision_nets.torchvision_models)
 
 __all__ = [
     "FRIENDLY_LAYERS",

@@ -27,7 +27,19 @@ from featx.choices import unknown_layer_message
 from featx.errors import WeightsError
 from featx.images import Preprocess
 from featx.model.backbone import Backbone
+from featx.model.checkpoints import torchvision_hub_file
 from featx.model.layers import LayerSpec
+
+__all__ = [
+    "AlexNetBackbone",
+    "CaffeAlexNetBackbone",
+    "FRIENDLY_LAYERS",
+    "FeatureNet",
+    "WEIGHTS",
+    "chain_table",
+    "find_backbone",
+    "module_chain",
+]
 
 WEIGHTS = AlexNet_Weights.IMAGENET1K_V1
 
@@ -122,8 +134,6 @@ class AlexNetBackbone(Backbone):
         return WEIGHTS.url
 
     def imagenet_file(self) -> Path:
-        from featx.model.weights import torchvision_hub_file
-
         return torchvision_hub_file(
             WEIGHTS, "AlexNet", "a torchvision AlexNet state dict"
         )
@@ -166,6 +176,13 @@ class CaffeAlexNetBackbone(AlexNetBackbone):
                 f"{path} is a torchvision AlexNet state dict, not caffe-alexnet "
                 "weights; use --model alexnet"
             )
+
+
+def find_backbone(name: str) -> Backbone | None:
+    """The backbone of ``name`` where it is ``alexnet`` or ``caffe-alexnet``
+    (:func:`featx.model.backbone` asks), else None."""
+    family = {"alexnet": AlexNetBackbone, "caffe-alexnet": CaffeAlexNetBackbone}
+    return family[name]() if name in family else None
 
 
 @cache

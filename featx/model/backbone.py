@@ -11,18 +11,19 @@ classification model (:mod:`featx.model.torchvision_nets`), or ``timm:NAME``
 from __future__ import annotations
 
 import difflib
-import os
-import socket
+from collections.abc import Callable, Iterable
 from functools import cache
 from pathlib import Path
 
-import torch
 from torch import nn
 
-from featx.choices import MODELS, mean_refused_message, unknown_model_message
+from featx.choices import mean_refused_message, unknown_model_message
 from featx.errors import LayerError, WeightsError
 from featx.images import Preprocess
+from featx.model.checkpoints import read_state_file
 from featx.model.layers import LayerSpec
+
+__all__ = ["Backbone", "TIMM_PREFIX", "backbone", "register_family", "unknown_model"]
 
 #: The prefix of a timm model's name (``timm:resnet50.a1_in1k``).
 TIMM_PREFIX = "timm:"
@@ -78,9 +79,7 @@ class Backbone:
     def read_state(self, path: Path, kind: str, digest: str) -> dict:
         """The state dict in the weights file ``path`` (``kind`` from
         :func:`featx.weightfiles.file_kind`)."""
-        from featx.model.weights import read_state_file
-
-        return read_state_file(path, kind, self)
+        return read_state_file(path, kind)
 
     def check_state(self, state: dict, path: Path) -> None:
         """Refuse a state dict that is recognisably another network's."""
@@ -115,63 +114,39 @@ class Backbone:
         return f"unknown layer {name!r} of {self.name}; {valid}{hint}"
 
 
-def offline_message(title: str, target: Path, url: str, reason: str, what: str) -> str:
-    """What a user is told when pretrained weights in torch's hub cache are
-    neither there nor downloadable: where to put the file, and the other
-    choices (AlexNet's words, for every torchvision model)."""
-    return (
-        f"pretrained {title} weights are not cached and could not be downloaded "
-        f"({reason}). Place {target.name} (from {url}) at {target} (set TORCH_HOME "
-        f"to use another hub cache), or pass --weights PATH to {what}, or "
-        "--weights random to run untrained."
-    )
+#: The network families :func:`backbone` asks, in order: each is a function
+#: that takes a ``--model`` name and returns its :class:`Backbone`, or None when
+#: the name is not one of its own, with a function that lists its names (for the
+#: hint of an unknown one). :mod:`featx.model` registers its families (AlexNet,
+#: timm, torchvision) when it is imported, so that this module, which they
+#: subclass, imports none of them.
+_FAMILIES: list[tuple[Callable[[str], Backbone | None], Callable[[], Iterable[str]]]]
+_FAMILIES = []
 
 
-def check_online(url: str, message) -> None:
-    """Refuse at once when ``FEATX_OFFLINE`` is set or ``url``'s host is out of
-    reach (a 3-second connection attempt); ``message(reason)`` says what to do."""
-    from urllib.parse import urlparse
-
-    if os.environ.get("FEATX_OFFLINE"):
-        raise WeightsError(message("FEATX_OFFLINE is set"))
-    host = urlparse(url).hostname or ""
-    try:
-        socket.create_connection((host, 443), timeout=3).close()
-    except OSError as exc:
-        reason = f"cannot reach {host}: {exc.strerror or exc}"
-        raise WeightsError(message(reason)) from exc
-
-
-def hub_checkpoint(url: str) -> Path:
-    """Where torch's hub cache (``TORCH_HOME``) keeps the file at ``url``."""
-    return Path(torch.hub.get_dir()) / "checkpoints" / Path(url).name
+def register_family(
+    find: Callable[[str], Backbone | None], names: Callable[[], Iterable[str]]
+) -> None:
+    """Let :func:`backbone` ask ``find`` for the names no family before it took;
+    ``names()`` lists the family's names."""
+    _FAMILIES.append((find, names))
+    backbone.cache_clear()
 
 
 def unknown_model(name: str) -> LayerError:
     """The error for a ``--model`` nobody runs, with the closest name."""
-    from featx.model.torchvision_nets import torchvision_models
-
-    return LayerError(unknown_model_message(name, [*MODELS, *torchvision_models()]))
+    known = [n for _, names in _FAMILIES for n in names()]
+    return LayerError(unknown_model_message(name, known))
 
 
 @cache
 def backbone(name: str) -> Backbone:
     """The :class:`Backbone` of the ``--model`` name ``name``; a LayerError
     with the closest valid name when there is none."""
-    from featx.model import alexnet
-
-    if name == "alexnet":
-        return alexnet.AlexNetBackbone()
-    if name == "caffe-alexnet":
-        return alexnet.CaffeAlexNetBackbone()
     if not isinstance(name, str) or not name:
         raise unknown_model(str(name))
-    if name.startswith(TIMM_PREFIX):
-        from featx.model.timm_nets import TimmBackbone
-
-        return TimmBackbone(name)
-    from featx.model.torchvision_nets import TorchvisionBackbone, torchvision_models
-
-    if name in torchvision_models():
-        return TorchvisionBackbone(name)
+    for find, _ in _FAMILIES:
+        found = find(name)
+        if found is not None:
+            return found
     raise unknown_model(name)

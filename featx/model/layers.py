@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+__all__ = ["LayerSpec", "POOLINGS", "kind_of"]
+
 #: How each kind of activation may be pooled, beside ``none`` (stored whole).
 #: ``map`` is (C, H, W); ``hwc`` a (H, W, C) map (torchvision's Swin); ``tokens``
 #: (T, D) with a class token first (ViT); ``seq`` (T, D) without one.

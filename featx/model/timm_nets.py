@@ -21,8 +21,18 @@ import torch
 from torch import nn
 
 from featx.errors import LayerError, WeightsError
-from featx.model.backbone import TIMM_PREFIX, Backbone, check_online
+from featx.model.backbone import TIMM_PREFIX, Backbone
+from featx.model.checkpoints import check_online
 from featx.model.layers import LayerSpec
+
+__all__ = [
+    "HEAD_LAYERS",
+    "TimmBackbone",
+    "TimmCapture",
+    "TimmTransforms",
+    "find_backbone",
+    "timm_table",
+]
 
 #: The layers after the feature taps, computed by the model's head.
 HEAD_LAYERS = ("pre_logits", "logits")
@@ -152,6 +162,12 @@ class TimmBackbone(Backbone):
             return Path(hf_hub_download(repo, filename))
         except Exception as exc:  # network and hub errors of many kinds
             raise WeightsError(message(str(exc).splitlines()[0])) from exc
+
+
+def find_backbone(name: str) -> Backbone | None:
+    """The backbone of ``timm:NAME`` (:func:`featx.model.backbone` asks; an
+    unknown NAME is refused here with timm's closest), else None."""
+    return TimmBackbone(name) if name.startswith(TIMM_PREFIX) else None
 
 
 @cache

@@ -25,7 +25,20 @@ import torch
 from torch import nn
 
 from featx.model.backbone import Backbone
+from featx.model.checkpoints import torchvision_hub_file
 from featx.model.layers import LayerSpec, kind_of
+
+__all__ = [
+    "AUX_PREFIXES",
+    "GraphCapture",
+    "TorchvisionBackbone",
+    "aliases",
+    "find_backbone",
+    "fold_batch_norms",
+    "graph_table",
+    "out_of_place",
+    "torchvision_models",
+]
 
 
 @cache
@@ -101,11 +114,15 @@ class TorchvisionBackbone(Backbone):
         return self.entry.url
 
     def imagenet_file(self) -> Path:
-        from featx.model.weights import torchvision_hub_file
-
         return torchvision_hub_file(
             self.entry, self.name, f"a torchvision {self.name} state dict"
         )
+
+
+def find_backbone(name: str) -> Backbone | None:
+    """The backbone of ``name`` where torchvision has a classification model of
+    that name (:func:`featx.model.backbone` asks), else None."""
+    return TorchvisionBackbone(name) if name in torchvision_models() else None
 
 
 @cache

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import socket
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,6 +13,9 @@ from featx import weightfiles
 from featx.digest import file_sha256
 from featx.errors import WeightsError
 from featx.model.backbone import Backbone, backbone
+from featx.model.checkpoints import hub_checkpoint
+
+__all__ = ["LoadedWeights", "apply_state", "hub_weights_file", "load_weights"]
 
 
 @dataclass
@@ -41,57 +43,8 @@ def _sha256_state(model: nn.Module) -> str:
 def hub_weights_file() -> Path:
     """Where torch's hub cache keeps the ImageNet AlexNet weights."""
     from featx.model.alexnet import WEIGHTS
-    from featx.model.backbone import hub_checkpoint
 
     return hub_checkpoint(WEIGHTS.url)
-
-
-def _load_state_dict_file(path: Path) -> dict:
-    if not path.is_file():
-        raise WeightsError(f"weights file {path} does not exist")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many kinds for a bad file
-        raise WeightsError(
-            f"cannot load {path} as a PyTorch state dict: {str(exc).splitlines()[0]}"
-        ) from exc
-    if isinstance(state, dict):
-        for key in ("state_dict", "model", "state_dict_ema"):
-            if isinstance(state.get(key), dict):
-                state = state[key]
-                break
-    if not isinstance(state, dict):
-        raise WeightsError(f"{path} holds a {type(state).__name__}, not a state dict")
-    return state
-
-
-def _load_safetensors(path: Path) -> dict:
-    try:
-        from safetensors.torch import load_file
-    except ImportError as exc:
-        raise WeightsError(
-            f"{path.name} is a safetensors file; pip install safetensors (it comes "
-            "with the timm extra) to read it"
-        ) from exc
-    try:
-        return load_file(str(path), device="cpu")
-    except Exception as exc:  # safetensors raises its own error types
-        raise WeightsError(
-            f"cannot load {path} as safetensors: {str(exc).splitlines()[0]}"
-        ) from exc
-
-
-def read_state_file(path: Path, kind: str, net_def: Backbone) -> dict:
-    """A state dict from a PyTorch or safetensors file; other kinds are the
-    original AlexNet's files, which only caffe-alexnet reads."""
-    if kind == "torch":
-        return _load_state_dict_file(path)
-    if kind == "safetensors":
-        return _load_safetensors(path)
-    raise WeightsError(
-        f"{path.name} holds the original (Caffe) AlexNet's weights; use "
-        "--model caffe-alexnet"
-    )
 
 
 def apply_state(net: nn.Module, state: dict, path: Path, net_def: Backbone) -> None:
@@ -128,34 +81,6 @@ def apply_state(net: nn.Module, state: dict, path: Path, net_def: Backbone) -> N
                 "feature it computed would be NaN)"
             )
     net.load_state_dict(state)
-
-
-def torchvision_hub_file(entry, title: str, what: str) -> Path:
-    """The file of the torchvision weights enum ``entry`` in torch's hub cache,
-    downloaded when it is not there and its host can be reached; otherwise a
-    WeightsError that says where to put it (``title``: the network's name in
-    the message; ``what``: the state dict ``--weights PATH`` would take)."""
-    from featx.model.backbone import check_online, hub_checkpoint, offline_message
-
-    target = hub_checkpoint(entry.url)
-    if target.is_file():
-        return target
-
-    def message(reason: str) -> str:
-        return offline_message(title, target, entry.url, reason, what)
-
-    check_online(entry.url, message)  # no "Downloading ..." when it cannot work
-    old_timeout = socket.getdefaulttimeout()
-    socket.setdefaulttimeout(30)
-    try:
-        entry.get_state_dict(progress=False, check_hash=True)
-    except Exception as exc:  # URLError, timeouts, hash mismatch
-        target.with_suffix(target.suffix + ".partial").unlink(missing_ok=True)
-        reason = str(getattr(exc, "reason", exc)) or type(exc).__name__
-        raise WeightsError(message(reason)) from exc
-    finally:
-        socket.setdefaulttimeout(old_timeout)
-    return target
 
 
 def load_weights(

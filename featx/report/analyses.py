@@ -18,8 +18,22 @@ from featx.compare import ci95, linear_cka
 from featx.errors import printable
 from featx.fit import FitSpec, consensus, one_blas_thread
 from featx.images import ImageDecodeError, decode_image
-from featx.report.records import ResultRow
-from featx.report.sources import several_models
+from featx.report.records import ResultRow, several_models
+
+__all__ = [
+    "CKA_ROWS",
+    "CURVE_SIZES",
+    "GALLERY_MAX",
+    "SCORE_MEANING",
+    "THUMB_PX",
+    "column_similarity",
+    "gallery_order",
+    "layer_similarity",
+    "learning_curve",
+    "misclassified",
+    "score_kind",
+    "write_predictions",
+]
 
 #: Training images per class of the learning curve (and "all" the folds hold).
 CURVE_SIZES = (5, 10, 25, 50, 100)

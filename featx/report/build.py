@@ -30,6 +30,8 @@ from featx.report.sources import Source, columns_of
 from featx.report.spec import DEFAULT_CLFS, ReportSpec
 from featx.report.store import ResultStore, fingerprint
 
+__all__ = ["Report", "check_writable", "make_report"]
+
 
 @dataclass
 class Report:

@@ -14,14 +14,27 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.colors import PowerNorm  # noqa: E402
 
+from featx.report.records import several_models  # noqa: E402
 from featx.report.sources import (  # noqa: E402
     column_names,
     combination,
-    several_models,
 )
 
 if TYPE_CHECKING:
     from featx.report.records import ResultRow
+
+__all__ = [
+    "accuracy_by_layer",
+    "accuracy_figure",
+    "accuracy_title",
+    "confusion",
+    "confusions",
+    "fit_times",
+    "learning_curve",
+    "literal_text",
+    "projection",
+    "similarity",
+]
 
 
 def literal_text(draw):

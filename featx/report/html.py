@@ -10,6 +10,7 @@ import html
 from pathlib import Path
 
 from featx.report.provenance_text import provenance_lines, wrap_command
+from featx.report.records import several_models
 from featx.report.render import (
     PER_CLASS_HEADER,
     _confidence,
@@ -22,7 +23,8 @@ from featx.report.render import (
     per_class_title,
     random_banner,
 )
-from featx.report.sources import several_models
+
+__all__ = ["CHECK_IMAGES", "CSS", "MODELS_CSS", "render_html"]
 
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;max-width:1000px;

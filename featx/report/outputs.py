@@ -14,15 +14,16 @@ from sklearn.preprocessing import StandardScaler
 from featx.cache import FeatureCache
 from featx.compare import TIE_RULE
 from featx.report import figures
-from featx.report.records import ResultRow, ResultsDocument
+from featx.report.records import ResultRow, ResultsDocument, several_models
 from featx.report.sources import (
     Source,
     column_names,
     columns_of,
     combination,
     file_key,
-    several_models,
 )
+
+__all__ = ["COLUMNS", "PROJECTION_ROWS", "draw_figures", "projection", "write_results"]
 
 PROJECTION_ROWS = 1500
 COLUMNS = (

@@ -14,6 +14,8 @@ from featx.report.sources import Source
 from featx.report.spec import ReportSpec
 from featx.views import CENTER, setting_of
 
+__all__ = ["ReportError", "choose_layers", "open_sources", "plan_fits", "variants"]
+
 
 class ReportError(FeatxError, ValueError):
     """A report that cannot be made as asked."""

@@ -15,6 +15,8 @@ from featx import __version__
 from featx.cache import CacheMeta, FeatureCache, cache_info
 from featx.report.spec import ReportSpec
 
+__all__ = ["extract_commands", "protocol", "provenance", "weights_flags"]
+
 
 def weights_flags(meta: CacheMeta) -> str:
     """The `featx extract` flags that rebuild ``meta``'s model and weights."""

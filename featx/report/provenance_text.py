@@ -9,6 +9,14 @@ from __future__ import annotations
 
 import shlex
 
+__all__ = [
+    "MODEL_NAMES",
+    "SHELL_OPERATORS",
+    "describe_model",
+    "provenance_lines",
+    "wrap_command",
+]
+
 #: How the report names each architecture.
 MODEL_NAMES = {
     "alexnet": "alexnet (torchvision's AlexNet, 224 input)",

@@ -9,13 +9,22 @@ replaced were.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 
 from featx import __version__
 from featx.errors import FeatxError
-from featx.report.sources import several_models
 from featx.views import CENTER
+
+__all__ = [
+    "BULKY",
+    "RESULTS_FORMAT",
+    "RESULT_FORMAT",
+    "RecordError",
+    "ResultRow",
+    "ResultsDocument",
+    "several_models",
+]
 
 #: 2: out-of-fold predictions and per-class scores.
 RESULT_FORMAT = 2
@@ -166,6 +175,11 @@ class ResultRow(Mapping):
         return len(self.to_dict())
 
     __hash__ = None  # mutable, compared by value
+
+
+def several_models(rows: Iterable[ResultRow]) -> bool:
+    """Whether ``rows`` come from more than one model."""
+    return len({row.model for row in rows}) > 1
 
 
 _FIELDS = frozenset(f.name for f in fields(ResultRow)) - {"extra"}

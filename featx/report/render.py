@@ -16,8 +16,29 @@ from featx.report.provenance_text import (  # noqa: F401 (re-exported)
     provenance_lines,
     wrap_command,
 )
-from featx.report.records import ResultRow
-from featx.report.sources import column_names, file_key, several_models
+from featx.report.records import ResultRow, several_models
+from featx.report.sources import column_names, file_key
+
+__all__ = [
+    "MD_SPECIAL",
+    "MODEL_NAMES",
+    "PER_CLASS_HEADER",
+    "RANDOM_BANNER",
+    "describe_best",
+    "describe_model",
+    "header",
+    "headline",
+    "how_chosen",
+    "md",
+    "models_note",
+    "per_class_rows",
+    "per_class_title",
+    "provenance_lines",
+    "random_banner",
+    "render_markdown",
+    "variants_note",
+    "wrap_command",
+]
 
 RANDOM_BANNER = (
     "These features come from RANDOM weights, not a pretrained network: the "

@@ -21,6 +21,8 @@ if TYPE_CHECKING:
     from featx.cache import FeatureCache
     from featx.report.records import ResultRow
 
+__all__ = ["Source", "column_names", "columns_of", "combination", "file_key"]
+
 
 @dataclass
 class Source:
@@ -40,11 +42,6 @@ class Source:
 def columns_of(sources: Iterable[Source]) -> list[tuple[str, str]]:
     """Every (model, layer) of the report, model by model, shallow to deep."""
     return [column for source in sources for column in source.columns]
-
-
-def several_models(rows: Iterable[ResultRow]) -> bool:
-    """Whether ``rows`` come from more than one model."""
-    return len({row.model for row in rows}) > 1
 
 
 def column_names(columns: list[tuple[str, str]]) -> list[str]:

@@ -19,6 +19,15 @@ from featx.fit import FitSpec, fit
 from featx.progress import Within
 from featx.report.records import RESULT_FORMAT, RecordError, ResultRow
 
+__all__ = [
+    "KEY_ROLES",
+    "ResultStore",
+    "fingerprint",
+    "key_params",
+    "result_key",
+    "result_label",
+]
+
 #: How a field's ``key`` metadata (:func:`featx.fit.spec._option`) puts it in a
 #: result's key.
 KEY_ROLES = ("always", "changed", "label", "views", "cache")

@@ -1,0 +1,218 @@
+"""featx's import structure: no circle of imports among its modules, and nothing
+outside ``featx/cli`` imports the CLI. Read with :mod:`ast`, nothing imported, so
+the test is torch-free and takes well under a second.
+
+The walk is the one of the project's review hook (``hooks/before-stop``), with
+two differences: a package's ``__init__`` importing its own sub-modules counts
+(``featx/cli/__init__.py`` runs ``featx.cli.report`` when it is imported, so an
+import of ``featx.cli`` from below closes a real loop), and every circle is
+listed, not the first one only.
+
+Every import counts: those inside functions (they run later, but a circle
+through them is still two modules that each need the other) and those under
+``if TYPE_CHECKING:`` (a type hint that points back up a floor is the same
+design fault, and featx has none to excuse).
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGE = ROOT / "featx"
+#: The packages whose every module says its public names in ``__all__`` (the
+#: others are to follow: issue 33, item 3).
+WITH_ALL = ("featx.cache", "featx.images", "featx.model", "featx.report")
+
+
+def module_name(path: Path) -> str:
+    """``featx/cache/read.py`` -> ``featx.cache.read``; a package's ``__init__.py``
+    is the package itself."""
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def modules() -> dict[str, Path]:
+    """Every module of featx, by dotted name."""
+    return {module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
+
+
+def imported_names(name: str, path: Path) -> list[tuple[str, int]]:
+    """The dotted names ``path`` imports anywhere in its body, with their lines:
+    for ``from a.b import c``, both ``a.b`` and ``a.b.c`` (``c`` may be a module);
+    relative imports resolved against the module's package."""
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                up = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join(up + ([base] if base else []))
+            found.append((base, node.lineno))
+            found += [(f"{base}.{alias.name}", node.lineno) for alias in node.names]
+        elif isinstance(node, ast.Import):
+            found += [(alias.name, node.lineno) for alias in node.names]
+    return found
+
+
+def import_graph() -> dict[str, dict[str, int]]:
+    """Each featx module -> the featx modules it imports, with the first line that
+    does. A name that is not a module (``featx.cache.read.read_rows``) counts as
+    the module that holds it. A module's own packages are left out: Python runs
+    them before the module, whether it names them or not."""
+    mods = modules()
+    graph: dict[str, dict[str, int]] = {m: {} for m in mods}
+    for name, path in mods.items():
+        for target, line in imported_names(name, path):
+            while target and target not in mods:
+                target = target.rpartition(".")[0]
+            if target and target != name and not name.startswith(target + "."):
+                graph[name].setdefault(target, line)
+    return graph
+
+
+def circles(graph: dict[str, dict[str, int]]) -> list[list[str]]:
+    """The strongly connected components of more than one module (Tarjan's
+    algorithm, iterative): each is one or more circles of imports."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+    for start in sorted(graph):
+        if start in index:
+            continue
+        work = [(start, iter(sorted(graph[start])))]
+        index[start] = low[start] = len(index)
+        stack.append(start)
+        on_stack.add(start)
+        while work:
+            node, targets = work[-1]
+            for target in targets:
+                if target not in index:
+                    index[target] = low[target] = len(index)
+                    stack.append(target)
+                    on_stack.add(target)
+                    work.append((target, iter(sorted(graph[target]))))
+                    break
+                if target in on_stack:
+                    low[node] = min(low[node], index[target])
+            else:
+                work.pop()
+                if work:
+                    parent = work[-1][0]
+                    low[parent] = min(low[parent], low[node])
+                if low[node] == index[node]:
+                    component = []
+                    while True:
+                        member = stack.pop()
+                        on_stack.discard(member)
+                        component.append(member)
+                        if member == node:
+                            break
+                    if len(component) > 1:
+                        found.append(sorted(component))
+    return found
+
+
+def describe(component: list[str], graph: dict[str, dict[str, int]]) -> str:
+    """One circle's modules and the imports that join them, with their lines."""
+    members = set(component)
+    edges = [
+        f"{m} -> {t} (line {line})"
+        for m in component
+        for t, line in sorted(graph[m].items())
+        if t in members
+    ]
+    return f"{len(component)} modules: " + "; ".join(edges)
+
+
+def test_the_walk_sees_a_circle_and_a_function_level_import(tmp_path: Path):
+    """The helpers themselves: a two-module circle closed by an import inside a
+    function is found, and a chain without a way back is not."""
+    graph = {"a": {"b": 1}, "b": {"c": 2}, "c": {"a": 3}, "d": {"a": 4}}
+    assert circles(graph) == [["a", "b", "c"]]
+    assert circles({"a": {"b": 1}, "b": {"c": 2}, "c": {}}) == []
+    (tmp_path / "m.py").write_text("def f():\n    from . import n\n")
+    assert imported_names("pkg.m", tmp_path / "m.py") == [("pkg", 2), ("pkg.n", 2)]
+
+
+def test_featx_has_no_import_circle():
+    graph = import_graph()
+    assert "featx.cli" in graph and "featx.cache.read" in graph  # the walk saw them
+    found = [describe(c, graph) for c in circles(graph)]
+    assert found == [], "import circles:\n" + "\n".join(found)
+
+
+def test_only_featx_cli_and_main_import_the_cli():
+    offenders = [
+        f"{name} (line {line})"
+        for name, path in modules().items()
+        if not (name == "featx.cli" or name.startswith("featx.cli."))
+        and name != "featx.__main__"
+        for target, line in imported_names(name, path)
+        if target.split(".")[:2] == ["featx", "cli"]
+    ]
+    assert sorted(set(offenders)) == []
+
+
+def declared_all(path: Path) -> list[str] | None:
+    """The names of the module's ``__all__`` (a literal list), or None."""
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.Assign) and any(
+            isinstance(t, ast.Name) and t.id == "__all__" for t in node.targets
+        ):
+            return list(ast.literal_eval(node.value))
+    return None
+
+
+def top_level_names(path: Path) -> set[str]:
+    """The names a module binds at its top level (definitions and imports)."""
+    names = set()
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, ast.Assign):
+            names |= {t.id for t in node.targets if isinstance(t, ast.Name)}
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            names.add(node.target.id)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names |= {(a.asname or a.name).split(".")[0] for a in node.names}
+    return names
+
+
+@pytest.mark.parametrize("package", WITH_ALL)
+def test_each_module_lists_its_public_names(package: str):
+    """Every module of ``package`` has an ``__all__``, each of its names exists
+    there, and each public name another module or a test imports from it is
+    in it."""
+    mods = modules()
+    mine = {m: p for m, p in mods.items() if (m + ".").startswith(package + ".")}
+    missing = [m for m, p in mine.items() if declared_all(p) is None]
+    assert missing == [], "no __all__ in " + ", ".join(missing)
+    undefined = [
+        f"{m}.{name}"
+        for m, p in mine.items()
+        for name in declared_all(p)
+        if name not in top_level_names(p)
+    ]
+    assert undefined == []
+    importers = [*PACKAGE.rglob("*.py"), *(ROOT / "tests").rglob("*.py")]
+    unlisted = []
+    for path in importers:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.ImportFrom) or node.module not in mine:
+                continue
+            public = declared_all(mine[node.module])
+            unlisted += [
+                f"{path.relative_to(ROOT)}:{node.lineno} {node.module}.{a.name}"
+                for a in node.names
+                if not a.name.startswith("_")
+                and f"{node.module}.{a.name}" not in mods
+                and a.name not in public
+            ]
+    assert unlisted == []
