@@ -9,7 +9,8 @@ import click
 from featx.cli.app import main
 from featx.cli.checks import check_model
 from featx.cli.options import cv_option, device_options, examples, split_models
-from featx.cli.output import TqdmProgress, print_report, random_weights_banner
+from featx.cli.output import TqdmProgress, random_weights_banner
+from featx.cli.scores import print_report
 
 DEMO_EXAMPLES = examples(
     "featx demo",

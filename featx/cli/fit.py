@@ -21,7 +21,8 @@ from featx.cli.options import (
     split_models,
     tuning_options,
 )
-from featx.cli.output import TqdmProgress, announce, print_fit
+from featx.cli.output import TqdmProgress, announce
+from featx.cli.scores import print_fit
 
 FIT_EXAMPLES = examples(
     "featx fit --clf svm",

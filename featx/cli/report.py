@@ -17,7 +17,8 @@ from featx.cli.options import (
     jobs_option,
     models_option,
 )
-from featx.cli.output import TqdmProgress, announce, print_report
+from featx.cli.output import TqdmProgress, announce
+from featx.cli.scores import print_report
 
 REPORT_EXAMPLES = examples(
     "featx report",
