@@ -46,7 +46,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from featx.runtime import configure_openmp
+from featx.compute.process import configure_openmp
 
 configure_openmp()  # as the featx command does, before torch is imported
 
@@ -58,7 +58,7 @@ from sklearn.datasets import load_sample_images
 import pipelines
 from featx import FeatureCache, extract
 from featx.cache import LayerDef
-from featx.forward import (
+from featx.compute.forward import (
     build_net,
     compute_batches,
     configure_threads,
@@ -321,7 +321,7 @@ def peak_rss(
     """Run one extraction in a fresh process; its peak RSS (MiB)."""
     code = (
         "import json, resource, sys\n"
-        "from featx.runtime import configure_openmp\n"
+        "from featx.compute.process import configure_openmp\n"
         "configure_openmp()\n"
         "from featx import extract\n"
         f"extract({str(root)!r}, layers={list(names)!r}, weights='random', "

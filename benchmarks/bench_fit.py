@@ -33,7 +33,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from featx.runtime import configure_openmp
+from featx.compute.process import configure_openmp
 
 configure_openmp()  # as the featx command does, before torch is imported
 

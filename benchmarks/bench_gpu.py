@@ -28,15 +28,15 @@ import tempfile
 import time
 from pathlib import Path
 
-from featx.runtime import configure_openmp
+from featx.compute.process import configure_openmp
 
 configure_openmp()  # as the featx command does, before torch is imported
 
 import torch
 
 from featx import FeatureCache, extract
-from featx.device_decode import decode_on_device
-from featx.forward import (
+from featx.compute.device_decode import decode_on_device
+from featx.compute.forward import (
     configure_threads,
     default_precision,
     make_loader,

@@ -42,7 +42,7 @@ import numpy as np  # noqa: E402
 from bench_extract import machine, make_photos  # noqa: E402 (configures OpenMP)
 
 from featx import extract  # noqa: E402
-from featx.forward import resolve_device  # noqa: E402
+from featx.compute.devices import resolve_device  # noqa: E402
 from featx.model import load_weights  # noqa: E402
 from featx.serve import ServeSpec  # noqa: E402
 from featx.serve.service import FeatureService  # noqa: E402

@@ -9,14 +9,16 @@ command line can set up the runtime before torch is imported.
 from importlib import import_module
 from importlib.metadata import PackageNotFoundError, version
 
+from featx import _moved
+
 try:
     __version__ = version("featx")
 except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0.0.0+unknown"
 
 _LAZY = {
-    "AlexNetFeatures": "featx.transformer",
-    "Features": "featx.transformer",
+    "AlexNetFeatures": "featx.extraction.transformer",
+    "Features": "featx.extraction.transformer",
     "ExtractResult": "featx.extraction",
     "extract": "featx.extraction",
     "FeatureCache": "featx.cache",
@@ -25,6 +27,8 @@ _LAZY = {
 }
 
 __all__ = ["__version__", *_LAZY]
+
+_moved.install()  # model files and pickles that name a module by its old path
 
 
 def __getattr__(name: str):

@@ -3,11 +3,33 @@
 Importable without torch or scikit-learn: the command line builds its
 ``click.Choice`` lists and help from them, and the library checks a value
 against the same tuple (:mod:`featx.extraction`, :mod:`featx.fit`,
-:mod:`featx.cache.export`, :mod:`featx.model`). :mod:`featx.head` (torch) needs no
+:mod:`featx.cache.export`, :mod:`featx.model`). :mod:`pipelines.head` (torch) needs no
 import of :mod:`featx.fit` for them.
 """
 
 from __future__ import annotations
+
+__all__ = [
+    "MODELS",
+    "HEAD_MODELS",
+    "CLASSIFIERS",
+    "HEAD_TRAIN_LAYERS",
+    "ENGINES",
+    "SPATIAL",
+    "DTYPES",
+    "SCALES",
+    "EXPORT_FORMATS",
+    "DECODE_MODES",
+    "PRECISIONS",
+    "DECODERS",
+    "DEVICES",
+    "DECODE_POOLS",
+    "FRIENDLY_LAYER_NAMES",
+    "LAYER_NAMES",
+    "mean_refused_message",
+    "unknown_layer_message",
+    "unknown_model_message",
+]
 
 #: The networks featx names itself, the default first; ``--model`` also takes
 #: any torchvision classification model (``torchvision.models.list_models``)

@@ -14,6 +14,17 @@ from PIL import Image
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
+__all__ = [
+    "write_digits",
+    "DEMO_LAYERS",
+    "DEMO_KEYS",
+    "ALEXNETS",
+    "demo_layers",
+    "DemoResult",
+    "demo_weights",
+    "run_demo",
+]
+
 
 def write_digits(
     root: Path,

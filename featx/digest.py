@@ -3,6 +3,8 @@
 import hashlib
 from pathlib import Path
 
+__all__ = ["file_sha256"]
+
 
 def file_sha256(path: Path | str) -> str:
     """The sha256 hex digest of a file, read in 1 MiB blocks."""

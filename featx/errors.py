@@ -1,5 +1,22 @@
 """Domain errors. The CLI turns each into a one-line message and a non-zero exit."""
 
+__all__ = [
+    "FeatxError",
+    "ParameterError",
+    "DataError",
+    "LayerError",
+    "WeightsError",
+    "CacheError",
+    "CacheBusyError",
+    "CacheDamagedError",
+    "ReadOnlyError",
+    "NoSpaceError",
+    "ImageDecodeError",
+    "check_choice",
+    "check_int",
+    "printable",
+]
+
 
 class FeatxError(Exception):
     """Base class for every error featx raises on purpose."""

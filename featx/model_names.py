@@ -11,6 +11,14 @@ table). With another release installed, the command line leaves the check to
 
 from __future__ import annotations
 
+__all__ = [
+    "TIMM_PREFIX",
+    "TORCHVISION_VERSION",
+    "TORCHVISION_MODELS",
+    "installed_torchvision",
+    "torchvision_names_current",
+]
+
 #: What a ``--model`` of timm's starts with (``timm:resnet50.a1_in1k``).
 TIMM_PREFIX = "timm:"
 #: The torchvision release :data:`TORCHVISION_MODELS` was written from.

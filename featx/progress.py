@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+__all__ = ["Progress", "Within"]
+
 
 class Progress:
     """Receives progress; the default does nothing. The CLI draws tqdm bars."""

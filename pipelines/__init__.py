@@ -25,6 +25,30 @@ from sklearn.svm import LinearSVC
 
 from pipelines.tuned import TunedClassifier
 
+__all__ = [
+    "SCALES",
+    "SAGA_ROWS",
+    "DUAL_ROWS",
+    "SVM_TUNED_TOL",
+    "MLP_EARLY_STOP_ROWS",
+    "preprocessing_steps",
+    "svm",
+    "logreg",
+    "ridge",
+    "mlp",
+    "sgd",
+    "CLASSIFIERS",
+    "INNER_CV",
+    "INNER_SPLITS",
+    "ONE_SPLIT_ROWS",
+    "SEARCH",
+    "PATIENCE",
+    "TUNED",
+    "GRIDS",
+    "in_row_space",
+    "make_pipeline",
+]
+
 SCALES = ("standard", "l2", "none")
 #: Rows above which LogisticRegression switches from lbfgs to saga.
 SAGA_ROWS = 50_000

@@ -36,6 +36,8 @@ from sklearn.model_selection import StratifiedKFold
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+__all__ = ["JITTERS", "EIGEN_RTOL", "TunedClassifier"]
+
 #: Relative jitters tried in turn on the Gram matrix's diagonal so that its
 #: Cholesky factor exists when the rows are linearly dependent (standardised rows
 #: always are) and float32 rounding makes the smallest eigenvalues negative. Even

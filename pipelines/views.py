@@ -18,6 +18,8 @@ from sklearn.utils.validation import check_is_fitted
 
 from pipelines.tuned import _estimator_has
 
+__all__ = ["TRAIN_VIEWS", "TEST_VIEWS", "ViewEnsemble"]
+
 TRAIN_VIEWS = ("all", "center")
 TEST_VIEWS = ("all", "center")
 

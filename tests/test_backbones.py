@@ -358,8 +358,8 @@ def test_fit_and_predict_with_another_network(resnet_cache, tmp_path):
     import shutil
 
     from featx.fit import fit
-    from featx.modelfile import load_model
     from featx.predict import predict
+    from featx.predict.modelfile import load_model
 
     result = fit(cache=resnet_cache["second"].cache_path, layer="avgpool_avg",
                  clf="logreg", cv=2, out=tmp_path / "m.skops")  # fmt: skip

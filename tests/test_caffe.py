@@ -26,10 +26,9 @@ from PIL import Image
 from sklearn.datasets import load_sample_images
 from torchvision.transforms.v2 import functional as TF
 
-from featx import weightfiles
 from featx.cache import FeatureCache
 from featx.extraction import extract
-from featx.model import load_weights
+from featx.model import load_weights, weightfiles
 
 GROUPED = {"conv2", "conv4", "conv5"}
 #: layer: (kernel H, W, input depth as stored (half when grouped), output)
@@ -339,7 +338,7 @@ def test_caffe_files_are_refused_for_torchvisions_model(weight_files):
 
 
 def test_mean_image_centre_is_subtracted(tmp_path):
-    from featx.caffe import CaffePreprocess
+    from featx.model.caffe import CaffePreprocess
 
     mean = np.random.default_rng(0).uniform(90, 130, (3, 256, 256)).astype(np.float32)
     np.save(tmp_path / "ilsvrc_2012_mean.npy", mean)

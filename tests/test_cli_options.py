@@ -16,7 +16,7 @@ import pipelines
 from featx import choices
 from featx.cli import main
 from featx.errors import FeatxError
-from featx.views import VIEW_SETS
+from featx.images.views import VIEW_SETS
 
 LEGACY = Path(__file__).parent / "data" / "legacy"
 TRAIN = "Train-random-12e3d9d749"
@@ -171,7 +171,7 @@ def test_every_choice_is_the_library_vocabulary(command, param):
 
 def test_the_library_checks_against_the_same_vocabularies():
     import featx.cache.export
-    import featx.forward
+    import featx.compute.devices
     import featx.model
 
     assert featx.model.MODELS is choices.MODELS
@@ -179,7 +179,7 @@ def test_the_library_checks_against_the_same_vocabularies():
         assert featx.model.backbone(name).name == name
     assert pipelines.SCALES == choices.SCALES  # pipelines knows nothing of featx
     assert featx.cache.export.FORMATS is choices.EXPORT_FORMATS
-    assert featx.forward.DEVICE_CHOICES is choices.DEVICES
+    assert featx.compute.devices.DEVICE_CHOICES is choices.DEVICES
 
 
 def test_importing_the_cli_loads_neither_torch_nor_sklearn():

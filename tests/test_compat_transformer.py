@@ -1,4 +1,4 @@
-"""A pickled ``featx.transformer.AlexNetFeatures`` written before the
+"""A pickled ``featx.extraction.transformer.AlexNetFeatures`` written before the
 restructuring still unpickles and transforms (tests/data/legacy/README.md)."""
 
 import pickle
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from featx.transformer import AlexNetFeatures
+from featx.extraction.transformer import AlexNetFeatures
 
 LEGACY = Path(__file__).parent / "data" / "legacy"
 

@@ -11,12 +11,12 @@ from click.testing import CliRunner
 from PIL import Image
 from torchvision.models import AlexNet_Weights
 
-import featx.device_decode
-import featx.forward
+import featx.compute.device_decode
+import featx.compute.forward
 import featx.images
 from featx import FeatureCache, extract
 from featx.cli import main
-from featx.device_decode import device_decoder_mismatch
+from featx.compute.device_decode import device_decoder_mismatch
 from featx.images import Preprocess
 from tests.conftest import make_image
 from tests.numerics import rel_l2
@@ -74,7 +74,7 @@ def test_a_device_decoder_that_corrupts_pixels_is_refused(monkeypatch):
     data = io.BytesIO()
     make_image(RNG, (64, 48), 0).save(data, "JPEG")
     raw = [torch.frombuffer(bytearray(data.getvalue()), dtype=torch.uint8)]
-    real = featx.device_decode._jpeg_batch
+    real = featx.compute.device_decode._jpeg_batch
 
     def corrupting(datas, device):
         out = real(datas, torch.device("cpu"))
@@ -83,12 +83,12 @@ def test_a_device_decoder_that_corrupts_pixels_is_refused(monkeypatch):
             out[0][:, :16, :16] = 255 - out[0][:, :16, :16]
         return out
 
-    monkeypatch.setattr(featx.device_decode, "_jpeg_batch", corrupting)
+    monkeypatch.setattr(featx.compute.device_decode, "_jpeg_batch", corrupting)
     assert device_decoder_mismatch(raw, torch.device("cpu")) == ""  # nothing to check
     assert "mean pixel difference" in device_decoder_mismatch(raw, torch.device("meta"))
-    monkeypatch.setattr(featx.device_decode, "_jpeg_batch", real)
+    monkeypatch.setattr(featx.compute.device_decode, "_jpeg_batch", real)
     same = real(raw, torch.device("cpu"))
-    monkeypatch.setattr(featx.device_decode, "_jpeg_batch", lambda d, dev: same)
+    monkeypatch.setattr(featx.compute.device_decode, "_jpeg_batch", lambda d, dev: same)
     assert device_decoder_mismatch(raw, torch.device("meta")) == ""
 
 
@@ -96,7 +96,7 @@ def test_a_refused_device_decoder_is_said_once_and_the_run_goes_on(
     mixed, tmp_path, monkeypatch
 ):
     monkeypatch.setattr(
-        featx.forward, "device_decoder_mismatch", lambda raw, device: "a test"
+        featx.compute.forward, "device_decoder_mismatch", lambda raw, device: "a test"
     )
     result = extract(
         mixed, layers=["fc7"], weights="random", decoder="torchvision",
@@ -134,7 +134,7 @@ def test_the_pil_fallback_records_whatever_its_decoder_raises(monkeypatch):
     preprocess = Preprocess(AlexNet_Weights.DEFAULT.transforms())
     refused = torch.frombuffer(bytearray(b"\xff\xd8\xff not a JPEG"), dtype=torch.uint8)
     errors = ["", ""]
-    batch = featx.device_decode.decode_on_device(
+    batch = featx.compute.device_decode.decode_on_device(
         [refused, torch.ones((3, 224, 224), dtype=torch.uint8)],
         errors,
         preprocess,

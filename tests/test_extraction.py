@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 from torchvision.models import AlexNet_Weights
 
-import featx.forward as forward
+import featx.compute.forward as forward
 from featx import FeatureCache, extract, read_layer
 from featx.cache import cache_lock, read_state
 from featx.errors import CacheBusyError, CacheError

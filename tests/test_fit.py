@@ -11,7 +11,7 @@ from sklearn.model_selection import StratifiedKFold, cross_validate
 from threadpoolctl import threadpool_limits
 
 import featx.fit
-import featx.modelfile
+import featx.predict.modelfile
 import pipelines
 from featx import FeatureCache, extract, read_layer
 from featx.cache import FeatureCache as _FC
@@ -126,7 +126,7 @@ def test_sgd_streams_without_loading_the_matrix(digits, tmp_path, monkeypatch):
     monkeypatch.setattr(featx.fit, "SGD_EPOCHS", 3)  # streaming, not convergence
     # imports allocate too: skops (saving the model) is imported before tracing,
     # so that the peak is the same whether or not an earlier test imported it
-    featx.modelfile._skops_io()
+    featx.predict.modelfile._skops_io()
     n_rows = 300
     full_bytes = n_rows * 9216 * 4
     tracemalloc.start()

@@ -145,7 +145,7 @@ def test_cli_fit_across_models_json_and_table(two_models, models_cache_dir):
     for model in TWO_MODELS:
         assert f"\n  {model:<15}fc7 " in table
     # the model file says which network its features come from
-    from featx.modelfile import read_model
+    from featx.predict.modelfile import read_model
 
     _, meta = read_model(models_cache_dir / "m.skops")
     assert meta.model == data["model"]

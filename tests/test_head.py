@@ -12,8 +12,8 @@ from featx import FeatureCache, extract
 from featx.cli import main
 from featx.errors import WeightsError
 from featx.fit import head_source
-from featx.head import HeadClassifier
-from featx.modelfile import load_model
+from featx.predict.modelfile import load_model
+from pipelines.head import HeadClassifier
 from tests.conftest import write_folder
 
 

@@ -6,7 +6,7 @@ from click.testing import CliRunner
 
 from featx import FeatureCache, extract
 from featx.cli import main
-from featx.forward import default_precision, resolve_device
+from featx.compute.devices import default_precision, resolve_device
 from featx.model import preprocess_for
 from tests.numerics import rel_l2
 

@@ -11,8 +11,8 @@ from featx import read_layer
 from featx.cli import main
 from featx.errors import WeightsError
 from featx.fit import fit
-from featx.modelfile import ModelFileError, load_model, sidecar_path
 from featx.predict import predict
+from featx.predict.modelfile import ModelFileError, load_model, sidecar_path
 from tests.test_images import write_odd_files
 
 

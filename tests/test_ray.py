@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-import featx.ray_engine
+import featx.compute.ray_engine
 from featx import extract, read_layer
 from featx.cache import read_state
 from featx.cli import main
+from featx.compute.ray_engine import ExtractActor
 from featx.fit import fit
-from featx.ray_engine import ExtractActor
 from tests.conftest import interrupted_run, write_folder
 from tests.test_images import write_odd_files
 
@@ -156,7 +156,7 @@ class DiesOnce(ExtractActor):
 def test_a_restarted_worker_is_one_note_and_ray_talks_to_its_log(
     cluster, tmp_path, monkeypatch
 ):
-    monkeypatch.setattr(featx.ray_engine, "ExtractActor", DiesOnce)
+    monkeypatch.setattr(featx.compute.ray_engine, "ExtractActor", DiesOnce)
     folder = write_folder(tmp_path / "data", {"a": 4, "b": 4})
     (tmp_path / "die-once").touch()
     result = extract(
@@ -184,7 +184,7 @@ def test_a_restarted_worker_is_one_note_and_ray_talks_to_its_log(
 DRIVER = """
 import os, sys
 from pathlib import Path
-from featx.ray_engine import ray_output_to
+from featx.compute.ray_engine import ray_output_to
 with ray_output_to(Path(sys.argv[1])):
     os.write(2, b"core_worker.cc:2465: Actor with class name X\\n")
     print("(raylet) A worker died or was killed")

@@ -15,7 +15,12 @@ import pytest
 from featx.choices import HEAD_TRAIN_LAYERS
 from featx.cli import main
 from featx.fit import FitSpec
-from featx.modelfile import MODEL_FORMAT, ModelFileError, ModelMeta, check_format
+from featx.predict.modelfile import (
+    MODEL_FORMAT,
+    ModelFileError,
+    ModelMeta,
+    check_format,
+)
 from featx.progress import Progress
 from featx.report import (
     RecordError,
@@ -179,7 +184,7 @@ def test_a_row_that_is_not_a_result_is_refused():
 
 
 def test_legacy_model_meta_round_trips():
-    from featx.modelfile import load_model
+    from featx.predict.modelfile import load_model
 
     _, stored = load_model(LEGACY / "models" / f"{TRAIN}-fc7-logreg.skops")
     meta = ModelMeta.from_dict(stored)
@@ -265,7 +270,7 @@ def test_fit_and_report_load_no_torch():
     import sys
 
     code = (
-        "import sys, featx.fit, featx.report, featx.modelfile\n"
+        "import sys, featx.fit, featx.report, featx.predict.modelfile\n"
         "from featx.report import ReportSpec\n"
         "ReportSpec(cache='c.h5').command()\n"
         "assert 'torch' not in sys.modules, 'torch was imported'\n"

@@ -324,7 +324,7 @@ DEPTH = {"pool5": 0, "fc6": 1, "fc7": 2}
 
 
 def decided(rows):
-    from featx.compare import decide
+    from featx.fit.compare import decide
 
     return decide(rows, lambda r: DEPTH[r.layer])
 
@@ -412,7 +412,7 @@ def test_headline_and_table_mark_the_same_simplest_across_classifiers():
 
 
 def test_an_exact_tie_across_models_goes_to_the_model_listed_first():
-    from featx.compare import decide
+    from featx.fit.compare import decide
     from featx.report.render import _table_rows, headline
 
     same = [0.80, 0.82, 0.78, 0.81, 0.79, 0.80]
@@ -570,7 +570,7 @@ def test_an_old_cache_without_the_record_is_checked_on_its_first_rows(
     import h5py
 
     from featx.cache import FeatureCache
-    from featx.compare import compared_once
+    from featx.fit.compare import compared_once
 
     path = _resnet_cache(image_folder, cache_dir)
     with h5py.File(path, "r+") as f:

@@ -15,7 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 from featx.cli import main
-from featx.compare import paired_p
+from featx.fit.compare import paired_p
 from featx.report import COLUMNS, ReportError, ReportSpec, make_report
 from tests.conftest import TWO_MODELS, set_model
 

@@ -23,9 +23,21 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "featx"
-#: The packages whose every module says its public names in ``__all__`` (the
-#: others are to follow: issue 33, item 3).
-WITH_ALL = ("featx.cache", "featx.images", "featx.model", "featx.report")
+#: The packages whose every module says its public names in ``__all__``: all.
+WITH_ALL = (
+    "featx.cache",
+    "featx.cli",
+    "featx.compute",
+    "featx.extraction",
+    "featx.fit",
+    "featx.images",
+    "featx.model",
+    "featx.predict",
+    "featx.report",
+    "featx.serve",
+)
+#: Modules that need no ``__all__``: the alias table and ``python -m featx``.
+WITHOUT_ALL = ("featx._moved", "featx.__main__")
 
 
 def module_name(path: Path) -> str:
@@ -177,7 +189,10 @@ def top_level_names(path: Path) -> set[str]:
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
             names.add(node.name)
         elif isinstance(node, ast.Assign):
-            names |= {t.id for t in node.targets if isinstance(t, ast.Name)}
+            targets = {t.id for t in node.targets if isinstance(t, ast.Name)}
+            names |= targets
+            if "_LAZY" in targets:  # names a module-level __getattr__ loads
+                names |= set(ast.literal_eval(node.value))
         elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
             names.add(node.target.id)
         elif isinstance(node, (ast.Import, ast.ImportFrom)):
@@ -216,3 +231,56 @@ def test_each_module_lists_its_public_names(package: str):
                 and a.name not in public
             ]
     assert unlisted == []
+
+
+def test_the_top_level_modules_list_their_public_names_too():
+    top = [
+        name
+        for name in modules()
+        if name.count(".") == 1
+        and name not in WITHOUT_ALL
+        and not any(name == p or name.startswith(p + ".") for p in WITH_ALL)
+    ]
+    missing = [m for m in top if declared_all(modules()[m]) is None]
+    assert top and missing == []
+
+
+def stage(name: str) -> str:
+    """The stage package a module belongs to (``featx.cache.read`` ->
+    ``featx.cache``); a top-level module is its own."""
+    return ".".join(name.split(".")[:2])
+
+
+def test_no_private_name_is_imported_from_another_package():
+    """A ``_helper`` is its package's own: another package that needs it gets a
+    public name (or the helper moves)."""
+    mods = modules()
+    offenders = [
+        f"{name}:{node.lineno} {node.module}.{alias.name}"
+        for name, path in mods.items()
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.ImportFrom)
+        and (node.module or "").startswith("featx")
+        and stage(node.module) != stage(name)
+        for alias in node.names
+        if alias.name.startswith("_") and not alias.name.startswith("__")
+    ]
+    assert offenders == []
+
+
+def test_no_module_is_left_loose_beside_the_stage_packages():
+    """The top of ``featx/`` holds the stage packages and the floor they all
+    stand on (errors, choices, digests, progress, the torch-free model-name
+    table), the end-to-end demo, and the alias table of old paths."""
+    loose = sorted(
+        p.stem for p in PACKAGE.glob("*.py") if p.stem not in ("__init__", "__main__")
+    )
+    assert loose == [
+        "_moved",
+        "choices",
+        "demo",
+        "digest",
+        "errors",
+        "model_names",
+        "progress",
+    ]

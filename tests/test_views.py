@@ -16,13 +16,13 @@ from torchvision import transforms as T
 from torchvision.transforms import functional as F
 
 from featx import FeatureCache, extract
-from featx.caffe import CROP
 from featx.cli import main
 from featx.fit import folds
 from featx.images import decode_image
+from featx.images.views import ALL_VIEWS, dataset_key
 from featx.model import load_weights, preprocess_for
-from featx.modelfile import load_model
-from featx.views import ALL_VIEWS, dataset_key
+from featx.model.caffe import CROP
+from featx.predict.modelfile import load_model
 from pipelines.tuned import TunedClassifier, _inner_splits
 from pipelines.views import ViewEnsemble
 from tests.conftest import make_image, reference, write_folder

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from featx.cache.read import FeatureCache
 from featx.images.preprocess import computed_with
-from featx.views import dataset_key
+from featx.images.views import dataset_key
 
 __all__ = ["cache_info"]
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from featx.cache.schema import FORMAT_VERSION, CacheMeta
-from featx.views import ALL_VIEWS
+from featx.images.views import ALL_VIEWS
 
 __all__ = [
     "DATASETS",

@@ -30,7 +30,7 @@ from featx.cache.schema import (
     Warnings,
 )
 from featx.errors import CacheDamagedError, CacheError
-from featx.views import ALL_VIEWS, CENTER, dataset_key
+from featx.images.views import ALL_VIEWS, CENTER, dataset_key
 
 __all__ = [
     "FeatureCache",
@@ -216,7 +216,7 @@ class FeatureCache:
 
     def views(self, layer: str, *, complete: bool = True) -> tuple[str, ...]:
         """The views stored of ``layer`` (a :attr:`layers` key), in the order of
-        :data:`featx.views.ALL_VIEWS`; only the complete ones unless told."""
+        :data:`featx.images.views.ALL_VIEWS`; only the complete ones unless told."""
         have = {d.view for d in self.all_layers.values() if d.base == layer}
         return tuple(
             v

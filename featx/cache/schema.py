@@ -13,7 +13,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from featx.views import CENTER, dataset_key
+from featx.images.views import CENTER, dataset_key
 
 __all__ = [
     "CacheMeta",
@@ -48,7 +48,7 @@ class LayerDef:
     shape: tuple[int, ...]
     spatial: str
     dtype: str
-    #: The crop of the image (:mod:`featx.views`); every layer has ``center``.
+    #: The crop of the image (:mod:`featx.images.views`); every layer has ``center``.
     view: str = CENTER
     #: How the activation is laid out (:data:`featx.model.POOLINGS`' keys):
     #: ``map`` (C, H, W), ``hwc``, ``tokens``, ``seq``, ``vector``; empty for

@@ -12,7 +12,7 @@ each registers its commands on the group when this package imports it, so
 scikit-learn: each command imports the library when it runs.
 """
 
-from featx.runtime import configure_openmp
+from featx.compute.process import configure_openmp
 
 configure_openmp()  # before anything imports torch
 

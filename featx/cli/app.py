@@ -10,6 +10,8 @@ import click
 from featx.cli.options import CONTEXT
 from featx.errors import FeatxError, NoSpaceError, printable
 
+__all__ = ["FeatxGroup", "main"]
+
 
 class FeatxGroup(click.Group):
     """Turns featx's own errors into one-line messages and a non-zero exit."""
@@ -61,4 +63,3 @@ def main() -> None:
       featx fit --clf svm
       featx report
     """
-

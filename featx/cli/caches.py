@@ -19,6 +19,16 @@ from featx.cli.output import (
     print_warnings,
 )
 
+__all__ = [
+    "LAYERS_EXAMPLES",
+    "INFO_EXAMPLES",
+    "cache_model_option",
+    "EXPORT_EXAMPLES",
+    "layers",
+    "info",
+    "export",
+]
+
 LAYERS_EXAMPLES = examples(
     "featx layers",
     "featx layers --model resnet50",

@@ -26,6 +26,17 @@ from featx.model_names import (
     torchvision_names_current,
 )
 
+__all__ = [
+    "WEIGHT_NAMES",
+    "check_folders",
+    "check_file",
+    "check_model",
+    "check_caches",
+    "check_layers",
+    "check_weights",
+    "check_extract_arguments",
+]
+
 #: The names ``--weights`` takes besides a file.
 WEIGHT_NAMES = ("imagenet", "random")
 

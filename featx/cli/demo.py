@@ -12,6 +12,8 @@ from featx.cli.options import cv_option, device_options, examples, split_models
 from featx.cli.output import TqdmProgress, random_weights_banner
 from featx.cli.scores import print_report
 
+__all__ = ["DEMO_EXAMPLES", "demo"]
+
 DEMO_EXAMPLES = examples(
     "featx demo",
     "featx demo --per-class 20 --cv 3 --out /tmp/featx-demo",

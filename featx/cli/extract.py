@@ -17,7 +17,9 @@ from featx.cli.options import (
     weights_options,
 )
 from featx.cli.output import TqdmProgress, print_extraction, random_weights_banner
-from featx.views import VIEW_SETS
+from featx.images.views import VIEW_SETS
+
+__all__ = ["check_before_work", "EXTRACT_EXAMPLES", "extract"]
 
 
 def check_before_work(model, mean_file, engine, layers=(), spatial="none") -> None:
@@ -31,7 +33,7 @@ def check_before_work(model, mean_file, engine, layers=(), spatial="none") -> No
         layer_spatial(spec, spatial)
     preprocess_for(model, mean_file)
     if engine == "ray":
-        from featx.ray_engine import require_ray
+        from featx.compute.cluster import require_ray
 
         require_ray()  # says how to install it
 

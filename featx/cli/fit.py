@@ -24,6 +24,8 @@ from featx.cli.options import (
 from featx.cli.output import TqdmProgress, announce
 from featx.cli.scores import print_fit
 
+__all__ = ["FIT_EXAMPLES", "fit"]
+
 FIT_EXAMPLES = examples(
     "featx fit --clf svm",
     "featx fit --clf logreg --layer fc7 --test data/Test --out fc7-logreg.skops",

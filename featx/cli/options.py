@@ -1,7 +1,7 @@
 """Options and parameter types that several commands share.
 
 Every ``click.Choice`` takes its values from the library's vocabulary
-(:mod:`featx.choices`, :mod:`featx.views`), never from a list typed here.
+(:mod:`featx.choices`, :mod:`featx.images.views`), never from a list typed here.
 """
 
 from __future__ import annotations
@@ -12,6 +12,31 @@ from pathlib import Path
 import click
 
 from featx.choices import DEVICES, ENGINES, MODELS
+
+__all__ = [
+    "CONTEXT",
+    "examples",
+    "bundle",
+    "DeviceType",
+    "JobsType",
+    "deprecated_alias",
+    "tuning_options",
+    "regularisation",
+    "jobs_option",
+    "cv_option",
+    "quiet_option",
+    "device_options",
+    "cache_dir_option",
+    "model_option",
+    "models_option",
+    "split_models",
+    "engine_option",
+    "fold_engine_options",
+    "weights_options",
+    "extraction_options",
+    "split_list",
+    "pick_cache",
+]
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 

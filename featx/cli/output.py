@@ -15,6 +15,24 @@ import click
 
 from featx.errors import printable
 
+__all__ = [
+    "TqdmProgress",
+    "random_weights_banner",
+    "print_notes",
+    "announce",
+    "print_layers",
+    "print_extraction",
+    "SKIP_GROUPS_SHOWN",
+    "skipped_line",
+    "warnings_line",
+    "print_info",
+    "print_skipped",
+    "print_warnings",
+    "prediction_line",
+    "prediction_rows",
+    "print_predictions",
+]
+
 
 class TqdmProgress:
     """Draws one tqdm bar per stage on stderr."""
@@ -169,7 +187,7 @@ def warnings_line(n: int) -> str:
 
 def _layer_state(layer: dict, n_images: int) -> str:
     """How complete one layer of `featx info` is, and in which views."""
-    from featx.views import setting_of
+    from featx.images.views import setting_of
 
     state = "" if layer["complete"] else f"  INCOMPLETE {layer['rows_done']}/{n_images}"
     views = layer.get("views", {})

@@ -10,6 +10,16 @@ from featx.cli.app import main
 from featx.cli.options import deprecated_alias, device_options, examples
 from featx.cli.output import TqdmProgress, print_predictions, random_weights_banner
 
+__all__ = [
+    "MODEL_FILE",
+    "say_views",
+    "say_reused",
+    "SCORE_MEANINGS",
+    "say_scores",
+    "PREDICT_EXAMPLES",
+    "predict",
+]
+
 MODEL_FILE = click.Path(dir_okay=False, path_type=Path)
 
 
@@ -17,7 +27,7 @@ def say_views(meta: dict, center_only: bool) -> None:
     """On stderr, how the views of a model fitted on several are scored."""
     views = meta.get("views", ["center"])
     if len(views) > 1:
-        from featx.views import setting_of
+        from featx.images.views import setting_of
 
         how = (
             "the centre crop only (--center-only)"
@@ -63,7 +73,7 @@ def _model_hint(paths) -> str:
     """Where a model file was given as a PATH, the command that names it."""
     import shlex
 
-    from featx.modelfile import SUFFIX
+    from featx.predict.modelfile import SUFFIX
 
     models = [p for p in paths if Path(p).suffix == SUFFIX]
     if not models:
@@ -158,7 +168,7 @@ def predict(
         raise click.UsageError("Missing option '--model-file'." + _model_hint(paths))
     if as_json and as_csv:
         raise click.UsageError("choose one of --json and --csv")
-    from featx.modelfile import load_model
+    from featx.predict.modelfile import load_model
 
     model = load_model(model_file)  # a missing file is refused before torch loads
     from featx.predict import accuracy

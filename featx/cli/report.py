@@ -20,6 +20,8 @@ from featx.cli.options import (
 from featx.cli.output import TqdmProgress, announce
 from featx.cli.scores import print_report
 
+__all__ = ["REPORT_EXAMPLES", "report"]
+
 REPORT_EXAMPLES = examples(
     "featx report",
     "featx report --layers conv5_avg,fc7 --clfs logreg,ridge --test data/Test",

@@ -10,10 +10,12 @@ import click
 
 from featx.cli.output import announce, print_notes
 
+__all__ = ["describe_views", "protocol", "print_fit", "print_report"]
+
 
 def describe_views(views: list[str], augmented: bool = True) -> str:
     """How a fit used the views of each image, in words."""
-    from featx.views import setting_of
+    from featx.images.views import setting_of
 
     train = "each a training row" if augmented else "trained on the centre"
     return (

@@ -13,6 +13,8 @@ from featx.cli.options import examples, model_option
 from featx.cli.output import random_weights_banner
 from featx.serve.spec import DECODE_POOLS
 
+__all__ = ["SERVE_EXAMPLES", "classifier_line", "serve"]
+
 SERVE_EXAMPLES = examples(
     "featx serve --model-file models/fc7-logreg.skops --port 9000",
     "featx serve --layer fc7 --weights random",

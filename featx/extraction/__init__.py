@@ -2,7 +2,7 @@
 
 One run: list the images, hash the new or changed ones (:func:`scan_rows`),
 bring the cache's structure in line with them (:func:`reconcile_cache`), then
-compute every pending row with the compute core (:mod:`featx.forward`, or the
+compute every pending row with the compute core (:mod:`featx.compute.forward`, or the
 Ray engine), writing batches from a background thread, and finally move images
 that could not be decoded into ``/failed``.
 """

@@ -14,15 +14,16 @@ from featx.cache import (
 )
 from featx.cache.identity import cache_meta, cache_path_for
 from featx.choices import DTYPES, ENGINES, SPATIAL
-from featx.errors import ParameterError, ReadOnlyError, check_choice, check_int
-from featx.extraction.records import Compute, ExtractResult, RayEngine
-from featx.extraction.run import Run, make_folder, unchanged, update
-from featx.forward import (
+from featx.compute.forward import (
     default_decoder,
     default_precision,
     resolve_device,
 )
+from featx.errors import ParameterError, ReadOnlyError, check_choice, check_int
+from featx.extraction.records import Compute, ExtractResult, RayEngine
+from featx.extraction.run import Run, make_folder, unchanged, update
 from featx.images import Labelling, Preprocess, list_images
+from featx.images.views import CENTER, VIEW_SETS, views_of
 from featx.model import (
     LoadedWeights,
     load_weights,
@@ -30,7 +31,15 @@ from featx.model import (
     resolve_layers,
 )
 from featx.progress import Progress
-from featx.views import CENTER, VIEW_SETS, views_of
+
+__all__ = [
+    "resolve_preprocess",
+    "layer_spatial",
+    "layer_def",
+    "wanted_layers",
+    "identical_notes",
+    "extract",
+]
 
 if TYPE_CHECKING:
     import torch
@@ -183,7 +192,7 @@ def extract(
     views
         ``"center"`` (the centre crop), ``"flip"`` (and its mirror image) or
         ``"ten"`` (the four corners and the centre, and their mirrors), each
-        stored and resumed as a dataset of its own (:mod:`featx.views`).
+        stored and resumed as a dataset of its own (:mod:`featx.images.views`).
     model
         ``"alexnet"`` (torchvision's) or ``"caffe-alexnet"`` (BVLC's original;
         its weights from ``bvlc_alexnet.npy``, ``alexnet_weights.h5`` or
@@ -228,7 +237,7 @@ def extract(
     if engine == "ray":
         engine = RayEngine()
     if isinstance(engine, RayEngine):
-        from featx.ray_engine import require_ray
+        from featx.compute.cluster import require_ray
 
         require_ray()  # before any work: say how to install it
     if isinstance(weights, LoadedWeights):

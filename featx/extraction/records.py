@@ -13,6 +13,8 @@ from featx.cache import (
     Warnings,
 )
 
+__all__ = ["RayEngine", "ExtractResult", "Compute"]
+
 
 @dataclass(frozen=True)
 class RayEngine:
@@ -41,7 +43,7 @@ class ExtractResult:
     device: str
     ignored: list[str] = field(default_factory=list)
     skipped: list[Failure] = field(default_factory=list)
-    #: The views of each layer this run made sure of (:mod:`featx.views`).
+    #: The views of each layer this run made sure of (:mod:`featx.images.views`).
     views: list[str] = field(default_factory=lambda: ["center"])
     notes: list[str] = field(default_factory=list)
     #: The folder's files that are no image, hidden files and hidden folders:

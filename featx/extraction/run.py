@@ -33,17 +33,19 @@ from featx.cache.reconcile import (
     split_known,
     up_to_date,
 )
-from featx.errors import ReadOnlyError
-from featx.extraction.records import Compute, ExtractResult, RayEngine
-from featx.forward import (
+from featx.compute.forward import (
     Batch,
     compute_batches,
 )
+from featx.errors import ReadOnlyError
+from featx.extraction.records import Compute, ExtractResult, RayEngine
 from featx.images import ImageSet, Preprocess
 from featx.model import (
     LoadedWeights,
 )
 from featx.progress import Progress
+
+__all__ = ["Run", "update", "make_folder", "unchanged", "ray_log", "fill_rows"]
 
 
 def _pending(
@@ -198,7 +200,7 @@ def _batches(
     files = [run.images.root / rows.paths[r] for r in pending]
     compute, wanted = run.compute, run.wanted
     if isinstance(compute.engine, RayEngine):
-        from featx.ray_engine import ray_batches
+        from featx.compute.ray_engine import ray_batches
 
         return ray_batches(
             files=files,

@@ -16,7 +16,9 @@ from featx.fit.result import CVOutcome
 from featx.fit.scoring import chosen_params, confusion, one_blas_thread, top_score
 from featx.fit.spec import SCORING, FitError, FitSpec, consensus
 from featx.fit.streaming import cv_streaming
-from featx.views import CENTER
+from featx.images.views import CENTER
+
+__all__ = ["cv_in_memory", "cross_validate", "used_views"]
 
 
 def _fold(estimator, X, labels, train, test, n_classes):
@@ -64,7 +66,7 @@ def cv_in_memory(
     estimator = spec.estimator(len(labels), X.shape[1], n_views)
     parallel = contextlib.nullcontext()
     if spec.backend == "ray":
-        from featx.ray_engine import joblib_backend
+        from featx.fit.ray_backend import joblib_backend
 
         parallel = joblib_backend(spec.address)
     splits = spec.splits(labels)

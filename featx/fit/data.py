@@ -12,7 +12,19 @@ from featx.fit.result import CVOutcome
 from featx.fit.scoring import top_score
 from featx.fit.spec import FitError
 from featx.fit.streaming import predict_streaming
-from featx.views import CENTER
+from featx.images.views import CENTER
+
+__all__ = [
+    "labelled_rows",
+    "check_compatible",
+    "evaluate_test",
+    "head_source",
+    "has_head",
+    "is_head_layer",
+    "check_head_layer",
+    "best_layer",
+    "HEAD_MODELS",
+]
 
 
 def labelled_rows(cache: FeatureCache, cv: int) -> tuple[np.ndarray, list[str]]:
@@ -112,7 +124,7 @@ def head_source(meta) -> dict:
 
 
 def has_head(model: str) -> bool:
-    """Whether the head (:class:`~featx.head.HeadClassifier`) can fine-tune on
+    """Whether the head (:class:`~pipelines.head.HeadClassifier`) can fine-tune on
     caches of ``model``: AlexNet's, either of them."""
     return model in HEAD_MODELS
 

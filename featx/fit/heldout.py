@@ -23,8 +23,10 @@ from featx.cache import (
 )
 from featx.errors import CacheError, WeightsError
 from featx.images.preprocess import computed_with
+from featx.images.views import VIEW_SETS, setting_of
 from featx.progress import Progress
-from featx.views import VIEW_SETS, setting_of
+
+__all__ = ["is_data_folder", "held_out_cache", "held_out_caches", "held_out_notes"]
 
 
 def is_data_folder(test: str | Path | None) -> bool:

@@ -7,8 +7,10 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from featx.compare import ci95
-from featx.views import CENTER
+from featx.fit.compare import ci95
+from featx.images.views import CENTER
+
+__all__ = ["FitResult", "CVOutcome"]
 
 
 @dataclass
@@ -90,5 +92,5 @@ class CVOutcome:
     #: Out-of-fold prediction and its score for every row (first repeat).
     oof_pred: np.ndarray | None = None
     oof_score: np.ndarray | None = None
-    #: The views of each image it used (:mod:`featx.views`).
+    #: The views of each image it used (:mod:`featx.images.views`).
     views: list[str] = field(default_factory=lambda: [CENTER])

@@ -15,8 +15,8 @@ from featx import __version__
 from featx.cache import FORMAT_VERSION, FeatureCache, ModelCaches, resolve_caches
 from featx.cache.choice import held_out_notes
 from featx.cache.locate import missing_layer
-from featx.compare import compared_once, per_class
 from featx.errors import FeatxError
+from featx.fit.compare import compared_once, per_class
 from featx.fit.cv import cross_validate
 from featx.fit.data import (
     best_layer,
@@ -30,8 +30,10 @@ from featx.fit.heldout import held_out_caches, is_data_folder
 from featx.fit.heldout import held_out_notes as held_out_notes_of_folder
 from featx.fit.result import CVOutcome, FitResult
 from featx.fit.spec import FitError, FitSpec
-from featx.modelfile import SUFFIX, ModelMeta, save_model
-from featx.views import CENTER
+from featx.images.views import CENTER
+from featx.predict.modelfile import SUFFIX, ModelMeta, save_model
+
+__all__ = ["fit", "model_meta", "record_fit", "default_model_path"]
 
 
 def fit(
@@ -188,7 +190,7 @@ class _ModelRun:
     classes: list[str]
     outcomes: dict[str, CVOutcome]
     layer: str
-    #: Layers compared once (:func:`featx.compare.compared_once`).
+    #: Layers compared once (:func:`featx.fit.compare.compared_once`).
     notes: list[str]
 
 

@@ -9,6 +9,8 @@ from threadpoolctl import threadpool_limits
 
 from pipelines.views import ViewEnsemble
 
+__all__ = ["confusion", "top_score", "one_blas_thread", "chosen_params"]
+
 
 def confusion(y_true, y_pred, n_classes: int) -> np.ndarray:
     return confusion_matrix(y_true, y_pred, labels=range(n_classes))

@@ -20,6 +20,8 @@ from featx.errors import FeatxError, check_choice, check_int
 from featx.progress import Progress
 from pipelines.views import ViewEnsemble
 
+__all__ = ["SCORING", "DEFAULT_VALUES", "FitError", "folds", "consensus", "FitSpec"]
+
 SCORING = ("accuracy", "f1_macro")
 #: The regularisation of an untuned run (``tune=False``): scikit-learn's defaults.
 DEFAULT_VALUES = {
@@ -78,7 +80,7 @@ class FitSpec:
     address: str | None = _option(None, results=False)
     progress: Progress = _option(results=False, factory=Progress)
     repeats: int = _option(1, results=True)
-    #: Use only the centre view of a cache that holds more (:mod:`featx.views`).
+    #: Use only the centre view of a cache that holds more (:mod:`featx.images.views`).
     center_only: bool = _option(False, results=True, key="views")
     #: With views: train on each view as a row of its own (augmentation);
     #: False trains on the centre only. Prediction averages every view's scores.
@@ -141,7 +143,7 @@ class FitSpec:
         if value is None and not self.tuned:
             value = DEFAULT_VALUES[self.clf]
         if self.clf == "head":
-            from featx.head import HeadClassifier  # torch: only for the head
+            from pipelines.head import HeadClassifier  # torch: only for the head
 
             head = HeadClassifier(
                 **self.source,

@@ -13,6 +13,16 @@ from featx.fit.result import CVOutcome
 from featx.fit.scoring import confusion, top_score
 from featx.fit.spec import SCORING, FitSpec
 
+__all__ = [
+    "SGD_EPOCHS",
+    "SGD_BLOCK_ROWS",
+    "default_block_rows",
+    "default_epochs",
+    "fit_sgd_streaming",
+    "predict_streaming",
+    "cv_streaming",
+]
+
 SGD_EPOCHS = 10
 SGD_BLOCK_ROWS = 1024
 

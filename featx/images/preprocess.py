@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from PIL import Image
 
-from featx.views import crop_views
+from featx.images.views import crop_views
 
 if TYPE_CHECKING:
     import torch
@@ -84,7 +84,7 @@ class Preprocess:
         return F.pil_to_tensor(F.center_crop(self._resize(img), self.crop_size))
 
     def views_uint8(self, img: Image.Image, views: tuple[str, ...]) -> torch.Tensor:
-        """Resize a PIL image once and cut ``views`` of it (:mod:`featx.views`);
+        """Resize a PIL image once and cut ``views`` of it (:mod:`featx.images.views`);
         return a (V, 3, H, W) uint8 tensor."""
         from torchvision.transforms import functional as F
 

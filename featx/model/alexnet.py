@@ -2,8 +2,8 @@
 
 ``alexnet`` is torchvision's (the "one weird trick" variant, 224 input);
 ``caffe-alexnet`` the original network as BVLC's Caffe definition has it
-(:mod:`featx.caffe`, 227 input, LRN, grouped convolutions), whose weights come
-from the files its ports use (:mod:`featx.weightfiles`).
+(:mod:`featx.model.caffe`, 227 input, LRN, grouped convolutions), whose weights come
+from the files its ports use (:mod:`featx.model.weightfiles`).
 
 Layers are named by their torchvision module path (``features.10``,
 ``classifier.4``) or by a friendly name that stands for one of them. AlexNet is a
@@ -22,10 +22,10 @@ import torch
 from torch import nn
 from torchvision.models import AlexNet_Weights, alexnet
 
-from featx import caffe, weightfiles
 from featx.choices import unknown_layer_message
 from featx.errors import WeightsError
 from featx.images import Preprocess
+from featx.model import caffe, weightfiles
 from featx.model.backbone import Backbone
 from featx.model.checkpoints import torchvision_hub_file
 from featx.model.layers import LayerSpec

@@ -78,7 +78,7 @@ class Backbone:
 
     def read_state(self, path: Path, kind: str, digest: str) -> dict:
         """The state dict in the weights file ``path`` (``kind`` from
-        :func:`featx.weightfiles.file_kind`)."""
+        :func:`featx.model.weightfiles.file_kind`)."""
         return read_state_file(path, kind)
 
     def check_state(self, state: dict, path: Path) -> None:

@@ -9,9 +9,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from featx import weightfiles
 from featx.digest import file_sha256
 from featx.errors import WeightsError
+from featx.model import weightfiles
 from featx.model.backbone import Backbone, backbone
 from featx.model.checkpoints import hub_checkpoint
 
@@ -96,7 +96,7 @@ def load_weights(
     unset. ``random`` is a seeded, untrained network. A file is a PyTorch state
     dict or a ``.safetensors`` file; for ``caffe-alexnet`` also
     ``bvlc_alexnet.npy``, ``alexnet_weights.h5`` or ``bvlc_alexnet.caffemodel``
-    (:mod:`featx.weightfiles`).
+    (:mod:`featx.model.weightfiles`).
 
     Raises
     ------

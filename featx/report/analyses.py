@@ -14,9 +14,9 @@ from joblib import Parallel, delayed
 
 import pipelines
 from featx.cache import FeatureCache
-from featx.compare import ci95, linear_cka
 from featx.errors import printable
 from featx.fit import FitSpec, consensus, one_blas_thread
+from featx.fit.compare import ci95, linear_cka
 from featx.images import ImageDecodeError, decode_image
 from featx.report.records import ResultRow, several_models
 
@@ -231,9 +231,7 @@ def layer_similarity(cache: FeatureCache, layers: list[str], seed: int) -> np.nd
     return column_similarity([(cache, layer) for layer in layers], seed)
 
 
-def column_similarity(
-    columns: list[tuple[FeatureCache, str]], seed: int
-) -> np.ndarray:
+def column_similarity(columns: list[tuple[FeatureCache, str]], seed: int) -> np.ndarray:
     """Linear CKA between every pair of ``columns`` (a cache and one of its
     layers; caches of one folder made with several models hold the same rows)
     on the same (at most :data:`CKA_ROWS`) rows."""

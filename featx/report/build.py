@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pipelines
 from featx.cache import FeatureCache, default_cache_dir, resolve_caches
-from featx.compare import Verdict, best_of, decide
 from featx.errors import ReadOnlyError, check_choice
 from featx.fit import CLASSIFIERS, FitSpec
+from featx.fit.compare import Verdict, best_of, decide
 from featx.progress import Progress
 from featx.report.analyses import (
     column_similarity,

@@ -12,7 +12,7 @@ from sklearn.decomposition import PCA
 from sklearn.preprocessing import StandardScaler
 
 from featx.cache import FeatureCache
-from featx.compare import TIE_RULE
+from featx.fit.compare import TIE_RULE
 from featx.report import figures
 from featx.report.records import ResultRow, ResultsDocument, several_models
 from featx.report.sources import (

@@ -6,13 +6,13 @@ from __future__ import annotations
 from contextlib import ExitStack
 
 from featx.cache import CacheChoice, FeatureCache, ModelCaches
-from featx.compare import compared_once
 from featx.errors import FeatxError
 from featx.fit import has_head, is_head_layer
+from featx.fit.compare import compared_once
+from featx.images.views import CENTER, setting_of
 from featx.report.provenance import extract_commands
 from featx.report.sources import Source
 from featx.report.spec import ReportSpec
-from featx.views import CENTER, setting_of
 
 __all__ = ["ReportError", "choose_layers", "open_sources", "plan_fits", "variants"]
 
@@ -45,8 +45,7 @@ def open_sources(
         if lacks:
             notes.append(
                 f"{source.model}'s cache {source.train.path.name} has no "
-                f"{', '.join(lacks)}"
-                + ("; it is left out" if not have else "")
+                f"{', '.join(lacks)}" + ("; it is left out" if not have else "")
             )
         source.layers = choose_layers(source.train, have) if have else []
     return _once([s for s in sources if s.layers], notes)
@@ -55,7 +54,7 @@ def open_sources(
 def _once(sources: list[Source], notes: list[str]) -> list[Source]:
     """Each source's layers, each compared once: a layer holding the same
     numbers as a shallower one is left out, with a note
-    (:func:`featx.compare.compared_once`)."""
+    (:func:`featx.fit.compare.compared_once`)."""
     for source in sources:
         source.layers, said = compared_once(source.train, source.layers)
         notes += [f"{source.model}: {n}" if len(sources) > 1 else n for n in said]

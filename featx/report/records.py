@@ -14,7 +14,7 @@ from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 
 from featx import __version__
 from featx.errors import FeatxError
-from featx.views import CENTER
+from featx.images.views import CENTER
 
 __all__ = [
     "BULKY",
@@ -105,7 +105,7 @@ class ResultRow(Mapping):
     classifier: str = ""
     test_accuracy: float | None = None
     test_f1_macro: float | None = None
-    #: Set by :func:`featx.compare.choose_best`.
+    #: Set by :func:`featx.fit.compare.choose_best`.
     tied_with_best: bool | None = None
     p_vs_best: float | None = None
     #: Keys of a later featx, kept and written back unchanged.

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from featx.compare import SIMPLEST_RULE, TIE_RULE, Verdict
+from featx.fit.compare import SIMPLEST_RULE, TIE_RULE, Verdict
 from featx.report.figures import accuracy_title
 from featx.report.provenance_text import (  # noqa: F401 (re-exported)
     MODEL_NAMES,
@@ -84,7 +84,7 @@ def headline(verdict: Verdict, rows: list[ResultRow], esc=str) -> str:
     """The report's first line, from the comparison's one :class:`Verdict`
     (which also marks the table): ``Best: …`` only when the best combination
     beats every other; otherwise how many are tied with it, and the simplest of
-    them (:data:`featx.compare.SIMPLEST_RULE`), which the table marks
+    them (:data:`featx.fit.compare.SIMPLEST_RULE`), which the table marks
     ``simplest``."""
     several = several_models(rows)
     best, simplest = verdict.best, verdict.simplest

@@ -2,7 +2,7 @@
 
 The stage runs the batch path's own code on requests: the weights, the
 preprocessing and the decode settings of :mod:`featx.model` and
-:mod:`featx.images`, the forward pass of :mod:`featx.forward`, and for a model
+:mod:`featx.images`, the forward pass of :mod:`featx.compute.forward`, and for a model
 file the loading and classifying of :mod:`featx.predict`. Its modules:
 
 - :mod:`~featx.serve.spec`: :class:`ServeSpec`, what the command line asks for

@@ -45,6 +45,14 @@ from featx.serve.schemas import (
 )
 from featx.serve.spec import ServeSpec
 
+__all__ = [
+    "json_response",
+    "ServerState",
+    "embeddings_answer",
+    "predict_answer",
+    "create_app",
+]
+
 
 def json_response(data, status: int = 200, headers: dict | None = None) -> Response:
     return Response(
@@ -65,7 +73,7 @@ class ServerState:
         self.ready = False
 
     async def start(self) -> None:
-        from featx.forward import available_cores
+        from featx.compute.forward import available_cores
 
         loop = asyncio.get_running_loop()
         spec = self.spec

@@ -11,6 +11,8 @@ from collections.abc import Callable
 
 import numpy as np
 
+__all__ = ["Overloaded", "Batcher"]
+
 
 class Overloaded(Exception):
     """More images wait than the queue holds; try again after ``retry_after`` s."""

@@ -11,6 +11,8 @@ import multiprocessing
 
 from featx.serve.service import Crop, decode_crop
 
+__all__ = ["DecodePool"]
+
 #: The preprocessing a worker process crops with, set once when it starts.
 _WORKER: dict = {}
 

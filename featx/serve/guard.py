@@ -13,6 +13,8 @@ from featx.serve.metrics import Metrics
 from featx.serve.schemas import ServeError, error_body
 from featx.serve.spec import ServeSpec
 
+__all__ = ["ENDPOINTS", "OPEN_PATHS", "Guard"]
+
 #: The paths metrics are labelled with; any other is ``other``.
 ENDPOINTS = (
     "/v1/embeddings", "/v1/predict", "/healthz", "/readyz", "/metrics",

@@ -12,6 +12,8 @@ from prometheus_client import (
     generate_latest,
 )
 
+__all__ = ["BATCH_BUCKETS", "LATENCY_BUCKETS", "Metrics"]
+
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 

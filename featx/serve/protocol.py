@@ -20,6 +20,8 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from featx.serve.schemas import error_body
 
+__all__ = ["MAX_HEAD_BYTES", "HEAD_TIMEOUT_S", "raw_error", "BoundedHttpToolsProtocol"]
+
 #: The most bytes of request line and headers one request may send (nginx
 #: allows 32 KiB, Node.js 16 KiB).
 MAX_HEAD_BYTES = 64 * 1024

@@ -22,6 +22,8 @@ from ray import serve
 from featx.serve.batching import Overloaded
 from featx.serve.spec import ServeSpec
 
+__all__ = ["REPLICA_CPUS", "ServeBatcher", "build_app", "deployment", "serve_on_ray"]
+
 #: The CPUs each replica asks Ray for (NOTES: whole CPUs starve a 2-core machine).
 REPLICA_CPUS = 0.5
 

@@ -16,6 +16,17 @@ from featx.errors import printable
 from featx.serve.schemas import ImageError, ServeError, image_bytes
 from featx.serve.spec import ServeSpec
 
+__all__ = [
+    "read_images",
+    "too_many_images",
+    "all_failed",
+    "media_type",
+    "read_json",
+    "json_type",
+    "invalid_request",
+    "read_form",
+]
+
 
 def read_images(inputs, spec: ServeSpec) -> list:
     """Each input's bytes, or the :class:`ImageError` it raised; refuses a

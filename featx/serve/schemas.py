@@ -10,6 +10,26 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+__all__ = [
+    "ServeError",
+    "error_body",
+    "ImageError",
+    "EmbeddingsRequest",
+    "PredictRequest",
+    "Embedding",
+    "ItemError",
+    "EmbeddingsResponse",
+    "Prediction",
+    "PredictResponse",
+    "ErrorBody",
+    "ErrorResponse",
+    "DATA_URI",
+    "URL",
+    "image_bytes",
+    "openapi_body",
+    "ERROR_RESPONSES",
+]
+
 
 class ServeError(Exception):
     """A refusal: its HTTP ``status``, a ``type`` a program can test, a

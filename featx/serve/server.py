@@ -17,6 +17,8 @@ import uvicorn
 from featx.serve.app import create_app
 from featx.serve.spec import ServeSpec
 
+__all__ = ["DrainingServer", "http_protocol", "make_server", "serve"]
+
 
 class DrainingServer(uvicorn.Server):
     """uvicorn's server, which drains on SIGTERM/SIGINT and returns."""

@@ -5,8 +5,8 @@ Every step is the batch path's own: the weights (:func:`featx.model.load_weights
 or, for a model file, :func:`featx.predict.weights_for`), the preprocessing and
 decode settings (:func:`featx.extraction.api.resolve_preprocess`,
 :func:`featx.predict.check_preprocessing`), the crop
-(:func:`featx.device_decode.pil_crop`), the forward pass
-(:func:`featx.forward.run_forward`) and the classifier
+(:func:`featx.compute.device_decode.pil_crop`), the forward pass
+(:func:`featx.compute.forward.run_forward`) and the classifier
 (:func:`featx.predict.classify`). So a served embedding is the row ``featx
 extract`` stores, and a served prediction the one ``featx predict`` prints.
 """
@@ -19,8 +19,10 @@ from pathlib import Path
 import numpy as np
 
 from featx.errors import ParameterError
+from featx.images.views import CENTER
 from featx.serve.spec import ServeSpec
-from featx.views import CENTER
+
+__all__ = ["Crop", "decode_crop", "FeatureService"]
 
 
 @dataclass
@@ -41,7 +43,7 @@ def decode_crop(data: bytes, preprocess, views, *, quiet: bool = True) -> Crop:
     so only one decode at a time per process may use it: the process pool's
     workers do, the thread pool's do not)."""
     import featx.images
-    from featx.device_decode import pil_crop
+    from featx.compute.device_decode import pil_crop
 
     if quiet:
         with featx.images.quiet_decoding() as said:
@@ -62,7 +64,7 @@ class FeatureService:
     """
 
     def __init__(self, spec: ServeSpec) -> None:
-        from featx.forward import build_net, configure_threads, resolve_device
+        from featx.compute.forward import build_net, configure_threads, resolve_device
 
         self.spec = spec.check()
         self.device = resolve_device(spec.device)
@@ -73,7 +75,7 @@ class FeatureService:
             self._load_model_file(Path(spec.model_file))
         else:
             self._load_layer()
-        from featx.forward import views_in
+        from featx.compute.forward import views_in
 
         self.views = views_in(self.wanted)
         #: The dataset an embedding is: the layer's centre view.
@@ -146,7 +148,7 @@ class FeatureService:
 
     def blank(self) -> np.ndarray:
         """The zeros of one image's crop (the warm-up batch)."""
-        from featx.device_decode import blank
+        from featx.compute.device_decode import blank
 
         return blank(self.preprocess, self.views).numpy()
 
@@ -157,8 +159,8 @@ class FeatureService:
         """One forward pass over ``crops``: ``{layer key: (n, dim) array}``."""
         import torch
 
-        from featx.forward import TRIM_EVERY, run_forward
-        from featx.runtime import release_free_memory
+        from featx.compute.forward import TRIM_EVERY, run_forward
+        from featx.compute.process import release_free_memory
 
         self.batches += 1
         if self.batches % TRIM_EVERY == 0:  # as extraction does
@@ -197,7 +199,7 @@ class FeatureService:
         }
         scores = (meta.cv_scores or {}).get("accuracy")
         if scores:
-            from featx.compare import ci95
+            from featx.fit.compare import ci95
 
             info["cv_accuracy"] = float(np.mean(scores))
             info["cv_accuracy_ci95"] = ci95(scores, meta.cv or len(scores))

@@ -9,6 +9,8 @@ from pathlib import Path
 from featx.choices import DECODE_MODES, DECODE_POOLS, ENGINES, PRECISIONS, SPATIAL
 from featx.errors import ParameterError, check_choice, check_int
 
+__all__ = ["ServeSpec", "is_loopback", "DECODE_POOLS"]
+
 
 @dataclass
 class ServeSpec:

@@ -2,7 +2,7 @@
 
 Ray Data splits the pending rows into blocks and streams them through a pool of
 actors; each actor holds one model and runs the same decoding, preprocessing and
-layer capture as the local engine (:func:`featx.forward.run_forward`). The
+layer capture as the local engine (:func:`featx.compute.forward.run_forward`). The
 driver receives the results and writes the standard cache, batch by batch, so a
 run stopped midway resumes from the rows already committed. Imported only when
 Ray is asked for.
@@ -21,39 +21,20 @@ import numpy as np
 import torch
 
 from featx.cache import weights_spec
+from featx.compute.cluster import EngineError, connect, require_ray
+from featx.compute.forward import ImageDataset, build_net, run_forward, views_in
 from featx.errors import DataError, FeatxError, WeightsError
-from featx.forward import ImageDataset, build_net, run_forward, views_in
 from featx.model import load_weights
 
-INSTALL_HINT = "pip install -e '.[ray]' (or pip install 'ray[data]')"
-
-
-class EngineError(FeatxError, RuntimeError):
-    """The Ray engine cannot run (Ray missing, cluster unreachable, ...)."""
-
-
-def require_ray():
-    try:
-        import ray
-    except ImportError as exc:
-        raise EngineError(
-            f"--engine ray needs Ray, which is not installed: {INSTALL_HINT}"
-        ) from exc
-    return ray
-
-
-def connect(address: str | None):
-    """Join the cluster at ``address`` (``auto``, ``ray://host:port``) or start a
-    local one; an already initialised Ray is used as it is."""
-    ray = require_ray()
-    if not ray.is_initialized():
-        try:
-            ray.init(address=address, log_to_driver=False)
-        except (ConnectionError, RuntimeError, ValueError) as exc:
-            raise EngineError(
-                f"cannot reach a Ray cluster at {address}: {exc}"
-            ) from exc
-    return ray
+__all__ = [
+    "ray_output_to",
+    "restart_note",
+    "quiet_ray_data",
+    "check_folder_visible",
+    "ExtractActor",
+    "RayBatches",
+    "ray_batches",
+]
 
 
 def _writes_to_fd(stream, fd: int) -> bool:
@@ -219,17 +200,6 @@ class ExtractActor:
         return out
 
 
-def joblib_backend(address: str | None):
-    """A context in which joblib (scikit-learn's n_jobs) runs on the cluster."""
-    import joblib
-
-    connect(address)
-    from ray.util.joblib import register_ray
-
-    register_ray()
-    return joblib.parallel_config(backend="ray")
-
-
 class RayBatches:
     """The Ray engine's stream of batches, which keeps Ray's output in its log
     file from the moment the pipeline is set up until the stream ends or is
@@ -264,7 +234,7 @@ def ray_batches(
     on_note: Callable[[str], None] | None = None,
 ) -> RayBatches:
     """The Ray engine's stream of ``(rows, values, failures)``, like
-    :func:`featx.forward.compute_batches`; ``engine`` is a
+    :func:`featx.compute.forward.compute_batches`; ``engine`` is a
     :class:`featx.extraction.RayEngine` (its address and number of actors);
     ``preprocess`` is the driver's, sent to every worker (with caffe-alexnet's
     mean image, if one is used, already read). Ray's own output goes to ``log``
@@ -274,6 +244,7 @@ def ray_batches(
     # imported before the log is set up, so that their logging handlers keep the
     # stream on file descriptor 2, which then leads to the log
     import ray.data  # noqa: F401
+
     output = contextlib.ExitStack()
     if log is not None:
         output.enter_context(ray_output_to(log))

@@ -16,15 +16,30 @@ from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 
 from featx import __version__
+from featx._moved import quietly
 from featx.digest import file_sha256
 from featx.errors import FeatxError
+
+__all__ = [
+    "MODEL_FORMAT",
+    "SUFFIX",
+    "TRUSTED",
+    "ModelFileError",
+    "ModelMeta",
+    "sidecar_path",
+    "save_model",
+    "load_model",
+    "read_model",
+    "check_format",
+]
 
 #: 2: skops.io (format 1 was joblib, whose loading runs code).
 MODEL_FORMAT = 2
 SUFFIX = ".skops"
 #: The types beyond scikit-learn's defaults that a featx model may hold.
 TRUSTED = (
-    "featx.head.HeadClassifier",
+    "pipelines.head.HeadClassifier",
+    "featx.head.HeadClassifier",  # its path before the stage packages (featx/_moved.py)
     "pipelines.tuned.TunedClassifier",
     "pipelines.views.ViewEnsemble",
     "sklearn.neural_network._stochastic_optimizers.AdamOptimizer",
@@ -65,7 +80,7 @@ class ModelMeta:
     weights_pretrained: bool
     weights_source: str
     transform: dict
-    #: The views of each image the model averages over (:mod:`featx.views`).
+    #: The views of each image the model averages over (:mod:`featx.images.views`).
     views: list[str] = field(default_factory=lambda: ["center"])
     #: The fit's settings and scores; absent from a model saved with ``save=False``.
     cv: int | None = None
@@ -200,7 +215,8 @@ def _load_blob(path: Path) -> dict:
                 f"refusing to load {path}: it holds types featx does not trust "
                 f"({', '.join(unknown[:3])})"
             )
-        blob = sio.load(path, trusted=list(untrusted))
+        with quietly():
+            blob = sio.load(path, trusted=list(untrusted))
     except ModelFileError:
         raise
     except Exception as exc:  # skops raises many kinds for a damaged file

@@ -26,6 +26,8 @@ from featx.images import Preprocess, list_images
 from featx.model import LoadedWeights
 from featx.progress import Progress
 
+__all__ = ["CachedFeatures", "cached_features"]
+
 
 @dataclass
 class CachedFeatures:

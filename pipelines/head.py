@@ -24,9 +24,11 @@ from torch import nn
 from torch.nn import functional as F
 
 from featx.choices import HEAD_TRAIN_LAYERS
+from featx.compute.devices import resolve_device
 from featx.errors import ParameterError, WeightsError
-from featx.forward import resolve_device
 from featx.model import load_weights
+
+__all__ = ["TRAIN_LAYERS", "NEW_LAYER_LR", "head_weights", "HeadClassifier"]
 
 #: What ``train_layers`` accepts: the layers that learn (the others stay as
 #: the weights have them).

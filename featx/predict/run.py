@@ -13,20 +13,34 @@ from pathlib import Path
 import numpy as np
 
 from featx.cache import LayerDef, weights_spec
+from featx.compute.forward import compute_batches, resolve_device
 from featx.errors import WeightsError, check_int, printable
 from featx.extraction.api import layer_def
-from featx.forward import compute_batches, resolve_device
 from featx.images import FolderWalker, entry_kind
 from featx.images.preprocess import computed_with
+from featx.images.views import CENTER
 from featx.model import (
     LoadedWeights,
     load_weights,
     preprocess_for,
     resolve_layers,
 )
-from featx.modelfile import ModelFileError, ModelMeta, read_model
+from featx.predict.modelfile import ModelFileError, ModelMeta, read_model
 from featx.progress import Progress
-from featx.views import CENTER
+
+__all__ = [
+    "Prediction",
+    "true_labels",
+    "accuracy",
+    "gather_images",
+    "weights_for",
+    "as_model",
+    "wanted_layers",
+    "check_preprocessing",
+    "predict",
+    "model_input",
+    "classify",
+]
 
 
 @dataclass
@@ -42,7 +56,7 @@ class Prediction:
     true_label: str | None = None
     #: The ``top_k`` best classes and their scores, best first.
     top: list[tuple[str, float]] = field(default_factory=list)
-    #: The cache its features were read from (:mod:`featx.reuse`); "" when
+    #: The cache its features were read from (:mod:`featx.predict.reuse`); "" when
     #: they were computed now.
     cache: str = ""
 
@@ -152,7 +166,7 @@ def _mean_file(meta: ModelMeta) -> Path | None:
 
 def as_model(model: Path | tuple) -> tuple[object, ModelMeta]:
     """``(pipeline, meta)`` from a model file or from what
-    :func:`featx.modelfile.load_model` returned for one."""
+    :func:`featx.predict.modelfile.load_model` returned for one."""
     if not isinstance(model, tuple):
         return read_model(Path(model))
     pipeline, meta = model
@@ -197,11 +211,11 @@ def predict(
     """Predict the class of every image in ``inputs`` (files or folders).
 
     ``model`` is a model file, or the ``(pipeline, meta)`` that
-    :func:`featx.modelfile.load_model` returned for one. A model fitted on
+    :func:`featx.predict.modelfile.load_model` returned for one. A model fitted on
     several views of each image (``featx extract --views``) scores the same
     views of each new image and averages them, unless ``center_only``. A folder
     with a matching cache in ``cache_dir`` is read from it instead of being
-    extracted again (:mod:`featx.reuse` says what matches); each such
+    extracted again (:mod:`featx.predict.reuse` says what matches); each such
     prediction names its ``cache``.
     """
     progress = progress or Progress()
@@ -274,12 +288,12 @@ def classify(pipeline, X, meta: ModelMeta, top_k: int, out: list[Prediction]):
 
 def _reuse_caches(inputs, cache_dir, meta: ModelMeta, wanted, loaded, preprocess):
     """The folders of ``inputs`` whose features a cache in ``cache_dir`` holds
-    (:func:`featx.reuse.cached_features`), and the inputs left to extract."""
+    (:func:`featx.predict.reuse.cached_features`), and the inputs left to extract."""
     if cache_dir is None:
         return [], list(inputs)
     from dataclasses import replace
 
-    from featx.reuse import cached_features
+    from featx.predict.reuse import cached_features
 
     stored = [replace(w, dtype=meta.dtype) for w in wanted]  # as the cache has it
     reused, left = [], []

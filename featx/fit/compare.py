@@ -17,6 +17,24 @@ import numpy as np
 from scipy import stats
 from sklearn.metrics import precision_recall_fscore_support
 
+__all__ = [
+    "SIMPLICITY",
+    "ALPHA",
+    "TIE_RULE",
+    "SIMPLEST_RULE",
+    "ci95",
+    "paired_p",
+    "best_of",
+    "simplest_of",
+    "Verdict",
+    "decide",
+    "choose_best",
+    "SAME_ROWS",
+    "compared_once",
+    "per_class",
+    "linear_cka",
+]
+
 if TYPE_CHECKING:  # the report's rows; featx.report imports this module
     from featx.report.records import ResultRow
 
@@ -83,7 +101,11 @@ def best_of(rows: list[ResultRow], place=_by_name) -> ResultRow:
     return min(
         rows,
         key=lambda r: (
-            -r.cv_accuracy_mean, _simplicity(r), "+" in r.clf, place(r), r.layer
+            -r.cv_accuracy_mean,
+            _simplicity(r),
+            "+" in r.clf,
+            place(r),
+            r.layer,
         ),
     )
 

@@ -30,6 +30,18 @@ from featx.digest import file_sha256
 from featx.errors import WeightsError
 from featx.images import Preprocess
 
+__all__ = [
+    "CROP",
+    "BGR_MEAN",
+    "FRIENDLY_LAYERS",
+    "PARAM_LAYERS",
+    "CaffeAlexNet",
+    "param_shapes",
+    "mean_image",
+    "CaffePreprocess",
+    "load_mean",
+]
+
 #: Input side of the network.
 CROP = 227
 #: The per-channel mean of ``ilsvrc_2012_mean.npy``, BGR, on 0–255.

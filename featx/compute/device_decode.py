@@ -19,6 +19,16 @@ import featx.images
 from featx.images import Preprocess
 from featx.images.decode import file_failure
 
+__all__ = [
+    "device_jpeg",
+    "CHECK_SAMPLE",
+    "device_decoder_mismatch",
+    "decode_on_device",
+    "pil_crop",
+    "resize_bomb",
+    "blank",
+]
+
 
 def device_jpeg(path: Path, preprocess: Preprocess) -> tuple[torch.Tensor, str] | None:
     """With the torchvision decoder: a JPEG that the device can decode, as its

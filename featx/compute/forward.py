@@ -1,4 +1,5 @@
-"""The compute core: device, threads, the decode loader and the forward pass.
+"""The compute core: the decode loader and the forward pass (the device and its
+threads are chosen in :mod:`featx.compute.devices`).
 
 Everything that turns image files into activations lives here, and nothing
 about caches: :func:`compute_batches` yields ``(rows, values, failures)`` that
@@ -8,7 +9,6 @@ and the benchmark reuse.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -17,29 +17,54 @@ import torch
 
 import featx.images
 from featx.cache import LayerDef
-from featx.choices import DEVICES
-from featx.device_decode import (
+from featx.compute.device_decode import (
     blank,
     decode_on_device,
     device_decoder_mismatch,
     device_jpeg,
     pil_crop,
 )
-from featx.errors import ParameterError
+from featx.compute.devices import (
+    DEVICE_CHOICES,
+    MAX_CPU_WORKERS,
+    available_cores,
+    configure_threads,
+    default_decoder,
+    default_precision,
+    default_workers,
+    resolve_device,
+)
+from featx.compute.process import release_free_memory
 from featx.images import Preprocess
+from featx.images.views import ALL_VIEWS, CENTER
 from featx.model import LoadedWeights, capture_net, resolve_layers
-from featx.runtime import release_free_memory
-from featx.views import ALL_VIEWS, CENTER
 
-#: Batches between two returns of freed heap memory to the OS (runtime.py).
+__all__ = [
+    "TRIM_EVERY",
+    "MAX_CPU_WORKERS",
+    "AUTOCAST",
+    "DEVICE_CHOICES",
+    "Batch",
+    "ImageDataset",
+    "resolve_device",
+    "available_cores",
+    "default_workers",
+    "configure_threads",
+    "build_net",
+    "views_in",
+    "make_loader",
+    "POOL_AXES",
+    "reduce_spatial",
+    "run_forward",
+    "default_decoder",
+    "default_precision",
+    "compute_batches",
+]
+
+#: Batches between two returns of freed heap memory to the OS (process.py).
 TRIM_EVERY = 4
-#: Decode workers on a CPU-only machine: more only add contention.
-MAX_CPU_WORKERS = 8
-
 #: The autocast type of each precision but float32.
 AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
-
-DEVICE_CHOICES = DEVICES
 
 #: One batch: rows that decoded, ``{layer key: (n, dim) array}`` for them, and
 #: ``(row, reason)`` for the files that did not.
@@ -83,51 +108,6 @@ class ImageDataset(torch.utils.data.Dataset):
     def _decode(self, i: int) -> tuple[torch.Tensor, str]:
         crop, error = pil_crop(self.files[i], self.preprocess, self.views)
         return (self.blank if crop is None else crop), error
-
-
-def _device_error(device: str, why: str = "") -> ParameterError:
-    options = ", ".join(repr(d) for d in DEVICE_CHOICES)
-    reason = f" ({why})." if why else "."
-    return ParameterError(f"`device` must be one of {options}. Got {device!r}{reason}")
-
-
-def resolve_device(device: str) -> torch.device:
-    """``auto`` picks CUDA when present; ``cuda:N`` must exist."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        raise _device_error(device) from exc
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise _device_error(device, "CUDA is not available on this machine")
-        if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise _device_error(
-                device, f"this machine has {torch.cuda.device_count()} CUDA device(s)"
-            )
-    elif dev.type != "cpu":
-        raise _device_error(device)
-    return dev
-
-
-def available_cores() -> int:
-    if hasattr(os, "sched_getaffinity"):
-        return max(1, len(os.sched_getaffinity(0)))
-    return max(1, os.cpu_count() or 1)
-
-
-def default_workers(device: torch.device) -> int:
-    """Decode workers: every core on a GPU machine; on a CPU every core up to
-    :data:`MAX_CPU_WORKERS`, since the forward pass and decoding take turns."""
-    cores = available_cores()
-    return cores if device.type == "cuda" else min(cores, MAX_CPU_WORKERS)
-
-
-def configure_threads(device: torch.device) -> None:
-    """On a CPU, torch uses every core: decoding and the forward pass take turns."""
-    if device.type == "cpu":
-        torch.set_num_threads(available_cores())
 
 
 def build_net(
@@ -267,17 +247,6 @@ class _HostCopy:
             self.values = {k: v.numpy() for k, v in self.values.items()}
             self.event = None
         return self.values
-
-
-def default_decoder(device: torch.device) -> str:
-    """torchvision's batched decode_jpeg on CUDA (nvJPEG); PIL on a CPU, where
-    it measured faster (580 against 404 img/s per core)."""
-    return "torchvision" if device.type == "cuda" else "pil"
-
-
-def default_precision(device: torch.device) -> str:
-    """fp32 on a CPU; bf16 on CUDA (tensor cores, and float32's range)."""
-    return "bf16" if device.type == "cuda" else "fp32"
 
 
 def _forward_view(net, preprocess, images, layers, device) -> dict[str, np.ndarray]:

@@ -27,6 +27,8 @@ from sklearn.utils.validation import check_is_fitted
 
 from featx.errors import DataError, ParameterError
 
+__all__ = ["DEFAULT_PREFETCH", "Features", "AlexNetFeatures"]
+
 #: AlexNet's layers computed beside the one asked for, by default.
 DEFAULT_PREFETCH = ("pool5", "fc6", "fc7", "fc8")
 
@@ -162,8 +164,8 @@ class Features(TransformerMixin, BaseEstimator):
     def _cache_path(self, root: Path) -> Path:
         from featx.cache import default_cache_dir
         from featx.cache.identity import cache_path_for
+        from featx.compute.devices import resolve_device
         from featx.extraction.api import resolve_preprocess
-        from featx.forward import resolve_device
 
         cache_dir = (
             self.cache_dir if self.cache_dir is not None else default_cache_dir()

@@ -32,8 +32,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from featx.caffe import PARAM_LAYERS, param_shapes
 from featx.errors import WeightsError
+from featx.model.caffe import PARAM_LAYERS, param_shapes
+
+__all__ = [
+    "KERAS_NAMES",
+    "file_kind",
+    "converted_path",
+    "caffe_state_dict",
+    "read_npy",
+    "read_keras_h5",
+    "read_caffemodel",
+]
 
 #: Layer name → Caffe layer name in convnets-keras' file; the grouped layers
 #: are split in two there (``conv_2_1``, ``conv_2_2``).

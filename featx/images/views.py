@@ -18,6 +18,17 @@ from typing import TYPE_CHECKING
 
 from featx.errors import check_choice
 
+__all__ = [
+    "CENTER",
+    "VIEW_SETS",
+    "ALL_VIEWS",
+    "SEPARATOR",
+    "views_of",
+    "setting_of",
+    "dataset_key",
+    "crop_views",
+]
+
 CENTER = "center"
 #: What ``--views`` accepts, and the views each stores.
 VIEW_SETS: dict[str, tuple[str, ...]] = {

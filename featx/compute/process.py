@@ -2,6 +2,8 @@
 
 import os
 
+__all__ = ["configure_openmp", "release_free_memory"]
+
 
 def configure_openmp() -> None:
     """Let idle OpenMP threads sleep instead of spinning.
