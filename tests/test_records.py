@@ -165,7 +165,8 @@ def test_a_newer_model_file_says_what_wrote_it():
         check_format(blob, where="m.skops")
     message = str(info.value)
     assert "\n" not in message
-    assert "m.skops was written by featx 9.1.0" in message
+    wrote = "m.skops was written by a newer featx (featx 9.1.0 wrote format 3)"
+    assert wrote in message
     assert "upgrade featx" in message
 
 
@@ -299,3 +300,54 @@ def test_every_key_of_a_fit_is_a_field_of_its_row():
         "classifier": "svm",
         "clf": "svm+flip",
     }
+
+
+def test_every_record_refuses_a_newer_format_in_the_same_words(tmp_path):
+    """Model files, results.json, stored results and caches: one version rule and
+    one message (featx/records.py)."""
+    import h5py
+
+    from featx.cache import CacheError
+    from featx.cache.format import _check_format
+    from featx.records import newer_message
+
+    with pytest.raises(ModelFileError) as model:
+        check_format({"format": 9, "meta": {"featx_version": "9.1.0"}}, where="m")
+    with pytest.raises(RecordError) as document:
+        ResultsDocument.from_dict(
+            {"results": [], "format": 9, "featx_version": "9.1.0"}, where="m"
+        )
+    with pytest.raises(RecordError) as row:
+        ResultRow.from_dict({"result_format": 9, "featx_version": "9.1.0"}, where="m")
+    path = tmp_path / "c.h5"
+    with h5py.File(path, "w") as f:
+        f.attrs["featx_format"] = 9
+        f.attrs["featx_version"] = "9.1.0"
+    with h5py.File(path, "r") as f, pytest.raises(CacheError) as cache:
+        _check_format(f, "m")
+    errors = (model, document, row, cache)
+    said = {str(e.value).split("; this featx")[0] for e in errors}
+    assert said == {"m was written by a newer featx (featx 9.1.0 wrote format 9)"}
+    for e, ours in ((model, 2), (document, 1), (row, 2)):
+        assert str(e.value) == newer_message("m", 9, ours, "9.1.0")
+
+
+@pytest.mark.parametrize("found", ["2", 2.5, [2], "x"])
+def test_a_format_that_is_not_a_whole_number_is_refused(found):
+    from featx.records import check_format as check
+
+    with pytest.raises(RecordError, match="upgrade featx"):
+        check(found, 2, what="r", error=RecordError)
+    assert check(None, 2, what="r", absent=1) == 1
+    assert check(2, 2, what="r") == 2
+
+
+def test_keys_of_a_later_featx_are_kept_and_written_back():
+    from featx.predict.modelfile import load_model
+
+    _, legacy = load_model(LEGACY / "models" / f"{TRAIN}-fc7-logreg.skops")
+    stored = {**legacy, "novel": {"a": 1}}
+    meta = ModelMeta.from_dict(stored)
+    assert meta.extra == {"novel": {"a": 1}} and meta.to_dict() == stored
+    with pytest.raises(ModelFileError, match=r"no featx_version.*fit it again"):
+        ModelMeta.from_dict({k: v for k, v in stored.items() if k != "featx_version"})

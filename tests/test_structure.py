@@ -270,8 +270,9 @@ def test_no_private_name_is_imported_from_another_package():
 
 def test_no_module_is_left_loose_beside_the_stage_packages():
     """The top of ``featx/`` holds the stage packages and the floor they all
-    stand on (errors, choices, digests, progress, the torch-free model-name
-    table), the end-to-end demo, and the alias table of old paths."""
+    stand on (errors, choices, digests, progress, the record base, the
+    torch-free model-name table), the end-to-end demo, and the alias table of
+    old paths."""
     loose = sorted(
         p.stem for p in PACKAGE.glob("*.py") if p.stem not in ("__init__", "__main__")
     )
@@ -283,4 +284,5 @@ def test_no_module_is_left_loose_beside_the_stage_packages():
         "errors",
         "model_names",
         "progress",
+        "records",
     ]

@@ -22,6 +22,7 @@ from featx.errors import (
     ReadOnlyError,
     printable,
 )
+from featx.records import check_format
 
 __all__ = [
     "DAMAGED_MESSAGE",
@@ -57,11 +58,14 @@ def _check_format(f: h5py.File, path: Path) -> None:
     version = f.attrs.get("featx_format")
     if version is None:
         raise CacheError(f"{path} is not a featx cache (no featx_format attribute)")
-    if int(version) > FORMAT_VERSION:
-        raise CacheError(
-            f"{path} was written by a newer featx (cache format {int(version)}; this "
-            f"featx reads up to {FORMAT_VERSION}): upgrade featx"
-        )
+    writer = f.attrs.get("featx_version")
+    check_format(
+        version,
+        FORMAT_VERSION,
+        what=str(path),
+        writer=str(writer) if writer is not None else None,
+        error=CacheError,
+    )
 
 
 def _detail(exc: BaseException) -> str:

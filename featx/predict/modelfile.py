@@ -12,13 +12,14 @@ from __future__ import annotations
 import os
 import sys
 import zipfile
-from dataclasses import MISSING, asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from featx import __version__
 from featx._moved import quietly
 from featx.digest import file_sha256
 from featx.errors import FeatxError
+from featx.records import Record
+from featx.records import check_format as check_format_of
 
 __all__ = [
     "MODEL_FORMAT",
@@ -52,14 +53,18 @@ class ModelFileError(FeatxError, ValueError):
 
 
 @dataclass
-class ModelMeta:
+class ModelMeta(Record):
     """What a model file records beside its pipeline, so that predict can
     reproduce its features: the one place that knows the keys it is saved under
     (each field's name) and the format (:data:`MODEL_FORMAT`).
 
     Keys this featx does not know (from a later featx of the same format) are
-    kept in ``extra`` and written back unchanged.
+    kept in ``extra`` and written back unchanged (:class:`featx.records.Record`).
     """
+
+    ERROR = ModelFileError
+    KIND = "a model file this featx can read"
+    MISSING_HINT = ": fit it again with this featx"
 
     featx_version: str
     sklearn_version: str
@@ -91,28 +96,6 @@ class ModelMeta:
     params: dict = field(default_factory=dict)
     cv_scores: dict = field(default_factory=dict)
     extra: dict = field(default_factory=dict)
-
-    def to_dict(self) -> dict:
-        """The metadata as the model file stores it."""
-        data = asdict(self)
-        return {**data.pop("extra"), **data}
-
-    @classmethod
-    def from_dict(cls, data: dict, *, where: str = "model file") -> ModelMeta:
-        """Read the metadata a model file stores; ``where`` names it in errors."""
-        known = {f.name for f in fields(cls)} - {"extra"}
-        missing = [f.name for f in fields(cls) if _required(f) and f.name not in data]
-        if missing:
-            raise ModelFileError(
-                f"{where} lacks {', '.join(missing)} in its metadata; fit it again "
-                "with this featx"
-            )
-        extra = {k: v for k, v in data.items() if k not in known}
-        return cls(**{k: v for k, v in data.items() if k in known}, extra=extra)
-
-
-def _required(f) -> bool:
-    return f.default is MISSING and f.default_factory is MISSING
 
 
 def sidecar_path(path: Path | str) -> Path:
@@ -232,15 +215,12 @@ def _load_blob(path: Path) -> dict:
 
 def check_format(blob: dict, *, where: str) -> None:
     """Refuse, in one line, a model file of a format this featx cannot read."""
-    try:
-        version = int(blob.get("format", 0))
-    except (TypeError, ValueError):
-        version = None
-    if version is None or version > MODEL_FORMAT:
-        meta = blob.get("meta")
-        writer = meta.get("featx_version") if isinstance(meta, dict) else None
-        raise ModelFileError(
-            f"{where} was written by featx {writer or '(unknown version)'} in model "
-            f"format {blob.get('format')!r}; this featx {__version__} reads formats "
-            f"up to {MODEL_FORMAT}: upgrade featx to load it"
-        )
+    meta = blob.get("meta")
+    check_format_of(
+        blob.get("format"),
+        MODEL_FORMAT,
+        what=where,
+        writer=meta.get("featx_version") if isinstance(meta, dict) else None,
+        error=ModelFileError,
+        absent=0,
+    )

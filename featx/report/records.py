@@ -10,11 +10,12 @@ replaced were.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import MISSING, asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 
 from featx import __version__
 from featx.errors import FeatxError
 from featx.images.views import CENTER
+from featx.records import Record, check_format
 
 __all__ = [
     "BULKY",
@@ -47,18 +48,13 @@ class RecordError(FeatxError, ValueError):
     """A stored result or results.json that this featx cannot read."""
 
 
-def _newer(what: str, found, ours: int, writer) -> RecordError:
-    return RecordError(
-        f"{what} was written by featx {writer or '(unknown version)'} in format "
-        f"{found!r}; this featx {__version__} reads formats up to {ours}: upgrade "
-        "featx to read it"
-    )
-
-
 @dataclass(eq=True)
-class ResultRow(Mapping):
+class ResultRow(Record, Mapping):
     """One (model, layer, classifier) result: ``featx fit --json`` plus the
     report's label and comparison."""
+
+    ERROR = RecordError
+    KIND = "a featx result"
 
     cache: str
     layer: str
@@ -114,36 +110,26 @@ class ResultRow(Mapping):
     # ------------------------------------------------- the stored spelling
 
     def to_dict(self) -> dict:
-        data = asdict(self)
-        extra = data.pop("extra")
+        data = super().to_dict()
         for key in _OPTIONAL:
             if data[key] is None:
                 del data[key]
-        return {**extra, **data}
+        return data
 
     @classmethod
     def from_dict(cls, data: dict, *, where: str = "a stored result") -> ResultRow:
         """Read a row; raises :class:`RecordError` for one that is not a featx
         result or comes from a newer format."""
-        if not isinstance(data, dict):
-            raise RecordError(f"{where} is not a featx result")
-        version = data.get("result_format", RESULT_FORMAT)
-        if not isinstance(version, int) or version > RESULT_FORMAT:
-            raise _newer(where, version, RESULT_FORMAT, data.get("featx_version"))
-        names = {f.name for f in fields(cls)} - {"extra"}
-        required = [
-            f.name
-            for f in fields(cls)
-            if f.default is MISSING and f.default_factory is MISSING
-        ]
-        missing = [k for k in required if k not in data]
-        if missing:
-            raise RecordError(
-                f"{where} is not a featx result (no {', '.join(missing[:3])})"
+        if isinstance(data, dict):
+            check_format(
+                data.get("result_format"),
+                RESULT_FORMAT,
+                what=where,
+                writer=data.get("featx_version"),
+                error=RecordError,
+                absent=RESULT_FORMAT,
             )
-        known = {k: v for k, v in data.items() if k in names}
-        extra = {k: v for k, v in data.items() if k not in names}
-        row = cls(**known, extra=extra)
+        row = super().from_dict(data, where=where)
         row.classifier = row.classifier or row.clf.partition("+")[0]
         return row
 
@@ -218,9 +204,14 @@ class ResultsDocument:
     def from_dict(cls, data: dict, *, where: str = "results.json") -> ResultsDocument:
         if not isinstance(data, dict) or "results" not in data:
             raise RecordError(f"{where} is not a featx results.json")
-        version = data.get("format", RESULTS_FORMAT)  # absent: the first format
-        if not isinstance(version, int) or version > RESULTS_FORMAT:
-            raise _newer(where, version, RESULTS_FORMAT, data.get("featx_version"))
+        version = check_format(
+            data.get("format"),
+            RESULTS_FORMAT,
+            what=where,
+            writer=data.get("featx_version"),
+            error=RecordError,
+            absent=RESULTS_FORMAT,  # the first results.json did not say
+        )
         names = {f.name for f in fields(cls)}
         document = cls(**{k: v for k, v in data.items() if k in names})
         return replace(document, format=version)
