@@ -25,7 +25,17 @@ from typing import Any
 from featx import __version__
 from featx.errors import FeatxError
 
-__all__ = ["Record", "check_format", "newer_message", "required_fields"]
+__all__ = [
+    "Record",
+    "RecordError",
+    "check_format",
+    "newer_message",
+    "required_fields",
+]
+
+
+class RecordError(FeatxError, ValueError):
+    """A stored result or results.json that this featx cannot read."""
 
 
 def newer_message(what: str, found: Any, ours: int, writer: str | None) -> str:

@@ -292,8 +292,10 @@ def test_every_key_of_a_fit_is_a_field_of_its_row():
         cv_scores={"accuracy": [1.0, 0.5], "f1_macro": [1.0, 0.5]},
         fit_times=[0.1, 0.2], test={"accuracy": 1.0, "f1_macro": 1.0},
     )  # fmt: skip
+    assert ResultRow is FitResult  # one record: a fit's result is a report's row
     row = ResultRow.from_fit(result.to_json(), classifier="svm", label="svm+flip")
-    assert row.extra == {}  # a new FitResult key needs a ResultRow field
+    assert row.extra == {}
+    assert result.test_accuracy == 1.0 and result.cv_accuracy_mean == 0.75
     assert row.classifier == "svm" and row["clf"] == "svm+flip"
     assert row.to_dict() == {
         **result.to_json(),

@@ -199,7 +199,7 @@ class FeatureService:
         }
         scores = (meta.cv_scores or {}).get("accuracy")
         if scores:
-            from featx.fit.compare import ci95
+            from featx.fit.intervals import ci95
 
             info["cv_accuracy"] = float(np.mean(scores))
             info["cv_accuracy_ci95"] = ci95(scores, meta.cv or len(scores))
