@@ -23,9 +23,9 @@ __all__ = [
 MODEL_FILE = click.Path(dir_okay=False, path_type=Path)
 
 
-def say_views(meta: dict, center_only: bool) -> None:
+def say_views(meta, center_only: bool) -> None:
     """On stderr, how the views of a model fitted on several are scored."""
-    views = meta.get("views", ["center"])
+    views = meta.views
     if len(views) > 1:
         from featx.images.views import setting_of
 
@@ -168,13 +168,13 @@ def predict(
         raise click.UsageError("Missing option '--model-file'." + _model_hint(paths))
     if as_json and as_csv:
         raise click.UsageError("choose one of --json and --csv")
-    from featx.predict.modelfile import load_model
+    from featx.predict.modelfile import read_model
 
-    model = load_model(model_file)  # a missing file is refused before torch loads
+    model = read_model(model_file)  # a missing file is refused before torch loads
     from featx.predict import accuracy
     from featx.predict import predict as run_predict
 
-    random_weights_banner(bool(model[1].get("weights_pretrained", False)))
+    random_weights_banner(model[1].weights_pretrained)
     say_views(model[1], center_only)
     results = run_predict(
         model,
@@ -186,7 +186,7 @@ def predict(
         progress=TqdmProgress(quiet),
         top_k=top_k,
         center_only=center_only,
-        cache_dir=None if no_reuse else (cache_dir or Path(model[1]["cache"]).parent),
+        cache_dir=None if no_reuse else (cache_dir or Path(model[1].cache).parent),
     )
     say_reused(results, cache_dir)
     print_predictions(results, top_k=top_k, as_json=as_json, as_csv=as_csv)
