@@ -20,6 +20,7 @@ __all__ = [
     "SCALES",
     "EXPORT_FORMATS",
     "DECODE_MODES",
+    "DEFAULT_DECODE",
     "PRECISIONS",
     "DECODERS",
     "DEVICES",
@@ -60,6 +61,10 @@ EXPORT_FORMATS = ("npz", "csv", "parquet")
 #: DCT domain (1/2, 1/4 or 1/8) as far as the resize target allows; ``exact``
 #: decodes every pixel (:mod:`featx.images.decode`).
 DECODE_MODES = ("fast", "exact")
+#: The decode mode wherever one is chosen for the user (extract, predict of a
+#: new folder, the transformer, serve, preprocess_for); a record that names none
+#: was made with ``exact``, before featx had scaled decoding.
+DEFAULT_DECODE = DECODE_MODES[0]
 #: The arithmetic of the forward pass: float32, or autocast to bfloat16 /
 #: float16 (the default is fp32 on a CPU and bf16 on CUDA).
 PRECISIONS = ("fp32", "bf16", "fp16")

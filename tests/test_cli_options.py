@@ -149,7 +149,7 @@ def test_engine_ray_reaches_the_library(legacy, monkeypatch, command, target, op
     )
     result = invoke(command, option, "ray", "--address", "auto")
     assert "Error: stopped" in result.stderr
-    assert seen["backend"] == "ray" and seen["address"] == "auto"
+    assert seen["engine"] == "ray" and seen["address"] == "auto"
 
 
 def all_choice_params():
@@ -195,3 +195,24 @@ def test_importing_the_cli_loads_neither_torch_nor_sklearn():
         check=True,
     )
     assert out.stdout.strip() == "[]"
+
+
+def test_num_workers_is_no_longer_a_second_name_for_ray_actors(monkeypatch, tmp_path):
+    """``--workers`` (and the library's ``num_workers``) are decode workers;
+    ``--num-workers``, once a name of ``--ray-actors``, is hidden and says so."""
+    seen = {}
+
+    def stop(**kwargs):
+        seen.update(kwargs)
+        raise Stop("stopped")
+
+    monkeypatch.setattr("featx.cli.extract.check_extract_arguments", stop)
+    help_text = invoke("extract", "--help").output
+    assert "--ray-actors" in help_text and "--num-workers" not in help_text
+    result = invoke(
+        "extract", "-l", "fc7", "--engine", "ray", "--num-workers", "3", tmp_path
+    )
+    assert seen["ray_actors"] == 3
+    assert "note: --num-workers is deprecated for extract; use --ray-actors" in (
+        result.stderr
+    )

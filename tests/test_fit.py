@@ -17,7 +17,7 @@ from featx import FeatureCache, extract, read_layer
 from featx.cache import FeatureCache as _FC
 from featx.cli import main
 from featx.errors import CacheError, ParameterError
-from featx.fit import FitError, fit
+from featx.fit import FitError, FitSpec, fit
 from tests.conftest import write_folder
 
 
@@ -360,3 +360,15 @@ def test_final_model_takes_the_value_most_folds_chose():
     # a tie goes to the stronger regularisation (smaller C, larger alpha)
     assert featx.fit.consensus("svm", [{"C": 1.0}, {"C": 0.01}]) == 0.01
     assert featx.fit.consensus("ridge", [{"alpha": 10.0}, {"alpha": 1e3}]) == 1e3
+
+
+def test_the_old_backend_keyword_still_reaches_the_engine():
+    """fit() and make_report() say ``engine``, as extract() does; ``backend=``
+    (their word before) still works, with a warning that names the new one."""
+    from featx.fit.spec import renamed
+
+    with pytest.warns(DeprecationWarning, match=r"backend= is now engine="):
+        options = renamed({"backend": "ray", "cv": 3})
+    assert options == {"engine": "ray", "cv": 3}
+    assert FitSpec(**options).engine == "ray"
+    assert renamed({"engine": "local"}) == {"engine": "local"}

@@ -38,3 +38,33 @@ def test_reduced_precision_has_its_own_cache_and_stays_close(
             assert 0 < err < 0.05, (layer, err)
     out = CliRunner().invoke(main, ["info", str(low.cache_path)])
     assert f"precision: {precision}" in out.output
+
+
+def test_one_decode_default_and_the_settings_are_part_of_how_preprocess_is_made():
+    """extract(), the transformer, serve and preprocess_for() share one default
+    (choices.DEFAULT_DECODE); a Preprocess is made with its settings, never
+    patched after (a caffe-alexnet one too)."""
+    import inspect
+
+    from featx.choices import DEFAULT_DECODE
+    from featx.extraction import extract
+    from featx.extraction.transformer import Features
+    from featx.model import preprocess_for
+    from featx.serve.spec import ServeSpec
+
+    defaults = {
+        inspect.signature(f).parameters["decode"].default
+        for f in (extract, preprocess_for, Features.__init__)
+    }
+    assert defaults == {DEFAULT_DECODE} == {ServeSpec().decode}
+    for model in ("alexnet", "caffe-alexnet"):
+        made = preprocess_for(model, decode="exact", precision="bf16", decoder="pil")
+        assert (made.decode, made.precision, made.decoder) == ("exact", "bf16", "pil")
+
+
+def test_a_mean_for_a_network_that_takes_none_is_a_parameter_error():
+    from featx.errors import ParameterError
+    from featx.model import preprocess_for
+
+    with pytest.raises(ParameterError, match="mean"):
+        preprocess_for("alexnet", mean="m.npy")

@@ -112,7 +112,7 @@ OTHER_FIT_VALUES = {
 }
 OTHER_RUN_VALUES = {
     "jobs": 1,
-    "backend": "ray",
+    "engine": "ray",
     "address": "ray://elsewhere:10001",
     "progress": Progress(),
 }

@@ -10,6 +10,7 @@ from featx.choices import DECODE_MODES, DECODERS, DTYPES, PRECISIONS, SPATIAL
 from featx.cli.app import main
 from featx.cli.checks import check_extract_arguments
 from featx.cli.options import (
+    deprecated_alias,
     device_options,
     engine_option,
     examples,
@@ -148,12 +149,16 @@ EXTRACT_EXAMPLES = examples(
 )
 @click.option(
     "--ray-actors",
-    "--num-workers",
-    "ray_actors",
     type=click.IntRange(min=1),
     default=None,
-    help="With --engine ray: model actors [default: one per GPU, or half the "
-    "CPUs]. (--num-workers is the old name.)",
+    help="With --engine ray: model actors [default: one per GPU, or half the CPUs].",
+)
+@deprecated_alias(
+    "--num-workers",
+    "--ray-actors (decode workers are --workers)",
+    "extract",
+    "old_ray_actors",
+    type=click.IntRange(min=1),
 )
 # Long: one parameter per option, as click passes them, and one call per folder.
 def extract(
@@ -171,6 +176,7 @@ def extract(
     engine,
     address,
     ray_actors,
+    old_ray_actors,
     labels_csv,
     name_regex,
     rebuild,
@@ -192,6 +198,7 @@ def extract(
     Re-running computes only what is missing: new images, changed images and new
     layers. An interrupted run resumes where it stopped.
     """
+    ray_actors = old_ray_actors or ray_actors
     check_extract_arguments(
         data_dirs=data_dirs,
         layer_names=layer_names,

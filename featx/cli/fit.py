@@ -190,7 +190,7 @@ def fit(
         scale=scale,
         pca=pca,
         out=out,
-        backend=backend or engine,
+        engine=backend or engine,
         address=address,
         progress=TqdmProgress(quiet or as_json),
         center_only=center_only,

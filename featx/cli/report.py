@@ -134,7 +134,7 @@ def report(
         jobs=jobs,
         force=force,
         progress=progress,
-        backend=backend or engine,
+        engine=backend or engine,
         address=address,
     )
     print_report(result, said=said)

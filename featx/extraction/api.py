@@ -13,7 +13,7 @@ from featx.cache import (
     default_cache_dir,
 )
 from featx.cache.identity import cache_meta, cache_path_for
-from featx.choices import DTYPES, ENGINES, SPATIAL
+from featx.choices import DEFAULT_DECODE, DTYPES, ENGINES, SPATIAL
 from featx.compute.forward import (
     default_decoder,
     default_precision,
@@ -163,7 +163,7 @@ def extract(
     model: str = "alexnet",
     mean: Path | None = None,
     views: str = "center",
-    decode: str = "fast",
+    decode: str = DEFAULT_DECODE,
     precision: str | None = None,
     decoder: str | None = None,
 ) -> ExtractResult:

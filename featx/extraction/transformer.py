@@ -25,6 +25,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
+from featx.choices import DEFAULT_DECODE
 from featx.errors import DataError, ParameterError
 
 __all__ = ["DEFAULT_PREFETCH", "Features", "AlexNetFeatures"]
@@ -102,7 +103,7 @@ class Features(TransformerMixin, BaseEstimator):
         seed=0,
         prefetch=None,
         model="alexnet",
-        decode="fast",
+        decode=DEFAULT_DECODE,
         precision=None,
         decoder=None,
     ):

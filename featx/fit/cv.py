@@ -42,7 +42,7 @@ def _fold(estimator, X, labels, train, test, n_classes):
 def _run_folds(estimator, X, labels, spec: FitSpec, splits, n_classes: int):
     """Each fold's result, in order, as the folds finish: in threads locally,
     through Ray's joblib backend with ``backend="ray"``."""
-    local = spec.backend != "ray"
+    local = spec.engine != "ray"
     # Ray's joblib backend cannot stream results: folds then report at the end
     return Parallel(
         n_jobs=min(effective_n_jobs(spec.jobs), len(splits)) if local else spec.jobs,
@@ -65,7 +65,7 @@ def cv_in_memory(
     n_classes = int(labels.max()) + 1
     estimator = spec.estimator(len(labels), X.shape[1], n_views)
     parallel = contextlib.nullcontext()
-    if spec.backend == "ray":
+    if spec.engine == "ray":
         from featx.fit.ray_backend import joblib_backend
 
         parallel = joblib_backend(spec.address)

@@ -29,7 +29,7 @@ from featx.fit.data import (
 from featx.fit.heldout import held_out_caches, is_data_folder
 from featx.fit.heldout import held_out_notes as held_out_notes_of_folder
 from featx.fit.result import CVOutcome, FitResult
-from featx.fit.spec import FitError, FitSpec
+from featx.fit.spec import FitError, FitSpec, renamed
 from featx.images.views import CENTER
 from featx.predict.modelfile import SUFFIX, ModelMeta, save_model
 
@@ -51,7 +51,7 @@ def fit(
     """Cross-validate a classifier on a cached layer, refit on all rows, save it.
 
     ``options`` are the fields of :class:`FitSpec` (``clf``, ``cv``, ``seed``,
-    ``scale``, ``pca``, ``tune``, ``value``, ``jobs``, ``backend``, ``address``,
+    ``scale``, ``pca``, ``tune``, ``value``, ``jobs``, ``engine``, ``address``,
     ``progress``): by default the classifier tunes its regularisation inside each
     training fold; ``value`` fixes it (``C`` or ``alpha``), and ``tune=False``
     uses scikit-learn's defaults.
@@ -73,7 +73,7 @@ def fit(
     whether every training cache's weights are pretrained and the notes, when
     the caches are chosen and before the cross-validation starts.
     """
-    spec = FitSpec(**options)
+    spec = FitSpec(**renamed(options))
     spec.check()
     folder = Path(test) if is_data_folder(test) else None
     choice = resolve_caches(

@@ -8,6 +8,7 @@ not say.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -20,7 +21,15 @@ from featx.errors import FeatxError, check_choice, check_int
 from featx.progress import Progress
 from pipelines.views import ViewEnsemble
 
-__all__ = ["SCORING", "DEFAULT_VALUES", "FitError", "folds", "consensus", "FitSpec"]
+__all__ = [
+    "SCORING",
+    "DEFAULT_VALUES",
+    "FitError",
+    "folds",
+    "consensus",
+    "FitSpec",
+    "renamed",
+]
 
 SCORING = ("accuracy", "f1_macro")
 #: The regularisation of an untuned run (``tune=False``): scikit-learn's defaults.
@@ -51,6 +60,26 @@ def consensus(clf: str, fold_params: list[dict]) -> float:
     return max(grid, key=lambda v: (votes.count(v), -grid.index(v)))
 
 
+#: Keyword arguments of fit() and make_report() that were renamed: old -> new.
+RENAMED = {"backend": "engine"}
+
+
+def renamed(options: dict) -> dict:
+    """``options`` with each old keyword (:data:`RENAMED`) under its new name;
+    the old one still works, with a DeprecationWarning."""
+    out = dict(options)
+    for old, new in RENAMED.items():
+        if old in out:
+            warnings.warn(
+                f"{old}= is now {new}= (the word extraction uses too)",
+                DeprecationWarning,
+                stacklevel=3,
+            )
+            value = out.pop(old)
+            out.setdefault(new, value)
+    return out
+
+
 def _option(default=None, *, results: bool, factory=None, key: str = "always"):
     """A :class:`FitSpec` field that says whether it changes results, and how a
     stored result's key records it (``always``; ``changed``: only when not the
@@ -76,7 +105,8 @@ class FitSpec:
     tune: bool = _option(True, results=True)
     value: float | None = _option(None, results=True, key="changed")
     jobs: int | None = _option(-1, results=False)
-    backend: str = _option("local", results=False)
+    #: Where folds run: ``local`` (joblib) or ``ray`` (the word extraction uses).
+    engine: str = _option("local", results=False)
     address: str | None = _option(None, results=False)
     progress: Progress = _option(results=False, factory=Progress)
     repeats: int = _option(1, results=True)
@@ -96,7 +126,7 @@ class FitSpec:
         check_choice("clf", self.clf, CLASSIFIERS)
         check_choice("head_train", self.head_train, HEAD_TRAIN_LAYERS)
         check_choice("scale", self.scale, pipelines.SCALES)
-        check_choice("backend", self.backend, ENGINES)
+        check_choice("engine", self.engine, ENGINES)
         check_int("cv", self.cv, low=2)
         check_int("repeats", self.repeats, low=1)
         if self.pca is not None:

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from PIL import Image
 
+from featx.choices import DEFAULT_DECODE
 from featx.images.views import crop_views
 
 if TYPE_CHECKING:
@@ -38,22 +39,31 @@ class Preprocess:
 
     #: A mean image file the input is centred with (caffe-alexnet's, if given).
     mean_file: Path | None = None
-    #: How JPEGs are decoded, one of :data:`DECODE_MODES`: part of the identity.
-    decode: str = "exact"
-    #: The forward pass's arithmetic, one of :data:`featx.choices.PRECISIONS`:
-    #: part of the identity too, so rows of two precisions never share a cache.
-    precision: str = "fp32"
-    #: Who decodes JPEGs, one of :data:`featx.choices.DECODERS` (identity too:
-    #: a tensor resize differs from PIL's by ~2e-3).
-    decoder: str = "pil"
 
     @property
     def scale_to(self) -> list[int] | None:
         """The resize target a ``fast`` decode may scale a JPEG down to."""
         return self.resize_size if self.decode == "fast" else None
 
-    def __init__(self, transforms) -> None:
+    def __init__(
+        self,
+        transforms,
+        *,
+        decode: str = DEFAULT_DECODE,
+        precision: str = "fp32",
+        decoder: str = "pil",
+    ) -> None:
         self.transforms = transforms
+        #: How JPEGs are decoded, one of :data:`featx.choices.DECODE_MODES`:
+        #: part of the identity.
+        self.decode = decode
+        #: The forward pass's arithmetic, one of
+        #: :data:`featx.choices.PRECISIONS`: part of the identity too, so rows of
+        #: two precisions never share a cache.
+        self.precision = precision
+        #: Who decodes JPEGs, one of :data:`featx.choices.DECODERS` (identity
+        #: too: a tensor resize differs from PIL's by ~2e-3).
+        self.decoder = decoder
         self.resize_size = list(transforms.resize_size)
         self.crop_size = list(transforms.crop_size)
         self.mean = tuple(float(m) for m in transforms.mean)

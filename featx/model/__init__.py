@@ -15,7 +15,7 @@ from pathlib import Path
 
 from torch import nn
 
-from featx.choices import DECODE_MODES, DECODERS, MODELS, PRECISIONS
+from featx.choices import DECODE_MODES, DECODERS, DEFAULT_DECODE, MODELS, PRECISIONS
 from featx.errors import LayerError, check_choice
 from featx.images import Preprocess
 from featx.model import alexnet, timm_nets, torchvision_nets
@@ -79,7 +79,7 @@ def layer_table(model: str = "alexnet") -> tuple[LayerSpec, ...]:
 def preprocess_for(
     model: str = "alexnet",
     mean: Path | None = None,
-    decode: str = "exact",
+    decode: str = DEFAULT_DECODE,
     precision: str = "fp32",
     decoder: str = "pil",
 ) -> Preprocess:
@@ -92,11 +92,7 @@ def preprocess_for(
     check_choice("decode", decode, DECODE_MODES)
     check_choice("precision", precision, PRECISIONS)
     check_choice("decoder", decoder, DECODERS)
-    preprocess = net_def.preprocess(mean)
-    preprocess.decode = decode
-    preprocess.precision = precision
-    preprocess.decoder = decoder
-    return preprocess
+    return net_def.preprocess(mean, decode=decode, precision=precision, decoder=decoder)
 
 
 def resolve_layers(

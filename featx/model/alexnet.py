@@ -153,8 +153,8 @@ class CaffeAlexNetBackbone(AlexNetBackbone):
     def friendly(self) -> dict[str, str]:
         return caffe.FRIENDLY_LAYERS
 
-    def preprocess(self, mean: Path | None = None) -> Preprocess:
-        return caffe.CaffePreprocess(mean)
+    def preprocess(self, mean: Path | None = None, **settings) -> Preprocess:
+        return caffe.CaffePreprocess(mean, **settings)
 
     def imagenet_file(self) -> Path:
         raise WeightsError(

@@ -18,7 +18,7 @@ from pathlib import Path
 from torch import nn
 
 from featx.choices import mean_refused_message, unknown_model_message
-from featx.errors import LayerError, WeightsError
+from featx.errors import LayerError, ParameterError, WeightsError
 from featx.images import Preprocess
 from featx.model.checkpoints import read_state_file
 from featx.model.layers import LayerSpec
@@ -49,11 +49,12 @@ class Backbone:
         """Every capturable layer: the friendly names first, then every path."""
         raise NotImplementedError
 
-    def preprocess(self, mean: Path | None = None) -> Preprocess:
-        """The input preprocessing (``mean`` only where the model takes one)."""
+    def preprocess(self, mean: Path | None = None, **settings) -> Preprocess:
+        """The input preprocessing (``mean`` only where the model takes one),
+        made with ``settings`` (``decode``, ``precision``, ``decoder``)."""
         if mean is not None:
-            raise WeightsError(mean_refused_message(self.name))
-        return Preprocess(self.transforms())
+            raise ParameterError(mean_refused_message(self.name))
+        return Preprocess(self.transforms(), **settings)
 
     def transforms(self):
         """A preset with ``resize_size``, ``crop_size``, ``mean``, ``std``,

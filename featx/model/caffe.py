@@ -161,8 +161,8 @@ class CaffePreprocess(Preprocess):
     for torchvision's model), a centre crop of 227, BGR on 0–255 minus the
     ImageNet mean (per channel, or a mean image given as ``mean``)."""
 
-    def __init__(self, mean: Path | None = None) -> None:
-        super().__init__(AlexNet_Weights.IMAGENET1K_V1.transforms())
+    def __init__(self, mean: Path | None = None, **settings) -> None:
+        super().__init__(AlexNet_Weights.IMAGENET1K_V1.transforms(), **settings)
         self.crop_size = [CROP]
         self.mean_file = Path(mean).resolve() if mean is not None else None
         if self.mean_file is None:

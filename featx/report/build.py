@@ -13,6 +13,7 @@ from featx.cache import FeatureCache, default_cache_dir, resolve_caches
 from featx.errors import ReadOnlyError, check_choice
 from featx.fit import CLASSIFIERS, FitSpec
 from featx.fit.compare import Verdict, best_of, decide
+from featx.fit.spec import renamed
 from featx.progress import Progress
 from featx.report.analyses import (
     column_similarity,
@@ -79,7 +80,7 @@ def make_report(
     ranked in one table, on the same images and folds.
 
     ``options`` are the fields of :class:`featx.fit.FitSpec` but ``clf``
-    (``cv``, ``seed``, ``jobs``, ``backend``, ``address``, ``progress``).
+    (``cv``, ``seed``, ``jobs``, ``engine``, ``address``, ``progress``).
     """
     spec = ReportSpec(
         cache=cache,
@@ -141,7 +142,7 @@ def _base_fit_spec(spec: ReportSpec, options: dict) -> FitSpec:
     if unknown:
         raise TypeError(f"make_report() got unexpected options {sorted(unknown)}")
     shared = {k: getattr(spec, k) for k in _SHARED}
-    base = FitSpec(clf=spec.clfs[0], **shared, **options)
+    base = FitSpec(clf=spec.clfs[0], **shared, **renamed(options))
     base.check()
     return base
 

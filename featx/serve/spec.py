@@ -6,7 +6,14 @@ import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
 
-from featx.choices import DECODE_MODES, DECODE_POOLS, ENGINES, PRECISIONS, SPATIAL
+from featx.choices import (
+    DECODE_MODES,
+    DECODE_POOLS,
+    DEFAULT_DECODE,
+    ENGINES,
+    PRECISIONS,
+    SPATIAL,
+)
 from featx.errors import ParameterError, check_choice, check_int
 
 __all__ = ["ServeSpec", "is_loopback", "DECODE_POOLS"]
@@ -27,7 +34,7 @@ class ServeSpec:
     weights: str | None = None
     seed: int = 0
     device: str = "auto"
-    decode: str = "fast"
+    decode: str = DEFAULT_DECODE
     precision: str | None = None
     host: str = "127.0.0.1"
     port: int = 8000
