@@ -9,6 +9,8 @@ import of :mod:`featx.fit` for them.
 
 from __future__ import annotations
 
+from featx.errors import param
+
 __all__ = [
     "MODELS",
     "HEAD_MODELS",
@@ -111,7 +113,8 @@ def mean_refused_message(model: str) -> str:
     is told (the command line says it before torch loads, the library after)."""
     title = "torchvision's AlexNet" if model == "alexnet" else model
     return (
-        f"--mean is for --model caffe-alexnet; {title} normalises with its own "
+        f"{param('mean')} is for {param('model', 'caffe-alexnet')}; {title} "
+        "normalises with its own "
         "mean and std"
     )
 

@@ -1,6 +1,16 @@
-"""Domain errors. The CLI turns each into a one-line message and a non-zero exit."""
+"""Domain errors. The CLI turns each into a one-line message and a non-zero exit.
+
+A message names a parameter through :func:`param`: the library's message spells
+it as the parameter (``spatial='avg'``), the command line's as its flag
+(``--spatial avg``, :func:`render` with the CLI's table of flags).
+"""
+
+import re
 
 __all__ = [
+    "param",
+    "render",
+    "Message",
     "FeatxError",
     "ParameterError",
     "DataError",
@@ -18,8 +28,66 @@ __all__ = [
 ]
 
 
+_MARK, _SEP = "\x1f", "\x1e"
+_PARAM = re.compile(f"{_MARK}(\\w+)(?:{_SEP}([^{_SEP}]*){_SEP}([^{_MARK}]*))?{_MARK}")
+
+
+def param(name: str, *value) -> str:
+    """``name`` (with ``value``, if given) as an error message names it: see
+    :func:`render`."""
+    if not value:
+        return f"{_MARK}{name}{_MARK}"
+    return f"{_MARK}{name}{_SEP}{value[0]}{_SEP}{value[0]!r}{_MARK}"
+
+
+def render(message: str, flags: dict[str, str] | None = None) -> str:
+    """``message`` with each :func:`param` spelled for its reader: as the
+    parameter (``spatial='avg'``, ``spatial=``) without ``flags``; with them, as
+    the flag they map the parameter to (``--spatial avg``; a parameter not in
+    ``flags`` is ``--`` and its name with dashes)."""
+
+    def spell(match: re.Match) -> str:
+        name, text, shown = match.groups()
+        if flags is None:
+            return f"{name}={shown or ''}"
+        flag = flags.get(name, "--" + name.replace("_", "-"))
+        return flag if text is None else f"{flag} {text}"
+
+    return _PARAM.sub(spell, message)
+
+
+class Message(str):
+    """A message for people (a note, an error's text) that may name parameters
+    (:func:`param`): the string is the library's spelling, :meth:`for_cli` the
+    command line's."""
+
+    raw: str
+
+    def __new__(cls, raw: str):
+        self = super().__new__(cls, render(raw))
+        self.raw = raw
+        return self
+
+    def for_cli(self, flags: dict[str, str]) -> str:
+        return render(self.raw, flags)
+
+
 class FeatxError(Exception):
-    """Base class for every error featx raises on purpose."""
+    """Base class for every error featx raises on purpose. Its message names
+    parameters the library's way; the CLI renders them as flags
+    (:func:`render`)."""
+
+    def __str__(self) -> str:
+        return render(super().__str__())
+
+    @property
+    def message(self) -> Message:
+        """The message, as a :class:`Message` (it keeps the parameters it names)."""
+        return Message(super().__str__())
+
+    def for_cli(self, flags: dict[str, str]) -> str:
+        """The message with its parameters spelled as the command line's flags."""
+        return self.message.for_cli(flags)
 
 
 class ParameterError(FeatxError, ValueError):

@@ -235,7 +235,7 @@ def test_unknown_models_and_layers_say_what_is_valid():
         resolve_layers(["layer5"], "resnet18")
     from featx.extraction.api import layer_spatial
 
-    with pytest.raises(ParameterError, match="--spatial cls does not apply to layer4"):
+    with pytest.raises(ParameterError, match="spatial=.cls. does not apply to layer4"):
         layer_spatial(resolve_layers(["layer4"], "resnet18")[0], "cls")
     with pytest.raises(ParameterError, match="neither a map nor a token sequence"):
         layer_spatial(resolve_layers(["reshape"], "vit_b_16")[0], "avg")

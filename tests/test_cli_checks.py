@@ -231,3 +231,24 @@ def test_commands_that_pick_a_cache_say_which_and_how_to_choose(
     assert f"note: reading {name} (" in result.stderr
     assert "the only cache in ./cache; naming a CACHE chooses another" in result.stderr
     assert "note:" not in result.stdout
+
+
+def test_the_library_names_its_parameters_and_the_cli_its_flags():
+    """featx.errors.param: one message, spelled for each reader."""
+    from featx.cli.flags import FLAGS, as_flags
+    from featx.errors import Message, ParameterError, param
+    from featx.images import Labelling
+
+    with pytest.raises(ParameterError) as info:
+        Labelling(name_regex="(")
+    assert str(info.value).startswith("label_from_name='(' is not a regular")
+    assert info.value.for_cli(FLAGS).startswith("--label-from-name ( is not a")
+    note = Message(f"use {param('num_workers', 2)} or {param('layer_names')}")
+    assert note == "use num_workers=2 or layer_names="
+    assert as_flags(note) == "use --workers 2 or --layer"
+    assert as_flags("plain text") == "plain text"
+
+    args = ["extract", "-l", "fc7", "--label-from-name", "(", str(Path.cwd())]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: --label-from-name ( is not a regular")

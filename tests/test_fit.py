@@ -219,7 +219,7 @@ BAD_INPUTS = {
         None,
         {"layer": "fc7"},
         FitError,
-        r"--cv 5 needs at least 5 images in every class; 'b' has 3",
+        r"cv=5 needs at least 5 images in every class; 'b' has 3",
     ),
     "classifier typo": (
         None,

@@ -204,7 +204,7 @@ def test_across_models_the_head_leaves_other_networks_out(
     assert result.model == "alexnet" and result.layer == "pool5"
     assert result.model_scores == []  # one model was left to compare
     assert any(
-        note.startswith("left out resnet18: --clf head fine-tunes AlexNet's fc6-fc8")
+        note.startswith("left out resnet18: clf='head' fine-tunes AlexNet's fc6-fc8")
         for note in result.notes
     ), result.notes
     with pytest.raises(FitError, match="this cache is of resnet18"):

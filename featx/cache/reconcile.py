@@ -25,7 +25,7 @@ from featx.cache.schema import (
 )
 from featx.cache.write import CacheFiller, write_cache
 from featx.digest import file_sha256
-from featx.errors import CacheError
+from featx.errors import CacheError, param
 from featx.images import ImageSet
 from featx.progress import Progress
 
@@ -133,7 +133,8 @@ def check_dtypes(old: CacheState | None, wanted: list[LayerDef]) -> None:
         if have is not None and have.dtype != layer.dtype:
             raise CacheError(
                 f"layer {layer.key} is stored as {have.dtype} in {old.path.name}; "
-                f"ask for --dtype {have.dtype}, or use another --cache-dir"
+                f"ask for {param('dtype', have.dtype)}, or use another "
+                f"{param('cache_dir')}"
             )
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import click
 
 from featx.choices import DEVICES, ENGINES, MODELS
+from featx.cli.flags import as_flags
 
 __all__ = [
     "CONTEXT",
@@ -300,7 +301,7 @@ def pick_cache(cache, cache_dir, *, say: bool = True, model=None, layer=None) ->
         layer=layer,
     )
     for note in choice.notes if say else ():
-        click.echo(f"note: {note}", err=True)
+        click.echo(f"note: {as_flags(note)}", err=True)
     return choice.train
 
 

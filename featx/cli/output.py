@@ -13,6 +13,7 @@ import sys
 
 import click
 
+from featx.cli.flags import as_flags
 from featx.errors import printable
 
 __all__ = [
@@ -89,7 +90,7 @@ def random_weights_banner(pretrained: bool) -> None:
 def print_notes(notes: list[str]) -> None:
     """Choices a command made on the user's behalf, said before its results."""
     for note in notes:
-        click.echo(f"note: {note}")
+        click.echo(f"note: {as_flags(note)}")
 
 
 def announce(pretrained: bool, notes: list[str]) -> None:
@@ -147,7 +148,7 @@ def print_extraction(result) -> None:
             "any class folder (e.g. " + printable(result.ignored[0]) + ")"
         )
     for note in result.notes:
-        click.echo(f"note:    {note}")
+        click.echo(f"note:    {as_flags(note)}")
     for label, items in (("skipped", result.skipped), ("failed", result.failures)):
         for item in items[:20]:
             click.echo(f"{label + ':':<9}{printable(item.path)}: {item.reason}")

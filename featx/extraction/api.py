@@ -19,7 +19,7 @@ from featx.compute.forward import (
     default_precision,
     resolve_device,
 )
-from featx.errors import ParameterError, ReadOnlyError, check_choice, check_int
+from featx.errors import ParameterError, ReadOnlyError, check_choice, check_int, param
 from featx.extraction.records import Compute, ExtractResult, RayEngine
 from featx.extraction.run import Run, make_folder, unchanged, update
 from featx.images import Labelling, Preprocess, list_images
@@ -76,13 +76,14 @@ def layer_spatial(spec, spatial: str) -> str:
         return "none"
     if not spec.poolings:
         raise ParameterError(
-            f"--spatial {spatial} does not apply to {spec.name}, of shape "
+            f"{param('spatial', spatial)} does not apply to {spec.name}, of shape "
             f"{list(spec.shape)}: it is neither a map nor a token sequence, and is "
-            "stored whole (--spatial none)"
+            f"stored whole ({param('spatial', 'none')})"
         )
     if spatial not in spec.poolings:
         raise ParameterError(
-            f"--spatial {spatial} does not apply to {spec.name}, a {spec.kind} of "
+            f"{param('spatial', spatial)} does not apply to {spec.name}, a "
+            f"{spec.kind} of "
             f"shape {list(spec.shape)}: use one of none, {', '.join(spec.poolings)}"
             + (" (cls is a ViT encoder's class token)" if spatial == "cls" else "")
         )

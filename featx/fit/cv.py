@@ -12,6 +12,7 @@ from sklearn.base import clone
 from sklearn.metrics import accuracy_score, f1_score
 
 from featx.cache import FeatureCache
+from featx.errors import param
 from featx.fit.result import CVOutcome
 from featx.fit.scoring import chosen_params, confusion, one_blas_thread, top_score
 from featx.fit.spec import SCORING, FitError, FitSpec, consensus
@@ -110,7 +111,7 @@ def cross_validate(
     smallest_fold = n_rows - -(-n_rows // spec.cv)
     if spec.pca and spec.pca > min(smallest_fold, n_features):
         raise FitError(
-            f"--pca {spec.pca} exceeds what a training fold holds "
+            f"{param('pca', spec.pca)} exceeds what a training fold holds "
             f"({smallest_fold} rows x {n_features} features)"
         )
     views = used_views(train, layer, spec)

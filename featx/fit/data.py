@@ -8,6 +8,7 @@ from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
 
 from featx.cache import FeatureCache, weights_spec
 from featx.choices import CLASSIFIERS, HEAD_MODELS
+from featx.errors import param
 from featx.fit.result import CVOutcome
 from featx.fit.scoring import top_score
 from featx.fit.spec import FitError
@@ -45,7 +46,7 @@ def labelled_rows(cache: FeatureCache, cv: int) -> tuple[np.ndarray, list[str]]:
     smallest = int(np.argmin(np.where(counts > 0, counts, np.iinfo(np.int64).max)))
     if counts[smallest] < cv:
         raise FitError(
-            f"--cv {cv} needs at least {cv} images in every class; "
+            f"{param('cv', cv)} needs at least {cv} images in every class; "
             f"{classes[smallest]!r} has {counts[smallest]}"
         )
     return labels, classes
@@ -55,9 +56,9 @@ def check_compatible(train: FeatureCache, test: FeatureCache, layer: str) -> Non
     """Refuse a test cache whose rows another network or preprocessing made."""
     if not train.meta.same_source(test.meta):
         raise FitError(
-            f"--test cache {test.path.name} was made with other weights or "
-            f"preprocessing than {train.path.name}; extract both with the same "
-            "--weights"
+            f"the {param('test')} cache {test.path.name} was made with other "
+            f"weights or preprocessing than {train.path.name}; extract both with "
+            f"the same {param('weights')}"
         )
     test.dataset(layer)
 
@@ -82,7 +83,7 @@ def evaluate_test(
             if unknown
             else "no labels"
         )
-        raise FitError(f"--test cache {test.path.name} has {what}")
+        raise FitError(f"the {param('test')} cache {test.path.name} has {what}")
     mapping = np.array([classes.index(c) for c in test.classes], np.int64)
     y_true = mapping[test.labels]
     if streaming:
@@ -141,15 +142,16 @@ def check_head_layer(cache: FeatureCache, layer: str | None) -> str:
     if not has_head(model):
         others = ", ".join(c for c in CLASSIFIERS if c != "head")
         raise FitError(
-            f"--clf head fine-tunes AlexNet's fc6-fc8 on pool5; this cache is of "
-            f"{model} ({cache.path.name}), which has no such head; choose another "
-            f"--clf ({others})"
+            f"{param('clf', 'head')} fine-tunes AlexNet's fc6-fc8 on pool5; this "
+            f"cache is of {model} ({cache.path.name}), which has no such head; "
+            f"choose another {param('clf')} ({others})"
         )
     layer = layer or "pool5"
     ldef = cache.layers.get(layer)
     if ldef is None or not is_head_layer(ldef):
         raise FitError(
-            f"--clf head fine-tunes fc6-fc8 on pool5 rows, and {cache.path.name} "
+            f"{param('clf', 'head')} fine-tunes fc6-fc8 on pool5 rows, and "
+            f"{cache.path.name} "
             f"{'has no pool5' if ldef is None else f'was asked for {layer}'}; run "
             f"`featx extract {cache.meta.data_root or 'DATA_DIR'} --layer pool5`"
         )

@@ -15,7 +15,7 @@ from featx import __version__
 from featx.cache import FORMAT_VERSION, FeatureCache, ModelCaches, resolve_caches
 from featx.cache.choice import held_out_notes
 from featx.cache.locate import missing_layer
-from featx.errors import FeatxError
+from featx.errors import FeatxError, Message
 from featx.fit.compare import compared_once, per_class
 from featx.fit.cv import cross_validate
 from featx.fit.data import (
@@ -169,9 +169,9 @@ def _comparable(
                     f"{train.path.name} has no {layer} (it has: "
                     f"{', '.join(train.layers) or 'none'})"
                     if clf != "head" and layer not in train.layers
-                    else str(exc)
+                    else exc.message.raw
                 )
-                notes.append(f"left out {entry.model}: {why}")
+                notes.append(Message(f"left out {entry.model}: {why}"))
                 continue
         kept.append(entry)
     if not kept:

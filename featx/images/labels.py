@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from featx.digest import file_sha256
-from featx.errors import DataError, ParameterError, printable
+from featx.errors import DataError, ParameterError, param, printable
 
 __all__ = ["Labelling", "read_label_csv"]
 
@@ -25,18 +25,21 @@ class Labelling:
 
     def __post_init__(self) -> None:
         if (self.csv is None) == (self.name_regex is None):
-            raise ParameterError("give one of --labels and --label-from-name")
+            raise ParameterError(
+                f"give one of {param('labels')} and {param('label_from_name')}"
+            )
         if self.name_regex is not None:
             try:
                 pattern = re.compile(self.name_regex)
             except re.error as exc:
                 raise ParameterError(
-                    f"--label-from-name {self.name_regex!r} is not a regular "
+                    f"{param('label_from_name', self.name_regex)} is not a regular "
                     f"expression: {exc}"
                 ) from exc
             if pattern.groups < 1:
                 raise ParameterError(
-                    f"--label-from-name {self.name_regex!r} has no group: put the "
+                    f"{param('label_from_name', self.name_regex)} has no group: put "
+                    "the "
                     "class in parentheses, e.g. '^(cat|dog)\\.'"
                 )
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from torch import nn
 
 from featx.choices import DECODE_MODES, DECODERS, DEFAULT_DECODE, MODELS, PRECISIONS
-from featx.errors import LayerError, check_choice
+from featx.errors import LayerError, check_choice, param
 from featx.images import Preprocess
 from featx.model import alexnet, timm_nets, torchvision_nets
 from featx.model.alexnet import (
@@ -106,7 +106,9 @@ def resolve_layers(
     if unknown:
         raise LayerError(net_def.unknown_layer(unknown[0]))
     if not names:
-        raise LayerError("no layer given; use --layer, e.g. --layer fc7")
+        raise LayerError(
+            f"no layer given; use {param('layer')}, e.g. {param('layer', 'fc7')}"
+        )
     return list(found.values())
 
 

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from featx.digest import file_sha256
-from featx.errors import WeightsError
+from featx.errors import WeightsError, param
 from featx.model import weightfiles
 from featx.model.backbone import Backbone, backbone
 from featx.model.checkpoints import hub_checkpoint
@@ -135,7 +135,7 @@ def load_weights(
     path = Path(weights).expanduser()
     if not path.exists():
         raise WeightsError(
-            f"--weights must be 'imagenet', 'random' or a weights file; "
+            f"{param('weights')} must be 'imagenet', 'random' or a weights file; "
             f"{weights!r} is none of these (no such file)"
         )
     kind = weightfiles.file_kind(path)
