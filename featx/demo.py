@@ -117,6 +117,7 @@ def demo_weights(weights="imagenet", *, model: str = "alexnet"):
         return load_weights("random", model=model), note
 
 
+# Long: the demo's steps in order, each a library call; code 56 lines.
 def run_demo(
     out: Path,
     *,

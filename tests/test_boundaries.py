@@ -27,28 +27,49 @@ COMMANDS = {
     ],
 }  # fmt: skip
 
-#: Run in a fresh interpreter: import featx.cli, run each command, and say after
-#: which step torch appeared in sys.modules, if it did.
-SCRIPT = """
-import json, sys
-SERVING = %r
-def web():
-    return sorted(m for m in SERVING if m in sys.modules)
-from featx.cli import main
-steps = [("import featx.cli", "torch" in sys.modules, web())]
-for args in json.loads(sys.argv[1]):
-    main(args, standalone_mode=False)
-    steps.append((args[0], "torch" in sys.modules, web()))
-print("STEPS " + json.dumps(steps))
-"""
-
 #: What `featx serve` alone imports (the serve extra, and Ray Serve): no other
 #: command, nor `featx --help`, may load them.
 SERVING = (
     "fastapi", "uvicorn", "starlette", "pydantic", "prometheus_client",
     "multipart", "python_multipart", "httpx", "ray.serve",
 )  # fmt: skip
-SCRIPT = SCRIPT % (SERVING,)
+HEAVY = ("torch", "torchvision", "sklearn")
+#: The library's torch-free modules: what fit, report, info and the model file
+#: need (the import structure itself is tests/test_structure.py's).
+TORCH_FREE = (
+    "featx.cache", "featx.cache.choice", "featx.cache.export", "featx.cache.info",
+    "featx.cache.read", "featx.cache.write", "featx.fit", "featx.fit.ray_backend",
+    "featx.compute.cluster", "featx.report", "featx.predict.modelfile",
+    "featx.records",
+)  # fmt: skip
+
+#: Run in a fresh interpreter, one step after another, and after each step say
+#: which of torch, torchvision, sklearn and the serving libraries are loaded.
+SCRIPT = """
+import importlib, json, sys
+SERVING, HEAVY, TORCH_FREE = %r, %r, %r
+def loaded():
+    return sorted(m for m in (*HEAVY, *SERVING) if m in sys.modules)
+steps = []
+import featx.model_names, featx.choices, featx.cli.checks
+steps.append(("vocabularies", loaded()))
+from featx.cli import main
+steps.append(("import featx.cli", loaded()))
+for args in (["--help"], ["serve", "--help"], ["info", "--help"]):
+    main(args, standalone_mode=False, prog_name="featx")
+    steps.append((" ".join(args), loaded()))
+for name in TORCH_FREE:
+    importlib.import_module(name)
+from featx.report import ReportSpec
+ReportSpec(cache="c.h5").command()
+steps.append(("the torch-free library", loaded()))
+for args in json.loads(sys.argv[1]):
+    main(args, standalone_mode=False)
+    steps.append((args[0], loaded()))
+print("STEPS " + json.dumps(steps))
+"""
+SCRIPT = SCRIPT % (SERVING, HEAVY, TORCH_FREE)
+
 
 @pytest.fixture
 def workdir(tmp_path: Path) -> Path:
@@ -59,18 +80,13 @@ def workdir(tmp_path: Path) -> Path:
     return tmp_path
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize(
-    "commands",
-    [
-        ("info",),
-        ("report",),
-        ("fit",),
-        ("info", "fit", "report"),
-    ],
-    ids="+".join,
-)
-def test_cache_reading_commands_load_no_torch(workdir, commands):
+def test_the_torch_free_boundary(workdir):
+    """The one check of what stays torch-free (CONTRIBUTING.md): the names the
+    CLI checks against and the CLI itself load neither torch nor scikit-learn;
+    `--help` (serve's too) no serving library; the library's cache-reading half
+    no torch; and `featx info`, `fit` and `report`, one after another, no torch
+    and no serving library."""
+    commands = ("info", "fit", "report")
     argv = json.dumps([COMMANDS[c] for c in commands])
     done = subprocess.run(
         [sys.executable, "-c", SCRIPT, argv],
@@ -81,51 +97,16 @@ def test_cache_reading_commands_load_no_torch(workdir, commands):
     )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     line = next(x for x in done.stdout.splitlines() if x.startswith("STEPS "))
-    steps = json.loads(line[len("STEPS ") :])
-    assert [s for s, _, _ in steps] == ["import featx.cli", *commands]
-    loaded = [step for step, torch_loaded, _ in steps if torch_loaded]
-    assert not loaded, f"torch is in sys.modules after: {', '.join(loaded)}"
-    web = {step: names for step, _, names in steps if names}
-    assert not web, f"serving libraries imported: {web}"
-    if "report" in commands:
-        assert (workdir / "report" / "results.json").is_file()
-    if "fit" in commands:
-        assert list((workdir / "models").glob("Train-random-*-fc7-logreg.skops"))
-
-
-def test_the_torch_free_vocabularies_import_neither_torch_nor_sklearn():
-    # what the command line checks names against before it loads the library
-    code = (
-        "import sys, featx.model_names, featx.choices, featx.cli.checks; "
-        "print(sorted(m for m in ('torch', 'torchvision', 'sklearn') "
-        "if m in sys.modules))"
+    steps = dict(json.loads(line[len("STEPS ") :]))
+    front = (
+        "vocabularies",
+        "import featx.cli",
+        "--help",
+        "serve --help",
+        "info --help",
     )
-    done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.strip() == "[]"
-
-
-@pytest.mark.parametrize("args", [["--help"], ["serve", "--help"], ["info", "--help"]])
-def test_help_loads_no_serving_library(tmp_path, args):
-    """`featx --help`, and the help of `serve` itself, import neither torch nor
-    the serve extra: only running `featx serve` does."""
-    script = SCRIPT.replace(
-        "main(args, standalone_mode=False)",
-        "main(args, standalone_mode=False, prog_name='featx')",
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", script, json.dumps([args])],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    line = next(x for x in done.stdout.splitlines() if x.startswith("STEPS "))
-    steps = json.loads(line[len("STEPS ") :])
-    assert [(torch_loaded, names) for _, torch_loaded, names in steps] == [
-        (False, []),
-        (False, []),
-    ]
+    assert {step: steps[step] for step in front} == {step: [] for step in front}
+    for step in ("the torch-free library", *commands):
+        assert steps[step] == ["sklearn"], f"after {step}: {steps[step]}"
+    assert (workdir / "report" / "results.json").is_file()
+    assert list((workdir / "models").glob("Train-random-*-fc7-logreg.skops"))

@@ -125,7 +125,6 @@ def test_describe_format_is_markdown_of_every_declaration():
     assert len(re.findall(r"^\|(---\|)+$", text, re.MULTILINE)) == 3  # three tables
 
 
-@pytest.mark.slow
 def test_cache_package_imports_no_torch_and_no_cycle():
     """Each module imports alone in a fresh interpreter (no cycle), and none of
     them (nor featx.cache) imports torch."""

@@ -2,10 +2,7 @@
 every ``click.Choice`` taken from the library."""
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import click
@@ -180,21 +177,6 @@ def test_the_library_checks_against_the_same_vocabularies():
     assert pipelines.SCALES == choices.SCALES  # pipelines knows nothing of featx
     assert featx.cache.export.FORMATS is choices.EXPORT_FORMATS
     assert featx.compute.devices.DEVICE_CHOICES is choices.DEVICES
-
-
-def test_importing_the_cli_loads_neither_torch_nor_sklearn():
-    code = (
-        "import sys, featx.cli; print(sorted({'torch', 'sklearn'} & set(sys.modules)))"
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ},
-        check=True,
-    )
-    assert out.stdout.strip() == "[]"
 
 
 def test_num_workers_is_no_longer_a_second_name_for_ray_actors(monkeypatch, tmp_path):

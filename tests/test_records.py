@@ -266,23 +266,6 @@ def test_legacy_result_store_is_reused(tmp_path, monkeypatch):
     ]
 
 
-def test_fit_and_report_load_no_torch():
-    import subprocess
-    import sys
-
-    code = (
-        "import sys, featx.fit, featx.report, featx.predict.modelfile\n"
-        "from featx.report import ReportSpec\n"
-        "ReportSpec(cache='c.h5').command()\n"
-        "assert 'torch' not in sys.modules, 'torch was imported'\n"
-        "assert 'featx.cli' not in sys.modules, 'the CLI was imported'\n"
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
-    )
-    assert done.returncode == 0, done.stderr
-
-
 def test_every_key_of_a_fit_is_a_field_of_its_row():
     from featx.fit import FitResult
 

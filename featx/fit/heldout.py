@@ -35,6 +35,7 @@ def is_data_folder(test: str | Path | None) -> bool:
     return test is not None and Path(test).is_dir()
 
 
+# Long: its docstring says what is copied from the training cache; code 56.
 def held_out_cache(
     folder: Path,
     *,

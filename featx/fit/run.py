@@ -76,24 +76,7 @@ def fit(
     spec = FitSpec(**renamed(options))
     spec.check()
     folder = Path(test) if is_data_folder(test) else None
-    choice = resolve_caches(
-        cache,
-        None if folder else test,
-        cache_dir,
-        models=models,
-        find_test=folder is None,
-    )
-    notes = list(choice.notes)
-    entries = choice.models or [ModelCaches("", choice.train, choice.test)]
-    # a layer or head that cannot work: refused before the notes and the work
-    kept = _comparable(entries, layer, spec.clf, notes)
-    if len(kept) < len(entries) and test is None:
-        # the held-out notes name the sets of the models kept alone
-        found = held_out_notes(entries)
-        notes = [n for n in notes if n not in found] + held_out_notes(kept)
-    entries = kept
-    if folder is not None:
-        notes += held_out_notes_of_folder(entries, folder)
+    entries, notes = _chosen(cache, test, folder, cache_dir, models, layer, spec)
     if announce is not None:
         announce(_pretrained(entries), notes)
     if folder is not None:
@@ -109,6 +92,45 @@ def fit(
               for r in runs for n in r.notes]  # fmt: skip
     # the best model by its best layer's score; an exact tie goes to the first
     run = max(runs, key=lambda r: np.mean(r.outcomes[r.layer].scores["accuracy"]))
+    result, meta = _finish(run, runs, spec, notes)
+    if save:
+        out = (
+            Path(out)
+            if out
+            else default_model_path(run.entry.train, run.layer, spec.clf)
+        )
+        meta = record_fit(meta, result)
+        result.model_path = str(save_model(out, run.outcomes[run.layer].final, meta))
+    return result
+
+
+def _chosen(cache, test, folder, cache_dir, models, layer, spec: FitSpec):
+    """The models' caches to compare (:func:`resolve_caches`) less those whose
+    layer or head cannot work, and the notes that say so; a held-out data
+    ``folder`` is named in the notes, extracted later."""
+    choice = resolve_caches(
+        cache,
+        None if folder else test,
+        cache_dir,
+        models=models,
+        find_test=folder is None,
+    )
+    notes = list(choice.notes)
+    entries = choice.models or [ModelCaches("", choice.train, choice.test)]
+    # a layer or head that cannot work: refused before the notes and the work
+    kept = _comparable(entries, layer, spec.clf, notes)
+    if len(kept) < len(entries) and test is None:
+        # the held-out notes name the sets of the models kept alone
+        found = held_out_notes(entries)
+        notes = [n for n in notes if n not in found] + held_out_notes(kept)
+    if folder is not None:
+        notes += held_out_notes_of_folder(kept, folder)
+    return kept, notes
+
+
+def _finish(run: _ModelRun, runs: list[_ModelRun], spec: FitSpec, notes: list[str]):
+    """The winning run's :class:`FitResult` (scored on its held-out cache, if
+    any) and the metadata its model file records."""
     entry, layer, classes = run.entry, run.layer, run.classes
     outcome = run.outcomes[layer]
     with FeatureCache(entry.train) as train:
@@ -128,11 +150,7 @@ def fit(
                     views=tuple(outcome.views),
                 )
         meta = model_meta(train, layer, spec.clf, classes, views=outcome.views)
-    if save:
-        out = Path(out) if out else default_model_path(entry.train, layer, spec.clf)
-        meta = record_fit(meta, result)
-        result.model_path = str(save_model(out, outcome.final, meta))
-    return result
+    return result, meta
 
 
 def _pretrained(entries: list[ModelCaches]) -> bool:

@@ -57,6 +57,7 @@ class Report:
 _SHARED = ("cv", "repeats", "seed", "tune")
 
 
+# Long: one pass from the caches to the report's files, each step a call.
 def make_report(
     *,
     cache: str | Path | None = None,

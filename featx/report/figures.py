@@ -92,6 +92,7 @@ def accuracy_by_layer(
     return _save(accuracy_figure(rows, columns, clfs), path)
 
 
+# Long: one matplotlib figure, drawn in the order it is read.
 @literal_text
 def accuracy_figure(
     rows: list[ResultRow], columns: list[tuple[str, str]], clfs: list[str]

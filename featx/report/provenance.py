@@ -76,6 +76,7 @@ def _extract_commands(infos: list[dict], layers: list[str], cache_dir) -> list[s
     return commands
 
 
+# Long: one dict, built key by key as provenance.json spells it.
 def provenance(spec: ReportSpec, sources: list | None = None) -> dict:
     """Where the data and weights came from, and the commands that redo it all;
     ``spec`` names the caches, layers and folders the report resolved, and

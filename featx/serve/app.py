@@ -222,6 +222,14 @@ def create_app(service, spec: ServeSpec, *, batcher=Batcher) -> FastAPI:
     )
     app.state.featx = state
     app.add_middleware(Guard, spec=spec, metrics=metrics)
+    _error_handlers(app)
+    _probes(app, state)
+    _routes(app, state)
+    return app
+
+
+def _error_handlers(app: FastAPI) -> None:
+    """Every error answers in the OpenAI error shape, in one line."""
 
     @app.exception_handler(ServeError)
     async def serve_error(request, exc: ServeError):
@@ -248,6 +256,11 @@ def create_app(service, spec: ServeSpec, *, batcher=Batcher) -> FastAPI:
     async def invalid(request, exc: RequestValidationError):
         return JSONResponse(error_body(str(exc.errors()[:1]), "invalid_request"), 422)
 
+
+def _probes(app: FastAPI, state: ServerState) -> None:
+    """Liveness, readiness and Prometheus metrics."""
+    service, metrics = state.service, state.metrics
+
     @app.get("/healthz", summary="Alive")
     async def healthz():
         return {"status": "ok"}
@@ -267,6 +280,11 @@ def create_app(service, spec: ServeSpec, *, batcher=Batcher) -> FastAPI:
         if state.batcher is not None:
             metrics.queue_depth.set(state.batcher.waiting)
         return Response(metrics.render(), media_type=metrics.content_type)
+
+
+def _routes(app: FastAPI, state: ServerState) -> None:
+    """The two endpoints that compute: embeddings and predictions."""
+    service, spec = state.service, state.spec
 
     @app.post(
         "/v1/embeddings",
@@ -312,5 +330,3 @@ def create_app(service, spec: ServeSpec, *, batcher=Batcher) -> FastAPI:
         # the classifier runs off the event loop, as the network does
         answer = await asyncio.to_thread(predict_answer, service, results, names, top_k)
         return json_response(answer)
-
-    return app
