@@ -11,6 +11,9 @@ and pillow-heif decode where the site is built). ``docs/cli.md``'s
 command's help, usage, options and examples, as ``featx COMMAND -h`` prints
 them, with click's ``\\b`` paragraphs (printed as written) as code blocks.
 
+``docs/architecture.md``'s ``<!-- featx:stages -->`` block is replaced by
+:func:`stages_table`: each stage and the stages it imports, from the code.
+
 The docstrings mkdocstrings renders use Sphinx roles (``:class:`X```); Markdown
 leaves the role's name before the code, and :func:`on_page_content` drops it.
 """
@@ -28,6 +31,8 @@ MARKER = "<!-- featx:cache-format -->"
 END_MARKER = "<!-- /featx:cache-format -->"
 FORMATS_MARKER = "<!-- featx:image-formats -->"
 FORMATS_END = "<!-- /featx:image-formats -->"
+STAGES_MARKER = "<!-- featx:stages -->"
+STAGES_END = "<!-- /featx:stages -->"
 CLI_MARKER = "<!-- featx:cli -->"
 CLI_END = "<!-- /featx:cli -->"
 SPHINX_ROLE = re.compile(r":(?:class|func|meth|mod|attr|data|exc|obj):(?=<code>)")
@@ -130,6 +135,31 @@ def cli_reference(prog_name: str = "featx") -> str:
     return "\n".join(lines).strip() + "\n"
 
 
+def stages_table() -> str:
+    """The architecture page's table: each stage, floor by floor from the top,
+    with what it holds (its package docstring's first sentence) and the stages
+    it imports, read from the code by the structure test's own import walk."""
+    import ast
+
+    from tests.test_structure import FLOORS, stage_graph
+
+    graph = stage_graph()
+    lines = ["| floor | stage | holds | imports |", "|---|---|---|---|"]
+    for floor, stage in reversed(list(enumerate(FLOORS))):
+        if stage in ("floor", "featx", "__main__"):
+            continue
+        package = ROOT / "featx" / stage
+        path = package / "__init__.py" if package.is_dir() else package.with_suffix(
+            ".py"
+        )
+        doc = ast.get_docstring(ast.parse(path.read_text())) or ""
+        holds = " ".join(doc.split("\n\n")[0].split()).split(". ")[0].rstrip(".")
+        below = sorted(graph.get(stage, {}), key=FLOORS.index, reverse=True)
+        shown = ", ".join(f"`{b}`" for b in below if b not in ("floor", "featx"))
+        lines.append(f"| {floor} | `featx.{stage}` | {holds} | {shown or '—'} |")
+    return "\n".join(lines) + "\n"
+
+
 def _replace(markdown: str, page, begin: str, end: str, text: str) -> str:
     before, rest = markdown.split(begin, 1)
     if end not in rest:
@@ -140,6 +170,8 @@ def _replace(markdown: str, page, begin: str, end: str, text: str) -> str:
 def on_page_markdown(markdown: str, page, config, files) -> str:
     if CLI_MARKER in markdown:
         markdown = _replace(markdown, page, CLI_MARKER, CLI_END, cli_reference())
+    if STAGES_MARKER in markdown:
+        markdown = _replace(markdown, page, STAGES_MARKER, STAGES_END, stages_table())
     if FORMATS_MARKER in markdown:
         markdown = _replace(
             markdown, page, FORMATS_MARKER, FORMATS_END, image_formats()

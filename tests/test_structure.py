@@ -286,3 +286,62 @@ def test_no_module_is_left_loose_beside_the_stage_packages():
         "progress",
         "records",
     ]
+
+
+#: featx's floors, bottom up (docs/architecture.md): a stage imports only the
+#: stages below it. ``floor`` is what every stage stands on (errors, choices,
+#: records, ...); ``featx`` is the package's own ``__init__`` (lazy names).
+FLOORS = (
+    "floor",
+    "featx",
+    "images",
+    "model",
+    "cache",
+    "compute",
+    "extraction",
+    "predict",
+    "fit",
+    "report",
+    "serve",
+    "demo",
+    "cli",
+    "__main__",
+)
+FLOOR_MODULES = ("errors", "choices", "records", "digest", "progress", "model_names")
+
+
+def stage_of(module: str) -> str:
+    """The stage of a featx module: ``featx.fit.cv`` -> ``fit``; the floor
+    modules -> ``floor``; ``featx`` itself -> ``featx``."""
+    parts = module.split(".")
+    if len(parts) == 1:
+        return "featx"
+    if parts[1] in FLOOR_MODULES or parts[1] == "_moved":
+        return "floor"
+    return parts[1]
+
+
+def stage_graph() -> dict[str, dict[str, str]]:
+    """Each stage -> the stages it imports, each with one import that does
+    (``module:line``)."""
+    graph: dict[str, dict[str, str]] = {}
+    for name, targets in import_graph().items():
+        for target, line in targets.items():
+            a, b = stage_of(name), stage_of(target)
+            if a != b:
+                graph.setdefault(a, {}).setdefault(b, f"{name}:{line}")
+    return graph
+
+
+def test_every_stage_imports_only_the_floors_below_it():
+    """The alias table (featx._moved) resolves old names lazily, by name: it
+    imports no module of featx itself."""
+    graph = stage_graph()
+    assert set(graph) | {t for ts in graph.values() for t in ts} <= set(FLOORS)
+    upward = [
+        f"{a} -> {b} ({where})"
+        for a, targets in graph.items()
+        for b, where in targets.items()
+        if FLOORS.index(b) > FLOORS.index(a)
+    ]
+    assert upward == []
