@@ -135,7 +135,7 @@ class Stop(FeatxError):
 def test_engine_ray_reaches_the_library(legacy, monkeypatch, command, target, option):
     seen = {}
 
-    def stop(**kwargs):
+    def stop(*spec, **kwargs):  # report passes its ReportSpec whole
         seen.update(kwargs)
         raise Stop("stopped")
 

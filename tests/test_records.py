@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from featx.choices import HEAD_TRAIN_LAYERS
+from featx.errors import ParameterError
 from featx.cli import main
 from featx.fit import FitSpec
 from featx.predict.modelfile import (
@@ -336,3 +337,11 @@ def test_keys_of_a_later_featx_are_kept_and_written_back():
     assert meta.extra == {"novel": {"a": 1}} and meta.to_dict() == stored
     with pytest.raises(ModelFileError, match=r"no featx_version.*fit it again"):
         ModelMeta.from_dict({k: v for k, v in stored.items() if k != "featx_version"})
+
+
+def test_make_report_takes_the_cli_s_spec_whole():
+    """featx report builds one ReportSpec and hands it to the library, which
+    builds no second one; settings the spec holds are not taken beside it."""
+    spec = ReportSpec(cache="c.h5", cv=3)
+    with pytest.raises(ParameterError, match="give cv in the ReportSpec"):
+        make_report(spec, cv=5)

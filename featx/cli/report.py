@@ -130,7 +130,7 @@ def report(
     if folder is not None:
         spec = _held_out(spec, folder, entries, cache_dir, progress)
     result = make_report(
-        **vars(spec),
+        spec,
         jobs=jobs,
         force=force,
         progress=progress,

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pipelines
 from featx.cache import FeatureCache, default_cache_dir, resolve_caches
-from featx.errors import ReadOnlyError, check_choice
+from featx.errors import ParameterError, ReadOnlyError, check_choice, param
 from featx.fit import CLASSIFIERS, FitSpec
 from featx.fit.compare import Verdict, best_of, decide
 from featx.fit.spec import renamed
@@ -59,6 +59,8 @@ _SHARED = ("cv", "repeats", "seed", "tune")
 
 # Long: one pass from the caches to the report's files, each step a call.
 def make_report(
+    spec: ReportSpec | None = None,
+    /,
     *,
     cache: str | Path | None = None,
     cache_dir: Path | None = None,
@@ -80,25 +82,33 @@ def make_report(
     :func:`~featx.cache.resolve_caches`), every (model, layer, classifier) is
     ranked in one table, on the same images and folds.
 
-    ``options`` are the fields of :class:`featx.fit.FitSpec` but ``clf``
+    ``spec``, if given, is the whole :class:`ReportSpec` (what ``featx report``
+    builds from its options) in place of the keyword arguments that are its
+    fields. ``options`` are the fields of :class:`featx.fit.FitSpec` but ``clf``
     (``cv``, ``seed``, ``jobs``, ``engine``, ``address``, ``progress``).
     """
-    spec = ReportSpec(
-        cache=cache,
-        test=test,
-        layers=layers,
-        clfs=list(clfs),
-        models=models,
-        center_only=center_only,
-        cache_dir=cache_dir,
-        out=out,
-        **{k: options.pop(k) for k in _SHARED if k in options},
-    )
+    if spec is None:
+        spec = ReportSpec(
+            cache=cache,
+            test=test,
+            layers=layers,
+            clfs=list(clfs),
+            models=models,
+            center_only=center_only,
+            cache_dir=cache_dir,
+            out=out,
+            **{k: options.pop(k) for k in _SHARED if k in options},
+        )
+    elif given := [k for k in _SHARED if k in options]:
+        raise ParameterError(
+            f"give {', '.join(given)} in the ReportSpec, not beside it"
+        )
     base = _base_fit_spec(spec, options)
-    cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    choice = resolve_caches(cache, test, cache_dir, models=models)
-    out = Path(out) if out else Path("reports") / choice.train.stem
-    check_writable(out, "--out")
+    cache_dir = Path(spec.cache_dir or default_cache_dir())
+    layers, models = spec.layers, spec.models
+    choice = resolve_caches(spec.cache, spec.test, cache_dir, models=models)
+    out = Path(spec.out) if spec.out else Path("reports") / choice.train.stem
+    check_writable(out, param("out"))
     store = ResultStore(cache_dir / "results", force=force)
     notes = list(choice.notes)
     with ExitStack() as stack:
