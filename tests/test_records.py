@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from featx.choices import HEAD_TRAIN_LAYERS
-from featx.errors import ParameterError
 from featx.cli import main
+from featx.errors import ParameterError
 from featx.fit import FitSpec
 from featx.predict.modelfile import (
     MODEL_FORMAT,
