@@ -330,6 +330,7 @@ def test_bad_weight_files_stop_with_one_line_before_any_image(
     assert "(256, 40, 5, 5)" in errors["shape"] and "(256, 48, 5, 5)" in errors["shape"]
 
 
+@pytest.mark.slow
 def test_caffe_files_are_refused_for_torchvisions_model(weight_files):
     _, files = weight_files
     for kind in ("npy", "h5", "caffemodel"):

@@ -58,6 +58,7 @@ def test_each_format_round_trips_the_cache(digits, tmp_path, fmt):
     assert got[2] == paths and got[3] == classes
 
 
+@pytest.mark.slow
 def test_a_missing_layer_is_named_with_the_command(digits, tmp_path):
     result = CliRunner().invoke(
         main,

@@ -527,6 +527,7 @@ def test_nan_weights_are_refused_at_load(tmp_path, image_folder):
     )
 
 
+@pytest.mark.slow
 def test_predict_reports_each_bad_path_and_goes_on(clean, tmp_path):
     model = tmp_path / "m.skops"
     assert_ok(

@@ -86,6 +86,7 @@ def test_head_learns_its_training_rows(head_cache):
     assert head.n_epochs_ == 200
 
 
+@pytest.mark.slow
 def test_other_weights_at_the_same_place_are_refused(head_cache, tmp_path):
     with FeatureCache(head_cache) as cache:
         X, y = cache.read("pool5"), cache.labels

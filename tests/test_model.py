@@ -94,6 +94,7 @@ def test_state_dict_file_loads(state_dict_file):
     assert loaded.pretrained and loaded.weights_id == "file:alexnet-seeded.pth"
 
 
+@pytest.mark.slow
 def test_wrong_keys_and_shapes_are_explained(tmp_path, state_dict_file):
     state = torch.load(state_dict_file, weights_only=True)
     state.pop("classifier.6.bias")
@@ -123,6 +124,7 @@ def test_imagenet_offline_says_where_to_put_the_file():
     assert str(hub_weights_file()) in message and "--weights PATH" in message
 
 
+@pytest.mark.slow
 def test_imagenet_weights_from_the_hub_cache(planted_torch_home, state_dict_file):
     loaded = load_weights("imagenet")
     assert loaded.pretrained

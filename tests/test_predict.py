@@ -68,6 +68,7 @@ def test_tampered_or_unsigned_model_is_refused(models, tmp_path):
         load_model(tmp_path / "copy.skops")
 
 
+@pytest.mark.slow
 def test_other_weights_are_refused(digits, models, tmp_path):
     torch.manual_seed(5)
     torch.save(alexnet().state_dict(), tmp_path / "other.pth")
@@ -151,6 +152,7 @@ def count_decodes(monkeypatch):
     return decoded
 
 
+@pytest.mark.slow
 def test_a_matching_cache_is_read_instead_of_extracting(digits, models, count_decodes):
     extracted = predict(models["svm"], [digits["test"]], num_workers=0)
     assert len(count_decodes) == 100
@@ -178,6 +180,7 @@ def test_the_cli_says_which_cache_it_read(digits, models):
     assert "accuracy:" in result.stdout
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("change", ["layer", "image", "no-reuse"])
 def test_a_cache_that_does_not_match_is_not_read(
     digits, models, tmp_path, count_decodes, change

@@ -129,6 +129,7 @@ def test_results_match_featx_fit_json(report, digits, tmp_path):
         assert row[key] == from_fit[key]
 
 
+@pytest.mark.slow
 def test_results_are_reused_unless_forced(report, digits, monkeypatch, tmp_path):
     calls = []
     real = fit
@@ -248,6 +249,7 @@ def test_html_opens_in_chromium_with_every_figure(report, tmp_path):
     assert "http://" not in html and "https://" not in html  # opens offline
 
 
+@pytest.mark.slow
 def test_untrusted_names_are_text(tmp_path, state_dict_file):
     folder = write_folder(tmp_path / "data", {XSS: 5, "b*_[x](y)": 5})
     result = extract(

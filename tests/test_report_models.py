@@ -40,6 +40,7 @@ def cross(two_models, tmp_path_factory):
     )  # fmt: skip
 
 
+@pytest.mark.slow
 def test_every_model_layer_and_classifier_in_one_table(cross, two_models):
     assert cross.models == list(TWO_MODELS)
     assert [(r.model, r.layer, r.clf) for r in cross.rows] == [
@@ -69,6 +70,7 @@ def test_every_model_layer_and_classifier_in_one_table(cross, two_models):
     assert len(predictions) == 8 * 30
 
 
+@pytest.mark.slow
 def test_rows_equal_each_models_report_alone(cross, two_models, tmp_path):
     """The same folds, intervals and scores as a report of one cache."""
     for model in TWO_MODELS:
@@ -129,6 +131,7 @@ def test_provenance_names_each_models_weights_and_the_commands(cross, two_models
     assert spec.models == list(TWO_MODELS) and spec.layers == LAYERS
 
 
+@pytest.mark.slow
 def test_one_model_report_is_as_before(two_models, tmp_path):
     cache_dir = copy_caches(two_models, tmp_path / "cache")
     report = make_report(
@@ -155,6 +158,7 @@ def test_one_model_report_is_as_before(two_models, tmp_path):
                                        "score"]  # fmt: skip
 
 
+@pytest.mark.slow
 def test_models_filters_and_orders_the_comparison(two_models, tmp_path):
     cache_dir = copy_caches(two_models, tmp_path / "cache")
     result = CliRunner().invoke(
@@ -214,6 +218,7 @@ def test_a_network_without_the_head_gets_no_head_rows(two_models, tmp_path):
     assert "--model resnet18 --weights random --seed 0" in text.replace("\\\n    ", "")
 
 
+@pytest.mark.slow
 def test_alexnet_and_resnet18_rank_in_one_table(two_models, tmp_path):
     from featx import extract
 

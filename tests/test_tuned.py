@@ -41,6 +41,7 @@ def wide():
 GRID = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)
 
 
+@pytest.mark.slow
 def test_inner_search_equals_grid_search_cv(wide):
     X, y, X_new = wide
     ours = TunedClassifier(
@@ -86,6 +87,7 @@ def _reference_inner_scores(estimator, param, grid, X, y, rtol):
     return scores, near
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("basis", ["cholesky", "eigen"])
 @pytest.mark.parametrize(
     ("estimator", "param", "grid", "rtol"),

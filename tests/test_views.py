@@ -98,6 +98,7 @@ def test_extracted_views_equal_the_reference_on_tencrop(tmp_path, state_dict_fil
                 np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_each_view_is_stored_and_resumed_on_its_own(tmp_path):
     folder = write_folder(tmp_path / "data", {"a": 3, "b": 3})
     kw = dict(layers=["fc7"], weights="random", cache_dir=tmp_path / "c", num_workers=0)
