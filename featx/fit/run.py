@@ -36,6 +36,7 @@ from featx.predict.modelfile import SUFFIX, ModelMeta, save_model
 __all__ = ["fit", "model_meta", "record_fit", "default_model_path"]
 
 
+# Long: a 25-line docstring of its options; the code is 41 lines.
 def fit(
     *,
     cache: str | Path | None = None,
