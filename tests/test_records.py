@@ -345,3 +345,68 @@ def test_make_report_takes_the_cli_s_spec_whole():
     spec = ReportSpec(cache="c.h5", cv=3)
     with pytest.raises(ParameterError, match="give cv in the ReportSpec"):
         make_report(spec, cv=5)
+
+
+def test_make_report_refuses_what_it_would_ignore_beside_a_spec():
+    spec = ReportSpec(cache="c.h5")
+    with pytest.raises(ParameterError, match="give out, center_only in the"):
+        make_report(spec, out=Path("elsewhere"), center_only=True)
+
+
+def test_make_report_still_takes_the_old_backend_keyword(monkeypatch):
+    import featx.report.build as build
+
+    def stop(*args, **kwargs):
+        raise RuntimeError("resolved")
+
+    monkeypatch.setattr(build, "resolve_caches", stop)
+    with (
+        pytest.warns(DeprecationWarning, match="backend= is now engine="),
+        pytest.raises(RuntimeError, match="resolved"),
+    ):
+        make_report(cache="c.h5", backend="local")
+    with pytest.raises(ParameterError, match="give engine= only"):
+        make_report(cache="c.h5", backend="local", engine="local")
+
+
+def test_a_result_s_summary_follows_its_scores():
+    """A held-out score set after the fit, or scores changed, are never shown
+    stale; fit --json keeps its key order (the summary last)."""
+    from featx.fit import FitResult
+
+    result = FitResult(
+        cache="c.h5", layer="fc7", clf="svm", n_rows=4, n_features=3,
+        classes=["a", "b"], cv=2, seed=0, scale="standard", pca=None, tuned=True,
+        cv_scores={"accuracy": [1.0, 0.5], "f1_macro": [1.0, 0.5]},
+        fit_times=[0.1, 0.2],
+    )  # fmt: skip
+    assert "test_accuracy" not in result
+    result.test = {"accuracy": 0.25, "f1_macro": 0.2}
+    assert result["test_accuracy"] == 0.25
+    result.cv_scores = {"accuracy": [0.0, 0.5], "f1_macro": [0.0, 0.5]}
+    assert result.to_dict()["cv_accuracy_mean"] == 0.25
+    keys = list(result.to_json())
+    assert keys[-9:] == [
+        "cv_accuracy_mean", "cv_accuracy_std", "cv_f1_macro_mean",
+        "cv_f1_macro_std", "fit_time_mean", "cv_accuracy_ci95", "test_accuracy",
+        "test_f1_macro", "classifier",
+    ]  # fmt: skip
+    with pytest.raises(TypeError):
+        FitResult("c.h5", "fc7", "svm", 4, 3, ["a"], 2, 0, "s", None, True, {}, [], 1.0)
+
+
+def test_a_result_pickled_before_extra_existed_still_serialises():
+    import pickle
+
+    from featx.fit import FitResult
+
+    result = FitResult(
+        cache="c.h5", layer="fc7", clf="svm", n_rows=4, n_features=3,
+        classes=["a", "b"], cv=2, seed=0, scale="standard", pca=None, tuned=True,
+        cv_scores={"accuracy": [1.0, 0.5]}, fit_times=[0.1],
+    )  # fmt: skip
+    state = dict(result.__dict__)
+    del state["extra"], state["classifier"]
+    old = FitResult.__new__(FitResult)
+    old.__setstate__(state)
+    assert pickle.loads(pickle.dumps(old)).to_dict()["cv_accuracy_mean"] == 0.75

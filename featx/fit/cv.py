@@ -42,7 +42,7 @@ def _fold(estimator, X, labels, train, test, n_classes):
 
 def _run_folds(estimator, X, labels, spec: FitSpec, splits, n_classes: int):
     """Each fold's result, in order, as the folds finish: in threads locally,
-    through Ray's joblib backend with ``backend="ray"``."""
+    through Ray's joblib backend with ``engine="ray"``."""
     local = spec.engine != "ray"
     # Ray's joblib backend cannot stream results: folds then report at the end
     return Parallel(

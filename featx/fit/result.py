@@ -5,7 +5,7 @@ cross-validation gives (:class:`CVOutcome`)."""
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import KW_ONLY, MISSING, dataclass, field, fields
 
 import numpy as np
 
@@ -20,6 +20,18 @@ RESULT_FORMAT = 2
 #: What results.json and results.csv leave out of each result: per-image arrays
 #: (a report's predictions.csv has them).
 BULKY = ("oof_pred", "oof_score")
+#: The summary statistics, in the order fit --json prints them (last).
+_SUMMARY = (
+    "cv_accuracy_mean",
+    "cv_accuracy_std",
+    "cv_f1_macro_mean",
+    "cv_f1_macro_std",
+    "fit_time_mean",
+    "cv_accuracy_ci95",
+    "test_accuracy",
+    "test_f1_macro",
+    "classifier",
+)
 #: Keys the record leaves out of its dict while they are unset.
 _OPTIONAL = (
     "test_accuracy",
@@ -62,7 +74,9 @@ class FitResult(Record, Mapping):
     tuned: bool
     cv_scores: dict[str, list[float]]
     fit_times: list[float]
-    #: Derived from ``cv_scores`` and ``fit_times`` when not given.
+    _: KW_ONLY  # the rest by name: the record grew, and will again
+    #: Derived from ``cv_scores`` and ``fit_times`` (given values are kept only
+    #: where those are absent).
     cv_accuracy_mean: float | None = None
     cv_accuracy_std: float | None = None
     cv_f1_macro_mean: float | None = None
@@ -95,7 +109,7 @@ class FitResult(Record, Mapping):
     model_scores: list[dict] = field(default_factory=list)
     #: The classifier alone (``svm`` of ``svm+ten``).
     classifier: str = ""
-    #: Derived from ``test`` when not given.
+    #: Derived from ``test`` (kept as given only where it is absent).
     test_accuracy: float | None = None
     test_f1_macro: float | None = None
     #: Set by :func:`featx.fit.compare.choose_best`.
@@ -108,20 +122,39 @@ class FitResult(Record, Mapping):
         self._derive()
 
     def _derive(self) -> None:
-        """Fill each summary statistic that is unset from what it summarises."""
+        """Each summary statistic, from what it summarises wherever that is
+        here, whenever those sources were set anew since the last time (so a
+        held-out score set after the fit, or new scores, are never shown
+        stale); a stored value stands where its source is absent, and a value
+        set by hand stands until its source is set again."""
+        sources = (id(self.cv_scores), id(self.fit_times), self.cv, id(self.test))
+        if self.__dict__.get("_derived_from") == sources:
+            return
+        self.__dict__["_derived_from"] = sources
         self.classifier = self.classifier or self.clf.partition("+")[0]
         scores = self.cv_scores
         for metric in ("accuracy", "f1_macro"):
-            if metric in scores and getattr(self, f"cv_{metric}_mean") is None:
+            if scores.get(metric):
                 setattr(self, f"cv_{metric}_mean", float(np.mean(scores[metric])))
                 setattr(self, f"cv_{metric}_std", float(np.std(scores[metric])))
-        if self.fit_time_mean is None and self.fit_times:
+        if self.fit_times:
             self.fit_time_mean = float(np.mean(self.fit_times))
-        if self.cv_accuracy_ci95 is None and "accuracy" in scores:
+        if scores.get("accuracy"):
             self.cv_accuracy_ci95 = ci95(scores["accuracy"], self.cv)
-        if self.test is not None and self.test_accuracy is None:
+        if self.test is not None:
             self.test_accuracy = self.test.get("accuracy")
             self.test_f1_macro = self.test.get("f1_macro")
+
+    def __setstate__(self, state: dict) -> None:
+        """A result pickled by an older featx: fields it lacked get their
+        defaults."""
+        for f in fields(self):
+            if f.name not in state and f.default_factory is not MISSING:
+                state[f.name] = f.default_factory()
+            elif f.name not in state and f.default is not MISSING:
+                state[f.name] = f.default
+        self.__dict__.update(state)
+        self._derive()
 
     def mean(self, metric: str) -> float:
         return float(np.mean(self.cv_scores[metric]))
@@ -140,8 +173,14 @@ class FitResult(Record, Mapping):
         return data
 
     def to_json(self) -> dict:
-        """:meth:`to_dict`: what ``featx fit --json`` prints."""
-        return self.to_dict()
+        """:meth:`to_dict` in the order ``featx fit --json`` has always printed
+        it: the summary statistics after the fit's own fields."""
+        data = self.to_dict()
+        last = [k for k in _SUMMARY if k in data]
+        return {
+            **{k: v for k, v in data.items() if k not in last},
+            **{k: data[k] for k in last},
+        }
 
     def summary(self) -> dict:
         """The result as results.json holds it: no per-image arrays."""
@@ -175,6 +214,7 @@ class FitResult(Record, Mapping):
     # ------------------------------------------ read access by key (Mapping)
 
     def __getitem__(self, key: str):
+        self._derive()
         if key in _FIELDS and not (
             key in _OPTIONAL and getattr(self, key) in (None, [])
         ):

@@ -150,6 +150,7 @@ def _finish(run: _ModelRun, runs: list[_ModelRun], spec: FitSpec, notes: list[st
                     streaming=spec.clf == "sgd",
                     views=tuple(outcome.views),
                 )
+                result._derive()  # its summary, with the held-out scores
         meta = model_meta(train, layer, spec.clf, classes, views=outcome.views)
     return result, meta
 

@@ -17,7 +17,7 @@ from sklearn.pipeline import Pipeline
 
 import pipelines
 from featx.choices import CLASSIFIERS, ENGINES, HEAD_TRAIN_LAYERS
-from featx.errors import FeatxError, check_choice, check_int
+from featx.errors import FeatxError, ParameterError, check_choice, check_int
 from featx.progress import Progress
 from pipelines.views import ViewEnsemble
 
@@ -64,19 +64,21 @@ def consensus(clf: str, fold_params: list[dict]) -> float:
 RENAMED = {"backend": "engine"}
 
 
-def renamed(options: dict) -> dict:
+def renamed(options: dict, *, stacklevel: int = 3) -> dict:
     """``options`` with each old keyword (:data:`RENAMED`) under its new name;
-    the old one still works, with a DeprecationWarning."""
+    the old one still works, with a DeprecationWarning (``stacklevel`` points it
+    at the caller's line). Both names at once are refused."""
     out = dict(options)
     for old, new in RENAMED.items():
         if old in out:
+            if new in out:
+                raise ParameterError(f"give {new}= only ({old}= is its old name)")
             warnings.warn(
                 f"{old}= is now {new}= (the word extraction uses too)",
                 DeprecationWarning,
-                stacklevel=3,
+                stacklevel=stacklevel,
             )
-            value = out.pop(old)
-            out.setdefault(new, value)
+            out[new] = out.pop(old)
     return out
 
 

@@ -55,6 +55,8 @@ class Report:
 
 #: The :class:`ReportSpec` fields that are also :class:`FitSpec` fields.
 _SHARED = ("cv", "repeats", "seed", "tune")
+#: make_report's keyword arguments that are ReportSpec fields, as when not given.
+_UNGIVEN = {"clfs": tuple(DEFAULT_CLFS), "center_only": False}
 
 
 # Long: one pass from the caches to the report's files, each step a call.
@@ -87,6 +89,24 @@ def make_report(
     fields. ``options`` are the fields of :class:`featx.fit.FitSpec` but ``clf``
     (``cv``, ``seed``, ``jobs``, ``engine``, ``address``, ``progress``).
     """
+    options = renamed(options)
+    given = {
+        "cache": cache,
+        "cache_dir": cache_dir,
+        "test": test,
+        "layers": layers,
+        "clfs": tuple(clfs),
+        "models": models,
+        "out": out,
+        "center_only": center_only,
+    }
+    if spec is not None:
+        beside = [k for k, v in given.items() if v != _UNGIVEN.get(k)]
+        beside += [k for k in _SHARED if k in options]
+        if beside:
+            raise ParameterError(
+                f"give {', '.join(beside)} in the ReportSpec, not beside it"
+            )
     if spec is None:
         spec = ReportSpec(
             cache=cache,
@@ -98,10 +118,6 @@ def make_report(
             cache_dir=cache_dir,
             out=out,
             **{k: options.pop(k) for k in _SHARED if k in options},
-        )
-    elif given := [k for k in _SHARED if k in options]:
-        raise ParameterError(
-            f"give {', '.join(given)} in the ReportSpec, not beside it"
         )
     base = _base_fit_spec(spec, options)
     cache_dir = Path(spec.cache_dir or default_cache_dir())
@@ -153,7 +169,7 @@ def _base_fit_spec(spec: ReportSpec, options: dict) -> FitSpec:
     if unknown:
         raise TypeError(f"make_report() got unexpected options {sorted(unknown)}")
     shared = {k: getattr(spec, k) for k in _SHARED}
-    base = FitSpec(clf=spec.clfs[0], **shared, **renamed(options))
+    base = FitSpec(clf=spec.clfs[0], **shared, **options)
     base.check()
     return base
 
