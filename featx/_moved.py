@@ -14,6 +14,7 @@ import importlib
 import importlib.abc
 import importlib.machinery
 import sys
+import types
 import warnings
 
 #: old dotted name -> the module that holds its code now.
@@ -33,9 +34,37 @@ MOVED = {
     "featx.workflow": "featx.fit.heldout",
 }
 
-__all__ = ["MOVED", "install", "quietly"]
+#: Old modules that were split: names the first target lacks are looked up in
+#: these, in order (``from featx.ray_engine import joblib_backend`` still works).
+ALSO = {
+    "featx.forward": ("featx.compute.devices", "featx.choices"),
+    "featx.ray_engine": ("featx.compute.cluster", "featx.fit.ray_backend"),
+}
+
+__all__ = ["ALSO", "MOVED", "install", "quietly"]
 
 _QUIET = [0]
+
+
+class _Split(types.ModuleType):
+    """An old module whose names now live in several: each name from the first
+    module that has it (the same objects, so classes are the same classes)."""
+
+    def __init__(self, name: str, sources: tuple[str, ...]) -> None:
+        super().__init__(name)
+        self._sources = sources
+
+    def __getattr__(self, attr: str):
+        for source in self._sources:
+            module = importlib.import_module(source)
+            if hasattr(module, attr):
+                return getattr(module, attr)
+        raise AttributeError(f"module {self.__name__!r} has no attribute {attr!r}")
+
+    def __dir__(self):
+        return sorted(
+            {n for s in self._sources for n in dir(importlib.import_module(s))}
+        )
 
 
 class _Alias(importlib.abc.MetaPathFinder, importlib.abc.Loader):
@@ -52,16 +81,25 @@ class _Alias(importlib.abc.MetaPathFinder, importlib.abc.Loader):
                 DeprecationWarning,
                 stacklevel=2,
             )
-        return importlib.import_module(new)
+        if spec.name in ALSO:
+            return _Split(spec.name, (new, *ALSO[spec.name]))
+        module = importlib.import_module(new)
+        spec.loader_state = module.__spec__  # importlib sets __spec__ to ours
+        return module
 
     def exec_module(self, module):
-        """The module it aliases has already run."""
+        """The module it aliases has already run; give it back its own spec
+        (so that reload, find_spec and importlib.resources see the real one)."""
+        real = module.__spec__.loader_state
+        if real is not None:
+            module.__spec__ = real
 
 
 def install() -> None:
-    """Put the alias finder on :data:`sys.meta_path` (once)."""
+    """Put the alias finder first on :data:`sys.meta_path` (once): a stale
+    ``featx/head.py`` left by an older install must not shadow it."""
     if not any(isinstance(f, _Alias) for f in sys.meta_path):
-        sys.meta_path.append(_Alias())
+        sys.meta_path.insert(0, _Alias())
 
 
 class quietly:

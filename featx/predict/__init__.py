@@ -52,4 +52,8 @@ __all__ = [
 def __getattr__(name: str):
     if name in _LAZY:
         return getattr(import_module(_LAZY[name]), name)
+    # any other name the module featx.predict held before it was a package
+    run = import_module("featx.predict.run")
+    if not name.startswith("__") and hasattr(run, name):
+        return getattr(run, name)
     raise AttributeError(f"module 'featx.predict' has no attribute {name!r}")
