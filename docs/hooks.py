@@ -141,7 +141,7 @@ def stages_table() -> str:
     it imports, read from the code by the structure test's own import walk."""
     import ast
 
-    from tests.test_structure import FLOORS, stage_graph
+    from tests.structure import FLOORS, stage_graph
 
     graph = stage_graph()
     lines = ["| floor | stage | holds | imports |", "|---|---|---|---|"]

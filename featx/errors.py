@@ -37,7 +37,13 @@ def param(name: str, *value) -> str:
     :func:`render`."""
     if not value:
         return f"{_MARK}{name}{_MARK}"
-    return f"{_MARK}{name}{_SEP}{value[0]}{_SEP}{value[0]!r}{_MARK}"
+    text, shown = (_clean(s) for s in (str(value[0]), repr(value[0])))
+    return f"{_MARK}{name}{_SEP}{text}{_SEP}{shown}{_MARK}"
+
+
+def _clean(text: str) -> str:
+    """A value as a mark may hold it: without the marks' own characters."""
+    return text.replace(_MARK, "").replace(_SEP, "")
 
 
 def render(message: str, flags: dict[str, str] | None = None) -> str:
@@ -49,7 +55,7 @@ def render(message: str, flags: dict[str, str] | None = None) -> str:
     def spell(match: re.Match) -> str:
         name, text, shown = match.groups()
         if flags is None:
-            return f"{name}={shown or ''}"
+            return f"`{name}`" if text is None else f"{name}={shown}"
         flag = flags.get(name, "--" + name.replace("_", "-"))
         return flag if text is None else f"{flag} {text}"
 
@@ -75,15 +81,20 @@ class Message(str):
 class FeatxError(Exception):
     """Base class for every error featx raises on purpose. Its message names
     parameters the library's way; the CLI renders them as flags
-    (:func:`render`)."""
+    (:func:`render`). ``args`` and ``repr`` hold the library's text."""
 
-    def __str__(self) -> str:
-        return render(super().__str__())
+    def __init__(self, *args) -> None:
+        raw = args[0] if args and isinstance(args[0], str) else None
+        if raw is not None:
+            args = (render(raw), *args[1:])
+        super().__init__(*args)
+        self._raw = raw
 
     @property
     def message(self) -> Message:
         """The message, as a :class:`Message` (it keeps the parameters it names)."""
-        return Message(super().__str__())
+        raw = getattr(self, "_raw", None)
+        return Message(raw if raw is not None else super().__str__())
 
     def for_cli(self, flags: dict[str, str]) -> str:
         """The message with its parameters spelled as the command line's flags."""

@@ -59,15 +59,26 @@ def check_format(
     absent: int = 1,
 ) -> int:
     """The format of a record, checked by the one rule: ``None`` (no format
-    recorded) reads as ``absent``; a format that is not a whole number, or is
-    above ``ours``, raises ``error`` with :func:`newer_message`."""
+    recorded) reads as ``absent``; a format above ``ours`` raises ``error`` with
+    :func:`newer_message`; one that is not a whole number from ``absent`` on (a
+    string, a bool, 2.5, infinity, -3) is refused as unreadable."""
     if found is None:
         return absent
-    try:
-        version = int(found)
-    except (TypeError, ValueError):
-        version = None
-    if version is None or version != found or version > ours:
+    version = None
+    if isinstance(found, numbers.Real) and not isinstance(found, bool):
+        try:
+            version = int(found)
+        except (OverflowError, ValueError):  # infinity, NaN
+            version = None
+        if version is not None and (version != found or version < absent):
+            version = None
+    if version is None:
+        shown = int(found) if isinstance(found, numbers.Integral) else repr(found)
+        raise error(
+            f"{what} is not a record this featx can read: its format {shown} is "
+            f"not a format featx writes (whole numbers from {absent})"
+        )
+    if version > ours:
         raise error(newer_message(what, found, ours, writer))
     return version
 
@@ -110,7 +121,7 @@ class Record:
         missing = [k for k in required_fields(cls) if k not in data]
         if missing:
             raise cls.ERROR(
-                f"{where} is not {cls.KIND} (no {', '.join(missing[:3])})"
+                f"{where} is not {cls.KIND} (no {', '.join(missing)})"
                 + cls.MISSING_HINT
             )
         known = {f.name for f in fields(cls)} - {"extra"}

@@ -1,4 +1,6 @@
-"""scikit-learn pipelines for classifying cached features. Knows nothing of torch.
+"""scikit-learn pipelines for classifying cached features. Knows nothing of torch,
+but for :mod:`pipelines.head` (AlexNet's own head, fine-tuned in torch), which is
+imported only when it is asked for.
 
 Each factory returns an unfitted :class:`~sklearn.pipeline.Pipeline` of a
 preprocessing step (standardisation by default, L2 normalisation, or none), an

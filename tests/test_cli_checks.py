@@ -244,7 +244,7 @@ def test_the_library_names_its_parameters_and_the_cli_its_flags():
     assert str(info.value).startswith("label_from_name='(' is not a regular")
     assert info.value.for_cli(FLAGS).startswith("--label-from-name ( is not a")
     note = Message(f"use {param('num_workers', 2)} or {param('layer_names')}")
-    assert note == "use num_workers=2 or layer_names="
+    assert note == "use num_workers=2 or `layer_names`"
     assert as_flags(note) == "use --workers 2 or --layer"
     assert as_flags("plain text") == "plain text"
 
@@ -252,3 +252,13 @@ def test_the_library_names_its_parameters_and_the_cli_its_flags():
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 1
     assert result.output.startswith("Error: --label-from-name ( is not a regular")
+
+
+def test_report_s_errors_name_report_s_own_flags():
+    from featx.cli.flags import flags_of
+    from featx.errors import ParameterError, param
+
+    error = ParameterError(f"no {param('layer', 'fc9')} in the cache")
+    assert error.for_cli(flags_of("report")) == "no --layers fc9 in the cache"
+    assert error.for_cli(flags_of("fit")) == "no --layer fc9 in the cache"
+    assert repr(error) == "ParameterError(\"no layer='fc9' in the cache\")"

@@ -318,14 +318,21 @@ def test_every_record_refuses_a_newer_format_in_the_same_words(tmp_path):
         assert str(e.value) == newer_message("m", 9, ours, "9.1.0")
 
 
-@pytest.mark.parametrize("found", ["2", 2.5, [2], "x"])
+@pytest.mark.parametrize(
+    "found", ["2", 2.5, [2], "x", True, False, -3, 0, float("inf"), float("nan")]
+)
 def test_a_format_that_is_not_a_whole_number_is_refused(found):
+    import numpy as np
+
     from featx.records import check_format as check
 
-    with pytest.raises(RecordError, match="upgrade featx"):
+    with pytest.raises(RecordError, match="is not a format featx writes"):
         check(found, 2, what="r", error=RecordError)
     assert check(None, 2, what="r", absent=1) == 1
-    assert check(2, 2, what="r") == 2
+    assert check(2, 2, what="r") == check(np.int64(2), 2, what="r") == 2
+    assert check(2.0, 2, what="r") == 2
+    with pytest.raises(RecordError, match="upgrade featx"):
+        check(3, 2, what="r", error=RecordError)
 
 
 def test_keys_of_a_later_featx_are_kept_and_written_back():

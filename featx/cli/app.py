@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from featx.cli.flags import FLAGS
+from featx.cli.flags import flags_of
 from featx.cli.options import CONTEXT
 from featx.errors import FeatxError, NoSpaceError, printable
 
@@ -31,7 +31,9 @@ class FeatxGroup(click.Group):
             sys.stderr.flush()
             os._exit(1)
         except FeatxError as exc:
-            raise click.ClickException(exc.for_cli(FLAGS)) from exc
+            raise click.ClickException(
+                exc.for_cli(flags_of(ctx.invoked_subcommand))
+            ) from exc
         except OSError as exc:
             # A fault of the machine (permissions, disk, a vanished file) that no
             # check above foresaw: one line, never a traceback.

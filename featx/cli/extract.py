@@ -198,6 +198,8 @@ def extract(
     Re-running computes only what is missing: new images, changed images and new
     layers. An interrupted run resumes where it stopped.
     """
+    if old_ray_actors is not None and ray_actors is not None:
+        raise click.UsageError("give --ray-actors only (--num-workers is its old name)")
     ray_actors = old_ray_actors or ray_actors
     check_extract_arguments(
         data_dirs=data_dirs,

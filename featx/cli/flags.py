@@ -5,9 +5,11 @@ avg``)."""
 
 from __future__ import annotations
 
+import click
+
 from featx.errors import Message
 
-__all__ = ["FLAGS", "as_flags"]
+__all__ = ["COMMAND_FLAGS", "FLAGS", "as_flags", "flags_of"]
 
 #: The flag of each library parameter whose flag is not ``--`` and its name
 #: with dashes (what :func:`featx.errors.render` assumes otherwise).
@@ -19,6 +21,20 @@ FLAGS = {
 }
 
 
+#: Where one command spells a parameter its own way (report takes several
+#: layers and classifiers).
+COMMAND_FLAGS = {"report": {"layer": "--layers", "clf": "--clfs"}}
+
+
+def flags_of(command: str | None) -> dict[str, str]:
+    """The flags of ``command`` (a subcommand's name), for :func:`render`."""
+    return {**FLAGS, **COMMAND_FLAGS.get(command or "", {})}
+
+
 def as_flags(text: str) -> str:
-    """``text`` (a note or a message) with its parameters spelled as flags."""
-    return text.for_cli(FLAGS) if isinstance(text, Message) else text
+    """``text`` (a note or a message) with its parameters spelled as the flags
+    of the command that is running."""
+    if not isinstance(text, Message):
+        return text
+    ctx = click.get_current_context(silent=True)
+    return text.for_cli(flags_of(ctx.info_name if ctx else None))

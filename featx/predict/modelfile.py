@@ -64,6 +64,12 @@ class ModelMeta(Record):
 
     ERROR = ModelFileError
     KIND = "a model file this featx can read"
+
+    @classmethod
+    def from_dict(cls, data: dict, *, where: str = "model file") -> ModelMeta:
+        """Read the metadata a model file stores; ``where`` names it in errors."""
+        return super().from_dict(data, where=where)
+
     MISSING_HINT = ": fit it again with this featx"
 
     featx_version: str
