@@ -25,7 +25,7 @@ from torch.nn import functional as F
 
 from featx.choices import HEAD_TRAIN_LAYERS
 from featx.compute.devices import resolve_device
-from featx.errors import ParameterError, WeightsError
+from featx.errors import ParameterError, WeightsError, param
 from featx.model import load_weights
 
 __all__ = ["TRAIN_LAYERS", "NEW_LAYER_LR", "head_weights", "HeadClassifier"]
@@ -198,7 +198,8 @@ class HeadClassifier(ClassifierMixin, BaseEstimator):
         if n_features != want:
             raise ParameterError(
                 f"the head fine-tunes on pool5 rows of {want} features (extract "
-                f"--layer pool5 --spatial none); these have {n_features}"
+                f"{param('layer', 'pool5')} {param('spatial', 'none')}); these "
+                f"have {n_features}"
             )
 
     # Long: one training loop, early stopping included.

@@ -199,10 +199,10 @@ def test_a_network_without_the_head_gets_no_head_rows(two_models, tmp_path):
     assert plan["alexnet", "pool5"] == [("head", None), ("ridge", None)]
     assert plan["resnet18", "pool5"] == [("ridge", None)]
     assert notes == [
-        "no head rows for resnet18: --clfs head fine-tunes AlexNet's fc6-fc8 on pool5"
+        "no head rows for resnet18: clfs='head' fine-tunes AlexNet's fc6-fc8 on pool5"
     ]
     with pytest.raises(ReportError, match=(
-        r"^--clfs head fine-tunes AlexNet's fc6-fc8 on pool5, and the report's "
+        r"^clfs='head' fine-tunes AlexNet's fc6-fc8 on pool5, and the report's "
         r"caches are of resnet18; add another classifier$"
     )):  # fmt: skip
         make_report(cache_dir=cache_dir, models=["resnet18"], clfs=["head"],

@@ -25,7 +25,7 @@ import numpy as np
 from featx.cache.locate import missing_layer
 from featx.cache.read import FeatureCache
 from featx.choices import EXPORT_FORMATS
-from featx.errors import FeatxError, check_choice
+from featx.errors import FeatxError, check_choice, param
 
 __all__ = ["ExportError", "FORMATS", "default_out", "export"]
 
@@ -56,7 +56,7 @@ def export(cache_path: Path, layer: str, fmt: str, out: Path | None = None) -> P
         except ImportError as exc:
             raise ExportError(
                 "parquet needs pyarrow: pip install -e '.[parquet]' (or choose "
-                "--format npz or csv)"
+                f"{param('fmt', 'npz')} or csv)"
             ) from exc
     out = Path(out) if out is not None else default_out(cache_path, layer, fmt)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from featx.cache.read import FeatureCache
 from featx.cache.schema import CacheMeta
-from featx.errors import CacheError
+from featx.errors import CacheError, param
 
 __all__ = [
     "HELD_OUT_NAME",
@@ -63,7 +63,7 @@ def _no_cache(cache_dir: Path, where: str) -> CacheError:
     )
     return CacheError(
         f"no cache in {where}: {why}; run `featx extract DATA_DIR --layer fc7` "
-        "first, or point --cache-dir / FEATX_CACHE_DIR at your caches"
+        f"first, or point {param('cache_dir')} / FEATX_CACHE_DIR at your caches"
     )
 
 

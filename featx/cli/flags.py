@@ -18,6 +18,7 @@ FLAGS = {
     "num_workers": "--workers",
     "cache_dir": "--cache-dir",
     "label_from_name": "--label-from-name",
+    "fmt": "--format",
 }
 
 

@@ -151,7 +151,9 @@ def print_extraction(result) -> None:
         click.echo(f"note:    {as_flags(note)}")
     for label, items in (("skipped", result.skipped), ("failed", result.failures)):
         for item in items[:20]:
-            click.echo(f"{label + ':':<9}{printable(item.path)}: {item.reason}")
+            click.echo(
+                f"{label + ':':<9}{printable(item.path)}: {as_flags(item.reason)}"
+            )
         if len(items) > 20:
             click.echo(f"{label + ':':<9}... and {len(items) - 20} more (`featx info`)")
     if result.not_images:

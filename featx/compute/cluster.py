@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-from featx.errors import FeatxError
+from featx.errors import FeatxError, param
 
 __all__ = ["INSTALL_HINT", "EngineError", "connect", "require_ray"]
 
@@ -21,7 +21,8 @@ def require_ray():
         import ray
     except ImportError as exc:
         raise EngineError(
-            f"--engine ray needs Ray, which is not installed: {INSTALL_HINT}"
+            f"{param('engine', 'ray')} needs Ray, which is not installed: "
+            f"{INSTALL_HINT}"
         ) from exc
     return ray
 

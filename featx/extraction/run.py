@@ -37,7 +37,7 @@ from featx.compute.forward import (
     Batch,
     compute_batches,
 )
-from featx.errors import ReadOnlyError
+from featx.errors import ReadOnlyError, param
 from featx.extraction.records import Compute, ExtractResult, RayEngine
 from featx.images import ImageSet, Preprocess
 from featx.model import (
@@ -180,7 +180,7 @@ def unchanged(run: Run, exc: ReadOnlyError) -> ExtractResult:
     if not up_to_date(old, scanned, skipped, run.wanted, run.meta):
         raise ReadOnlyError(
             f"{exc}; the cache needs new rows or layers. Give a writable "
-            "--cache-dir (or FEATX_CACHE_DIR)"
+            f"{param('cache_dir')} (or FEATX_CACHE_DIR)"
         ) from exc
     failed, rows, _ = split_known(old, scanned, skipped)
     warnings = kept_warnings(old, [*rows.paths, *(f.path for f in failed)])

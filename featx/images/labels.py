@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from featx.digest import file_sha256
-from featx.errors import DataError, ParameterError, param, printable
+from featx.errors import DataError, Message, ParameterError, param, printable
 
 __all__ = ["Labelling", "read_label_csv"]
 
@@ -63,7 +63,10 @@ class Labelling:
                 if match and match.group(1):
                     found[rel] = match.group(1)
                 else:
-                    why = f"name does not match --label-from-name {self.name_regex!r}"
+                    why = Message(
+                        "name does not match "
+                        + param("label_from_name", self.name_regex)
+                    )
                     skipped.append((rel, why))
             return found, skipped, []
         table = read_label_csv(Path(self.csv))

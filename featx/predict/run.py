@@ -14,7 +14,7 @@ import numpy as np
 
 from featx.cache import LayerDef, weights_spec
 from featx.compute.forward import compute_batches, resolve_device
-from featx.errors import WeightsError, check_int, printable
+from featx.errors import WeightsError, check_int, param, printable
 from featx.extraction.api import layer_def
 from featx.images import FolderWalker, entry_kind
 from featx.images.preprocess import computed_with
@@ -138,7 +138,7 @@ def weights_for(meta: ModelMeta, weights: str | None) -> LoadedWeights:
             raise WeightsError(
                 f"the model's features came from the weights file {wid[5:]} "
                 f"(sha256 {meta.weights_sha256[:16]}…), which is not at {source}; "
-                "pass --weights PATH to that file"
+                f"pass {param('weights', 'PATH')} to that file"
             )
         loaded = load_weights(str(source), model=arch)
     if loaded.sha256 != meta.weights_sha256:

@@ -162,7 +162,9 @@ def make_report(
 def _base_fit_spec(spec: ReportSpec, options: dict) -> FitSpec:
     """The :class:`FitSpec` every row of the report shares, checked."""
     if not spec.clfs:
-        raise ReportError("no classifier given; e.g. --clfs svm,logreg,mlp")
+        raise ReportError(
+            f"no classifier given; e.g. {param('clfs', 'svm,logreg,mlp')}"
+        )
     for clf in spec.clfs:
         check_choice("clfs", clf, CLASSIFIERS)
     unknown = set(options) - {f.name for f in fields(FitSpec)} - {"clf"}

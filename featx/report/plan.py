@@ -6,7 +6,7 @@ from __future__ import annotations
 from contextlib import ExitStack
 
 from featx.cache import CacheChoice, FeatureCache, ModelCaches
-from featx.errors import FeatxError
+from featx.errors import FeatxError, Message, param
 from featx.fit import has_head, is_head_layer
 from featx.fit.compare import compared_once
 from featx.images.views import CENTER, setting_of
@@ -75,19 +75,23 @@ def plan_fits(sources: list[Source], spec: ReportSpec, notes: list[str]) -> dict
         others = [s.model for s in sources if not has_head(s.model)]
         if others and len(others) < len(sources):
             notes.append(
-                f"no head rows for {', '.join(others)}: --clfs head fine-tunes "
-                "AlexNet's fc6-fc8 on pool5"
+                Message(
+                    f"no head rows for {', '.join(others)}: "
+                    f"{param('clfs', 'head')} fine-tunes AlexNet's fc6-fc8 on pool5"
+                )
             )
     if not any(plan.values()):
         if not any(has_head(s.model) for s in sources):
             raise ReportError(
-                "--clfs head fine-tunes AlexNet's fc6-fc8 on pool5, and the report's "
+                f"{param('clfs', 'head')} fine-tunes AlexNet's fc6-fc8 on pool5, and "
+                "the report's "
                 f"caches are of {', '.join(s.model for s in sources)}; add another "
                 "classifier"
             )
         raise ReportError(
-            "--clfs head fine-tunes on pool5 alone, and no layer of the report "
-            "is pool5; add --layers pool5 or another classifier"
+            f"{param('clfs', 'head')} fine-tunes on pool5 alone, and no layer of "
+            f"the report is pool5; add {param('layers', 'pool5')} or another "
+            "classifier"
         )
     return plan
 
