@@ -6,14 +6,23 @@ from pathlib import Path
 
 import click
 
-from featx.choices import DECODE_MODES, DECODERS, DTYPES, PRECISIONS, SPATIAL
+from featx.choices import (
+    DECODE_MODES,
+    DECODERS,
+    DTYPES,
+    PRECISIONS,
+    RUNTIME_PRECISIONS,
+    SPATIAL,
+)
 from featx.cli.app import main
 from featx.cli.checks import check_extract_arguments
 from featx.cli.options import (
+    calibration_option,
     device_options,
     engine_option,
     examples,
     model_option,
+    runtime_option,
     weights_options,
 )
 from featx.cli.output import TqdmProgress, print_extraction, random_weights_banner
@@ -43,6 +52,8 @@ EXTRACT_EXAMPLES = examples(
     "featx extract --model resnet50 --weights random -l layer4 --spatial avg "
     "--views flip data/Train data/Test",
     "featx extract --weights random -l pool5 --label-from-name '^(cat|dog)\\.' train",
+    "featx extract --weights random -l pool5 -l fc7 --runtime openvino "
+    "--precision int8 data/Train",
 )
 
 
@@ -118,11 +129,19 @@ EXTRACT_EXAMPLES = examples(
 )
 @click.option(
     "--precision",
-    type=click.Choice(PRECISIONS),
+    type=click.Choice(tuple(dict.fromkeys(PRECISIONS + RUNTIME_PRECISIONS))),
     default=None,
     help="Arithmetic of the forward pass [default: fp32 on a CPU, bf16 on CUDA]; "
-    "a cache holds one precision.",
+    "a cache holds one precision. int8 (quantized on the folder's own images) "
+    "is for --runtime openvino or onnxruntime.",
 )
+@runtime_option(
+    "What runs the forward pass: torch, or the network exported to ONNX once "
+    "and run by OpenVINO or ONNX Runtime on the CPU (pip install -e "
+    "'.[cpu-fast]'); e.g. --runtime openvino --precision int8 [default: torch]. "
+    "A cache holds one runtime; the difference from fp32 torch is printed."
+)
+@calibration_option
 @click.option(
     "--decoder",
     type=click.Choice(DECODERS),
@@ -179,6 +198,8 @@ def extract(
     mean_file,
     decode,
     precision,
+    runtime,
+    calibration,
     decoder,
 ) -> None:
     """Extract a network's activations (AlexNet's by default; --model NAME) for
@@ -236,5 +257,7 @@ def extract(
             decode=decode,
             precision=precision,
             decoder=decoder,
+            runtime=runtime or "torch",
+            calibration=calibration,
         )
         print_extraction(result)

@@ -13,8 +13,9 @@ from featx.cache import (
     default_cache_dir,
 )
 from featx.cache.identity import cache_meta, cache_path_for
-from featx.choices import DTYPES, ENGINES, SPATIAL
+from featx.choices import DTYPES, ENGINES, RUNTIMES, SPATIAL
 from featx.compute.forward import (
+    check_runtime,
     default_decoder,
     default_precision,
     resolve_device,
@@ -22,7 +23,7 @@ from featx.compute.forward import (
 from featx.errors import ParameterError, ReadOnlyError, check_choice, check_int
 from featx.extraction.records import Compute, ExtractResult, RayEngine
 from featx.extraction.run import Run, make_folder, unchanged, update
-from featx.images import Labelling, Preprocess, list_images
+from featx.images import ImageSet, Labelling, Preprocess, list_images
 from featx.images.views import CENTER, VIEW_SETS, views_of
 from featx.model import (
     LoadedWeights,
@@ -34,6 +35,7 @@ from featx.progress import Progress
 
 __all__ = [
     "resolve_preprocess",
+    "calibrate",
     "layer_spatial",
     "layer_def",
     "wanted_layers",
@@ -54,17 +56,49 @@ def _resolve_weights(
 
 
 def resolve_preprocess(
-    model, mean, decode, precision, decoder, *, device: torch.device, ray=False
+    model,
+    mean,
+    decode,
+    precision,
+    decoder,
+    *,
+    device: torch.device,
+    ray=False,
+    runtime: str = "torch",
 ) -> Preprocess:
     """The preprocessing of ``model`` with the decode mode, the precision
-    (default: the device's) and the JPEG decoder (default: the device's; PIL
-    with Ray, whose workers decode on their own); the transformer resolves its
-    cache the same way."""
+    (default: the device's; fp32 for another runtime than torch), the JPEG
+    decoder (default: the device's; PIL with Ray, whose workers decode on their
+    own) and the runtime; the transformer resolves its cache the same way."""
+    check_choice("runtime", runtime, RUNTIMES)
+    check_runtime(runtime, device, ray=ray)
+    precision = precision or ("fp32" if runtime != "torch" else None)
     precision = precision or default_precision(device)
     decoder = decoder or ("pil" if ray else default_decoder(device))
     if ray and decoder != "pil":
         raise ParameterError("decoder 'torchvision' runs with the local engine only")
-    return preprocess_for(model, mean, decode, precision, decoder)
+    return preprocess_for(model, mean, decode, precision, decoder, runtime)
+
+
+def calibrate(
+    preprocess: Preprocess, images: ImageSet, calibration: int | dict | None
+) -> None:
+    """Give an int8 ``preprocess`` its calibration set: ``calibration`` images
+    (default :data:`featx.compute.quantize.CALIBRATION_IMAGES`) sampled from
+    ``images``, or the set a training cache recorded (a dict); refuse
+    ``calibration`` for any other precision."""
+    if preprocess.precision != "int8":
+        if isinstance(calibration, int) and not isinstance(calibration, bool):
+            raise ParameterError("`calibration` is for precision 'int8' only")
+        return
+    from featx.compute.quantize import CALIBRATION_IMAGES, sample_calibration
+
+    if isinstance(calibration, dict):
+        preprocess.calibration = dict(calibration)
+        return
+    n = CALIBRATION_IMAGES if calibration is None else calibration
+    described, files = sample_calibration(images.root, images.paths, n)
+    preprocess.calibration, preprocess.calibration_files = described, files
 
 
 def layer_spatial(spec, spatial: str) -> str:
@@ -131,6 +165,18 @@ def identical_notes(path: Path, wanted: list[LayerDef]) -> list[str]:
     ]
 
 
+def _parity(run: Run, result: ExtractResult) -> dict[str, float]:
+    """Another runtime's (or int8's) difference from float32 torch: measured
+    when this run computed rows, else as an earlier run recorded it."""
+    from featx.extraction.parity import measured, recorded_parity, runtime_parity
+
+    if not measured(run.preprocess):
+        return {}
+    if result.n_new:
+        return runtime_parity(run)
+    return recorded_parity(run.path, [w.key for w in run.wanted])
+
+
 def _check_options(*, spatial, dtype, batch_size, num_workers, engine, views) -> None:
     check_choice("spatial", spatial, SPATIAL)
     check_choice("dtype", dtype, DTYPES)
@@ -166,10 +212,12 @@ def extract(
     decode: str = "fast",
     precision: str | None = None,
     decoder: str | None = None,
+    runtime: str = "torch",
+    calibration: int | dict | None = None,
 ) -> ExtractResult:
     """Extract ``layers`` for every image under ``data_dir`` into the cache.
 
-    (Twenty parameters: they mirror `featx extract`'s options one to one.)
+    (Twenty-two parameters: they mirror `featx extract`'s options one to one.)
 
     Parameters
     ----------
@@ -189,6 +237,16 @@ def extract(
         resized and cropped there (other files, CMYK JPEGs and whatever the
         device refuses go through PIL). None: torchvision on CUDA, PIL on a CPU.
         Part of the cache's identity.
+    runtime
+        ``"torch"``, or ``"openvino"`` / ``"onnxruntime"``: the network exported
+        to ONNX once (``$TORCH_HOME/featx-runtimes``) and run by that runtime on
+        the CPU (the ``cpu-fast`` extra). Their precision is ``"fp32"`` or
+        ``"int8"`` (quantized on a sample of the folder's own images). Part of
+        the cache's identity; each stored layer's relative difference from
+        float32 torch on a sample is recorded (``ExtractResult.parity``).
+    calibration
+        int8 only: how many of the folder's images to calibrate on (default
+        300, a fixed seed), or the calibration a training cache recorded.
     views
         ``"center"`` (the centre crop), ``"flip"`` (and its mirror image) or
         ``"ten"`` (the four corners and the centre, and their mirrors), each
@@ -243,14 +301,17 @@ def extract(
     if isinstance(weights, LoadedWeights):
         model = weights.arch
     specs = resolve_layers(list(layers), model)  # an unknown model stops here
+    if runtime != "torch" and device == "auto":
+        device = "cpu"  # the other runtimes run on the CPU only
     compute = Compute(resolve_device(device), batch_size, num_workers, engine)
     # a bad mean file, decode mode, precision or decoder stops here
     preprocess = resolve_preprocess(
         model, mean, decode, precision, decoder,
-        device=compute.device, ray=isinstance(engine, RayEngine),
+        device=compute.device, ray=isinstance(engine, RayEngine), runtime=runtime,
     )  # fmt: skip
     images = list_images(Path(data_dir), labelling)  # lists; reads no image
     images.root = images.root.resolve()
+    calibrate(preprocess, images, calibration)
     loaded = _resolve_weights(weights, seed, model)  # a bad file stops here
     wanted = wanted_layers(specs, spatial, dtype, views, model)
     cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
@@ -262,6 +323,7 @@ def extract(
         with cache_lock(path):
             result = update(run, rebuild=rebuild)
             result.notes += identical_notes(path, wanted)
+            result.parity = _parity(run, result)
             return result
     except ReadOnlyError as exc:
         if rebuild:

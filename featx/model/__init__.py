@@ -15,7 +15,14 @@ from pathlib import Path
 
 from torch import nn
 
-from featx.choices import DECODE_MODES, DECODERS, MODELS, PRECISIONS
+from featx.choices import (
+    DECODE_MODES,
+    DECODERS,
+    MODELS,
+    PRECISIONS,
+    RUNTIME_PRECISIONS,
+    RUNTIMES,
+)
 from featx.errors import LayerError, check_choice
 from featx.images import Preprocess
 from featx.model import alexnet, timm_nets, torchvision_nets
@@ -82,20 +89,29 @@ def preprocess_for(
     decode: str = "exact",
     precision: str = "fp32",
     decoder: str = "pil",
+    runtime: str = "torch",
+    calibration: dict | None = None,
 ) -> Preprocess:
     """The input preprocessing of ``model``; ``mean`` (a ``.npy`` mean image)
     only for caffe-alexnet; ``decode``, one of :data:`featx.choices.DECODE_MODES`
     (``fast`` scales JPEGs down to the model's own resize target); ``precision``
     one of :data:`featx.choices.PRECISIONS`; ``decoder`` one of
-    :data:`featx.choices.DECODERS`."""
+    :data:`featx.choices.DECODERS`; ``runtime`` one of
+    :data:`featx.choices.RUNTIMES` (whose precisions, but torch's, are
+    :data:`featx.choices.RUNTIME_PRECISIONS`); ``calibration`` the recorded
+    calibration set of an int8 network."""
     net_def = backbone(model)  # an unknown name stops here
     check_choice("decode", decode, DECODE_MODES)
-    check_choice("precision", precision, PRECISIONS)
+    check_choice("runtime", runtime, RUNTIMES)
+    allowed = PRECISIONS if runtime == "torch" else RUNTIME_PRECISIONS
+    check_choice("precision", precision, allowed)
     check_choice("decoder", decoder, DECODERS)
     preprocess = net_def.preprocess(mean)
     preprocess.decode = decode
     preprocess.precision = precision
     preprocess.decoder = decoder
+    preprocess.runtime = runtime
+    preprocess.calibration = calibration if precision == "int8" else None
     return preprocess
 
 
