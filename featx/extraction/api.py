@@ -36,6 +36,7 @@ from featx.progress import Progress
 __all__ = [
     "resolve_preprocess",
     "calibrate",
+    "runtime_device",
     "layer_spatial",
     "layer_def",
     "wanted_layers",
@@ -78,6 +79,12 @@ def resolve_preprocess(
     if ray and decoder != "pil":
         raise ParameterError("decoder 'torchvision' runs with the local engine only")
     return preprocess_for(model, mean, decode, precision, decoder, runtime)
+
+
+def runtime_device(device: str, runtime: str) -> str:
+    """The device ``device`` means for ``runtime``: ``auto`` is the CPU for the
+    runtimes but torch, which run there only."""
+    return "cpu" if runtime != "torch" and device == "auto" else device
 
 
 def calibrate(
@@ -301,9 +308,9 @@ def extract(
     if isinstance(weights, LoadedWeights):
         model = weights.arch
     specs = resolve_layers(list(layers), model)  # an unknown model stops here
-    if runtime != "torch" and device == "auto":
-        device = "cpu"  # the other runtimes run on the CPU only
-    compute = Compute(resolve_device(device), batch_size, num_workers, engine)
+    compute = Compute(
+        resolve_device(runtime_device(device, runtime)), batch_size, num_workers, engine
+    )
     # a bad mean file, decode mode, precision or decoder stops here
     preprocess = resolve_preprocess(
         model, mean, decode, precision, decoder,
