@@ -23,6 +23,7 @@ __all__ = [
     "PRECISIONS",
     "RUNTIMES",
     "RUNTIME_PRECISIONS",
+    "EXTRACT_PRECISIONS",
     "DECODERS",
     "DEVICES",
     "DECODE_POOLS",
@@ -72,6 +73,8 @@ RUNTIMES = ("torch", "openvino", "onnxruntime")
 #: The arithmetic of the other runtimes: float32, or int8 quantized on a
 #: calibration sample of the user's images.
 RUNTIME_PRECISIONS = ("fp32", "int8")
+#: What ``featx extract --precision`` takes: every runtime's precisions.
+EXTRACT_PRECISIONS = tuple(dict.fromkeys(PRECISIONS + RUNTIME_PRECISIONS))
 #: Who decodes JPEGs: PIL in the decode workers, or torchvision's
 #: ``decode_jpeg`` in batches on the network's device (nvJPEG on CUDA; on a CPU
 #: the same code runs with libjpeg-turbo). The default is torchvision on CUDA,

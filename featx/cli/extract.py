@@ -10,8 +10,7 @@ from featx.choices import (
     DECODE_MODES,
     DECODERS,
     DTYPES,
-    PRECISIONS,
-    RUNTIME_PRECISIONS,
+    EXTRACT_PRECISIONS,
     SPATIAL,
 )
 from featx.cli.app import main
@@ -52,8 +51,6 @@ EXTRACT_EXAMPLES = examples(
     "featx extract --model resnet50 --weights random -l layer4 --spatial avg "
     "--views flip data/Train data/Test",
     "featx extract --weights random -l pool5 --label-from-name '^(cat|dog)\\.' train",
-    "featx extract --weights random -l pool5 -l fc7 --runtime openvino "
-    "--precision int8 data/Train",
 )
 
 
@@ -129,7 +126,7 @@ EXTRACT_EXAMPLES = examples(
 )
 @click.option(
     "--precision",
-    type=click.Choice(tuple(dict.fromkeys(PRECISIONS + RUNTIME_PRECISIONS))),
+    type=click.Choice(EXTRACT_PRECISIONS),
     default=None,
     help="Arithmetic of the forward pass [default: fp32 on a CPU, bf16 on CUDA]; "
     "a cache holds one precision. int8 (quantized on the folder's own images) "
