@@ -195,3 +195,24 @@ def test_cli_extract_prints_parity_and_predict_runs_the_runtime(image_folder, tm
     assert all(r.label is not None for r in results)
     scores = np.array([r.score for r in results])
     assert np.allclose(scores, [r.score for r in torch_run], atol=1e-4)
+
+
+def test_cli_refuses_int8_on_torch_and_a_missing_runtime_at_once(
+    image_folder, monkeypatch
+):
+    args = ["extract", "--weights", "random", "-l", "fc7", str(image_folder)]
+    out = CliRunner().invoke(main, [*args, "--precision", "int8"])
+    assert out.exit_code == 1
+    assert "--precision int8 runs with --runtime openvino or onnxruntime" in out.output
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda n, *a: None if n == "onnxruntime" else real(n, *a),
+    )
+    out = CliRunner().invoke(main, [*args, "--runtime", "onnxruntime"])
+    assert out.exit_code == 1
+    assert "needs the Python package 'onnxruntime'" in out.output
+    assert "pip install -e '.[cpu-fast]'" in out.output

@@ -30,10 +30,13 @@ from featx.images.views import VIEW_SETS
 __all__ = ["check_before_work", "EXTRACT_EXAMPLES", "extract"]
 
 
-def check_before_work(model, mean_file, engine, layers=(), spatial="none") -> None:
+def check_before_work(
+    model, mean_file, engine, layers=(), spatial="none", runtime=None, precision=None
+) -> None:
     """Refuse an unknown model, a layer it lacks, a pooling that does not apply,
-    a bad mean file or a missing Ray before any image is read or any weights
-    are loaded (the torch-free checks of :mod:`featx.cli.checks` ran before)."""
+    a bad mean file, a missing Ray or runtime, or a precision the runtime lacks,
+    before any image is read or any weights are loaded (the torch-free checks of
+    :mod:`featx.cli.checks` ran before)."""
     from featx.extraction.api import layer_spatial
     from featx.model import preprocess_for, resolve_layers
 
@@ -44,6 +47,18 @@ def check_before_work(model, mean_file, engine, layers=(), spatial="none") -> No
         from featx.compute.cluster import require_ray
 
         require_ray()  # says how to install it
+    if precision == "int8" and runtime in (None, "torch"):
+        from featx.errors import ParameterError
+
+        raise ParameterError(
+            "--precision int8 runs with --runtime openvino or onnxruntime"
+        )
+    if runtime not in (None, "torch"):
+        from featx.compute.exports import require_runtime
+
+        preprocess_for(model, mean_file, precision=precision or "fp32", runtime=runtime)
+        require_runtime(runtime)  # says how to install it
+        require_runtime(f"int8-{runtime}" if precision == "int8" else "onnx")
 
 
 EXTRACT_EXAMPLES = examples(
@@ -226,7 +241,9 @@ def extract(
     from featx.extraction import extract as run_extract
     from featx.model import load_weights
 
-    check_before_work(model, mean_file, engine, layer_names, spatial)
+    check_before_work(
+        model, mean_file, engine, layer_names, spatial, runtime, precision
+    )
     labelling = None
     if labels_csv is not None or name_regex is not None:
         from featx.images import Labelling

@@ -28,6 +28,9 @@ class RuntimeNet:
     net is: ``net(x, names) -> {name: tensor}`` (every layer is computed; the
     ones in ``names`` are returned), ``net.layers`` maps names to specs."""
 
+    #: The input layout it takes (:func:`featx.compute.forward.run_forward`).
+    memory_format = torch.contiguous_format
+
     def __init__(self, run, specs: list[LayerSpec], runtime: str) -> None:
         self.run, self.runtime = run, runtime
         self.names = [s.name for s in specs]
@@ -64,6 +67,9 @@ def _onnxruntime_run(model_path: Path, threads: int):
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
+    # idle threads sleep, as torch's OpenMP threads do (OMP_WAIT_POLICY=PASSIVE):
+    # the decode workers share the cores
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     session = ort.InferenceSession(
         str(model_path), options, providers=["CPUExecutionProvider"]
     )

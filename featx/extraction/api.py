@@ -3,6 +3,7 @@ preprocessing, then update the folder's cache under its lock."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -78,7 +79,13 @@ def resolve_preprocess(
     decoder = decoder or ("pil" if ray else default_decoder(device))
     if ray and decoder != "pil":
         raise ParameterError("decoder 'torchvision' runs with the local engine only")
-    return preprocess_for(model, mean, decode, precision, decoder, runtime)
+    preprocess = preprocess_for(model, mean, decode, precision, decoder, runtime)
+    if runtime != "torch":  # a missing package is named before any work
+        from featx.compute.exports import require_runtime
+
+        require_runtime(runtime)
+        require_runtime(f"int8-{runtime}" if precision == "int8" else "onnx")
+    return preprocess
 
 
 def runtime_device(device: str, runtime: str) -> str:
@@ -330,7 +337,9 @@ def extract(
         with cache_lock(path):
             result = update(run, rebuild=rebuild)
             result.notes += identical_notes(path, wanted)
+            started = time.perf_counter()
             result.parity = _parity(run, result)
+            result.parity_seconds = time.perf_counter() - started
             return result
     except ReadOnlyError as exc:
         if rebuild:

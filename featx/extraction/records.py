@@ -55,6 +55,8 @@ class ExtractResult:
     #: Made by another runtime than torch, or in int8: each dataset's relative
     #: difference from float32 torch on a sample (:mod:`featx.extraction.parity`).
     parity: dict[str, float] = field(default_factory=dict)
+    #: The seconds measuring ``parity`` took (not in ``seconds``).
+    parity_seconds: float = 0.0
 
     @property
     def n_failed(self) -> int:
