@@ -216,3 +216,24 @@ def test_cli_refuses_int8_on_torch_and_a_missing_runtime_at_once(
     assert out.exit_code == 1
     assert "needs the Python package 'onnxruntime'" in out.output
     assert "pip install -e '.[cpu-fast]'" in out.output
+
+
+@pytest.mark.slow
+def test_the_transformer_runs_a_runtime_into_its_own_cache(image_folder, tmp_path):
+    need("onnx", "openvino", "nncf")
+    from featx import AlexNetFeatures
+
+    paths = sorted(str(p) for p in image_folder.glob("*/*.png"))
+    kw = {"weights": "random", "num_workers": 0, "cache_dir": tmp_path / "cache"}
+    ours = AlexNetFeatures(layer="fc7", prefetch=(), **kw).fit(paths)
+    fast = AlexNetFeatures(layer="fc7", prefetch=(), runtime="openvino", **kw)
+    int8 = AlexNetFeatures(
+        layer="fc7", prefetch=(), runtime="openvino", precision="int8", **kw
+    )
+    X = ours.transform(paths)
+    assert rel_l2(fast.fit(paths).transform(paths), X) < 1e-4
+    assert 0 < rel_l2(int8.fit(paths).transform(paths), X) < 0.03
+    assert len(list((tmp_path / "cache").glob("*.h5"))) == 3
+    made = dict(exports.EXPORTS)
+    int8.transform(paths[::-1])  # read from its cache: nothing exported again
+    assert made == exports.EXPORTS

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 __all__ = ["Preprocess", "computed_with"]
 
 
-def computed_with(transform: dict) -> dict[str, str]:
+def computed_with(transform: dict) -> dict:
     """The decode mode, precision, JPEG decoder and runtime a recorded
     :meth:`Preprocess.describe` was made with; files written before a setting
     existed lack its key and used ``exact``, ``fp32``, ``pil`` and ``torch``.
