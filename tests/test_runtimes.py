@@ -237,3 +237,13 @@ def test_the_transformer_runs_a_runtime_into_its_own_cache(image_folder, tmp_pat
     made = dict(exports.EXPORTS)
     int8.transform(paths[::-1])  # read from its cache: nothing exported again
     assert made == exports.EXPORTS
+
+
+def test_a_missing_optional_package_skips_here_and_fails_in_ci(monkeypatch):
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception):
+        need("featx_no_such_package")
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="CI is set and featx_no_such"):
+        need("featx_no_such_package")
+    need("numpy")  # installed: nothing happens
