@@ -27,6 +27,13 @@ layers (channels-last, inference mode) fed by PIL and ``weights.transforms()`` i
 a DataLoader with a worker per core, ``L_plain = 1 / (1/F_plain + 1/D_plain)``;
 E2E / L_plain is the figure to hold at 1.0 or more.
 
+With ``--runtime openvino|onnxruntime`` (and ``--precision fp32|int8``) it
+measures instead, in each repeat: torch's F and the runtime's F on the same
+batches, D, L for each (1 / (1/F + 1/D)), the plain bound L_plain, and
+`featx extract --runtime` E2E, with the ratios F_rt / F, E2E / L_rt and
+E2E / L_plain, and the parity featx recorded (each layer's relative
+difference from float32 torch on 32 images).
+
 With ``--large N`` it measures instead, in one run, `featx extract` on N phone-size
 JPEGs (4032x3024, q92) and on N ~500x375 ones, each with ``--decode fast`` and
 ``--decode exact``, and how far the large photos' pool5 and fc7 rows of the two
@@ -115,9 +122,10 @@ def forward_rate(
     loaded, layers, device, batch_size, n, preprocess, on_device=False
 ) -> float:
     """Pre-made uint8 batches through the same network and output handling
-    (``on_device``: the batch already on the device, no host copy)."""
+    (``on_device``: the batch already on the device, no host copy; the
+    network run by ``preprocess.runtime``)."""
     configure_threads(device)  # as extraction does
-    net = build_net(loaded, layers, device)
+    net = build_net(loaded, layers, device, preprocess)
     gen = torch.Generator().manual_seed(0)
     height, width = preprocess.crop_hw
     batch = torch.randint(
@@ -206,8 +214,12 @@ def plain_rates(model, loaded, layers, files, device, batch_size) -> dict:
 
 
 def e2e_rate(
-    root, loaded, names, device, batch_size, cache_dir, decode="fast"
+    root, loaded, names, device, batch_size, cache_dir, decode="fast", **runtime
 ) -> float:
+    """`featx.extract` img/s on a fresh cache (``runtime``: its ``runtime``,
+    ``precision`` and ``parity`` dict, filled in with what it recorded; the
+    parity measurement is not timed)."""
+    parity = runtime.pop("parity", None)
     start = time.perf_counter()
     result = extract(
         root,
@@ -217,10 +229,57 @@ def e2e_rate(
         cache_dir=cache_dir,
         weights=loaded,
         decode=decode,
+        **runtime,
     )
-    elapsed = time.perf_counter() - start
+    elapsed = time.perf_counter() - start - result.parity_seconds
     assert result.n_new == result.n_images, result
+    if parity is not None:
+        parity.update(result.parity)
     return result.n_images / elapsed
+
+
+def runtime_mode(args, loaded, names, device) -> dict:
+    """Torch's F and ``args.runtime``'s in ``args.precision``, D, both L, the
+    plain bound and featx E2E with the runtime, each repeat in one run."""
+    from featx.extraction.api import calibrate
+    from featx.images import list_images
+
+    work = Path(tempfile.mkdtemp(prefix="featx-bench-rt-"))
+    files = make_photos(work / "photos", args.images)
+    layers = wanted_layers(names, model=args.model)
+    plain = preprocess_for(args.model)
+    fast = preprocess_for(args.model, precision=args.precision, runtime=args.runtime)
+    calibrate(fast, list_images(work / "photos"), None)  # as extract samples it
+    kw = {"runtime": args.runtime, "precision": args.precision}
+    parity: dict = {}
+    e2e_rate(work / "photos", loaded, names, device, args.batch_size, work / "warm",
+             parity=parity, **kw)  # fmt: skip
+    start = time.perf_counter()
+    build_net(loaded, layers, device, fast)  # exported and quantized: reused
+    setup = time.perf_counter() - start
+    runs = []
+    for r in range(args.repeats):
+        F = forward_rate(loaded, layers, device, args.batch_size, args.images, plain)
+        F_rt = forward_rate(loaded, layers, device, args.batch_size, args.images, fast)
+        D = decode_rate(files, device, args.batch_size, plain)
+        E = e2e_rate(work / "photos", loaded, names, device, args.batch_size,
+                     work / f"cache{r}", **kw)  # fmt: skip
+        bound = plain_rates(args.model, loaded, layers, files, device, args.batch_size)
+        L, L_rt = 1 / (1 / F + 1 / D), 1 / (1 / F_rt + 1 / D)
+        run = {"F": F, "F_rt": F_rt, "D": D, "L": L, "L_rt": L_rt, "E2E_rt": E,
+               **bound, "F_rt_over_F": F_rt / F, "E2E_rt_over_L_rt": E / L_rt,
+               "E2E_rt_over_L_plain": E / bound["L_plain"]}  # fmt: skip
+        runs.append(run)
+        print(f"repeat {r + 1}: " + "  ".join(f"{k} {v:.3f}" for k, v in run.items()),
+              file=sys.stderr)  # fmt: skip
+    return {
+        "runtime": args.runtime,
+        "precision": args.precision,
+        "runs": runs,
+        "median": {k: statistics.median(run[k] for run in runs) for k in runs[0]},
+        "parity": parity,
+        "setup_seconds": setup,
+    }
 
 
 def make_large_photos(root: Path, n: int, seed: int = 1) -> list[Path]:
@@ -409,6 +468,12 @@ def main(argv=None) -> dict:
         default=5,
         help="with --large: each photo this many times (hard links)",
     )
+    parser.add_argument(
+        "--runtime",
+        default="torch",
+        help="openvino or onnxruntime: measure it beside torch instead",
+    )
+    parser.add_argument("--precision", default="fp32", help="with --runtime: or int8")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results.json"))
     args = parser.parse_args(argv)
 
@@ -417,6 +482,17 @@ def main(argv=None) -> dict:
     layers = wanted_layers(names, model=args.model)
     preprocess = preprocess_for(args.model)
     loaded = load_weights("random", model=args.model)
+    if args.runtime != "torch":
+        result = {
+            "machine": machine(device),
+            "settings": {"images": args.images, "model": args.model, "layers": names,
+                         "batch_size": args.batch_size, "repeats": args.repeats},
+            "runtime": runtime_mode(args, loaded, names, device),
+        }  # fmt: skip
+        print(json.dumps(result, indent=2))
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(result, indent=2))
+        return result
     if args.large:
         result = {
             "machine": machine(device),

@@ -24,6 +24,9 @@ __all__ = [
     "DECODE_MODES",
     "DEFAULT_DECODE",
     "PRECISIONS",
+    "RUNTIMES",
+    "RUNTIME_PRECISIONS",
+    "EXTRACT_PRECISIONS",
     "DECODERS",
     "DEVICES",
     "DECODE_POOLS",
@@ -70,6 +73,15 @@ DEFAULT_DECODE = DECODE_MODES[0]
 #: The arithmetic of the forward pass: float32, or autocast to bfloat16 /
 #: float16 (the default is fp32 on a CPU and bf16 on CUDA).
 PRECISIONS = ("fp32", "bf16", "fp16")
+#: What runs the forward pass, the default first: torch, or the captured
+#: network exported to ONNX and run by OpenVINO or ONNX Runtime (CPU only; the
+#: ``cpu-fast`` extra installs them).
+RUNTIMES = ("torch", "openvino", "onnxruntime")
+#: The arithmetic of the other runtimes: float32, or int8 quantized on a
+#: calibration sample of the user's images.
+RUNTIME_PRECISIONS = ("fp32", "int8")
+#: What ``featx extract --precision`` takes: every runtime's precisions.
+EXTRACT_PRECISIONS = tuple(dict.fromkeys(PRECISIONS + RUNTIME_PRECISIONS))
 #: Who decodes JPEGs: PIL in the decode workers, or torchvision's
 #: ``decode_jpeg`` in batches on the network's device (nvJPEG on CUDA; on a CPU
 #: the same code runs with libjpeg-turbo). The default is torchvision on CUDA,

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 from dataclasses import fields
 
 import h5py
@@ -123,21 +121,6 @@ def test_describe_format_is_markdown_of_every_declaration():
         assert f"| `{entry.path}` |" in text
     assert "`/failed/size`" in text and "`/failed/mtime_ns`" in text
     assert len(re.findall(r"^\|(---\|)+$", text, re.MULTILINE)) == 3  # three tables
-
-
-def test_cache_package_imports_no_torch_and_no_cycle():
-    """Each module imports alone in a fresh interpreter (no cycle), and none of
-    them (nor featx.cache) imports torch."""
-    names = ["featx.cache"] + [f"featx.cache.{m}" for m in SUBMODULES]
-    for name in names:
-        code = (
-            f"import sys, importlib; importlib.import_module({name!r}); "
-            "assert 'torch' not in sys.modules, 'torch imported'"
-        )
-        done = subprocess.run(
-            [sys.executable, "-c", code], capture_output=True, text=True
-        )
-        assert done.returncode == 0, f"{name}: {done.stderr[-800:]}"
 
 
 def test_cache_package_reexports_what_cache_py_gave():

@@ -83,8 +83,7 @@ def test_reference_page_shows_each_commands_examples(name):
 def test_reference_page_keeps_the_typical_session_lines_apart():
     page = docs_hooks().cli_reference()
     session = [
-        "featx extract --layer conv5 --layer fc7 --weights random data/Train "
-        "data/Test",
+        "featx extract --layer conv5 --layer fc7 --weights random data/Train data/Test",
         "featx fit --clf svm",
         "featx report",
     ]

@@ -275,9 +275,7 @@ def test_identical_layers_are_recorded_and_noted(image_folder, cache_dir):
 
 
 @pytest.mark.slow
-def test_a_layer_added_later_is_compared_with_the_stored_rows(
-    image_folder, cache_dir
-):
+def test_a_layer_added_later_is_compared_with_the_stored_rows(image_folder, cache_dir):
     options = dict(spatial="avg", weights="random", model="resnet18",
                    cache_dir=cache_dir, num_workers=0, batch_size=4)  # fmt: skip
     extract(image_folder, layers=["layer4"], **options)
@@ -296,9 +294,7 @@ def test_different_layers_get_no_identity_note(image_folder, cache_dir):
         assert not any(d.same_as for d in cache.layers.values())
 
 
-def test_extract_says_in_one_line_that_two_layers_are_the_same(
-    image_folder, cache_dir
-):
+def test_extract_says_in_one_line_that_two_layers_are_the_same(image_folder, cache_dir):
     from click.testing import CliRunner
 
     from featx.cli import main

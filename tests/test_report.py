@@ -556,8 +556,17 @@ def test_fit_says_the_layer_it_compared_once_after_its_early_notes(
     path = _resnet_cache(image_folder, cache_dir)
     result = CliRunner().invoke(
         main,
-        ["fit", "--cache", str(path), "--clf", "ridge", "--cv", "3",
-         "--out", str(cache_dir.parent / "m.skops")],  # fmt: skip
+        [
+            "fit",
+            "--cache",
+            str(path),
+            "--clf",
+            "ridge",
+            "--cv",
+            "3",
+            "--out",
+            str(cache_dir.parent / "m.skops"),
+        ],  # fmt: skip
         catch_exceptions=False,
     )
     assert result.exit_code == 0, result.output

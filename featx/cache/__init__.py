@@ -82,6 +82,7 @@ from featx.cache.write import (
     FILL_CACHE_BYTES,
     BackgroundWriter,
     CacheFiller,
+    record_parity,
     write_cache,
 )
 from featx.errors import (
@@ -93,6 +94,7 @@ from featx.errors import (
 )
 
 __all__ = [
+    "record_parity",
     "BUSY_MESSAGE",
     "COPY_BLOCK_BYTES",
     "DAMAGED_MESSAGE",

@@ -36,6 +36,9 @@ def cache_info(path: Path) -> dict:
                 "rows_done": int(done.sum()),
                 "complete": bool(done.all()),
             }
+            attrs = cache.dataset(key).attrs
+            if "runtime_parity" in attrs:  # another runtime's, or int8's
+                layers[key]["runtime_parity"] = float(attrs["runtime_parity"])
         failed = cache.failed
         not_images, warnings = cache.not_images, cache.warnings
         return {

@@ -155,11 +155,18 @@ FEATURE_ATTRS: tuple[tuple[str, str, str], ...] = (
         "batch extracted (`layer4_avg` on resnet18's `avgpool_avg`); fit and report "
         "compare the two once (absent where none did, and in older caches)",
     ),
+    (
+        "runtime_parity",
+        "float",
+        "made by another runtime than torch or in int8: its relative difference "
+        "(‖a−b‖/‖b‖) from float32 torch on a sample of 32 images (absent for "
+        "torch's)",
+    ),
 )
 
 
 #: The attributes of :data:`FEATURE_ATTRS` that only some datasets have.
-OPTIONAL_FEATURE_ATTRS = ("kind", "order", "same_as")
+OPTIONAL_FEATURE_ATTRS = ("kind", "order", "same_as", "runtime_parity")
 
 
 def _cell(text: str) -> str:

@@ -38,6 +38,7 @@ __all__ = [
     "CacheFiller",
     "FILL_CACHE_BYTES",
     "identical_layers",
+    "record_parity",
     "write_cache",
 ]
 
@@ -343,3 +344,11 @@ class BackgroundWriter(threading.Thread):
         self.join()
         if self.error is not None:
             raise self.error
+
+
+def record_parity(path: Path, parity: dict[str, float]) -> None:
+    """Record, on each dataset of ``parity``, its relative difference from
+    float32 torch on a sample (the attribute ``runtime_parity``)."""
+    with h5py.File(path, "a") as f:
+        for key, value in parity.items():
+            f["features"][key].attrs["runtime_parity"] = float(value)

@@ -6,15 +6,23 @@ from pathlib import Path
 
 import click
 
-from featx.choices import DECODE_MODES, DECODERS, DTYPES, PRECISIONS, SPATIAL
+from featx.choices import (
+    DECODE_MODES,
+    DECODERS,
+    DTYPES,
+    EXTRACT_PRECISIONS,
+    SPATIAL,
+)
 from featx.cli.app import main
 from featx.cli.checks import check_extract_arguments
 from featx.cli.options import (
+    calibration_option,
     deprecated_alias,
     device_options,
     engine_option,
     examples,
     model_option,
+    runtime_option,
     weights_options,
 )
 from featx.cli.output import TqdmProgress, print_extraction, random_weights_banner
@@ -23,10 +31,13 @@ from featx.images.views import VIEW_SETS
 __all__ = ["check_before_work", "EXTRACT_EXAMPLES", "extract"]
 
 
-def check_before_work(model, mean_file, engine, layers=(), spatial="none") -> None:
+def check_before_work(
+    model, mean_file, engine, layers=(), spatial="none", runtime=None, precision=None
+) -> None:
     """Refuse an unknown model, a layer it lacks, a pooling that does not apply,
-    a bad mean file or a missing Ray before any image is read or any weights
-    are loaded (the torch-free checks of :mod:`featx.cli.checks` ran before)."""
+    a bad mean file, a missing Ray or runtime, or a precision the runtime lacks,
+    before any image is read or any weights are loaded (the torch-free checks of
+    :mod:`featx.cli.checks` ran before)."""
     from featx.extraction.api import layer_spatial
     from featx.model import preprocess_for, resolve_layers
 
@@ -37,6 +48,18 @@ def check_before_work(model, mean_file, engine, layers=(), spatial="none") -> No
         from featx.compute.cluster import require_ray
 
         require_ray()  # says how to install it
+    if precision == "int8" and runtime in (None, "torch"):
+        from featx.errors import ParameterError
+
+        raise ParameterError(
+            "--precision int8 runs with --runtime openvino or onnxruntime"
+        )
+    if runtime not in (None, "torch"):
+        from featx.compute.exports import require_runtime
+
+        preprocess_for(model, mean_file, precision=precision or "fp32", runtime=runtime)
+        require_runtime(runtime)  # says how to install it
+        require_runtime(f"int8-{runtime}" if precision == "int8" else "onnx")
 
 
 EXTRACT_EXAMPLES = examples(
@@ -119,11 +142,19 @@ EXTRACT_EXAMPLES = examples(
 )
 @click.option(
     "--precision",
-    type=click.Choice(PRECISIONS),
+    type=click.Choice(EXTRACT_PRECISIONS),
     default=None,
     help="Arithmetic of the forward pass [default: fp32 on a CPU, bf16 on CUDA]; "
-    "a cache holds one precision.",
+    "a cache holds one precision. int8 (quantized on the folder's own images) "
+    "is for --runtime openvino or onnxruntime.",
 )
+@runtime_option(
+    "What runs the forward pass: torch, or the network exported to ONNX once "
+    "and run by OpenVINO or ONNX Runtime on the CPU (pip install -e "
+    "'.[cpu-fast]'); e.g. --runtime openvino --precision int8 [default: torch]. "
+    "A cache holds one runtime; the difference from fp32 torch is printed."
+)
+@calibration_option
 @click.option(
     "--decoder",
     type=click.Choice(DECODERS),
@@ -185,6 +216,8 @@ def extract(
     mean_file,
     decode,
     precision,
+    runtime,
+    calibration,
     decoder,
 ) -> None:
     """Extract a network's activations (AlexNet's by default; --model NAME) for
@@ -217,7 +250,9 @@ def extract(
     from featx.extraction import extract as run_extract
     from featx.model import load_weights
 
-    check_before_work(model, mean_file, engine, layer_names, spatial)
+    check_before_work(
+        model, mean_file, engine, layer_names, spatial, runtime, precision
+    )
     labelling = None
     if labels_csv is not None or name_regex is not None:
         from featx.images import Labelling
@@ -245,5 +280,7 @@ def extract(
             decode=decode,
             precision=precision,
             decoder=decoder,
+            runtime=runtime or "torch",
+            calibration=calibration,
         )
         print_extraction(result)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from featx.choices import DEVICES, ENGINES, MODELS
+from featx.choices import DEVICES, ENGINES, MODELS, RUNTIMES
 from featx.cli.flags import as_flags
 
 __all__ = [
@@ -29,6 +29,8 @@ __all__ = [
     "device_options",
     "cache_dir_option",
     "model_option",
+    "runtime_option",
+    "calibration_option",
     "models_option",
     "split_models",
     "engine_option",
@@ -198,6 +200,27 @@ model_option = click.option(
     "torchvision classification model (resnet50, vgg16, vit_b_16, "
     "convnext_tiny, ...); or timm:NAME with the timm extra "
     "(timm:resnet50.a1_in1k).",
+)
+
+
+def runtime_option(help_text: str):
+    """--runtime: what runs the forward pass (:data:`featx.choices.RUNTIMES`)."""
+    return click.option(
+        "--runtime",
+        type=click.Choice(RUNTIMES),
+        default=None,
+        help=help_text,
+    )
+
+
+#: --calibration: the images an int8 network is calibrated on.
+calibration_option = click.option(
+    "--calibration",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="N",
+    help="With --precision int8: calibrate on N of the folder's images, sampled "
+    "with a fixed seed [default: 300]; the sample is part of the cache's identity.",
 )
 
 

@@ -23,6 +23,7 @@ __all__ = [
     "announce",
     "print_layers",
     "print_extraction",
+    "parity_line",
     "SKIP_GROUPS_SHOWN",
     "skipped_line",
     "warnings_line",
@@ -142,6 +143,8 @@ def print_extraction(result) -> None:
             f"speed:   {result.images_per_s:.1f} img/s on {result.device} "
             f"({result.seconds:.1f} s)"
         )
+    if result.parity:
+        click.echo(parity_line(result.parity))
     if result.ignored:
         click.echo(
             f"ignored: {len(result.ignored)} image(s) directly in DATA_DIR, outside "
@@ -162,6 +165,13 @@ def print_extraction(result) -> None:
         click.echo(warnings_line(len(result.warnings)))
     if result.n_images == 0:
         raise click.ClickException("no image could be decoded; nothing to extract")
+
+
+def parity_line(parity: dict[str, float]) -> str:
+    """Another runtime's (or int8's) difference from float32 torch, one line:
+    ``parity:  vs fp32 torch (‖a−b‖/‖b‖, 32 images): fc7 1.2e-06, …``."""
+    diffs = ", ".join(f"{key} {value:.2g}" for key, value in parity.items())
+    return f"parity:  vs fp32 torch (‖a−b‖/‖b‖, on a sample): {diffs}"
 
 
 #: Kinds of file the skip line names before it says ``…``.
@@ -222,6 +232,13 @@ def print_info(data: dict) -> None:
     click.echo(f"decode:   {data['decode']} (JPEGs; extract --decode)")
     click.echo(f"precision: {data['precision']} (extract --precision)")
     click.echo(f"decoder:  {data['decoder']} (extract --decoder)")
+    click.echo(f"runtime:  {data['runtime']} (extract --runtime)")
+    if "calibration" in data:
+        c = data["calibration"]
+        click.echo(
+            f"calibration: {c['images']} images of {c['root']} (seed {c['seed']}, "
+            f"sha256 {c['sha256']})"
+        )
     v = data["versions"]
     click.echo(
         f"versions: featx {v['featx']}, torch {v['torch']}, "
@@ -230,6 +247,8 @@ def print_info(data: dict) -> None:
     click.echo("layers:")
     for key, layer in data["layers"].items():
         state = _layer_state(layer, data["n_images"])
+        if "runtime_parity" in layer:
+            state += f"  vs fp32 torch {layer['runtime_parity']:.2g}"
         click.echo(f"  {key:<14}{layer['dim']:>8}  {layer['dtype']}{state}")
     if data["classes"]:
         click.echo("classes:")

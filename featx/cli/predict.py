@@ -7,7 +7,12 @@ from pathlib import Path
 import click
 
 from featx.cli.app import main
-from featx.cli.options import deprecated_alias, device_options, examples
+from featx.cli.options import (
+    deprecated_alias,
+    device_options,
+    examples,
+    runtime_option,
+)
 from featx.cli.output import TqdmProgress, print_predictions, random_weights_banner
 
 __all__ = [
@@ -139,6 +144,12 @@ PREDICT_EXAMPLES = examples(
     help="A model fitted on several views: score the centre crop alone (one "
     "forward pass per image instead of one per view).",
 )
+@runtime_option(
+    "Run a float32 model's network with this runtime instead of the one its "
+    "features were made with (they agree within ~1e-6), e.g. --runtime openvino "
+    "for a model fitted on torch features [default: the model's own; an int8 "
+    "model runs only with its own]."
+)
 @device_options
 def predict(
     model_file,
@@ -155,6 +166,7 @@ def predict(
     batch_size,
     workers,
     quiet,
+    runtime,
 ) -> None:
     """Predict the class of each image in PATHS (files or folders).
 
@@ -187,6 +199,7 @@ def predict(
         top_k=top_k,
         center_only=center_only,
         cache_dir=None if no_reuse else (cache_dir or Path(model[1].cache).parent),
+        runtime=runtime,
     )
     say_reused(results, cache_dir)
     print_predictions(results, top_k=top_k, as_json=as_json, as_csv=as_csv)

@@ -8,12 +8,13 @@ import os
 import torch
 
 from featx.choices import DEVICES
-from featx.errors import ParameterError
+from featx.errors import ParameterError, param
 
 __all__ = [
     "DEVICE_CHOICES",
     "MAX_CPU_WORKERS",
     "available_cores",
+    "check_runtime",
     "configure_threads",
     "default_decoder",
     "default_precision",
@@ -81,3 +82,20 @@ def default_decoder(device: torch.device) -> str:
 def default_precision(device: torch.device) -> str:
     """fp32 on a CPU; bf16 on CUDA (tensor cores, and float32's range)."""
     return "bf16" if device.type == "cuda" else "fp32"
+
+
+def check_runtime(runtime: str, device: torch.device, *, ray: bool = False) -> None:
+    """Refuse another runtime than torch on CUDA or with the Ray engine: OpenVINO
+    and ONNX Runtime run here on the CPU only."""
+    if runtime == "torch":
+        return
+    if device.type != "cpu":
+        raise ParameterError(
+            f"runtime {runtime!r} runs on the CPU only; use "
+            f"{param('device', 'cpu')}, or {param('runtime', 'torch')} on {device}"
+        )
+    if ray:
+        raise ParameterError(
+            f"runtime {runtime!r} runs with the local engine only; use "
+            f"{param('engine', 'local')}"
+        )

@@ -28,6 +28,7 @@ from featx.compute.devices import (
     DEVICE_CHOICES,
     MAX_CPU_WORKERS,
     available_cores,
+    check_runtime,
     configure_threads,
     default_decoder,
     default_precision,
@@ -50,6 +51,7 @@ __all__ = [
     "available_cores",
     "default_workers",
     "configure_threads",
+    "check_runtime",
     "build_net",
     "views_in",
     "make_loader",
@@ -111,12 +113,27 @@ class ImageDataset(torch.utils.data.Dataset):
 
 
 def build_net(
-    loaded: LoadedWeights, wanted: list[LayerDef], device: torch.device
+    loaded: LoadedWeights,
+    wanted: list[LayerDef],
+    device: torch.device,
+    preprocess: Preprocess | None = None,
 ) -> torch.nn.Module:
     """The truncated, channels-last network for ``wanted`` on ``device``: its
     ``forward(x, names)`` returns ``{layer: activation}``, and ``layers`` maps
-    each name to its :class:`featx.model.LayerSpec`."""
+    each name to its :class:`featx.model.LayerSpec`. Where ``preprocess`` names
+    another runtime than torch, the same network exported and run by it
+    (:func:`featx.compute.runtimes.runtime_net`)."""
     specs = resolve_layers(list(dict.fromkeys(w.layer for w in wanted)), loaded.arch)
+    runtime = preprocess.runtime if preprocess is not None else "torch"
+    if runtime != "torch":
+        from featx.compute.runtimes import runtime_net
+
+        check_runtime(runtime, device)
+        return runtime_net(
+            loaded, specs, runtime=runtime, precision=preprocess.precision,
+            hw=preprocess.crop_hw, calibration=preprocess.calibration,
+            preprocess=preprocess,
+        )  # fmt: skip
     net = capture_net(loaded, specs).to(device).eval()
     return net.to(memory_format=torch.channels_last)
 
@@ -250,9 +267,9 @@ class _HostCopy:
 
 
 def _forward_view(net, preprocess, images, layers, device) -> dict[str, np.ndarray]:
-    x = images.to(device, non_blocking=True).contiguous(
-        memory_format=torch.channels_last
-    )
+    # the other runtimes take a plain (N, C, H, W) array: no channels-last copy
+    layout = getattr(net, "memory_format", torch.channels_last)
+    x = images.to(device, non_blocking=True).contiguous(memory_format=layout)
     x = preprocess.normalize(x)
     names = sorted({layer.layer for layer in layers})
     cast = AUTOCAST.get(preprocess.precision)
@@ -295,7 +312,7 @@ def compute_batches(
     """
     views = views_in(wanted)
     configure_threads(device)
-    net = build_net(loaded, wanted, device)
+    net = build_net(loaded, wanted, device, preprocess)
     loader = make_loader(
         files,
         rows,

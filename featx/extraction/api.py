@@ -3,6 +3,7 @@ preprocessing, then update the folder's cache under its lock."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -13,8 +14,9 @@ from featx.cache import (
     default_cache_dir,
 )
 from featx.cache.identity import cache_meta, cache_path_for
-from featx.choices import DEFAULT_DECODE, DTYPES, ENGINES, SPATIAL
+from featx.choices import DEFAULT_DECODE, DTYPES, ENGINES, RUNTIMES, SPATIAL
 from featx.compute.forward import (
+    check_runtime,
     default_decoder,
     default_precision,
     resolve_device,
@@ -22,7 +24,7 @@ from featx.compute.forward import (
 from featx.errors import ParameterError, ReadOnlyError, check_choice, check_int, param
 from featx.extraction.records import Compute, ExtractResult, RayEngine
 from featx.extraction.run import Run, make_folder, unchanged, update
-from featx.images import Labelling, Preprocess, list_images
+from featx.images import ImageSet, Labelling, Preprocess, list_images
 from featx.images.views import CENTER, VIEW_SETS, views_of
 from featx.model import (
     LoadedWeights,
@@ -34,6 +36,8 @@ from featx.progress import Progress
 
 __all__ = [
     "resolve_preprocess",
+    "calibrate",
+    "runtime_device",
     "layer_spatial",
     "layer_def",
     "wanted_layers",
@@ -54,17 +58,61 @@ def _resolve_weights(
 
 
 def resolve_preprocess(
-    model, mean, decode, precision, decoder, *, device: torch.device, ray=False
+    model,
+    mean,
+    decode,
+    precision,
+    decoder,
+    *,
+    device: torch.device,
+    ray=False,
+    runtime: str = "torch",
 ) -> Preprocess:
     """The preprocessing of ``model`` with the decode mode, the precision
-    (default: the device's) and the JPEG decoder (default: the device's; PIL
-    with Ray, whose workers decode on their own); the transformer resolves its
-    cache the same way."""
+    (default: the device's; fp32 for another runtime than torch), the JPEG
+    decoder (default: the device's; PIL with Ray, whose workers decode on their
+    own) and the runtime; the transformer resolves its cache the same way."""
+    check_choice("runtime", runtime, RUNTIMES)
+    check_runtime(runtime, device, ray=ray)
+    precision = precision or ("fp32" if runtime != "torch" else None)
     precision = precision or default_precision(device)
     decoder = decoder or ("pil" if ray else default_decoder(device))
     if ray and decoder != "pil":
         raise ParameterError("decoder 'torchvision' runs with the local engine only")
-    return preprocess_for(model, mean, decode, precision, decoder)
+    preprocess = preprocess_for(model, mean, decode, precision, decoder, runtime)
+    if runtime != "torch":  # a missing package is named before any work
+        from featx.compute.exports import require_runtime
+
+        require_runtime(runtime)
+        require_runtime(f"int8-{runtime}" if precision == "int8" else "onnx")
+    return preprocess
+
+
+def runtime_device(device: str, runtime: str) -> str:
+    """The device ``device`` means for ``runtime``: ``auto`` is the CPU for the
+    runtimes but torch, which run there only."""
+    return "cpu" if runtime != "torch" and device == "auto" else device
+
+
+def calibrate(
+    preprocess: Preprocess, images: ImageSet, calibration: int | dict | None
+) -> None:
+    """Give an int8 ``preprocess`` its calibration set: ``calibration`` images
+    (default :data:`featx.compute.quantize.CALIBRATION_IMAGES`) sampled from
+    ``images``, or the set a training cache recorded (a dict); refuse
+    ``calibration`` for any other precision."""
+    if preprocess.precision != "int8":
+        if isinstance(calibration, int) and not isinstance(calibration, bool):
+            raise ParameterError("`calibration` is for precision 'int8' only")
+        return
+    from featx.compute.quantize import CALIBRATION_IMAGES, sample_calibration
+
+    if isinstance(calibration, dict):
+        preprocess.calibration = dict(calibration)
+        return
+    n = CALIBRATION_IMAGES if calibration is None else calibration
+    described, files = sample_calibration(images.root, images.paths, n)
+    preprocess.calibration, preprocess.calibration_files = described, files
 
 
 def layer_spatial(spec, spatial: str) -> str:
@@ -132,6 +180,18 @@ def identical_notes(path: Path, wanted: list[LayerDef]) -> list[str]:
     ]
 
 
+def _parity(run: Run, result: ExtractResult) -> dict[str, float]:
+    """Another runtime's (or int8's) difference from float32 torch: measured
+    when this run computed rows, else as an earlier run recorded it."""
+    from featx.extraction.parity import measured, recorded_parity, runtime_parity
+
+    if not measured(run.preprocess):
+        return {}
+    if result.n_new:
+        return runtime_parity(run)
+    return recorded_parity(run.path, [w.key for w in run.wanted])
+
+
 def _check_options(*, spatial, dtype, batch_size, num_workers, engine, views) -> None:
     check_choice("spatial", spatial, SPATIAL)
     check_choice("dtype", dtype, DTYPES)
@@ -167,10 +227,12 @@ def extract(
     decode: str = DEFAULT_DECODE,
     precision: str | None = None,
     decoder: str | None = None,
+    runtime: str = "torch",
+    calibration: int | dict | None = None,
 ) -> ExtractResult:
     """Extract ``layers`` for every image under ``data_dir`` into the cache.
 
-    (Twenty parameters: they mirror `featx extract`'s options one to one.)
+    (Twenty-two parameters: they mirror `featx extract`'s options one to one.)
 
     Parameters
     ----------
@@ -190,6 +252,16 @@ def extract(
         resized and cropped there (other files, CMYK JPEGs and whatever the
         device refuses go through PIL). None: torchvision on CUDA, PIL on a CPU.
         Part of the cache's identity.
+    runtime
+        ``"torch"``, or ``"openvino"`` / ``"onnxruntime"``: the network exported
+        to ONNX once (``$TORCH_HOME/featx-runtimes``) and run by that runtime on
+        the CPU (the ``cpu-fast`` extra). Their precision is ``"fp32"`` or
+        ``"int8"`` (quantized on a sample of the folder's own images). Part of
+        the cache's identity; each stored layer's relative difference from
+        float32 torch on a sample is recorded (``ExtractResult.parity``).
+    calibration
+        int8 only: how many of the folder's images to calibrate on (default
+        300, a fixed seed), or the calibration a training cache recorded.
     views
         ``"center"`` (the centre crop), ``"flip"`` (and its mirror image) or
         ``"ten"`` (the four corners and the centre, and their mirrors), each
@@ -244,14 +316,17 @@ def extract(
     if isinstance(weights, LoadedWeights):
         model = weights.arch
     specs = resolve_layers(list(layers), model)  # an unknown model stops here
-    compute = Compute(resolve_device(device), batch_size, num_workers, engine)
+    compute = Compute(
+        resolve_device(runtime_device(device, runtime)), batch_size, num_workers, engine
+    )
     # a bad mean file, decode mode, precision or decoder stops here
     preprocess = resolve_preprocess(
         model, mean, decode, precision, decoder,
-        device=compute.device, ray=isinstance(engine, RayEngine),
+        device=compute.device, ray=isinstance(engine, RayEngine), runtime=runtime,
     )  # fmt: skip
     images = list_images(Path(data_dir), labelling)  # lists; reads no image
     images.root = images.root.resolve()
+    calibrate(preprocess, images, calibration)
     loaded = _resolve_weights(weights, seed, model)  # a bad file stops here
     wanted = wanted_layers(specs, spatial, dtype, views, model)
     cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
@@ -263,6 +338,9 @@ def extract(
         with cache_lock(path):
             result = update(run, rebuild=rebuild)
             result.notes += identical_notes(path, wanted)
+            started = time.perf_counter()
+            result.parity = _parity(run, result)
+            result.parity_seconds = time.perf_counter() - started
             return result
     except ReadOnlyError as exc:
         if rebuild:

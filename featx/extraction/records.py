@@ -52,6 +52,11 @@ class ExtractResult:
     #: What the decoders said of each image, ``{path: lines}``: those decoded
     #: in this run and those recorded by earlier ones.
     warnings: Warnings = field(default_factory=dict)
+    #: Made by another runtime than torch, or in int8: each dataset's relative
+    #: difference from float32 torch on a sample (:mod:`featx.extraction.parity`).
+    parity: dict[str, float] = field(default_factory=dict)
+    #: The seconds measuring ``parity`` took (not in ``seconds``).
+    parity_seconds: float = 0.0
 
     @property
     def n_failed(self) -> int:

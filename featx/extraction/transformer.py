@@ -87,6 +87,12 @@ class Features(TransformerMixin, BaseEstimator):
         The forward pass's arithmetic (None: fp32 on a CPU, bf16 on CUDA).
     decoder : {None, "pil", "torchvision"}
         Who decodes JPEGs (None: torchvision on CUDA, PIL on a CPU).
+    runtime : {"torch", "openvino", "onnxruntime"}
+        What runs the forward pass, as ``featx extract --runtime``; the other
+        runtimes take ``precision`` "fp32" or "int8" (calibrated on
+        ``calibration`` images of the folder, default 300).
+    calibration : int, optional
+        int8 only: how many of the folder's images to calibrate on.
     """
 
     def __init__(
@@ -106,12 +112,16 @@ class Features(TransformerMixin, BaseEstimator):
         decode=DEFAULT_DECODE,
         precision=None,
         decoder=None,
+        runtime="torch",
+        calibration=None,
     ):
         self.layer = layer
         self.model = model
         self.decode = decode
         self.precision = precision
         self.decoder = decoder
+        self.runtime = runtime
+        self.calibration = calibration
         self.weights = weights
         self.spatial = spatial
         self.dtype = dtype
@@ -166,15 +176,20 @@ class Features(TransformerMixin, BaseEstimator):
         from featx.cache import default_cache_dir
         from featx.cache.identity import cache_path_for
         from featx.compute.devices import resolve_device
-        from featx.extraction.api import resolve_preprocess
+        from featx.extraction.api import calibrate, resolve_preprocess, runtime_device
 
         cache_dir = (
             self.cache_dir if self.cache_dir is not None else default_cache_dir()
         )
         preprocess = resolve_preprocess(
             self.model, None, self.decode, self.precision, self.decoder,
-            device=resolve_device(self.device),
+            device=resolve_device(runtime_device(self.device, self.runtime)),
+            runtime=self.runtime,
         )  # fmt: skip
+        if preprocess.precision == "int8":  # the folder's sample: the identity
+            from featx.images import list_images
+
+            calibrate(preprocess, list_images(root.resolve()), self.calibration)
         return cache_path_for(Path(cache_dir), root, self._weights(), preprocess)
 
     def _read(self, root: Path, rels: list[str], *, strict: bool = False):
@@ -217,6 +232,8 @@ class Features(TransformerMixin, BaseEstimator):
             decode=self.decode,
             precision=self.precision,
             decoder=self.decoder,
+            runtime=self.runtime,
+            calibration=self.calibration,
         )
 
     def _layers(self) -> list[str]:
@@ -251,6 +268,8 @@ class Features(TransformerMixin, BaseEstimator):
         state.setdefault("decode", "exact")
         state.setdefault("precision", None)
         state.setdefault("decoder", None)
+        state.setdefault("runtime", "torch")
+        state.setdefault("calibration", None)
         super().__setstate__(state)
 
     def __sklearn_tags__(self):

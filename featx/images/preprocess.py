@@ -17,15 +17,20 @@ if TYPE_CHECKING:
 __all__ = ["Preprocess", "computed_with"]
 
 
-def computed_with(transform: dict) -> dict[str, str]:
-    """The decode mode, precision and JPEG decoder a recorded
+def computed_with(transform: dict) -> dict:
+    """The decode mode, precision, JPEG decoder and runtime a recorded
     :meth:`Preprocess.describe` was made with; files written before a setting
-    existed lack its key and used ``exact``, ``fp32`` and ``pil``."""
-    return {
+    existed lack its key and used ``exact``, ``fp32``, ``pil`` and ``torch``.
+    An int8 network's calibration set is added where there is one."""
+    settings = {
         "decode": transform.get("decode", "exact"),
         "precision": transform.get("precision", "fp32"),
         "decoder": transform.get("jpeg_decoder", "pil"),
+        "runtime": transform.get("runtime", "torch"),
     }
+    if "calibration" in transform:
+        settings["calibration"] = dict(transform["calibration"])
+    return settings
 
 
 class Preprocess:
@@ -52,6 +57,8 @@ class Preprocess:
         decode: str = DEFAULT_DECODE,
         precision: str = "fp32",
         decoder: str = "pil",
+        runtime: str = "torch",
+        calibration: dict | None = None,
     ) -> None:
         self.transforms = transforms
         #: How JPEGs are decoded, one of :data:`featx.choices.DECODE_MODES`:
@@ -64,6 +71,16 @@ class Preprocess:
         #: Who decodes JPEGs, one of :data:`featx.choices.DECODERS` (identity
         #: too: a tensor resize differs from PIL's by ~2e-3).
         self.decoder = decoder
+        #: What runs the forward pass, one of :data:`featx.choices.RUNTIMES`
+        #: (identity too; torch's caches are described as before it existed).
+        self.runtime = runtime
+        #: The calibration set of an int8 network
+        #: (:mod:`featx.compute.quantize`): part of the identity; None for every
+        #: other precision.
+        self.calibration = calibration if precision == "int8" else None
+        #: Its files, once extraction has sampled them (not part of the
+        #: identity).
+        self.calibration_files: list[Path] | None = None
         self.resize_size = list(transforms.resize_size)
         self.crop_size = list(transforms.crop_size)
         self.mean = tuple(float(m) for m in transforms.mean)
@@ -138,6 +155,10 @@ class Preprocess:
         scaled = {"decode": "fast"} if self.decode == "fast" else {}
         if self.precision != "fp32":
             scaled["precision"] = self.precision
+        if self.runtime != "torch":
+            scaled["runtime"] = self.runtime
+        if self.calibration is not None:
+            scaled["calibration"] = dict(self.calibration)
         decoder = "PIL; EXIF orientation; RGB (alpha over white, 16-bit scaled)"
         if self.decoder == "torchvision":
             scaled["jpeg_decoder"] = "torchvision"

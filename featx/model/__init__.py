@@ -15,7 +15,15 @@ from pathlib import Path
 
 from torch import nn
 
-from featx.choices import DECODE_MODES, DECODERS, DEFAULT_DECODE, MODELS, PRECISIONS
+from featx.choices import (
+    DECODE_MODES,
+    DECODERS,
+    DEFAULT_DECODE,
+    MODELS,
+    PRECISIONS,
+    RUNTIME_PRECISIONS,
+    RUNTIMES,
+)
 from featx.errors import LayerError, check_choice, param
 from featx.images import Preprocess
 from featx.model import alexnet, timm_nets, torchvision_nets
@@ -82,17 +90,31 @@ def preprocess_for(
     decode: str = DEFAULT_DECODE,
     precision: str = "fp32",
     decoder: str = "pil",
+    runtime: str = "torch",
+    calibration: dict | None = None,
 ) -> Preprocess:
     """The input preprocessing of ``model``; ``mean`` (a ``.npy`` mean image)
     only for caffe-alexnet; ``decode``, one of :data:`featx.choices.DECODE_MODES`
     (``fast`` scales JPEGs down to the model's own resize target); ``precision``
     one of :data:`featx.choices.PRECISIONS`; ``decoder`` one of
-    :data:`featx.choices.DECODERS`."""
+    :data:`featx.choices.DECODERS`; ``runtime`` one of
+    :data:`featx.choices.RUNTIMES` (whose precisions, but torch's, are
+    :data:`featx.choices.RUNTIME_PRECISIONS`); ``calibration`` the recorded
+    calibration set of an int8 network."""
     net_def = backbone(model)  # an unknown name stops here
     check_choice("decode", decode, DECODE_MODES)
-    check_choice("precision", precision, PRECISIONS)
+    check_choice("runtime", runtime, RUNTIMES)
+    allowed = PRECISIONS if runtime == "torch" else RUNTIME_PRECISIONS
+    check_choice("precision", precision, allowed)
     check_choice("decoder", decoder, DECODERS)
-    return net_def.preprocess(mean, decode=decode, precision=precision, decoder=decoder)
+    return net_def.preprocess(
+        mean,
+        decode=decode,
+        precision=precision,
+        decoder=decoder,
+        runtime=runtime,
+        calibration=calibration,
+    )
 
 
 def resolve_layers(

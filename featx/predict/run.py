@@ -15,7 +15,7 @@ import numpy as np
 from featx.cache import LayerDef, weights_spec
 from featx.compute.forward import compute_batches, resolve_device
 from featx.errors import WeightsError, check_int, param, printable
-from featx.extraction.api import layer_def
+from featx.extraction.api import layer_def, runtime_device
 from featx.images import FolderWalker, entry_kind
 from featx.images.preprocess import computed_with
 from featx.images.views import CENTER
@@ -180,14 +180,27 @@ def wanted_layers(meta: ModelMeta, center_only: bool) -> list[LayerDef]:
     return [layer_def(spec, meta.spatial, "float32", v, meta.model) for v in views]
 
 
-def check_preprocessing(meta: ModelMeta):
+def check_preprocessing(meta: ModelMeta, runtime: str | None = None):
     """This featx's preprocessing for the model, refused unless it is the one
-    its features were made with."""
+    its features were made with. ``runtime`` runs a float32 model's network
+    with another float32 runtime (their features agree within ~1e-6; an int8
+    model runs only as it was made)."""
     # decoded, and computed, as its features were
-    preprocess = preprocess_for(
-        meta.model, _mean_file(meta), **computed_with(meta.transform)
-    )
-    if meta.transform != preprocess.describe():
+    settings = computed_with(meta.transform)
+    transform = dict(meta.transform)
+    if runtime is not None and runtime != settings["runtime"]:
+        if settings["precision"] not in ("fp32",):
+            raise ModelFileError(
+                f"the model's features were computed in {settings['precision']} "
+                f"by {settings['runtime']}; it runs with that runtime only "
+                f"(omit {param('runtime')})"
+            )
+        settings["runtime"] = runtime
+        transform.pop("runtime", None)
+        if runtime != "torch":
+            transform["runtime"] = runtime
+    preprocess = preprocess_for(meta.model, _mean_file(meta), **settings)
+    if transform != preprocess.describe():
         raise ModelFileError(
             "the model was trained on features with other preprocessing than this "
             f"featx uses ({meta.transform}); re-extract and re-fit"
@@ -207,6 +220,7 @@ def predict(
     top_k: int = 1,
     center_only: bool = False,
     cache_dir: Path | None = None,
+    runtime: str | None = None,
 ) -> list[Prediction]:
     """Predict the class of every image in ``inputs`` (files or folders).
 
@@ -216,12 +230,15 @@ def predict(
     views of each new image and averages them, unless ``center_only``. A folder
     with a matching cache in ``cache_dir`` is read from it instead of being
     extracted again (:mod:`featx.predict.reuse` says what matches); each such
-    prediction names its ``cache``.
+    prediction names its ``cache``. The network runs with the runtime (and
+    precision) the model's features were made with; ``runtime`` runs a float32
+    model with another float32 runtime (``"openvino"``, ``"onnxruntime"``,
+    ``"torch"``).
     """
     progress = progress or Progress()
     check_int("top_k", top_k, low=1)
     pipeline, meta = as_model(model)
-    preprocess = check_preprocessing(meta)
+    preprocess = check_preprocessing(meta, runtime)
     wanted = wanted_layers(meta, center_only)
     loaded = weights_for(meta, weights)
     reused, inputs_left = _reuse_caches(
@@ -232,7 +249,7 @@ def predict(
     ]
     inputs = inputs_left
     files, bad = gather_images(inputs)
-    dev = resolve_device(device)
+    dev = resolve_device(runtime_device(device, preprocess.runtime))
     truth = true_labels(inputs, files, meta.classes)
     results = [
         Prediction(path=printable(str(f)), true_label=t)

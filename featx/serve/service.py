@@ -81,7 +81,8 @@ class FeatureService:
         #: The dataset an embedding is: the layer's centre view.
         self.key = next(w.key for w in self.wanted if w.view == CENTER)
         configure_threads(self.device)
-        self.net = build_net(self.loaded, self.wanted, self.device)
+        # a model file's runtime (OpenVINO, ONNX Runtime, int8) runs as it was made
+        self.net = build_net(self.loaded, self.wanted, self.device, self.preprocess)
 
     def _load_layer(self) -> None:
         from featx.extraction.api import layer_spatial, resolve_preprocess

@@ -1,0 +1,112 @@
+"""The captured network run by OpenVINO or ONNX Runtime instead of torch.
+
+:func:`runtime_net` exports the torch capture net once
+(:func:`featx.compute.exports.onnx_file`), quantizes it for int8
+(:mod:`featx.compute.quantize`), and returns an object whose ``net(x, names)``
+answers ``{layer: activation}`` as the torch capture net does:
+:func:`featx.compute.forward.run_forward` and its callers are unchanged.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from featx.choices import RUNTIMES
+from featx.compute.devices import available_cores
+from featx.compute.exports import onnx_file, require_runtime
+from featx.errors import ParameterError
+from featx.model import LayerSpec, LoadedWeights
+
+__all__ = ["RuntimeNet", "runtime_net"]
+
+
+class RuntimeNet:
+    """A network run by OpenVINO or ONNX Runtime, called as the torch capture
+    net is: ``net(x, names) -> {name: tensor}`` (every layer is computed; the
+    ones in ``names`` are returned), ``net.layers`` maps names to specs."""
+
+    #: The input layout it takes (:func:`featx.compute.forward.run_forward`).
+    memory_format = torch.contiguous_format
+
+    def __init__(self, run, specs: list[LayerSpec], runtime: str) -> None:
+        self.run, self.runtime = run, runtime
+        self.names = [s.name for s in specs]
+        self.layers = {s.name: s for s in specs}
+
+    def __call__(self, x: torch.Tensor, names=None) -> dict[str, torch.Tensor]:
+        arrays = self.run(np.ascontiguousarray(x.detach().cpu().numpy()))
+        out = dict(zip(self.names, arrays, strict=True))
+        return {n: torch.from_numpy(out[n]) for n in (names or self.names)}
+
+    def eval(self) -> RuntimeNet:
+        return self
+
+
+def _openvino_run(model_path: Path, threads: int):
+    import openvino as ov
+
+    core = ov.Core()
+    config = {"INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": "f32"}
+    compiled = core.compile_model(core.read_model(model_path), "CPU", config)
+    request = compiled.create_infer_request()
+    outputs = compiled.outputs
+
+    def run(x: np.ndarray) -> list[np.ndarray]:
+        request.infer({0: x})
+        return [request.get_tensor(o).data.copy() for o in outputs]
+
+    return run
+
+
+def _onnxruntime_run(model_path: Path, threads: int):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    # idle threads sleep, as torch's OpenMP threads do (OMP_WAIT_POLICY=PASSIVE):
+    # the decode workers share the cores
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    session = ort.InferenceSession(
+        str(model_path), options, providers=["CPUExecutionProvider"]
+    )
+    names = [o.name for o in session.get_outputs()]
+
+    def run(x: np.ndarray) -> list[np.ndarray]:
+        return session.run(names, {"input": x})
+
+    return run
+
+
+def runtime_net(
+    loaded: LoadedWeights,
+    specs: list[LayerSpec],
+    *,
+    runtime: str,
+    precision: str = "fp32",
+    hw=(224, 224),
+    calibration: dict | None = None,
+    preprocess=None,
+) -> RuntimeNet:
+    """``specs`` of ``loaded``'s network, run by ``runtime`` on the CPU with the
+    threads torch uses: float32 from the ONNX export, or ``int8`` quantized on
+    ``calibration``'s images (:func:`featx.compute.quantize.int8_file`, which
+    decodes them with ``preprocess``)."""
+    if runtime not in RUNTIMES[1:]:
+        raise ParameterError(
+            f"`runtime` must be one of {', '.join(map(repr, RUNTIMES[1:]))} here. "
+            f"Got {runtime!r}."
+        )
+    require_runtime(runtime)
+    path = onnx_file(loaded, specs, tuple(hw))
+    if precision == "int8":
+        from featx.compute.quantize import int8_file
+
+        path = int8_file(path, runtime, calibration, preprocess)
+    threads = available_cores()
+    if runtime == "openvino":
+        return RuntimeNet(_openvino_run(path, threads), specs, runtime)
+    return RuntimeNet(_onnxruntime_run(path, threads), specs, runtime)
