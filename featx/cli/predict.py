@@ -151,6 +151,7 @@ PREDICT_EXAMPLES = examples(
     "model runs only with its own]."
 )
 @device_options
+# Long: one parameter per option, as click passes them; the code is 54 lines.
 def predict(
     model_file,
     old_model,

@@ -208,6 +208,7 @@ def check_preprocessing(meta: ModelMeta, runtime: str | None = None):
     return preprocess
 
 
+# Long: a docstring of every parameter; the code is 48 lines.
 def predict(
     model: Path | tuple,
     inputs: list[Path],
