@@ -36,7 +36,8 @@ def cache_info(path: Path) -> dict:
                 "rows_done": int(done.sum()),
                 "complete": bool(done.all()),
             }
-            attrs = cache.dataset(key).attrs
+            # the dataset itself, complete or not (info describes both)
+            attrs = cache.file["features"][key].attrs
             if "runtime_parity" in attrs:  # another runtime's, or int8's
                 layers[key]["runtime_parity"] = float(attrs["runtime_parity"])
         failed = cache.failed
