@@ -73,7 +73,8 @@ def check_format(
         if version is not None and (version != found or version < absent):
             version = None
     if version is None:
-        shown = int(found) if isinstance(found, numbers.Integral) else repr(found)
+        integral = isinstance(found, numbers.Integral) and not isinstance(found, bool)
+        shown = int(found) if integral else repr(found)
         raise error(
             f"{what} is not a record this featx can read: its format {shown} is "
             f"not a format featx writes (whole numbers from {absent})"

@@ -56,7 +56,7 @@ class Report:
 #: The :class:`ReportSpec` fields that are also :class:`FitSpec` fields.
 _SHARED = ("cv", "repeats", "seed", "tune")
 #: make_report's keyword arguments that are ReportSpec fields, as when not given.
-_UNGIVEN = {"clfs": tuple(DEFAULT_CLFS), "center_only": False}
+_UNGIVEN = {"clfs": list(DEFAULT_CLFS), "center_only": False}
 
 
 # Long: one pass from the caches to the report's files, each step a call.
@@ -95,30 +95,22 @@ def make_report(
         "cache_dir": cache_dir,
         "test": test,
         "layers": layers,
-        "clfs": tuple(clfs),
+        "clfs": list(clfs),
         "models": models,
         "out": out,
         "center_only": center_only,
     }
-    if spec is not None:
+    if spec is None:
+        spec = ReportSpec(
+            **given, **{k: options.pop(k) for k in _SHARED if k in options}
+        )
+    else:
         beside = [k for k, v in given.items() if v != _UNGIVEN.get(k)]
         beside += [k for k in _SHARED if k in options]
         if beside:
             raise ParameterError(
                 f"give {', '.join(beside)} in the ReportSpec, not beside it"
             )
-    if spec is None:
-        spec = ReportSpec(
-            cache=cache,
-            test=test,
-            layers=layers,
-            clfs=list(clfs),
-            models=models,
-            center_only=center_only,
-            cache_dir=cache_dir,
-            out=out,
-            **{k: options.pop(k) for k in _SHARED if k in options},
-        )
     base = _base_fit_spec(spec, options)
     cache_dir = Path(spec.cache_dir or default_cache_dir())
     layers, models = spec.layers, spec.models
