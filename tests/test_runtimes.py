@@ -3,6 +3,7 @@ as torch (fp32 within 1e-4, int8 within 3%), their own caches, and the export
 made once and rebuilt when damaged."""
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -45,9 +46,7 @@ def _torch_and_runtime(model, layers, runtime):
     [
         pytest.param("alexnet", ["conv5", "pool5", "fc7"], marks=pytest.mark.slow),
         ("resnet18", ["layer4", "avgpool"]),
-        pytest.param(
-            "timm:resnet18", ["layer4", "pre_logits"], marks=pytest.mark.slow
-        ),
+        pytest.param("timm:resnet18", ["layer4", "pre_logits"], marks=pytest.mark.slow),
     ],
 )
 def test_fp32_runtimes_match_torch(model, layers, runtime):
@@ -74,9 +73,64 @@ def test_the_export_is_made_once_and_rebuilt_when_damaged(tmp_path):
     assert onnx_file(loaded, specs, (224, 224)) == path
     assert exports.EXPORTS["onnx"] == before + 2
     sidecar = json.loads(path.with_name(path.name + ".sha256").read_text())
-    assert list(sidecar) == ["fp32.onnx"]
+    assert list(sidecar["files"]) == ["fp32.onnx"]
+    with path.open("r+b") as f:  # cut short
+        f.truncate(1000)
+    assert onnx_file(loaded, specs, (224, 224)) == path
+    assert exports.EXPORTS["onnx"] == before + 3
     other = onnx_file(load_weights("random", seed=1), specs, (224, 224))
     assert other.parent != path.parent  # other weights: an export of their own
+
+
+def test_an_unchanged_export_is_trusted_without_reading_it(tmp_path, monkeypatch):
+    """Size and modification time as recorded: no hashing. Touched or copied:
+    hashed once, then recorded again. The first sidecars (digests only) are
+    hashed and still trusted."""
+    need("onnx", "onnxruntime")
+    loaded = load_weights("random")
+    specs = resolve_layers(["pool5"], "alexnet")
+    path = onnx_file(loaded, specs, (224, 224))
+    made = exports.EXPORTS["onnx"]
+    sidecar = path.with_name(path.name + ".sha256")
+    hashed = []
+    real = exports.file_sha256
+    monkeypatch.setattr(exports, "file_sha256", lambda p: hashed.append(p) or real(p))
+    assert exports.trusted(path) and hashed == [path]  # just written: hashed
+    hour_ago = path.stat().st_mtime - 3600
+    os.utime(path, (hour_ago, hour_ago))  # touched
+    assert exports.trusted(path) and len(hashed) == 2
+    assert exports.trusted(path) and exports.trusted(path) and len(hashed) == 2
+    digest = json.loads(sidecar.read_text())["files"]["fp32.onnx"]["sha256"]
+    sidecar.write_text(json.dumps({"fp32.onnx": digest}))  # the first sidecars
+    assert exports.trusted(path) and len(hashed) == 3
+    assert "recorded_ns" in json.loads(sidecar.read_text())
+    sidecar.write_text(json.dumps({"fp32.onnx": "0" * 64}))
+    assert not exports.trusted(path)
+    assert onnx_file(loaded, specs, (224, 224)) == path
+    assert exports.EXPORTS["onnx"] == made + 1
+
+
+def test_openvino_reads_its_own_format_made_once(tmp_path):
+    need("onnx", "openvino")
+    loaded = load_weights("random")
+    specs = resolve_layers(["fc7"], "alexnet")
+    before = dict(exports.EXPORTS)
+    net = runtime_net(loaded, specs, runtime="openvino")
+    x = torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        ref = capture_net(loaded, specs).eval()(x, ["fc7"])["fc7"]
+    assert rel_l2(net(x, ["fc7"])["fc7"].numpy(), ref.numpy()) < 1e-4
+    del net  # OpenVINO maps the weights file: it must not change under a live net
+    ir = exports.openvino_file(loaded, specs, (224, 224))
+    assert ir.suffix == ".xml" and ir.with_suffix(".bin").is_file()
+    made = before.get("fp32-openvino", 0)
+    assert exports.EXPORTS.get("fp32-openvino", 0) == made + 1
+    damaged = tmp_path / "damaged.bin"
+    damaged.write_bytes(b"damaged")
+    damaged.replace(ir.with_suffix(".bin"))
+    runtime_net(loaded, specs, runtime="openvino")
+    assert exports.EXPORTS["fp32-openvino"] == made + 2
+    assert exports.EXPORTS.get("onnx", 0) == before.get("onnx", 0) + 1  # reused
 
 
 def test_torch_fp32_is_described_as_before_and_legacy_names_hold():

@@ -118,14 +118,16 @@ def calibration_arrays(files: list[Path], preprocess) -> list[np.ndarray]:
     return arrays
 
 
-def int8_file(onnx_path: Path, runtime: str, described: dict, preprocess) -> Path:
-    """The int8 model of the float32 export ``onnx_path`` for ``runtime``,
+def int8_file(
+    folder: Path, runtime: str, described: dict, preprocess, *, source
+) -> Path:
+    """The int8 model for ``runtime``, kept in the export folder ``folder``,
     calibrated on the set ``described`` (its files: ``preprocess``'s
     ``calibration_files`` when extraction sampled them, else found again);
-    made once, and again when a file is damaged."""
+    made once from the float32 ONNX export ``source()`` (asked for only then),
+    and again when a file is damaged."""
     require_runtime(f"int8-{runtime}")
     stem = f"int8-{runtime}-r{RECIPE}-{described['sha256']}"
-    folder = onnx_path.parent
     if runtime == "openvino":
         final, parts = folder / f"{stem}.xml", [folder / f"{stem}.bin"]
     else:
@@ -136,6 +138,7 @@ def int8_file(onnx_path: Path, runtime: str, described: dict, preprocess) -> Pat
         described
     )
     arrays = calibration_arrays(files, preprocess)
+    onnx_path = source()
     tmp = temporary(final)
     with _quiet():
         if runtime == "openvino":

@@ -16,7 +16,12 @@ import torch
 
 from featx.choices import RUNTIMES
 from featx.compute.devices import available_cores
-from featx.compute.exports import onnx_file, require_runtime
+from featx.compute.exports import (
+    export_folder,
+    onnx_file,
+    openvino_file,
+    require_runtime,
+)
 from featx.errors import ParameterError
 from featx.model import LayerSpec, LoadedWeights
 
@@ -101,11 +106,18 @@ def runtime_net(
             f"Got {runtime!r}."
         )
     require_runtime(runtime)
-    path = onnx_file(loaded, specs, tuple(hw))
+    hw = tuple(hw)
     if precision == "int8":
         from featx.compute.quantize import int8_file
 
-        path = int8_file(path, runtime, calibration, preprocess)
+        path = int8_file(
+            export_folder(loaded, specs, hw), runtime, calibration, preprocess,
+            source=lambda: onnx_file(loaded, specs, hw),
+        )  # fmt: skip
+    elif runtime == "openvino":
+        path = openvino_file(loaded, specs, hw)
+    else:
+        path = onnx_file(loaded, specs, hw)
     threads = available_cores()
     if runtime == "openvino":
         return RuntimeNet(_openvino_run(path, threads), specs, runtime)
