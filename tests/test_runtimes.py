@@ -133,6 +133,35 @@ def test_openvino_reads_its_own_format_made_once(tmp_path):
     assert exports.EXPORTS.get("onnx", 0) == before.get("onnx", 0) + 1  # reused
 
 
+def test_openvino_normalises_uint8_batches_in_its_graph():
+    """The uint8 batch goes to OpenVINO as it is, normalised inside the graph:
+    the same features as torch on the normalised batch; Caffe's BGR mean image
+    stays outside it."""
+    need("onnx", "openvino")
+    from featx.compute.runtimes import in_graph_normalization
+
+    loaded = load_weights("random")
+    names = ["pool5", "fc7"]
+    specs = resolve_layers(names, "alexnet")
+    pre = preprocess_for("alexnet", runtime="openvino")
+    net = runtime_net(loaded, specs, runtime="openvino", preprocess=pre)
+    assert net.normalizes
+    generator = torch.Generator().manual_seed(0)
+    images = torch.randint(
+        0, 256, (3, 3, 224, 224), dtype=torch.uint8, generator=generator
+    )
+    with torch.inference_mode():
+        ref = capture_net(loaded, specs).eval()(pre.normalize(images), names)
+        from_uint8, from_float = net(images, names), net(pre.normalize(images), names)
+    for name in names:
+        assert rel_l2(from_uint8[name].numpy(), ref[name].numpy()) < 1e-5, name
+        assert rel_l2(from_float[name].numpy(), ref[name].numpy()) < 1e-5, name
+    assert in_graph_normalization(preprocess_for("caffe-alexnet")) is None
+    plain = runtime_net(loaded, specs, runtime="openvino")  # no preprocessing known
+    with pytest.raises(ValueError, match="normalised float batch"):
+        plain(images, names)
+
+
 def test_torch_fp32_is_described_as_before_and_legacy_names_hold():
     assert "runtime" not in preprocess_for("alexnet").describe()
     described = preprocess_for("alexnet", runtime="openvino").describe()
@@ -304,3 +333,55 @@ def test_a_missing_optional_package_skips_here_and_fails_in_ci(monkeypatch):
     with pytest.raises(pytest.fail.Exception, match="CI is set and featx_no_such"):
         need("featx_no_such_package")
     need("numpy")  # installed: nothing happens
+
+
+@pytest.mark.slow
+def test_a_held_out_folder_goes_through_the_training_int8_network(
+    image_folder, tmp_path
+):
+    """`fit --test FOLDER` on an int8 cache extracts the held-out folder with
+    the training cache's runtime and calibration (its int8 network is reused,
+    not calibrated on the test images)."""
+    need("onnx", "openvino", "nncf")
+    import shutil
+
+    from featx.fit import fit
+
+    train = extract(
+        image_folder, layers=["fc7"], weights="random", num_workers=0,
+        cache_dir=tmp_path / "cache", runtime="openvino", precision="int8",
+        calibration=6,
+    )  # fmt: skip
+    test = tmp_path / "Test"
+    shutil.copytree(image_folder, test)
+    made = dict(exports.EXPORTS)
+    result = fit(
+        cache=train.cache_path, cache_dir=tmp_path / "cache", layer="fc7",
+        clf="ridge", cv=2, test=test, save=False,
+    )  # fmt: skip
+    assert made == exports.EXPORTS  # the training int8 network
+    assert result.test["n_images"] == train.n_images
+    with FeatureCache(train.cache_path) as a, FeatureCache(result.test["cache"]) as b:
+        assert b.meta.transform == a.meta.transform  # runtime, calibration
+        X, Y = a.read("fc7"), b.read("fc7")
+        same = [b.paths.index(p) for p in a.paths]
+    assert np.allclose(Y[same], X, rtol=0, atol=1e-5 * np.abs(X).max())
+
+
+@pytest.mark.slow
+def test_a_damaged_int8_model_is_made_again(image_folder, tmp_path):
+    need("onnx", "openvino", "nncf")
+    kw = {"layers": ["fc7"], "weights": "random", "num_workers": 0}
+    kw.update(runtime="openvino", precision="int8", calibration=6)
+    first = extract(image_folder, cache_dir=tmp_path / "a", **kw)
+    folder = next(exports.runtimes_dir().glob("alexnet-*"))
+    (weights,) = folder.glob("int8-openvino-*.bin")
+    damaged = tmp_path / "damaged.bin"
+    damaged.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    damaged.replace(weights)
+    made = exports.EXPORTS.get("int8-openvino", 0)
+    again = extract(image_folder, cache_dir=tmp_path / "b", **kw)
+    assert exports.EXPORTS["int8-openvino"] == made + 1
+    assert again.parity == pytest.approx(first.parity, rel=1e-3)
+    with FeatureCache(first.cache_path) as a, FeatureCache(again.cache_path) as b:
+        assert rel_l2(b.read("fc7"), a.read("fc7")) < 1e-5

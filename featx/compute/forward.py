@@ -270,7 +270,8 @@ def _forward_view(net, preprocess, images, layers, device) -> dict[str, np.ndarr
     # the other runtimes take a plain (N, C, H, W) array: no channels-last copy
     layout = getattr(net, "memory_format", torch.channels_last)
     x = images.to(device, non_blocking=True).contiguous(memory_format=layout)
-    x = preprocess.normalize(x)
+    if not getattr(net, "normalizes", False):  # OpenVINO does it in its graph
+        x = preprocess.normalize(x)
     names = sorted({layer.layer for layer in layers})
     cast = AUTOCAST.get(preprocess.precision)
     with torch.inference_mode():

@@ -23,25 +23,35 @@ from featx.compute.exports import (
     require_runtime,
 )
 from featx.errors import ParameterError
+from featx.images import Preprocess
 from featx.model import LayerSpec, LoadedWeights
 
-__all__ = ["RuntimeNet", "runtime_net"]
+__all__ = ["RuntimeNet", "in_graph_normalization", "runtime_net"]
 
 
 class RuntimeNet:
     """A network run by OpenVINO or ONNX Runtime, called as the torch capture
     net is: ``net(x, names) -> {name: tensor}`` (every layer is computed; the
-    ones in ``names`` are returned), ``net.layers`` maps names to specs."""
+    ones in ``names`` are returned), ``net.layers`` maps names to specs.
+
+    ``x`` is the normalised float batch; where ``normalizes`` is true it may
+    also be the uint8 batch itself, which the runtime normalises inside the
+    graph (:func:`featx.compute.forward.run_forward` then skips
+    :meth:`featx.images.Preprocess.normalize`)."""
 
     #: The input layout it takes (:func:`featx.compute.forward.run_forward`).
     memory_format = torch.contiguous_format
 
-    def __init__(self, run, specs: list[LayerSpec], runtime: str) -> None:
-        self.run, self.runtime = run, runtime
+    def __init__(
+        self, run, specs: list[LayerSpec], runtime: str, *, normalizes: bool = False
+    ) -> None:
+        self.run, self.runtime, self.normalizes = run, runtime, normalizes
         self.names = [s.name for s in specs]
         self.layers = {s.name: s for s in specs}
 
     def __call__(self, x: torch.Tensor, names=None) -> dict[str, torch.Tensor]:
+        if x.dtype == torch.uint8 and not self.normalizes:
+            raise ValueError("this network takes the normalised float batch")
         arrays = self.run(np.ascontiguousarray(x.detach().cpu().numpy()))
         out = dict(zip(self.names, arrays, strict=True))
         return {n: torch.from_numpy(out[n]) for n in (names or self.names)}
@@ -50,16 +60,49 @@ class RuntimeNet:
         return self
 
 
-def _openvino_run(model_path: Path, threads: int):
+def in_graph_normalization(preprocess) -> tuple | None:
+    """``(mean, std)`` of ``preprocess`` where it normalises as
+    :meth:`featx.images.Preprocess.normalize` does (``x / 255``, minus the
+    mean, over the std, per RGB channel), which OpenVINO can do inside the
+    graph; None for any other (Caffe's BGR mean image)."""
+    if preprocess is None or type(preprocess).normalize is not Preprocess.normalize:
+        return None
+    return tuple(preprocess.mean), tuple(preprocess.std)
+
+
+def _openvino_run(model_path: Path, threads: int, normalization: tuple | None):
+    """OpenVINO's ``run(x) -> [array per output]``, compiled for float input,
+    and for uint8 input (normalised in the graph, where OpenVINO folds it into
+    the first layer) the first time such a batch comes."""
     import openvino as ov
 
     core = ov.Core()
     config = {"INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": "f32"}
-    compiled = core.compile_model(core.read_model(model_path), "CPU", config)
-    request = compiled.create_infer_request()
-    outputs = compiled.outputs
+    compiled: dict = {}
+
+    def compile_for(kind: str):
+        model = core.read_model(model_path)
+        if kind == "uint8":
+            from openvino.preprocess import PrePostProcessor
+
+            mean, std = normalization
+            ppp = PrePostProcessor(model)
+            ppp.input().tensor().set_element_type(ov.Type.u8).set_layout(
+                ov.Layout("NCHW")
+            )
+            ppp.input().model().set_layout(ov.Layout("NCHW"))
+            ppp.input().preprocess().convert_element_type(ov.Type.f32).scale(
+                255.0
+            ).mean(list(mean)).scale(list(std))
+            model = ppp.build()
+        net = core.compile_model(model, "CPU", config)
+        return net.create_infer_request(), net.outputs
 
     def run(x: np.ndarray) -> list[np.ndarray]:
+        kind = "uint8" if x.dtype == np.uint8 else "float"
+        if kind not in compiled:
+            compiled[kind] = compile_for(kind)
+        request, outputs = compiled[kind]
         request.infer({0: x})
         return [request.get_tensor(o).data.copy() for o in outputs]
 
@@ -120,5 +163,7 @@ def runtime_net(
         path = onnx_file(loaded, specs, hw)
     threads = available_cores()
     if runtime == "openvino":
-        return RuntimeNet(_openvino_run(path, threads), specs, runtime)
+        normalization = in_graph_normalization(preprocess)
+        run = _openvino_run(path, threads, normalization)
+        return RuntimeNet(run, specs, runtime, normalizes=normalization is not None)
     return RuntimeNet(_onnxruntime_run(path, threads), specs, runtime)
