@@ -826,3 +826,80 @@ def test_decodes_in_threads_keep_their_own_bomb_warning(monkeypatch):
         t.join(timeout=30)
     assert results["small"] == (40, 40)
     assert "decompression bomb" in results["big"]
+
+
+@pytest.mark.slow
+def test_an_int8_model_is_served_as_predict_runs_it(served, tmp_path):
+    """A model fitted on OpenVINO int8 features: the server runs that int8
+    network (the one extract made, not made again) and answers what `featx
+    predict` answers; it will not run it with torch."""
+    from featx.compute import exports
+    from featx.predict.modelfile import ModelFileError
+    from featx.serve.service import FeatureService
+    from tests.needs import need
+
+    need("onnx", "openvino", "nncf")
+    cache = extract(
+        served["folder"], layers=["fc7"], weights="random", num_workers=0,
+        cache_dir=tmp_path / "cache", runtime="openvino", precision="int8",
+    ).cache_path  # fmt: skip
+    model = fit(
+        cache=cache, layer="fc7", clf="logreg", cv=3, out=tmp_path / "int8.skops"
+    ).model_path
+    files = files_of(served["folder"])[:4]
+    want = predict(model, files, num_workers=0, top_k=2)
+    made = dict(exports.EXPORTS)
+    with pytest.raises(ModelFileError, match="int8 by openvino; it runs with that"):
+        FeatureService(ServeSpec(model_file=model, runtime="torch"))
+    spec = {"model_file": model}
+    with ThreadServer(FeatureService(ServeSpec(**spec)), **spec) as server:
+        inputs = {"input": [b64(f) for f in files]}
+        got = httpx.post(
+            f"{server.url}/v1/predict", json={**inputs, "top_k": 2}, timeout=BOUND_S
+        )
+        embedded = httpx.post(
+            f"{server.url}/v1/embeddings", json=inputs, timeout=BOUND_S
+        )
+    assert made == exports.EXPORTS
+    assert got.status_code == 200, got.text
+    for w, p in zip(want, got.json()["predictions"], strict=True):
+        assert p["label"] == w.label
+        for (_, score), value in zip(w.top, p["scores"].values(), strict=True):
+            assert abs(value - score) <= 1e-4
+    body = embedded.json()
+    assert body["runtime"] == "openvino" and body["precision"] == "int8"
+    X, _, paths, _ = read_layer(cache, "fc7")
+    rows = dict(zip(paths, X, strict=True))
+    for f, item in zip(files, body["data"], strict=True):
+        stored = rows[str(f.relative_to(served["folder"]))]
+        have = np.array(item["embedding"], dtype=np.float32)
+        assert np.linalg.norm(have - stored) <= 1e-4 * np.linalg.norm(stored)
+
+
+@pytest.mark.slow
+def test_a_features_server_runs_openvino_as_torch_within_1e_4(served):
+    from featx.errors import ParameterError
+    from featx.serve.service import FeatureService
+    from tests.needs import need
+
+    need("onnx", "openvino")
+    spec = {"layer": "fc7", "weights": "random", "runtime": "openvino"}
+    with pytest.raises(ParameterError, match="calibration images"):
+        ServeSpec(**{**spec, "precision": "int8"}).check()
+    service = FeatureService(ServeSpec(**spec))
+    assert service.describe()["runtime"] == "openvino"
+    X, _, paths, _ = read_layer(served["cache"], "fc7")  # torch fp32
+    rows = dict(zip(paths, X, strict=True))
+    files = files_of(served["folder"])[:3]
+    with ThreadServer(service, runtime="openvino") as server:
+        got = httpx.post(
+            f"{server.url}/v1/embeddings",
+            json={"input": [b64(f) for f in files]},
+            timeout=BOUND_S,
+        )
+    assert got.status_code == 200, got.text
+    assert got.json()["runtime"] == "openvino"
+    for f, item in zip(files, got.json()["data"], strict=True):
+        want = rows[str(f.relative_to(served["folder"]))]
+        have = np.array(item["embedding"], dtype=np.float32)
+        assert np.linalg.norm(have - want) <= 1e-4 * np.linalg.norm(want)

@@ -9,7 +9,7 @@ import click
 
 from featx.choices import DECODE_MODES, ENGINES, PRECISIONS, SPATIAL
 from featx.cli.app import main
-from featx.cli.options import examples, model_option
+from featx.cli.options import examples, model_option, runtime_option
 from featx.cli.output import random_weights_banner
 from featx.serve.spec import DECODE_POOLS
 
@@ -95,6 +95,12 @@ def classifier_line(model_file: Path, info: dict) -> str:
     default=None,
     help="With --layer: the forward pass's arithmetic [default: fp32 on a CPU, "
     "bf16 on CUDA].",
+)
+@runtime_option(
+    "What runs the network on the CPU: torch, openvino or onnxruntime (pip "
+    "install -e '.[cpu-fast]'), e.g. --layer fc7 --runtime openvino [default: "
+    "torch with --layer; a model file's own, and a float32 model may move to "
+    "another float32 runtime, an int8 model runs only with its own]."
 )
 @click.option(
     "--device", default="auto", show_default=True, help="Where the network runs."
@@ -221,7 +227,7 @@ def serve(quiet, **options) -> None:
         f"{about['spatial']}), weights: {about['weights']} "
         f"({'pretrained' if about['pretrained'] else 'NOT pretrained'}, sha256 "
         f"{about['weights_sha256'][:16]}…), decode {about['decode']}, "
-        f"{about['precision']} on {about['device']}",
+        f"{about['precision']} by {about['runtime']} on {about['device']}",
         err=True,
     )
     if service.has_classifier:

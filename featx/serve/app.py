@@ -172,6 +172,7 @@ def embeddings_answer(service, results: list, encoding: str) -> dict:
                 "pretrained",
                 "decode",
                 "precision",
+                "runtime",
                 "dim",
             )
         },  # fmt: skip

@@ -118,6 +118,9 @@ class EmbeddingsResponse(BaseModel):
     pretrained: bool
     decode: str
     precision: str
+    runtime: str = Field(
+        "torch", description="What ran the network: torch, openvino or onnxruntime."
+    )
     errors: list[ItemError] = Field(
         default_factory=list, description="The images that could not be read."
     )

@@ -64,10 +64,9 @@ class FeatureService:
     """
 
     def __init__(self, spec: ServeSpec) -> None:
-        from featx.compute.forward import build_net, configure_threads, resolve_device
+        from featx.compute.forward import build_net, configure_threads
 
         self.spec = spec.check()
-        self.device = resolve_device(spec.device)
         self.pipeline = self.meta = None
         self.dim: int | None = None
         self.batches = 0
@@ -81,20 +80,29 @@ class FeatureService:
         #: The dataset an embedding is: the layer's centre view.
         self.key = next(w.key for w in self.wanted if w.view == CENTER)
         configure_threads(self.device)
-        # a model file's runtime (OpenVINO, ONNX Runtime, int8) runs as it was made
+        # a model file's runtime (OpenVINO, ONNX Runtime, int8) runs as it was
+        # made, unless a float32 model is moved to another float32 runtime
         self.net = build_net(self.loaded, self.wanted, self.device, self.preprocess)
 
     def _load_layer(self) -> None:
-        from featx.extraction.api import layer_spatial, resolve_preprocess
+        from featx.compute.forward import resolve_device
+        from featx.extraction.api import (
+            layer_spatial,
+            resolve_preprocess,
+            runtime_device,
+        )
         from featx.extraction.api import wanted_layers as layers_of
         from featx.model import load_weights, resolve_layers
 
         spec = self.spec
         layer = resolve_layers([spec.layer], spec.model)[0]
         layer_spatial(layer, spec.spatial)
+        runtime = spec.runtime or "torch"
+        self.device = resolve_device(runtime_device(spec.device, runtime))
         self.preprocess = resolve_preprocess(
-            spec.model, None, spec.decode, spec.precision, "pil", device=self.device
-        )
+            spec.model, None, spec.decode, spec.precision, "pil",
+            device=self.device, runtime=runtime,
+        )  # fmt: skip
         self.wanted = layers_of([layer], spec.spatial, "float32", CENTER, spec.model)
         self.loaded = load_weights(
             spec.weights or "imagenet", seed=spec.seed, model=spec.model
@@ -103,6 +111,8 @@ class FeatureService:
         self.spatial = self.wanted[0].spatial
 
     def _load_model_file(self, path: Path) -> None:
+        from featx.compute.forward import resolve_device
+        from featx.extraction.api import runtime_device
         from featx.predict import (
             check_preprocessing,
             read_model,
@@ -111,7 +121,10 @@ class FeatureService:
         )
 
         self.pipeline, self.meta = read_model(path)
-        self.preprocess = check_preprocessing(self.meta)
+        self.preprocess = check_preprocessing(self.meta, self.spec.runtime)
+        self.device = resolve_device(
+            runtime_device(self.spec.device, self.preprocess.runtime)
+        )
         if self.preprocess.decoder != "pil":
             raise ParameterError(
                 f"{path} was fitted on features decoded by "
@@ -138,6 +151,7 @@ class FeatureService:
             "pretrained": self.loaded.pretrained,
             "decode": self.preprocess.decode,
             "precision": self.preprocess.precision,
+            "runtime": self.preprocess.runtime,
             "device": str(self.device),
             "dim": self.dim,
         }

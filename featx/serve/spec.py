@@ -12,6 +12,7 @@ from featx.choices import (
     DEFAULT_DECODE,
     ENGINES,
     PRECISIONS,
+    RUNTIMES,
     SPATIAL,
 )
 from featx.errors import ParameterError, check_choice, check_int
@@ -36,6 +37,9 @@ class ServeSpec:
     device: str = "auto"
     decode: str = DEFAULT_DECODE
     precision: str | None = None
+    #: What runs the network: None is torch with ``layer``, the model's own
+    #: runtime with ``model_file``.
+    runtime: str | None = None
     host: str = "127.0.0.1"
     port: int = 8000
     token: str | None = None
@@ -66,8 +70,16 @@ class ServeSpec:
             )
         check_choice("spatial", self.spatial, SPATIAL)
         check_choice("decode", self.decode, DECODE_MODES)
+        if self.precision == "int8":
+            raise ParameterError(
+                "`precision` 'int8' needs calibration images, which a server "
+                "with `layer` has none of: extract a folder with "
+                "`precision='int8'`, fit on it, and serve the model file"
+            )
         if self.precision is not None:
             check_choice("precision", self.precision, PRECISIONS)
+        if self.runtime is not None:
+            check_choice("runtime", self.runtime, RUNTIMES)
         check_choice("decode_pool", self.decode_pool, DECODE_POOLS)
         check_choice("engine", self.engine, ENGINES)
         for name in ("max_batch_size", "max_queue", "max_images", "replicas"):
