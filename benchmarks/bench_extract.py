@@ -272,9 +272,17 @@ def runtime_mode(args, loaded, names, device) -> dict:
         runs.append(run)
         print(f"repeat {r + 1}: " + "  ".join(f"{k} {v:.3f}" for k, v in run.items()),
               file=sys.stderr)  # fmt: skip
+    big = replicate(files, work / "big", args.memory_factor)
+    memory = {
+        f"N={n}": peak_rss(root, names, device, args.batch_size, work / f"mem{n}",
+                           args.model, **kw)
+        for n, root in ((args.images, work / "photos"),
+                        (args.images * args.memory_factor, big))
+    }  # fmt: skip
     return {
         "runtime": args.runtime,
         "precision": args.precision,
+        "memory_mib": memory,
         "runs": runs,
         "median": {k: statistics.median(run[k] for run in runs) for k in runs[0]},
         "parity": parity,
@@ -375,9 +383,10 @@ def no_write_rate(files, loaded, layers, device, batch_size, preprocess) -> floa
 
 
 def peak_rss(
-    root: Path, names, device, batch_size, cache_dir: Path, model: str = "alexnet"
+    root: Path, names, device, batch_size, cache_dir: Path, model="alexnet", **runtime
 ) -> dict:
-    """Run one extraction in a fresh process; its peak RSS (MiB)."""
+    """Run one extraction in a fresh process; its peak RSS (MiB). ``runtime``:
+    its ``runtime`` and ``precision``."""
     code = (
         "import json, resource, sys\n"
         "from featx.compute.process import configure_openmp\n"
@@ -386,7 +395,9 @@ def peak_rss(
         f"extract({str(root)!r}, layers={list(names)!r}, weights='random', "
         f"model={model!r}, "
         f"device={str(device)!r}, batch_size={batch_size}, "
-        f"cache_dir={str(cache_dir)!r})\n"
+        f"cache_dir={str(cache_dir)!r}, "
+        + "".join(f"{k}={v!r}, " for k, v in runtime.items())
+        + ")\n"
         "me = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024\n"
         "kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024\n"
         "print(json.dumps({'main_mib': me, 'worker_mib': kids}))\n"
