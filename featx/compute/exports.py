@@ -10,9 +10,11 @@ damaged file is rebuilt rather than trusted. The int8 models of
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import threading
 import time
 from pathlib import Path
 
@@ -144,17 +146,22 @@ def trusted(path: Path, *parts: Path) -> bool:
             return True
         if any(entries[p.name].get("sha256") != file_sha256(p) for p in files):
             return False
-        _record(path, {n: {**entries[n], **stats[n]} for n in stats})
-        return True
     except (OSError, ValueError, AttributeError, TypeError, KeyError):
         return False
+    # verified: recorded again where the folder can be written (a read-only
+    # TORCH_HOME hashes it again next time; it is trusted all the same)
+    with contextlib.suppress(OSError):
+        _record(path, {n: {**entries[n], **stats[n]} for n in stats})
+    return True
 
 
 def _record(path: Path, entries: dict) -> None:
     """Write ``path``'s sidecar (atomically): each file's digest, size and
     modification time, and when they were recorded."""
     sidecar = _sidecar(path)
-    tmp = sidecar.with_name(f".{sidecar.name}.{os.getpid()}.tmp")
+    tmp = sidecar.with_name(
+        f".{sidecar.name}.{os.getpid()}-{threading.get_ident()}.tmp"
+    )
     tmp.write_text(json.dumps({"files": entries, "recorded_ns": time.time_ns()}))
     tmp.replace(sidecar)
 

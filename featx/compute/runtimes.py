@@ -26,7 +26,7 @@ from featx.errors import ParameterError
 from featx.images import Preprocess
 from featx.model import LayerSpec, LoadedWeights
 
-__all__ = ["STREAMS", "RuntimeNet", "in_graph_normalization", "runtime_net"]
+__all__ = ["RuntimeNet", "in_graph_normalization", "runtime_net"]
 
 
 class RuntimeNet:
@@ -70,36 +70,25 @@ def in_graph_normalization(preprocess) -> tuple | None:
     return tuple(preprocess.mean), tuple(preprocess.std)
 
 
-#: OpenVINO streams a batch is split across, each with its share of the
-#: threads. On 2 cores, with the decode workers sharing them, two 1-thread
-#: streams ran AlexNet's extraction ~5% faster than one 2-thread stream (2,048
-#: photos, fp32 and int8; no faster on an idle machine's forward pass alone).
-STREAMS = 2
-
-
 def _openvino_run(model_path: Path, threads: int, normalization: tuple | None):
     """OpenVINO's ``run(x) -> [array per output]``, compiled for float input,
     and for uint8 input (normalised in the graph, where OpenVINO folds it into
-    the first layer) the first time such a batch comes. A batch is split
-    across :data:`STREAMS` streams run at once."""
+    the first layer) the first time such a batch comes; the model is read at
+    once, right after its files were checked."""
     import openvino as ov
 
     core = ov.Core()
-    streams = max(1, min(STREAMS, threads))
-    config = {
-        "INFERENCE_NUM_THREADS": threads,
-        "NUM_STREAMS": streams,
-        "INFERENCE_PRECISION_HINT": "f32",
-    }
+    config = {"INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": "f32"}
+    model = core.read_model(model_path)
     compiled: dict = {}
 
     def compile_for(kind: str):
-        model = core.read_model(model_path)
+        graph = model
         if kind == "uint8":
             from openvino.preprocess import PrePostProcessor
 
             mean, std = normalization
-            ppp = PrePostProcessor(model)
+            ppp = PrePostProcessor(model.clone())
             ppp.input().tensor().set_element_type(ov.Type.u8).set_layout(
                 ov.Layout("NCHW")
             )
@@ -107,25 +96,17 @@ def _openvino_run(model_path: Path, threads: int, normalization: tuple | None):
             ppp.input().preprocess().convert_element_type(ov.Type.f32).scale(
                 255.0
             ).mean(list(mean)).scale(list(std))
-            model = ppp.build()
-        net = core.compile_model(model, "CPU", config)
-        return [net.create_infer_request() for _ in range(streams)], net.outputs
+            graph = ppp.build()
+        net = core.compile_model(graph, "CPU", config)
+        return net.create_infer_request(), net.outputs
 
     def run(x: np.ndarray) -> list[np.ndarray]:
         kind = "uint8" if x.dtype == np.uint8 else "float"
         if kind not in compiled:
             compiled[kind] = compile_for(kind)
-        requests, outputs = compiled[kind]
-        parts = np.array_split(x, max(1, min(len(requests), len(x))))
-        for request, part in zip(requests, parts, strict=False):
-            request.start_async({0: np.ascontiguousarray(part)})
-        got = []
-        for request, _ in zip(requests, parts, strict=False):
-            request.wait()
-            got.append([request.get_tensor(o).data.copy() for o in outputs])
-        if len(got) == 1:
-            return got[0]
-        return [np.concatenate(layer) for layer in zip(*got, strict=True)]
+        request, outputs = compiled[kind]
+        request.infer({0: x})
+        return [request.get_tensor(o).data.copy() for o in outputs]
 
     return run
 

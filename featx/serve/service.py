@@ -211,6 +211,8 @@ class FeatureService:
             "layer": meta.layer_name,
             "clf": meta.clf,
             "views": list(meta.views),
+            "precision": self.preprocess.precision,
+            "runtime": self.preprocess.runtime,
         }
         scores = (meta.cv_scores or {}).get("accuracy")
         if scores:

@@ -70,7 +70,7 @@ class ServeSpec:
             )
         check_choice("spatial", self.spatial, SPATIAL)
         check_choice("decode", self.decode, DECODE_MODES)
-        if self.precision == "int8":
+        if self.layer is not None and self.precision == "int8":
             raise ParameterError(
                 "`precision` 'int8' needs calibration images, which a server "
                 "with `layer` has none of: extract a folder with "
