@@ -259,11 +259,14 @@ def test_onnxruntime_int8_stays_close(image_folder, tmp_path):
 
 
 @pytest.mark.slow
-def test_cli_extract_prints_parity_and_predict_runs_the_runtime(image_folder, tmp_path):
-    need("onnx", "openvino")
+@pytest.mark.parametrize("runtime", ["openvino", "onnxruntime"])
+def test_cli_extract_prints_parity_and_predict_runs_the_runtime(
+    image_folder, tmp_path, runtime
+):
+    need("onnx", *PACKAGES[runtime])
     cache_dir = tmp_path / "cache"
     args = ["extract", "-q", "--weights", "random", "-l", "fc7", "--workers", "0"]
-    args += ["--cache-dir", str(cache_dir), "--runtime", "openvino", str(image_folder)]
+    args += ["--cache-dir", str(cache_dir), "--runtime", runtime, str(image_folder)]
     out = CliRunner().invoke(main, args, catch_exceptions=False)
     assert out.exit_code == 0, out.output
     assert "parity:  vs fp32 torch" in out.output
@@ -274,7 +277,7 @@ def test_cli_extract_prints_parity_and_predict_runs_the_runtime(image_folder, tm
     cache = next(cache_dir.glob("*.h5"))
     model = fit(cache=cache, layer="fc7", clf="logreg", cv=2, out=tmp_path / "m.skops")
     _, meta = load_model(model.model_path)
-    assert meta["transform"]["runtime"] == "openvino"
+    assert meta["transform"]["runtime"] == runtime
     results = predict(model.model_path, [image_folder], num_workers=0)
     torch_run = predict(
         model.model_path, [image_folder], num_workers=0, runtime="torch"

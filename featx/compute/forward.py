@@ -367,7 +367,10 @@ class _Stream:
                 values = run_forward(
                     net=self.net,
                     preprocess=self.preprocess,
-                    images=images[torch.from_numpy(ok).to(images.device)],
+                    # a batch with no failed image is not copied
+                    images=images
+                    if ok.all()
+                    else images[torch.from_numpy(ok).to(images.device)],
                     layers=self.needed(idx) if self.needed else self.wanted,
                     device=self.device,
                     views=self.views,
