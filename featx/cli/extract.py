@@ -55,11 +55,10 @@ def check_before_work(
             "--precision int8 runs with --runtime openvino or onnxruntime"
         )
     if runtime not in (None, "torch"):
-        from featx.compute.exports import require_runtime
+        from featx.compute.exports import require_packages
 
         preprocess_for(model, mean_file, precision=precision or "fp32", runtime=runtime)
-        require_runtime(runtime)  # says how to install it
-        require_runtime(f"int8-{runtime}" if precision == "int8" else "onnx")
+        require_packages(runtime, precision)  # says how to install them
 
 
 EXTRACT_EXAMPLES = examples(

@@ -33,6 +33,7 @@ __all__ = [
     "onnx_file",
     "openvino_file",
     "publish",
+    "require_packages",
     "require_runtime",
     "runtimes_dir",
     "temporary",
@@ -73,6 +74,14 @@ def require_runtime(what: str) -> None:
                 f"{what} needs the Python package {package!r}, which is not "
                 f"installed: {INSTALL_HINT}"
             )
+
+
+def require_packages(runtime: str, precision: str | None) -> None:
+    """Refuse at once what a run with ``runtime`` in ``precision`` cannot do
+    here: the runtime's package, and what quantizes for it (int8) or exports
+    to ONNX (fp32)."""
+    require_runtime(runtime)
+    require_runtime(f"int8-{runtime}" if precision == "int8" else "onnx")
 
 
 def runtimes_dir() -> Path:

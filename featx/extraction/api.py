@@ -81,10 +81,9 @@ def resolve_preprocess(
         raise ParameterError("decoder 'torchvision' runs with the local engine only")
     preprocess = preprocess_for(model, mean, decode, precision, decoder, runtime)
     if runtime != "torch":  # a missing package is named before any work
-        from featx.compute.exports import require_runtime
+        from featx.compute.exports import require_packages
 
-        require_runtime(runtime)
-        require_runtime(f"int8-{runtime}" if precision == "int8" else "onnx")
+        require_packages(runtime, precision)
     return preprocess
 
 

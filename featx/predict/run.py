@@ -189,7 +189,7 @@ def check_preprocessing(meta: ModelMeta, runtime: str | None = None):
     settings = computed_with(meta.transform)
     transform = dict(meta.transform)
     if runtime is not None and runtime != settings["runtime"]:
-        if settings["precision"] not in ("fp32",):
+        if settings["precision"] != "fp32":
             raise ModelFileError(
                 f"the model's features were computed in {settings['precision']} "
                 f"by {settings['runtime']}; it runs with that runtime only "
