@@ -33,6 +33,7 @@ from featx.compute.devices import (
     default_decoder,
     default_precision,
     default_workers,
+    lower_priority,
     resolve_device,
 )
 from featx.compute.process import release_free_memory
@@ -180,6 +181,8 @@ def make_loader(
         collate_fn=_collate,
         pin_memory=device.type == "cuda",
         prefetch_factor=4 if num_workers else None,
+        # on a CPU the workers share the forward pass's cores: it goes first
+        worker_init_fn=lower_priority if device.type == "cpu" else None,
     )
 
 
