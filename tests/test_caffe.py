@@ -14,6 +14,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import pickle
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -199,14 +200,19 @@ def photos(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def weight_files(tmp_path_factory):
+    """~1 GB of weight files, removed when the module is done with them."""
     root = tmp_path_factory.mktemp("caffe-weights")
     w = npy_weights()
-    return w, {
-        "npy": write_npy(root / "bvlc_alexnet.npy", w),
-        "h5": write_keras1_h5(root / "alexnet_weights.h5", w),
-        "caffemodel": write_caffemodel(root / "bvlc_alexnet.caffemodel", w),
-        "caffemodel-v2": write_caffemodel(root / "new.caffemodel", w, v1=False),
-    }
+    yield (
+        w,
+        {
+            "npy": write_npy(root / "bvlc_alexnet.npy", w),
+            "h5": write_keras1_h5(root / "alexnet_weights.h5", w),
+            "caffemodel": write_caffemodel(root / "bvlc_alexnet.caffemodel", w),
+            "caffemodel-v2": write_caffemodel(root / "new.caffemodel", w, v1=False),
+        },
+    )
+    shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(autouse=True)
